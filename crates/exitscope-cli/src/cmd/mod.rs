@@ -1,0 +1,3 @@
+//! One module per subcommand. Each has an `Args` (clap) and a `run(Args) -> CmdResult`.
+
+pub mod report;

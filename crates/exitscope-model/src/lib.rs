@@ -1,0 +1,306 @@
+//! # Brief overview
+//!
+//! The record model shared by every exitscope parser (ftrace text, trace-cmd `trace.dat`) and
+//! every analysis (call trees, exit statistics, event statistics). Parsers turn bytes into
+//! [`Record`]s and push them into a [`RecordSink`]; analyses implement the sink. Nothing here
+//! does I/O.
+//!
+//! ```
+//! use exitscope_model::{Func, Record, RecordKind, RecordSink, Flow, Diagnostic};
+//!
+//! struct CountLeaves(u64);
+//! impl RecordSink for CountLeaves {
+//!     fn record(&mut self, rec: &Record<'_>) -> Flow {
+//!         if let RecordKind::Leaf { .. } = rec.kind { self.0 += 1 }
+//!         Flow::Continue
+//!     }
+//!     fn diagnostic(&mut self, _d: Diagnostic) -> Flow { Flow::Continue }
+//! }
+//! let mut sink = CountLeaves(0);
+//! let rec = Record {
+//!     line: 1, cpu: Some(0), task: None, timestamp: None,
+//!     kind: RecordKind::Leaf { func: Func::new("kvm_cpuid", Some("kvm")), duration: Some(100), depth: 2 },
+//! };
+//! sink.record(&rec);
+//! assert_eq!(sink.0, 1);
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::fmt;
+
+/// A duration or timestamp in nanoseconds. Trace text has at most nanosecond precision, so
+/// integers are exact where floats would not be.
+pub type Nanos = u64;
+
+/// A kernel function as printed by `%ps`: `name` plus an optional module (`[kvm]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Func<'a> {
+    /// Symbol name, with compiler suffixes such as `.part.119` kept.
+    pub name: &'a str,
+    /// Module the symbol lives in (`kvm`, `kvm_amd`), `None` for vmlinux.
+    pub module: Option<&'a str>,
+}
+
+impl<'a> Func<'a> {
+    /// A function named `name` in `module`.
+    pub fn new(name: &'a str, module: Option<&'a str>) -> Self {
+        Func { name, module }
+    }
+}
+
+impl fmt::Display for Func<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.module {
+            Some(m) => write!(f, "{} [{}]", self.name, m),
+            None => f.write_str(self.name),
+        }
+    }
+}
+
+/// A task as the trace names it: `comm-pid`. The comm may be truncated (7 characters in
+/// function_graph's proc column) or `<...>` when the kernel did not know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Task<'a> {
+    /// Command name as printed.
+    pub comm: &'a str,
+    /// Thread id.
+    pub pid: u32,
+}
+
+/// One thing a trace says happened, in input order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// 1-based line number in the input (0 for binary inputs, whose position is in the
+    /// diagnostics instead).
+    pub line: u64,
+    /// CPU the record was written on, when the trace says.
+    pub cpu: Option<u32>,
+    /// Task that wrote the record, when the trace says (proc column, event prefix, or the
+    /// last task-switch banner on this CPU).
+    pub task: Option<Task<'a>>,
+    /// Absolute timestamp, when the trace has one (abstime column, event timestamp).
+    pub timestamp: Option<Nanos>,
+    /// What happened.
+    pub kind: RecordKind<'a>,
+}
+
+/// The kinds of [`Record`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind<'a> {
+    /// `f() {`: a call whose return comes later.
+    Entry {
+        /// The called function.
+        func: Func<'a>,
+        /// Call depth from the indentation (0 = outermost traced call).
+        depth: u32,
+    },
+    /// `}` or `} /* f */`: the return of the innermost open call.
+    Exit {
+        /// The function named by funcgraph-tail or retval comments, if printed.
+        func: Option<Func<'a>>,
+        /// Duration of the call including children (`None` when the duration column is off).
+        duration: Option<Nanos>,
+        /// Call depth from the indentation.
+        depth: u32,
+    },
+    /// `f();`: a call with no traced children, entry and return in one line.
+    Leaf {
+        /// The called function.
+        func: Func<'a>,
+        /// Duration (`None` when the duration column is off).
+        duration: Option<Nanos>,
+        /// Call depth from the indentation.
+        depth: u32,
+    },
+    /// A tracepoint, trace_printk or marker record: an event line or a `/* ... */` comment
+    /// inside a graph.
+    Event {
+        /// Event name (`kvm_exit`); empty for trace_printk messages without a name.
+        name: &'a str,
+        /// The event's printed arguments (everything after `name: `).
+        text: &'a str,
+    },
+    /// A task-switch banner: `prev => next` on `Record::cpu`.
+    TaskSwitch {
+        /// Task switched out.
+        prev: Task<'a>,
+        /// Task switched in; following records on this CPU belong to it.
+        next: Task<'a>,
+    },
+    /// `CPU:N [LOST n EVENTS]`: the ring buffer dropped records on `Record::cpu`.
+    Lost {
+        /// Number of records lost, when the kernel knew it.
+        count: Option<u64>,
+    },
+    /// `==========>` (true) or `<==========` (false): an interrupt starts or ends here.
+    IrqMarker {
+        /// True for the entry marker.
+        enter: bool,
+    },
+}
+
+/// Whether a producer should keep going.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep producing records.
+    Continue,
+    /// Stop early; the consumer has what it needs.
+    Stop,
+}
+
+/// How serious a [`Diagnostic`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum Severity {
+    /// The input was read, but something in it looks inconsistent (e.g. indentation that
+    /// disagrees with the braces). Numbers are still trustworthy.
+    Warning,
+    /// A line or record could not be read and was skipped.
+    Error,
+}
+
+/// A problem found in an input, with its exact place. Parsers count these and keep going;
+/// `--strict` turns errors into a failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Diagnostic {
+    /// Input name as the user gave it (`-` for stdin).
+    pub file: String,
+    /// 1-based line (0 for binary inputs).
+    pub line: u64,
+    /// 1-based byte column (for binary inputs: the byte offset in the file).
+    pub column: u64,
+    /// Warning or error.
+    pub severity: Severity,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        if self.line == 0 {
+            write!(f, "{}: byte {:#x}: {}: {}", self.file, self.column, sev, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, sev, self.message)
+        }
+    }
+}
+
+/// A consumer of records, the parser → analysis interface (modelled on grep-searcher's
+/// `Sink`). Producers call [`RecordSink::record`] for each record in input order and
+/// [`RecordSink::diagnostic`] for each problem, and stop when either returns [`Flow::Stop`].
+pub trait RecordSink {
+    /// Consume one record.
+    fn record(&mut self, rec: &Record<'_>) -> Flow;
+    /// Consume one diagnostic. The default keeps going.
+    fn diagnostic(&mut self, diag: Diagnostic) -> Flow {
+        let _ = diag;
+        Flow::Continue
+    }
+}
+
+impl<S: RecordSink + ?Sized> RecordSink for &mut S {
+    fn record(&mut self, rec: &Record<'_>) -> Flow {
+        (**self).record(rec)
+    }
+    fn diagnostic(&mut self, diag: Diagnostic) -> Flow {
+        (**self).diagnostic(diag)
+    }
+}
+
+/// Names of interrupt entry points and helpers that, on modern x86 (idtentry, ~5.8+), appear
+/// nested inside whatever function they interrupted, with no `==========>` marker. Matched as
+/// exact names or, for entries ending in `*`, as prefixes.
+pub const INTERRUPT_FUNCTIONS: &[&str] = &[
+    "irq_enter*",
+    "irq_exit*",
+    "__sysvec_*",
+    "sysvec_*",
+    "smp_*_interrupt",
+    "smp_apic_timer_interrupt",
+    "smp_reschedule_interrupt",
+    "smp_call_function*_interrupt",
+    "handle_irq_event*",
+    "handle_edge_irq",
+    "handle_fasteoi_irq",
+    "generic_handle_irq*",
+    "__do_softirq",
+    "do_softirq*",
+    "handle_softirqs",
+    "xen_evtchn_do_upcall",
+    "__xen_evtchn_do_upcall",
+    "do_IRQ",
+    "common_interrupt",
+    "__common_interrupt",
+    "asm_sysvec_*",
+    "asm_common_interrupt",
+];
+
+/// Whether `name` is an interrupt entry point (see [`INTERRUPT_FUNCTIONS`]).
+pub fn is_interrupt_function(name: &str) -> bool {
+    // Compiler suffixes (`.isra.0`) do not change what the function is.
+    let base = name.split_once('.').map_or(name, |(b, _)| b);
+    INTERRUPT_FUNCTIONS.iter().any(|pat| glob_match(pat, base))
+}
+
+/// Tiny `*` glob (any run of characters), enough for symbol patterns.
+fn glob_match(pat: &str, s: &str) -> bool {
+    match pat.split_once('*') {
+        None => pat == s,
+        Some((head, tail)) => {
+            let Some(rest) = s.strip_prefix(head) else { return false };
+            if tail.is_empty() {
+                return true;
+            }
+            // Try every split point; the patterns are short.
+            (0..=rest.len()).any(|i| rest.is_char_boundary(i) && glob_match(tail, &rest[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn func_display_has_module_suffix_like_ps() {
+        assert_eq!(Func::new("vcpu_enter_guest", Some("kvm")).to_string(), "vcpu_enter_guest [kvm]");
+        assert_eq!(Func::new("schedule", None).to_string(), "schedule");
+    }
+
+    #[test]
+    fn interrupt_names_are_recognised() {
+        for n in [
+            "irq_enter_rcu",
+            "irq_exit",
+            "__sysvec_apic_timer_interrupt",
+            "smp_irq_work_interrupt",
+            "xen_evtchn_do_upcall",
+            "__do_softirq",
+            "handle_irq_event.isra.0",
+        ] {
+            assert!(is_interrupt_function(n), "{n}");
+        }
+        for n in ["kvm_emulate_cpuid", "irq_work_run", "schedule", "smp_call_function_many"] {
+            assert!(!is_interrupt_function(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn diagnostic_display_names_file_line_column() {
+        let d = Diagnostic {
+            file: "a.txt".into(),
+            line: 12,
+            column: 17,
+            severity: Severity::Error,
+            message: "expected a duration".into(),
+        };
+        assert_eq!(d.to_string(), "a.txt:12:17: error: expected a duration");
+    }
+}
