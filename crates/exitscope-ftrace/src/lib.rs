@@ -1,1 +1,403 @@
-//! placeholder
+//! # Brief overview
+//!
+//! A streaming parser for ftrace **text**: function_graph output in all its option variants
+//! (CPU / proc / abstime / latency-flag / duration columns, overhead marks, funcgraph-tail,
+//! retval and retaddr comments, irq markers, task-switch banners, event comments, `LOST`
+//! lines), plain tracepoint lines from `trace` and `trace_pipe`, and `trace-cmd report`'s
+//! rendering of both. It reads through a fixed buffer, so memory does not grow with the
+//! input, and pushes [`Record`]s into a [`RecordSink`].
+//!
+//! ```
+//! use exitscope_ftrace::parse_reader;
+//! use exitscope_model::{Flow, Record, RecordKind, RecordSink};
+//!
+//! struct Durations(Vec<u64>);
+//! impl RecordSink for Durations {
+//!     fn record(&mut self, r: &Record<'_>) -> Flow {
+//!         if let RecordKind::Exit { duration: Some(d), .. } = r.kind { self.0.push(d) }
+//!         Flow::Continue
+//!     }
+//! }
+//! let text = " 98)               |  vcpu_enter_guest [kvm]() {\n 98)   4.278 us    |  }\n";
+//! let mut sink = Durations(vec![]);
+//! let summary = parse_reader("seed", text.as_bytes(), &mut sink).unwrap();
+//! assert_eq!(sink.0, [4278]);
+//! assert_eq!(summary.records, 2);
+//! ```
+//!
+//! What the parser does not do is pair entries with exits: that needs per-task stacks and
+//! belongs to the analysis (`exitscope-analyze`). It does resolve which task wrote each line
+//! where the text says so (proc column, event prefix, or the last task-switch banner on that
+//! CPU), because that needs the text's context.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod line;
+pub mod reader;
+
+use std::io::{self, Read};
+
+use exitscope_model::{Diagnostic, Flow, Record, RecordKind, RecordSink, Severity, Task};
+
+use line::{Body, Line};
+
+/// Counts of what one input contained. Every line is accounted for:
+/// `lines == record_lines + ignored_lines + error_lines`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParseSummary {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Lines read.
+    pub lines: u64,
+    /// Lines that produced a record (a multi-line comment counts once, on its first line).
+    pub record_lines: u64,
+    /// Records produced.
+    pub records: u64,
+    /// Blank lines, headers, banner frames and comment continuation lines.
+    pub ignored_lines: u64,
+    /// Lines that could not be read (each has a diagnostic).
+    pub error_lines: u64,
+    /// True if the sink asked to stop before the end.
+    pub stopped: bool,
+}
+
+/// Longest multi-line comment kept; longer ones are cut with a warning.
+const MAX_COMMENT: usize = 64 * 1024;
+
+/// Parser state carried from line to line.
+pub struct TextParser {
+    input: String,
+    /// Current task per CPU, from task-switch banners (index = CPU; `u32::MAX` when the text
+    /// has no CPU column is kept in `no_cpu_task`).
+    cpu_tasks: Vec<Option<(String, u32)>>,
+    no_cpu_task: Option<(String, u32)>,
+    /// A `/* ...` comment that has not closed yet.
+    open_comment: Option<OpenComment>,
+    summary: ParseSummary,
+}
+
+struct OpenComment {
+    line: u64,
+    cpu: Option<u32>,
+    timestamp: Option<u64>,
+    name: String,
+    text: String,
+}
+
+impl TextParser {
+    /// A parser for the input called `input` (used in diagnostics).
+    pub fn new(input: &str) -> Self {
+        TextParser {
+            input: input.to_string(),
+            cpu_tasks: Vec::new(),
+            no_cpu_task: None,
+            open_comment: None,
+            summary: ParseSummary::default(),
+        }
+    }
+
+    /// Parse one line (1-based number `lineno`, without its newline).
+    pub fn line<S: RecordSink + ?Sized>(&mut self, raw: &[u8], lineno: u64, sink: &mut S) -> Flow {
+        self.summary.lines += 1;
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e.valid_up_to();
+                let byte = raw.get(at).copied().unwrap_or(0);
+                return self.error(
+                    sink,
+                    lineno,
+                    at,
+                    format!("expected UTF-8 text, found byte {byte:#04x}; is this a binary file?"),
+                );
+            }
+        };
+        if self.open_comment.is_some() {
+            if let Some(flow) = self.continue_comment(text, lineno, sink) {
+                return flow;
+            }
+        }
+        match line::parse_line(text) {
+            Ok(parsed) => self.emit(parsed, lineno, sink),
+            Err(e) => {
+                let found = excerpt(text, e.offset);
+                self.error(
+                    sink,
+                    lineno,
+                    e.offset,
+                    format!("expected {}, found {found}", e.expected),
+                )
+            }
+        }
+    }
+
+    /// Report a line longer than [`reader::MAX_LINE`].
+    pub fn too_long<S: RecordSink + ?Sized>(
+        &mut self,
+        len: u64,
+        lineno: u64,
+        sink: &mut S,
+    ) -> Flow {
+        self.summary.lines += 1;
+        self.error(
+            sink,
+            lineno,
+            0,
+            format!(
+                "expected a trace line shorter than {} bytes, found a line of {len} bytes",
+                reader::MAX_LINE
+            ),
+        )
+    }
+
+    /// Flush state at end of input and return the counts.
+    pub fn finish<S: RecordSink + ?Sized>(mut self, sink: &mut S) -> ParseSummary {
+        if let Some(c) = self.open_comment.take() {
+            let line = c.line;
+            self.emit_comment(c, sink);
+            let _ = sink.diagnostic(self.diag(
+                line,
+                0,
+                Severity::Warning,
+                "comment `/* ...` is not closed by `*/` before the end of the input".into(),
+            ));
+        }
+        self.summary
+    }
+
+    fn diag(&self, line: u64, offset: usize, severity: Severity, message: String) -> Diagnostic {
+        Diagnostic { file: self.input.clone(), line, column: offset as u64 + 1, severity, message }
+    }
+
+    fn error<S: RecordSink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+        line: u64,
+        offset: usize,
+        message: String,
+    ) -> Flow {
+        self.summary.error_lines += 1;
+        let d = self.diag(line, offset, Severity::Error, message);
+        sink.diagnostic(d)
+    }
+
+    fn banner_task(&self, cpu: Option<u32>) -> Option<Task<'_>> {
+        let slot = match cpu {
+            Some(c) => self.cpu_tasks.get(c as usize).and_then(Option::as_ref),
+            None => self.no_cpu_task.as_ref(),
+        };
+        slot.map(|(comm, pid)| Task { comm, pid: *pid })
+    }
+
+    fn set_banner_task(&mut self, cpu: Option<u32>, task: Task<'_>) {
+        let owned = Some((task.comm.to_string(), task.pid));
+        match cpu {
+            Some(c) => {
+                let c = c as usize;
+                // CPU numbers come from the text; cap the table so junk cannot make it huge.
+                if c < 1 << 16 {
+                    if self.cpu_tasks.len() <= c {
+                        self.cpu_tasks.resize(c + 1, None);
+                    }
+                    self.cpu_tasks[c] = owned;
+                }
+            }
+            None => self.no_cpu_task = owned,
+        }
+    }
+
+    fn push<S: RecordSink + ?Sized>(&mut self, rec: &Record<'_>, sink: &mut S) -> Flow {
+        self.summary.records += 1;
+        sink.record(rec)
+    }
+
+    fn emit<S: RecordSink + ?Sized>(
+        &mut self,
+        parsed: Line<'_>,
+        lineno: u64,
+        sink: &mut S,
+    ) -> Flow {
+        match parsed {
+            Line::Skip => {
+                self.summary.ignored_lines += 1;
+                Flow::Continue
+            }
+            Line::Graph { abstime, cpu, task, body } => {
+                self.summary.record_lines += 1;
+                if let Body::Comment { name, text, open: true } = body {
+                    self.open_comment = Some(OpenComment {
+                        line: lineno,
+                        cpu,
+                        timestamp: abstime,
+                        name: name.to_string(),
+                        text: text.to_string(),
+                    });
+                    return Flow::Continue;
+                }
+                let kind = body_kind(body);
+                // Borrow the banner task from self, then release before pushing.
+                let banner = if task.is_none() { self.banner_task(cpu) } else { None };
+                let owned_banner = banner.map(|t| (t.comm.to_string(), t.pid));
+                let task = task.or(owned_banner.as_ref().map(|(c, p)| Task { comm: c, pid: *p }));
+                let rec = Record { line: lineno, cpu, task, timestamp: abstime, kind };
+                self.push(&rec, sink)
+            }
+            Line::TraceCmdGraph { task, cpu, timestamp, body } => {
+                self.summary.record_lines += 1;
+                let kind = body_kind(body);
+                let rec =
+                    Record { line: lineno, cpu: Some(cpu), task: Some(task), timestamp, kind };
+                self.push(&rec, sink)
+            }
+            Line::Event { task, cpu, timestamp, name, text } => {
+                self.summary.record_lines += 1;
+                let rec = Record {
+                    line: lineno,
+                    cpu: Some(cpu),
+                    task: Some(task),
+                    timestamp,
+                    kind: RecordKind::Event { name, text },
+                };
+                self.push(&rec, sink)
+            }
+            Line::Banner { cpu, prev, next } => {
+                self.summary.record_lines += 1;
+                self.set_banner_task(cpu, next);
+                let rec = Record {
+                    line: lineno,
+                    cpu,
+                    task: Some(next),
+                    timestamp: None,
+                    kind: RecordKind::TaskSwitch { prev, next },
+                };
+                self.push(&rec, sink)
+            }
+            Line::Lost { cpu, count } => {
+                self.summary.record_lines += 1;
+                let rec = Record {
+                    line: lineno,
+                    cpu: Some(cpu),
+                    task: None,
+                    timestamp: None,
+                    kind: RecordKind::Lost { count },
+                };
+                self.push(&rec, sink)
+            }
+        }
+    }
+
+    /// Handle a line while a multi-line comment is open. Returns `None` when the line is not
+    /// part of the comment and must be parsed normally.
+    fn continue_comment<S: RecordSink + ?Sized>(
+        &mut self,
+        text: &str,
+        lineno: u64,
+        sink: &mut S,
+    ) -> Option<Flow> {
+        let t = text.trim_end();
+        if let Some(last) = t.strip_suffix("*/") {
+            let mut c = self.open_comment.take()?;
+            append_capped(&mut c.text, last.trim());
+            self.summary.ignored_lines += 1;
+            return Some(self.emit_comment(c, sink));
+        }
+        // A line that is a record in its own right means the comment was never closed.
+        if let Ok(l) = line::parse_line(text) {
+            if !matches!(l, Line::Skip)
+                && !matches!(l, Line::Graph { body: Body::Leaf { .. }, cpu: None, .. })
+            {
+                let c = self.open_comment.take()?;
+                let at = c.line;
+                let flow = self.emit_comment(c, sink);
+                let d = self.diag(
+                    at,
+                    0,
+                    Severity::Warning,
+                    format!("comment `/* ...` not closed by `*/` before line {lineno}"),
+                );
+                if sink.diagnostic(d) == Flow::Stop || flow == Flow::Stop {
+                    return Some(Flow::Stop);
+                }
+                return None;
+            }
+        }
+        if let Some(c) = self.open_comment.as_mut() {
+            append_capped(&mut c.text, t.trim());
+        }
+        self.summary.ignored_lines += 1;
+        Some(Flow::Continue)
+    }
+
+    fn emit_comment<S: RecordSink + ?Sized>(&mut self, c: OpenComment, sink: &mut S) -> Flow {
+        let owned_banner = self.banner_task(c.cpu).map(|t| (t.comm.to_string(), t.pid));
+        let task = owned_banner.as_ref().map(|(comm, pid)| Task { comm, pid: *pid });
+        let rec = Record {
+            line: c.line,
+            cpu: c.cpu,
+            task,
+            timestamp: c.timestamp,
+            kind: RecordKind::Event { name: &c.name, text: &c.text },
+        };
+        self.push(&rec, sink)
+    }
+}
+
+fn append_capped(buf: &mut String, more: &str) {
+    if buf.len() + more.len() + 1 <= MAX_COMMENT {
+        buf.push('\n');
+        buf.push_str(more);
+    }
+}
+
+fn body_kind(body: Body<'_>) -> RecordKind<'_> {
+    match body {
+        Body::Entry { func, depth } => RecordKind::Entry { func, depth },
+        Body::Exit { func, duration, depth } => RecordKind::Exit { func, duration, depth },
+        Body::Leaf { func, duration, depth } => RecordKind::Leaf { func, duration, depth },
+        Body::Comment { name, text, .. } => RecordKind::Event { name, text },
+        Body::Irq { enter } => RecordKind::IrqMarker { enter },
+    }
+}
+
+/// Up to 40 characters of `text` from byte `offset`, quoted, for "found ..." messages.
+fn excerpt(text: &str, offset: usize) -> String {
+    let start = (0..=offset.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let rest = &text[start..];
+    if rest.is_empty() {
+        return "the end of the line".to_string();
+    }
+    let mut end = rest.len().min(40);
+    while !rest.is_char_boundary(end) {
+        end -= 1;
+    }
+    let more = if end < rest.len() { "..." } else { "" };
+    format!("{:?}{more}", &rest[..end])
+}
+
+/// Parse a whole stream. `input` names it in diagnostics.
+pub fn parse_reader<R: Read, S: RecordSink + ?Sized>(
+    input: &str,
+    rdr: R,
+    sink: &mut S,
+) -> io::Result<ParseSummary> {
+    let mut parser = TextParser::new(input);
+    let mut lineno = 0u64;
+    let mut stopped = false;
+    let bytes = reader::for_each_line(rdr, |chunk| {
+        lineno += 1;
+        let flow = match chunk {
+            reader::Chunk::Line(l) => parser.line(l, lineno, sink),
+            reader::Chunk::TooLong(n) => parser.too_long(n, lineno, sink),
+        };
+        stopped = flow == Flow::Stop;
+        !stopped
+    })?;
+    let mut summary = parser.finish(sink);
+    summary.bytes = bytes;
+    summary.stopped = stopped;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,665 @@
+//! The grammar of one ftrace text line, independent of any state. See
+//! `shared/research/ftrace-fgraph-format.md` §3–§9 for the formats this follows.
+//!
+//! A function_graph line is `[ABSTIME |] [CPU)] [PROC |] [LATFLAGS |] [DURATION |] INDENT BODY`,
+//! every column optional. Columns are found by pattern, never by fixed offsets: the header
+//! widths do not track the data widths.
+
+use exitscope_model::{Func, Nanos, Task};
+
+/// One classified line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// Empty, `#` header, `-----` banner frame, or another line that carries no record.
+    Skip,
+    /// A function_graph line.
+    Graph {
+        /// The abstime column (the record's ring-buffer time, µs resolution).
+        abstime: Option<Nanos>,
+        /// The CPU column.
+        cpu: Option<u32>,
+        /// The proc column.
+        task: Option<Task<'a>>,
+        /// What the line says.
+        body: Body<'a>,
+    },
+    /// A tracepoint line: `comm-pid [cpu] flags ts: name: text`.
+    Event {
+        /// Task that wrote it.
+        task: Task<'a>,
+        /// CPU.
+        cpu: u32,
+        /// Timestamp (seconds.micros converted to ns, or a raw counter value).
+        timestamp: Option<Nanos>,
+        /// Event name.
+        name: &'a str,
+        /// Everything after `name: `.
+        text: &'a str,
+    },
+    /// `trace-cmd report`'s rendering of a funcgraph record: an event line whose text is a
+    /// duration column plus a graph body.
+    TraceCmdGraph {
+        /// Task that wrote it.
+        task: Task<'a>,
+        /// CPU.
+        cpu: u32,
+        /// Timestamp.
+        timestamp: Option<Nanos>,
+        /// The graph body.
+        body: Body<'a>,
+    },
+    /// Task-switch banner ` N) prev => next`.
+    Banner {
+        /// CPU column.
+        cpu: Option<u32>,
+        /// Outgoing task.
+        prev: Task<'a>,
+        /// Incoming task.
+        next: Task<'a>,
+    },
+    /// `CPU:N [LOST n EVENTS]`, `CPU:N [LOST EVENTS]`, trace-cmd's `CPU:N [n EVENTS DROPPED]`.
+    Lost {
+        /// CPU.
+        cpu: u32,
+        /// Count, when printed.
+        count: Option<u64>,
+    },
+}
+
+/// The function part of a graph line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// `f() {`
+    Entry {
+        /// Called function.
+        func: Func<'a>,
+        /// Depth from indentation.
+        depth: u32,
+    },
+    /// `}` / `} /* f */` / `} /* f = 0x0 */` / `} /* f ret=0x0 */`
+    Exit {
+        /// Function named in the trailing comment.
+        func: Option<Func<'a>>,
+        /// Duration column value.
+        duration: Option<Nanos>,
+        /// Depth from indentation.
+        depth: u32,
+    },
+    /// `f();`
+    Leaf {
+        /// Called function.
+        func: Func<'a>,
+        /// Duration column value.
+        duration: Option<Nanos>,
+        /// Depth from indentation.
+        depth: u32,
+    },
+    /// `/* text */`: an event or trace_printk inside the graph. `open` is true when the
+    /// comment continues on following lines (the kernel keeps inner newlines).
+    Comment {
+        /// Event name, or empty for trace_printk text.
+        name: &'a str,
+        /// Event text.
+        text: &'a str,
+        /// The comment is not closed on this line.
+        open: bool,
+    },
+    /// `==========>` (true) / `<==========` (false).
+    Irq {
+        /// True for the entry marker.
+        enter: bool,
+    },
+}
+
+/// Why a line could not be read: what was expected at which byte.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LineError {
+    /// 0-based byte offset in the line handed to [`parse_line`].
+    pub offset: usize,
+    /// What the grammar wanted there.
+    pub expected: &'static str,
+}
+
+type Res<T> = Result<T, LineError>;
+
+fn err<T>(offset: usize, expected: &'static str) -> Res<T> {
+    Err(LineError { offset, expected })
+}
+
+/// Classify and parse one line (no trailing newline).
+pub fn parse_line(line: &str) -> Res<Line<'_>> {
+    let b = line.as_bytes();
+    let mut i = skip_ws(b, 0);
+    // Capture prefixes that people paste with the trace: a dmesg timestamp and email quoting.
+    i = strip_capture_prefix(b, i);
+    let Some(&first) = b.get(i) else { return Ok(Line::Skip) };
+    match first {
+        b'#' => return Ok(Line::Skip),
+        b'-' if b[i..].iter().all(|&c| c == b'-' || c == b' ') => return Ok(Line::Skip),
+        b'C' if b[i..].starts_with(b"CPU:") => return parse_lost(line, i),
+        // trace-cmd report's preamble.
+        b'c' if b[i..].starts_with(b"cpus=") => return Ok(Line::Skip),
+        b'C' if b[i..].starts_with(b"CPU ") && line.ends_with("is empty") => return Ok(Line::Skip),
+        // funcgraph-overrun's extra line.
+        b'(' if b[i..].starts_with(b"(Overruns:") => return Ok(Line::Skip),
+        // ftrace_dump frame.
+        b'D' if b[i..].starts_with(b"Dumping ftrace buffer") => return Ok(Line::Skip),
+        _ => {}
+    }
+    parse_graph_or_event(line, i)
+}
+
+fn parse_graph_or_event(line: &str, start: usize) -> Res<Line<'_>> {
+    let b = line.as_bytes();
+    let mut i = start;
+    let mut abstime = None;
+    let mut cpu = None;
+    // ABSTIME: `secs.micros |`
+    if b.get(i).is_some_and(u8::is_ascii_digit) {
+        let d_end = scan_digits(b, i);
+        if b.get(d_end) == Some(&b'.') {
+            let f_end = scan_digits(b, d_end + 1);
+            let after = skip_ws(b, f_end);
+            if f_end > d_end + 1 && b.get(after) == Some(&b'|') {
+                abstime = parse_secs_micros(&line[i..f_end]);
+                i = skip_ws(b, after + 1);
+            }
+        }
+    }
+    // CPU: `N)`
+    if b.get(i).is_some_and(u8::is_ascii_digit) {
+        let d_end = scan_digits(b, i);
+        if b.get(d_end) == Some(&b')') {
+            cpu = line[i..d_end].parse::<u32>().ok();
+            if cpu.is_none() {
+                return err(i, "a CPU number");
+            }
+            i = d_end + 1;
+        }
+    }
+    if abstime.is_none() && cpu.is_none() {
+        // Not a graph line with columns: an event line, trace-cmd report, or a bare graph body
+        // (nocontext-info).
+        if let Some(ev) = try_event_line(line, start)? {
+            return Ok(ev);
+        }
+        if b.get(start) == Some(&b'|') {
+            // Duration column only, no CPU column.
+            return graph_after_columns(line, start, None, None, None);
+        }
+        if looks_like_duration_column(line, start) {
+            return graph_after_columns(line, start, None, None, None);
+        }
+        return match parse_body(line, start, None, depth_u32(start / 2)) {
+            Ok(body) => Ok(Line::Graph { abstime: None, cpu: None, task: None, body }),
+            Err(_) => err(
+                start,
+                "a function_graph line (`N) ... |  f() {`) or an event line (`comm-pid [cpu] ts: name: ...`)",
+            ),
+        };
+    }
+    // After `N)`: a banner, an irq marker, proc / latency flags / duration columns, or a body.
+    let rest = &line[i..];
+    let t = rest.trim_start();
+    if t.starts_with("==========>") || t.starts_with("<==========") {
+        return Ok(Line::Graph {
+            abstime,
+            cpu,
+            task: None,
+            body: Body::Irq { enter: t.starts_with('=') },
+        });
+    }
+    if !rest.contains('|') {
+        if let Some((prev, next)) = parse_banner(rest) {
+            return Ok(Line::Banner { cpu, prev, next });
+        }
+    }
+    graph_after_columns(line, i, abstime, cpu, None)
+}
+
+/// Parse proc / latency-flag / duration columns starting at `i`, then the body.
+fn graph_after_columns<'a>(
+    line: &'a str,
+    mut i: usize,
+    abstime: Option<Nanos>,
+    cpu: Option<u32>,
+    mut task: Option<Task<'a>>,
+) -> Res<Line<'a>> {
+    let b = line.as_bytes();
+    // Up to three `|`-terminated columns: proc, latency flags, duration.
+    for _ in 0..3 {
+        let Some(bar) = memchr::memchr(b'|', &b[i..]).map(|k| i + k) else {
+            // No duration column (nofuncgraph-duration): the body follows `N) ` directly.
+            // Depth = (spaces after `)` - 1) / 2.
+            let body_start = skip_spaces(b, i);
+            let spaces = body_start - i;
+            let after_column = cpu.is_some() || task.is_some() || abstime.is_some();
+            let depth = if after_column { spaces.saturating_sub(1) / 2 } else { spaces / 2 };
+            let body = parse_body(line, body_start, None, depth_u32(depth))?;
+            return Ok(Line::Graph { abstime, cpu, task, body });
+        };
+        let seg = line[i..bar].trim();
+        if task.is_none() && is_proc_column(seg) {
+            task = split_comm_pid(seg);
+            i = bar + 1;
+            continue;
+        }
+        if is_latency_flags(seg) {
+            i = bar + 1;
+            continue;
+        }
+        // The duration column.
+        let duration = if seg.is_empty() {
+            None
+        } else if let Some(enter) = irq_marker(seg) {
+            return Ok(Line::Graph { abstime, cpu, task, body: Body::Irq { enter } });
+        } else {
+            match parse_duration_column(seg) {
+                Some(d) => Some(d),
+                None => {
+                    // A body containing `|` with no duration column (e.g. a comment).
+                    let body_start = skip_spaces(b, i);
+                    if let Ok(body) = parse_body(line, body_start, None, 0) {
+                        let spaces = body_start - i;
+                        let after_column = cpu.is_some() || task.is_some() || abstime.is_some();
+                        let depth =
+                            if after_column { spaces.saturating_sub(1) / 2 } else { spaces / 2 };
+                        return Ok(Line::Graph {
+                            abstime,
+                            cpu,
+                            task,
+                            body: with_depth(body, depth_u32(depth)),
+                        });
+                    }
+                    let off = i + (line[i..bar].len() - line[i..bar].trim_start().len());
+                    return err(off, "a duration like \"0.080 us\" before `|`");
+                }
+            }
+        };
+        // Body: `|` + 2 spaces + 2 per depth level.
+        let body_start = skip_spaces(b, bar + 1);
+        let spaces = body_start - (bar + 1);
+        let depth = depth_u32(spaces.saturating_sub(2) / 2);
+        let body = parse_body(line, body_start, duration, depth)?;
+        return Ok(Line::Graph { abstime, cpu, task, body });
+    }
+    err(i, "at most proc, latency-flags and duration columns before the function")
+}
+
+fn depth_u32(d: usize) -> u32 {
+    u32::try_from(d).unwrap_or(u32::MAX)
+}
+
+fn with_depth(body: Body<'_>, d: u32) -> Body<'_> {
+    match body {
+        Body::Entry { func, .. } => Body::Entry { func, depth: d },
+        Body::Exit { func, duration, .. } => Body::Exit { func, duration, depth: d },
+        Body::Leaf { func, duration, .. } => Body::Leaf { func, duration, depth: d },
+        other => other,
+    }
+}
+
+/// The function part: `f() {`, `f();`, `}`, `} /* f */`, `/* comment */`.
+fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> Res<Body<'_>> {
+    let s = line[start..].trim_end();
+    if s.is_empty() {
+        return err(start, "a function call, `}` or a `/* comment */`");
+    }
+    let b = s.as_bytes();
+    if b[0] == b'}' {
+        let rest = s[1..].trim_start();
+        let func = if let Some(c) = rest.strip_prefix("/*") {
+            let inner = c.strip_suffix("*/").unwrap_or(c).trim();
+            tail_func(inner)
+        } else if rest.is_empty() {
+            None
+        } else if rest.starts_with('(') {
+            // trace-cmd's ` (ret=0x0)` / ` (N)` suffixes.
+            None
+        } else {
+            return err(start + 1, "nothing or a `/* f */` comment after `}`");
+        };
+        return Ok(Body::Exit { func, duration, depth });
+    }
+    if s.starts_with("/*") {
+        let inner = &s[2..];
+        let (inner, open) = match inner.strip_suffix("*/") {
+            Some(x) => (x, false),
+            None => (inner, true),
+        };
+        let inner = inner.trim();
+        let (name, text) = split_event_text(inner);
+        return Ok(Body::Comment { name, text, open });
+    }
+    // Strip a trailing comment (retval / retaddr): find the last `/*` that closes at the end.
+    let mut code = s;
+    if s.ends_with("*/") {
+        if let Some(k) = s.rfind("/*") {
+            code = s[..k].trim_end();
+        }
+    }
+    let (is_entry, call) = if let Some(c) = code.strip_suffix('{') {
+        (true, c.trim_end())
+    } else if let Some(c) = code.strip_suffix(';') {
+        (false, c)
+    } else {
+        return err(start + code.len(), "`{` or `;` at the end of a function call");
+    };
+    let func = parse_call(call).ok_or(LineError {
+        offset: start,
+        expected: "a call like `name()` or `name [module]()`",
+    })?;
+    Ok(if is_entry { Body::Entry { func, depth } } else { Body::Leaf { func, duration, depth } })
+}
+
+/// `name()`, `name [mod]()`, `name(a=1, b=0x2)`.
+fn parse_call(call: &str) -> Option<Func<'_>> {
+    let call = call.strip_suffix(')')?;
+    // The argument list can contain parentheses; the name cannot contain `(` or spaces.
+    let open = call.find('(')?;
+    let head = call[..open].trim_end();
+    parse_func_name(head)
+}
+
+/// `name` or `name [module]`.
+fn parse_func_name(head: &str) -> Option<Func<'_>> {
+    if head.is_empty() {
+        return None;
+    }
+    match head.find(' ') {
+        None => Some(Func::new(head, None)),
+        Some(sp) => {
+            let name = &head[..sp];
+            let m = head[sp..].trim();
+            let module = m.strip_prefix('[')?.strip_suffix(']')?;
+            if module.is_empty() || module.contains(' ') {
+                return None;
+            }
+            Some(Func::new(name, Some(module)))
+        }
+    }
+}
+
+/// The function named in an exit comment: `f`, `f [mod]`, `f = 0x1`, `f ret=0x1`.
+fn tail_func(inner: &str) -> Option<Func<'_>> {
+    let mut end = inner.len();
+    for pat in [" = ", " ret="] {
+        if let Some(k) = inner.find(pat) {
+            end = end.min(k);
+        }
+    }
+    let head = inner[..end].trim();
+    // A bare `=` at the end (`f =`), or a retval without name, is not a name.
+    let head = head.strip_suffix(" =").unwrap_or(head);
+    if head.starts_with("<-") || head.starts_with("ret=") || head.starts_with('=') {
+        return None;
+    }
+    parse_func_name(head).or_else(|| {
+        // Module suffix missing its bracket, or extra words: take the first token.
+        head.split_whitespace().next().map(|n| Func::new(n, None))
+    })
+}
+
+/// `name: args` if the comment starts with an identifier and `: `, else printk text.
+fn split_event_text(inner: &str) -> (&str, &str) {
+    if let Some(k) = inner.find(':') {
+        let name = &inner[..k];
+        let is_ident =
+            !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+        let rest = &inner[k + 1..];
+        if is_ident && (rest.is_empty() || rest.starts_with(' ')) {
+            return (name, rest.trim_start());
+        }
+    }
+    ("", inner)
+}
+
+fn irq_marker(seg: &str) -> Option<bool> {
+    if seg.starts_with("==========>") {
+        Some(true)
+    } else if seg.starts_with("<==========") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// `[mark] NUMBER unit`, with mark one of ` + ! # * @ $`.
+fn parse_duration_column(seg: &str) -> Option<Nanos> {
+    let s = seg.trim_start_matches(['+', '!', '#', '*', '@', '$']).trim_start();
+    let (num, unit) = s.split_once(' ').map(|(n, u)| (n, u.trim()))?;
+    parse_duration(num, unit)
+}
+
+/// Decimal `num` in `unit` to integer nanoseconds, exactly (no floats).
+pub fn parse_duration(num: &str, unit: &str) -> Option<Nanos> {
+    let scale: u64 = match unit {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        _ => return None,
+    };
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() || !int.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut v = int.parse::<u64>().ok()?.checked_mul(scale)?;
+    let mut place = scale;
+    for c in frac.bytes() {
+        place /= 10;
+        if place == 0 {
+            // Below a nanosecond: ignore (truncate, as the kernel does).
+            break;
+        }
+        v = v.checked_add(u64::from(c - b'0') * place)?;
+    }
+    Some(v)
+}
+
+fn looks_like_duration_column(line: &str, start: usize) -> bool {
+    let b = line.as_bytes();
+    match memchr::memchr(b'|', &b[start..]) {
+        Some(k) => {
+            let seg = line[start..start + k].trim();
+            seg.is_empty() || parse_duration_column(seg).is_some() || irq_marker(seg).is_some()
+        }
+        None => false,
+    }
+}
+
+/// `comm-pid` as in the proc column and banners; the pid is after the **last** `-`.
+pub fn split_comm_pid(s: &str) -> Option<Task<'_>> {
+    let k = s.rfind('-')?;
+    let pid = s[k + 1..].parse::<u32>().ok()?;
+    Some(Task { comm: &s[..k], pid })
+}
+
+fn is_proc_column(seg: &str) -> bool {
+    !seg.is_empty() && !seg.contains(' ') && split_comm_pid(seg).is_some()
+}
+
+/// Latency flags like `...1.`, `d.h1.`, `dNs2.`: 4–7 flag characters and no digits-only run.
+fn is_latency_flags(seg: &str) -> bool {
+    (4..=7).contains(&seg.len())
+        && seg.bytes().all(|c| c == b'.' || c.is_ascii_alphanumeric())
+        && seg.bytes().any(|c| c == b'.' || c.is_ascii_alphabetic())
+        && parse_duration_column(seg).is_none()
+}
+
+/// ` prev => next` (banners), tolerating the centring spaces.
+fn parse_banner(rest: &str) -> Option<(Task<'_>, Task<'_>)> {
+    let (a, b) = rest.split_once("=>")?;
+    Some((split_comm_pid(a.trim())?, split_comm_pid(b.trim())?))
+}
+
+fn parse_lost(line: &str, i: usize) -> Res<Line<'_>> {
+    let s = &line[i + 4..];
+    let d_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let cpu = s[..d_end]
+        .parse::<u32>()
+        .map_err(|_| LineError { offset: i + 4, expected: "a CPU number after `CPU:`" })?;
+    let rest = s[d_end..].trim();
+    let inner = rest
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or(LineError { offset: i + 4 + d_end, expected: "`[LOST n EVENTS]`" })?;
+    let count = if let Some(x) = inner.strip_prefix("LOST ") {
+        // `LOST 12 EVENTS` or `LOST EVENTS`
+        x.strip_suffix(" EVENTS").and_then(|n| n.trim().parse::<u64>().ok())
+    } else if let Some(x) = inner.strip_suffix(" EVENTS DROPPED") {
+        x.trim().parse::<u64>().ok()
+    } else if inner == "EVENTS DROPPED" {
+        None
+    } else {
+        return err(i + 4 + d_end, "`[LOST n EVENTS]`");
+    };
+    Ok(Line::Lost { cpu, count })
+}
+
+/// Event line: `comm-pid [(tgid)] [cpu] [flags] timestamp: name: text`.
+fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
+    let b = line.as_bytes();
+    // Find ` [ddd]`: the CPU field. The comm may contain spaces, `-` and even `[`.
+    let mut search = start;
+    let (lb, rb) = loop {
+        let Some(k) = memchr::memchr(b'[', &b[search..]).map(|k| search + k) else {
+            return Ok(None);
+        };
+        let d_end = scan_digits(b, k + 1);
+        if d_end > k + 1 && b.get(d_end) == Some(&b']') && k > start {
+            break (k, d_end);
+        }
+        search = k + 1;
+    };
+    let mut head = line[start..lb].trim_end();
+    // record-tgid: `(  123)` or `(-------)` before the CPU.
+    if head.ends_with(')') {
+        if let Some(p) = head.rfind('(') {
+            head = head[..p].trim_end();
+        }
+    }
+    let Some(task) = split_comm_pid(head.trim_start()) else {
+        return Ok(None);
+    };
+    let cpu = line[lb + 1..rb]
+        .parse::<u32>()
+        .map_err(|_| LineError { offset: lb + 1, expected: "a CPU number" })?;
+    // After `]`: optional flags, then `timestamp:`.
+    let mut i = skip_ws(b, rb + 1);
+    let mut timestamp = None;
+    for _ in 0..2 {
+        let tok_end = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
+        let tok = &line[i..tok_end];
+        if let Some(ts) = tok.strip_suffix(':') {
+            if ts.bytes().all(|c| c.is_ascii_digit() || c == b'.') && !ts.is_empty() {
+                timestamp = parse_timestamp(ts);
+                i = skip_ws(b, tok_end);
+                break;
+            }
+        }
+        i = skip_ws(b, tok_end);
+    }
+    if timestamp.is_none() {
+        return err(i, "a timestamp like `140.314684:` after the CPU field");
+    }
+    let Some(colon) = line[i..].find(':').map(|k| i + k) else {
+        return err(i, "an event name followed by `:`");
+    };
+    let name = &line[i..colon];
+    if name.is_empty() || name.contains(' ') {
+        return err(i, "an event name followed by `:`");
+    }
+    let text = line[colon + 1..].trim_start();
+    if name == "funcgraph_entry" || name == "funcgraph_exit" {
+        // trace-cmd report: duration column and graph body follow.
+        let tb = colon + 1 + (line[colon + 1..].len() - text.len());
+        let (duration, body_start, depth) = match memchr::memchr(b'|', &b[tb..]).map(|k| tb + k) {
+            Some(bar) => {
+                let seg = line[tb..bar].trim();
+                let d = if seg.is_empty() {
+                    None
+                } else {
+                    Some(parse_duration_column(seg).ok_or(LineError {
+                        offset: tb,
+                        expected: "a duration like \"0.080 us\" before `|`",
+                    })?)
+                };
+                let bs = skip_spaces(b, bar + 1);
+                (d, bs, depth_u32((bs - bar - 1).saturating_sub(2) / 2))
+            }
+            None => (None, tb, 0),
+        };
+        let body = parse_body(line, body_start, duration, depth)?;
+        return Ok(Some(Line::TraceCmdGraph { task, cpu, timestamp, body }));
+    }
+    Ok(Some(Line::Event { task, cpu, timestamp, name, text: text.trim_end() }))
+}
+
+/// `secs.fraction` (6 decimals from the kernel, 9 with trace-cmd `--ts-ns`) or a raw counter.
+fn parse_timestamp(ts: &str) -> Option<Nanos> {
+    match ts.split_once('.') {
+        None => ts.parse::<u64>().ok(),
+        Some((s, f)) => {
+            let secs = s.parse::<u64>().ok()?;
+            let mut ns = 0u64;
+            let mut place = 100_000_000u64;
+            for c in f.bytes().take(9) {
+                ns += u64::from(c - b'0') * place;
+                place /= 10;
+            }
+            secs.checked_mul(1_000_000_000)?.checked_add(ns)
+        }
+    }
+}
+
+fn parse_secs_micros(s: &str) -> Option<Nanos> {
+    parse_timestamp(s)
+}
+
+fn strip_capture_prefix(b: &[u8], mut i: usize) -> usize {
+    loop {
+        // Email quoting.
+        if b.get(i) == Some(&b'>') && matches!(b.get(i + 1), Some(b' ') | None) {
+            i = skip_ws(b, i + 1);
+            continue;
+        }
+        // dmesg `[  210.222389] `.
+        if b.get(i) == Some(&b'[') {
+            let j = skip_spaces(b, i + 1);
+            let d = scan_digits(b, j);
+            if d > j && b.get(d) == Some(&b'.') {
+                let f = scan_digits(b, d + 1);
+                if f > d + 1 && b.get(f) == Some(&b']') {
+                    i = skip_ws(b, f + 1);
+                    continue;
+                }
+            }
+        }
+        return i;
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+fn skip_spaces(b: &[u8], mut i: usize) -> usize {
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    i
+}
+
+fn scan_digits(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}

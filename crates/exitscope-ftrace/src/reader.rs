@@ -1,0 +1,142 @@
+//! Splits a byte stream into lines with a fixed-size buffer, so memory does not grow with the
+//! input and no line is ever copied. Over-long lines are reported, not buffered.
+
+use std::io::{self, Read};
+
+/// Lines longer than this are skipped with a diagnostic; real ftrace lines are far shorter, so
+/// a longer "line" means the input is not text (or is one huge line of junk).
+pub const MAX_LINE: usize = 64 * 1024;
+
+const BUF_SIZE: usize = 1024 * 1024;
+
+/// What the line callback is handed.
+pub enum Chunk<'a> {
+    /// A complete line without its `\n` (and without a trailing `\r`).
+    Line(&'a [u8]),
+    /// A line longer than [`MAX_LINE`] that was skipped; its length in bytes.
+    TooLong(u64),
+}
+
+/// Feed every line of `rdr` to `each`, which returns `false` to stop early.
+/// Returns the number of bytes read.
+pub fn for_each_line<R: Read>(
+    mut rdr: R,
+    mut each: impl FnMut(Chunk<'_>) -> bool,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut start = 0usize; // first byte of the pending (incomplete) line
+    let mut end = 0usize; // end of valid data
+    let mut total = 0u64;
+    // When skipping an over-long line: bytes skipped so far.
+    let mut skipping: Option<u64> = None;
+    loop {
+        // Make room: move the pending partial line to the front.
+        if start > 0 {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        let n = match rdr.read(&mut buf[end..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        let eof = n == 0;
+        end += n;
+        let mut pos = 0usize;
+        for nl in memchr::memchr_iter(b'\n', &buf[..end]) {
+            if let Some(skipped) = skipping.take() {
+                if !each(Chunk::TooLong(skipped + nl as u64)) {
+                    return Ok(total);
+                }
+            } else if !each(Chunk::Line(trim_cr(&buf[pos..nl]))) {
+                return Ok(total);
+            }
+            pos = nl + 1;
+        }
+        start = pos;
+        if eof {
+            if start < end {
+                match skipping.take() {
+                    Some(skipped) => {
+                        each(Chunk::TooLong(skipped + (end - start) as u64));
+                    }
+                    None => {
+                        each(Chunk::Line(trim_cr(&buf[start..end])));
+                    }
+                }
+            } else if let Some(skipped) = skipping.take() {
+                each(Chunk::TooLong(skipped));
+            }
+            return Ok(total);
+        }
+        // A partial line that fills more than MAX_LINE: stop buffering it.
+        if end - start > MAX_LINE {
+            *skipping.get_or_insert(0) += (end - start) as u64;
+            start = end;
+        }
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for_each_line(input, |c| {
+            out.push(match c {
+                Chunk::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                Chunk::TooLong(n) => format!("<too long: {n}>"),
+            });
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn splits_lines_with_and_without_final_newline() {
+        assert_eq!(lines(b"a\nb\n"), ["a", "b"]);
+        assert_eq!(lines(b"a\r\nb"), ["a", "b"]);
+        assert_eq!(lines(b""), Vec::<String>::new());
+        assert_eq!(lines(b"\n\n"), ["", ""]);
+    }
+
+    #[test]
+    fn over_long_lines_are_skipped_and_measured() {
+        let mut input = vec![b'x'; 3 * 1024 * 1024];
+        input.extend_from_slice(b"\nok\n");
+        let got = lines(&input);
+        assert_eq!(got, [format!("<too long: {}>", 3 * 1024 * 1024), "ok".to_string()]);
+    }
+
+    #[test]
+    fn lines_spanning_buffer_refills_are_intact() {
+        // Reader that returns 7 bytes at a time.
+        struct Dribble<'a>(&'a [u8]);
+        impl Read for Dribble<'_> {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(7).min(b.len());
+                b[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let text = b"first line here\nsecond\nthird and last";
+        let mut out = Vec::new();
+        for_each_line(Dribble(text), |c| {
+            if let Chunk::Line(l) = c {
+                out.push(String::from_utf8_lossy(l).into_owned());
+            }
+            true
+        })
+        .unwrap();
+        assert_eq!(out, ["first line here", "second", "third and last"]);
+    }
+}

@@ -1,0 +1,397 @@
+//! Unit tests of the line grammar and the stateful parser, one per format variant.
+
+use exitscope_model::{Diagnostic, Flow, Record, RecordKind, RecordSink};
+
+use crate::line::{Body, Line, parse_duration, parse_line};
+use crate::parse_reader;
+
+/// Renders each record compactly so tests read like the trace.
+#[derive(Default)]
+struct Collect {
+    out: Vec<String>,
+    diags: Vec<Diagnostic>,
+}
+
+impl RecordSink for Collect {
+    fn record(&mut self, r: &Record<'_>) -> Flow {
+        let cpu = r.cpu.map_or("-".into(), |c| c.to_string());
+        let task = r.task.map_or("-".into(), |t| format!("{}-{}", t.comm, t.pid));
+        let ts = r.timestamp.map_or("-".into(), |t| t.to_string());
+        let k = match r.kind {
+            RecordKind::Entry { func, depth } => format!("entry {func} d{depth}"),
+            RecordKind::Exit { func, duration, depth } => format!(
+                "exit {} {:?} d{depth}",
+                func.map_or("?".into(), |f| f.to_string()),
+                duration
+            ),
+            RecordKind::Leaf { func, duration, depth } => {
+                format!("leaf {func} {duration:?} d{depth}")
+            }
+            RecordKind::Event { name, text } => format!("event {name}: {text}"),
+            RecordKind::TaskSwitch { prev, next } => {
+                format!("switch {}-{} => {}-{}", prev.comm, prev.pid, next.comm, next.pid)
+            }
+            RecordKind::Lost { count } => format!("lost {count:?}"),
+            RecordKind::IrqMarker { enter } => format!("irq {enter}"),
+        };
+        self.out.push(format!("{cpu} {task} {ts} {k}"));
+        Flow::Continue
+    }
+    fn diagnostic(&mut self, d: Diagnostic) -> Flow {
+        self.diags.push(d);
+        Flow::Continue
+    }
+}
+
+fn parse(text: &str) -> Collect {
+    let mut c = Collect::default();
+    let s = parse_reader("t", text.as_bytes(), &mut c).unwrap();
+    assert_eq!(
+        s.lines,
+        s.record_lines + s.ignored_lines + s.error_lines,
+        "every line accounted for"
+    );
+    c
+}
+
+fn one(text: &str) -> String {
+    let c = parse(text);
+    assert!(c.diags.is_empty(), "{:?}", c.diags);
+    assert_eq!(c.out.len(), 1, "{:?}", c.out);
+    c.out[0].clone()
+}
+
+#[test]
+fn durations_are_exact_integer_nanoseconds() {
+    assert_eq!(parse_duration("0.080", "us"), Some(80));
+    assert_eq!(parse_duration("4.278", "us"), Some(4278));
+    assert_eq!(parse_duration("12202.93", "us"), Some(12_202_930));
+    assert_eq!(parse_duration("119760.2", "us"), Some(119_760_200));
+    assert_eq!(parse_duration("2000147", "us"), Some(2_000_147_000));
+    assert_eq!(parse_duration("1.5", "ms"), Some(1_500_000));
+    assert_eq!(parse_duration("2", "s"), Some(2_000_000_000));
+    assert_eq!(parse_duration("0.0x0", "us"), None);
+    assert_eq!(parse_duration("99999999999999999999", "us"), None);
+}
+
+#[test]
+fn seed_lines_entry_leaf_exit_with_module_suffix() {
+    assert_eq!(
+        one("  98)               |  vcpu_enter_guest [kvm]() {"),
+        "98 - - entry vcpu_enter_guest [kvm] d0"
+    );
+    assert_eq!(
+        one("  98)   0.080 us    |    svm_prepare_guest_switch [kvm_amd]();"),
+        "98 - - leaf svm_prepare_guest_switch [kvm_amd] Some(80) d1"
+    );
+    assert_eq!(one("  98)   4.278 us    |  }"), "98 - - exit ? Some(4278) d0");
+    assert_eq!(one(" 182)   1.223 us    |          }"), "182 - - exit ? Some(1223) d4");
+    assert_eq!(
+        one("  98)               |        kvm_set_cr8.part.119 [kvm]() {"),
+        "98 - - entry kvm_set_cr8.part.119 [kvm] d3"
+    );
+}
+
+#[test]
+fn cpu_column_widths_one_to_four_digits() {
+    assert_eq!(
+        one(" 0)   0.212 us    |      hrtimer_try_to_cancel();"),
+        "0 - - leaf hrtimer_try_to_cancel Some(212) d2"
+    );
+    assert_eq!(one("  20) + 17.698 us   |  __kmalloc();"), "20 - - leaf __kmalloc Some(17698) d0");
+    assert_eq!(one(" 1023)   1.000 us    |  f();"), "1023 - - leaf f Some(1000) d0");
+}
+
+#[test]
+fn overhead_marks_all_six() {
+    for (mark, dur) in [
+        ("+", "17.698"),
+        ("!", "140.417"),
+        ("#", "1837.709"),
+        ("*", "12202.93"),
+        ("@", "119760.2"),
+        ("$", "3594274"),
+    ] {
+        let line = format!(" 3) {mark} {dur} us  |      }} /* __schedule */");
+        let got = one(&line);
+        let ns = parse_duration(dur, "us").unwrap();
+        assert_eq!(got, format!("3 - - exit __schedule Some({ns}) d2"), "{line}");
+    }
+}
+
+#[test]
+fn old_and_new_seven_digit_padding() {
+    assert_eq!(one(" 1)   1000131 us |      }"), "1 - - exit ? Some(1000131000) d2");
+    assert_eq!(one(" 0) $ 3594274 us  |  }"), "0 - - exit ? Some(3594274000) d0");
+    assert_eq!(one(" 0)   19354026 us |  }"), "0 - - exit ? Some(19354026000) d0");
+}
+
+#[test]
+fn funcgraph_tail_and_retval_and_retaddr_comments() {
+    assert_eq!(
+        one(" 0) ! 8147.120 us |  } /* ext3_readpages */"),
+        "0 - - exit ext3_readpages Some(8147120) d0"
+    );
+    assert_eq!(one(" 1)   0.100 us    |    } /* f = 0x1 */"), "1 - - exit f Some(100) d1");
+    assert_eq!(one(" 1)   0.100 us    |    } /* f ret=-22 */"), "1 - - exit f Some(100) d1");
+    assert_eq!(
+        one(" 1)   0.100 us    |    } /* svm_get_msr [kvm_amd] ret=0x0 */"),
+        "1 - - exit svm_get_msr [kvm_amd] Some(100) d1"
+    );
+    assert_eq!(one(" 1)   0.100 us    |    f(); /* = 0x0 */"), "1 - - leaf f Some(100) d1");
+    assert_eq!(
+        one(" 1)   0.100 us    |    f(); /* <-caller+0x69/0x110 ret=0x0 */"),
+        "1 - - leaf f Some(100) d1"
+    );
+    assert_eq!(one(" 1)               |    f() { /* <-caller+0x24/0x120 */"), "1 - - entry f d1");
+}
+
+#[test]
+fn funcgraph_args_with_parentheses_and_brackets() {
+    assert_eq!(
+        one(" 0)               |  __x64_sys_dup2(regs=0xffffd26ac0567f48) {"),
+        "0 - - entry __x64_sys_dup2 d0"
+    );
+    assert_eq!(
+        one(" 0)   1.000 us    |  account(index=2 [CPUTIME_SYSTEM], f=(x)(y));"),
+        "0 - - leaf account Some(1000) d0"
+    );
+}
+
+#[test]
+fn abstime_and_proc_columns() {
+    assert_eq!(
+        one("7238523.638008 |   0)               |              finish_task_switch() {"),
+        "0 - 7238523638008000 entry finish_task_switch d6"
+    );
+    assert_eq!(
+        one("2678112.003180 |   0)  cksum-26695   | ! 8145.268 us |  } /* ext3_readpages */"),
+        "0 cksum-26695 2678112003180000 exit ext3_readpages Some(8145268000) d0"
+            .replace("Some(8145268000)", "Some(8145268)")
+    );
+    assert_eq!(
+        one(
+            "   11.469356 |   0)    cat-245     |               |  __x64_sys_dup2(regs=0xffffd26ac0567f48) { /* <-do_syscall_64+0xaa/0x660 */"
+        ),
+        "0 cat-245 11469356000 entry __x64_sys_dup2 d0"
+    );
+    // Proc column with a dash in the comm: pid after the last dash.
+    assert_eq!(
+        one(" 3)  irq/17--33   |   1.000 us    |  f();"),
+        "3 irq/17--33 - leaf f Some(1000) d0".replace("irq/17--33", "irq/17--33")
+    );
+}
+
+#[test]
+fn latency_flags_column() {
+    assert_eq!(
+        one(" 0)  ...1. |   1.183 us    |  mutex_unlock();"),
+        "0 - - leaf mutex_unlock Some(1183) d0"
+    );
+    assert_eq!(one(" 2)  d.h1. |               |    f() {"), "2 - - entry f d1");
+}
+
+#[test]
+fn no_duration_column() {
+    let c =
+        parse(" 1) do_sys_open() {\n 1)   getname() {\n 1)     getname_flags();\n 1)   }\n 1) }\n");
+    assert!(c.diags.is_empty(), "{:?}", c.diags);
+    assert_eq!(
+        c.out,
+        [
+            "1 - - entry do_sys_open d0",
+            "1 - - entry getname d1",
+            "1 - - leaf getname_flags None d2",
+            "1 - - exit ? None d1",
+            "1 - - exit ? None d0"
+        ]
+    );
+}
+
+#[test]
+fn nocontext_info_bare_bodies() {
+    let c = parse("f() {\n  g();\n}\n");
+    assert!(c.diags.is_empty(), "{:?}", c.diags);
+    assert_eq!(c.out, ["- - - entry f d0", "- - - leaf g None d1", "- - - exit ? None d0"]);
+}
+
+#[test]
+fn irq_markers() {
+    assert_eq!(one(" 2)   ==========> |"), "2 - - irq true");
+    assert_eq!(one(" 2)   <========== |"), "2 - - irq false");
+}
+
+#[test]
+fn task_switch_banners_set_the_task_of_following_lines() {
+    let c = parse(concat!(
+        " 0)   0.100 us    |  a();\n",
+        " ------------------------------------------\n",
+        " 0) registe-27414  =>  vmstat-27419 \n",
+        " ------------------------------------------\n",
+        "\n",
+        " 0)   0.100 us    |  b();\n",
+        " 1)   0.100 us    |  c();\n",
+        " 2)    <idle>-0    =>   <...>-5785\n",
+        " 3)   kworker-32   =>   irq/17--33  \n",
+        " 3)   0.100 us    |  d();\n",
+    ));
+    assert!(c.diags.is_empty(), "{:?}", c.diags);
+    assert_eq!(
+        c.out,
+        [
+            "0 - - leaf a Some(100) d0",
+            "0 vmstat-27419 - switch registe-27414 => vmstat-27419",
+            "0 vmstat-27419 - leaf b Some(100) d0",
+            "1 - - leaf c Some(100) d0",
+            "2 <...>-5785 - switch <idle>-0 => <...>-5785",
+            "3 irq/17--33 - switch kworker-32 => irq/17--33",
+            "3 irq/17--33 - leaf d Some(100) d0",
+        ]
+    );
+}
+
+#[test]
+fn lost_lines_all_spellings() {
+    assert_eq!(one("CPU:3 [LOST 1234 EVENTS]"), "3 - - lost Some(1234)");
+    assert_eq!(one("CPU:0 [LOST EVENTS]"), "0 - - lost None");
+    assert_eq!(one("CPU:12 [77 EVENTS DROPPED]"), "12 - - lost Some(77)");
+    assert_eq!(one("CPU:12 [EVENTS DROPPED]"), "12 - - lost None");
+}
+
+#[test]
+fn event_comments_inside_graphs_and_printk() {
+    assert_eq!(
+        one(" 0)               |  /* irq_handler_entry: irq=17 name=3f00b880.mailbox */"),
+        "0 - - event irq_handler_entry: irq=17 name=3f00b880.mailbox"
+    );
+    assert_eq!(
+        one(" 3)               |  /* irq=17, process: irq/17-3f00b880  */"),
+        "3 - - event : irq=17, process: irq/17-3f00b880"
+    );
+    assert_eq!(
+        one(
+            " 1)               |      /* kvm_exit: vcpu 0 reason CPUID rip 0xffffffff8106fd1e info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000 */"
+        ),
+        "1 - - event kvm_exit: vcpu 0 reason CPUID rip 0xffffffff8106fd1e info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000"
+    );
+    // A comment containing `|` must not be split there.
+    assert_eq!(
+        one(
+            " 0)               |  /* kvm_apic_ipi: dst 1 vec 253 (Fixed|physical|de-assert|edge|dst) */"
+        ),
+        "0 - - event kvm_apic_ipi: dst 1 vec 253 (Fixed|physical|de-assert|edge|dst)"
+    );
+}
+
+#[test]
+fn multi_line_comments_are_joined() {
+    let c =
+        parse(" 0)               |  /* first line\nsecond line */\n 0)   0.100 us    |  f();\n");
+    assert!(c.diags.is_empty(), "{:?}", c.diags);
+    assert_eq!(c.out, ["0 - - event : first line\nsecond line", "0 - - leaf f Some(100) d0"]);
+}
+
+#[test]
+fn event_lines_from_trace_and_trace_pipe() {
+    assert_eq!(
+        one(
+            "           repro-1289    [019] d....   140.314684: kvm_exit: vcpu 0 reason EXCEPTION_NMI rip 0x1 info1 0x0000000000004000"
+        ),
+        "19 repro-1289 140314684000 event kvm_exit: vcpu 0 reason EXCEPTION_NMI rip 0x1 info1 0x0000000000004000"
+    );
+    assert_eq!(
+        one(
+            " qemu-system-x86-18971   [015] d.... 95922.997039: kvm_entry: vcpu 0, rip 0xffffffff8106fd20"
+        ),
+        "15 qemu-system-x86-18971 95922997039000 event kvm_entry: vcpu 0, rip 0xffffffff8106fd20"
+    );
+    // No flags (noirq-info), tgid column, raw counter clock.
+    assert_eq!(
+        one("   kworker/3:1-32    [003]    24.521407: f: x"),
+        "3 kworker/3:1-32 24521407000 event f: x"
+    );
+    assert_eq!(
+        one("            bash-1977  (   1977) [000] .... 17284.993652: sys_close: fd=3"),
+        "0 bash-1977 17284993652000 event sys_close: fd=3"
+    );
+    assert_eq!(
+        one("   <...>-35787 [038] ....  2825.959082: kvm_exit: vcpu 1 reason npf rip 0x1"),
+        "38 <...>-35787 2825959082000 event kvm_exit: vcpu 1 reason npf rip 0x1"
+    );
+    assert_eq!(one("  a b-c-7 [001] d.... 123456789: x: y"), "1 a b-c-7 123456789 event x: y");
+}
+
+#[test]
+fn trace_cmd_report_funcgraph_lines() {
+    assert_eq!(
+        one(
+            "          <idle>-0     [000] 157412.933969: funcgraph_entry:                  |  do_IRQ() {"
+        ),
+        "0 <idle>-0 157412933969000 entry do_IRQ d0"
+    );
+    assert_eq!(
+        one("          <idle>-0     [000] 157412.934004: funcgraph_exit:       + 36.358 us |  }"),
+        "0 <idle>-0 157412934004000 exit ? Some(36358) d0"
+    );
+    assert_eq!(
+        one(
+            "          <idle>-0     [001]   185.577231: funcgraph_entry:        1.040 us   |  hrtimer_get_next_event();"
+        ),
+        "1 <idle>-0 185577231000 leaf hrtimer_get_next_event Some(1040) d0"
+    );
+    let c = parse("cpus=4\nCPU 3 is empty\n");
+    assert!(c.out.is_empty() && c.diags.is_empty(), "{:?} {:?}", c.out, c.diags);
+}
+
+#[test]
+fn capture_prefixes_are_stripped() {
+    assert_eq!(
+        one("\t   2)   1.792 us    |    load_new_mm_cr3();"),
+        "2 - - leaf load_new_mm_cr3 Some(1792) d1"
+    );
+    assert_eq!(one("[  210.222389]   0)   0.100 us    |  f();"), "0 - - leaf f Some(100) d0");
+    assert_eq!(one(">  0)   0.100 us    |  f();"), "0 - - leaf f Some(100) d0");
+}
+
+#[test]
+fn headers_and_frames_are_ignored() {
+    let c = parse(
+        "# tracer: function_graph\n#\n# CPU  DURATION                  FUNCTION CALLS\n# |     |   |                     |   |   |   |\ncpus=2\n (Overruns: 3)\n\n",
+    );
+    assert!(c.out.is_empty() && c.diags.is_empty());
+}
+
+#[test]
+fn bad_lines_name_line_column_expected_and_found() {
+    let c = parse(" 0)   0.080 us    |  f();\n 0)   0.0x0 us    |  g();\nhello world\n");
+    assert_eq!(c.out.len(), 1);
+    assert_eq!(c.diags.len(), 2);
+    assert_eq!(
+        c.diags[0].to_string(),
+        "t:2:7: error: expected a duration like \"0.080 us\" before `|`, found \"0.0x0 us    |  g();\""
+    );
+    assert_eq!(c.diags[1].line, 3);
+    assert!(c.diags[1].message.starts_with("expected a function_graph line"), "{}", c.diags[1]);
+}
+
+#[test]
+fn binary_junk_and_huge_lines_are_diagnosed_not_panicked() {
+    let mut junk = vec![0x17u8, 0x08, 0x44, b't', b'r', 0xff, 0xfe, b'\n'];
+    junk.extend(std::iter::repeat_n(b'a', 1 << 20));
+    junk.push(b'\n');
+    let mut c = Collect::default();
+    let s = parse_reader("junk", &junk[..], &mut c).unwrap();
+    assert_eq!(s.records, 0);
+    assert_eq!(s.error_lines, 2);
+    assert!(c.diags[0].message.contains("UTF-8"), "{}", c.diags[0]);
+    assert!(c.diags[1].message.contains("1048576 bytes"), "{}", c.diags[1]);
+}
+
+#[test]
+fn line_grammar_direct() {
+    assert_eq!(parse_line("").unwrap(), Line::Skip);
+    assert!(matches!(
+        parse_line(" 0)   0.1 us |  f();").unwrap(),
+        Line::Graph { body: Body::Leaf { .. }, .. }
+    ));
+}
