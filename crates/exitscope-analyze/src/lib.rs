@@ -1,1 +1,305 @@
-//! placeholder
+//! # Brief overview
+//!
+//! Turns exitscope [`Record`]s into call trees and statistics:
+//!
+//! - [`calls::CallTreeBuilder`] rebuilds each outermost call (per task, tolerant of orphans,
+//!   migrations, lost events and interrupts) as a [`calls::RootCall`];
+//! - [`merge::MergedTree`] merges root calls by call path (count, total, self, min, max,
+//!   mean, p50, p99), [`merge::FlatProfile`] totals them per function;
+//! - [`Analysis`] wires these together as a [`RecordSink`] and produces a [`report::Report`],
+//!   the document every renderer reads.
+//!
+//! ```
+//! use exitscope_analyze::{Analysis, AnalysisOptions};
+//! let text = " 98)               |  vcpu_enter_guest [kvm]() {\n 98)   0.080 us    |    kvm_vcpu_exit_request [kvm]();\n 98)   4.278 us    |  }\n";
+//! let mut a = Analysis::new(AnalysisOptions::default());
+//! a.begin_input("seed", "ftrace-text");
+//! let s = exitscope_ftrace::parse_reader("seed", text.as_bytes(), &mut a).unwrap();
+//! a.end_input(&exitscope_analyze::InputCounts { lines: s.lines, records: s.records, ..Default::default() });
+//! let report = a.finish();
+//! assert_eq!(report.tree[0].total_ns, Some(4278));
+//! assert_eq!(report.tree[0].self_ns, Some(4198));
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod calls;
+pub mod funcs;
+pub mod histogram;
+pub mod merge;
+pub mod report;
+
+use exitscope_model::{Diagnostic, Flow, Record, RecordSink, Severity};
+
+use calls::{CallSink, CallTreeBuilder, RootCall};
+use funcs::FuncTable;
+use merge::{FlatProfile, MergedTree};
+use report::{
+    DiagnosticCounts, FlatEntry, Incomplete, IncompleteFunction, InputSummary, LostEvents,
+    OrphanFunction, Orphans, Report, SCHEMA_VERSION, TreeNode,
+};
+
+/// Settings of one analysis.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AnalysisOptions {
+    /// Diagnostics kept for the report (all are counted).
+    pub max_diagnostics: usize,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        AnalysisOptions { max_diagnostics: 20 }
+    }
+}
+
+/// Counts a producer reports at the end of one input.
+#[derive(Clone, Debug, Default)]
+pub struct InputCounts {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Lines read.
+    pub lines: u64,
+    /// Records produced.
+    pub records: u64,
+    /// Lines skipped as unreadable.
+    pub error_lines: u64,
+    /// Blank / header lines.
+    pub ignored_lines: u64,
+}
+
+/// Consumers of completed root calls besides the merged tree and the flat profile.
+pub type ExtraCallSinks<'a> = Vec<&'a mut dyn CallSink>;
+
+struct Consumers<'s, 'a> {
+    merged: &'s mut MergedTree,
+    flat: &'s mut FlatProfile,
+    extra: &'s mut ExtraCallSinks<'a>,
+}
+
+impl CallSink for Consumers<'_, '_> {
+    fn root(&mut self, root: &RootCall, funcs: &FuncTable) {
+        self.merged.add(root);
+        self.flat.root(root, funcs);
+        for e in self.extra.iter_mut() {
+            e.root(root, funcs);
+        }
+    }
+}
+
+/// A [`RecordSink`] that builds everything `exitscope report` prints.
+pub struct Analysis<'a> {
+    opts: AnalysisOptions,
+    /// Call rebuilding.
+    pub builder: CallTreeBuilder,
+    /// Merged calling-context tree.
+    pub merged: MergedTree,
+    /// Flat profile.
+    pub flat: FlatProfile,
+    extra: ExtraCallSinks<'a>,
+    extra_records: Vec<&'a mut dyn RecordSink>,
+    inputs: Vec<InputSummary>,
+    diagnostics: Vec<Diagnostic>,
+    counts: DiagnosticCounts,
+}
+
+impl<'a> Analysis<'a> {
+    /// A fresh analysis.
+    pub fn new(opts: AnalysisOptions) -> Self {
+        Analysis {
+            opts,
+            builder: CallTreeBuilder::new(),
+            merged: MergedTree::default(),
+            flat: FlatProfile::default(),
+            extra: Vec::new(),
+            extra_records: Vec::new(),
+            inputs: Vec::new(),
+            diagnostics: Vec::new(),
+            counts: DiagnosticCounts::default(),
+        }
+    }
+
+    /// Also hand every completed root call to `sink` (exit classification, timelines...).
+    pub fn add_call_sink(&mut self, sink: &'a mut dyn CallSink) {
+        self.extra.push(sink);
+    }
+
+    /// Also hand every record to `sink` (event statistics...).
+    pub fn add_record_sink(&mut self, sink: &'a mut dyn RecordSink) {
+        self.extra_records.push(sink);
+    }
+
+    /// Start an input named `name` of format `format`.
+    pub fn begin_input(&mut self, name: &str, format: &str) {
+        self.builder.begin_input(self.inputs.len(), name);
+        self.inputs.push(InputSummary {
+            name: name.into(),
+            format: format.into(),
+            ..Default::default()
+        });
+    }
+
+    /// End the current input with its producer's counts.
+    pub fn end_input(&mut self, counts: &InputCounts) {
+        self.builder.end_input();
+        for w in self.builder.take_warnings() {
+            self.keep_diagnostic(w);
+        }
+        if let Some(i) = self.inputs.last_mut() {
+            i.bytes = counts.bytes;
+            i.lines = counts.lines;
+            i.records = counts.records;
+            i.error_lines = counts.error_lines;
+            i.ignored_lines = counts.ignored_lines;
+        }
+    }
+
+    fn keep_diagnostic(&mut self, d: Diagnostic) {
+        match d.severity {
+            Severity::Error => self.counts.errors += 1,
+            Severity::Warning => self.counts.warnings += 1,
+        }
+        if self.diagnostics.len() < self.opts.max_diagnostics {
+            self.diagnostics.push(d);
+        }
+    }
+
+    /// Build the report.
+    pub fn finish(mut self) -> Report {
+        // Depth-mismatch warnings are counted by the builder; count those not kept too.
+        let kept_mismatch =
+            self.diagnostics.iter().filter(|d| d.message.starts_with("indentation")).count() as u64;
+        self.counts.warnings +=
+            self.builder.leftovers.depth_mismatches.saturating_sub(kept_mismatch);
+        let funcs = &self.builder.funcs;
+        let tree = self.merged.roots.iter().map(|&r| tree_node(&self.merged, funcs, r)).collect();
+        let mut exact = self.merged.nodes.iter().all(|n| n.stats.hist.is_exact());
+        let mut flat: Vec<FlatEntry> = self
+            .flat
+            .funcs
+            .iter()
+            .map(|(&id, e)| {
+                exact &= e.inclusive.hist.is_exact();
+                let info = funcs.get(id);
+                let timed = e.inclusive.timed > 0;
+                FlatEntry {
+                    function: info.name.clone(),
+                    module: info.module.clone(),
+                    calls: e.calls,
+                    count: e.inclusive.count,
+                    total_ns: timed.then_some(e.inclusive.total),
+                    self_ns: timed.then_some(e.self_total),
+                    mean_ns: e.inclusive.mean(),
+                    min_ns: timed.then_some(e.inclusive.min),
+                    max_ns: timed.then_some(e.inclusive.max),
+                }
+            })
+            .collect();
+        flat.sort_by(|a, b| {
+            b.total_ns
+                .cmp(&a.total_ns)
+                .then(b.calls.cmp(&a.calls))
+                .then(a.function.cmp(&b.function))
+        });
+        let lo = &self.builder.leftovers;
+        let incomplete = Incomplete {
+            count: lo.incomplete.values().sum(),
+            discarded_calls: lo.discarded_calls,
+            functions: lo
+                .incomplete
+                .iter()
+                .map(|(&(f, reason), &count)| IncompleteFunction {
+                    function: funcs.get(f).name.clone(),
+                    module: funcs.get(f).module.clone(),
+                    reason: serde_plain_reason(reason),
+                    count,
+                })
+                .collect(),
+        };
+        let orphans = Orphans {
+            count: lo.orphans.values().map(|v| v.0).sum(),
+            functions: lo
+                .orphans
+                .iter()
+                .map(|(f, &(count, total_ns))| OrphanFunction {
+                    function: f.map(|f| funcs.get(f).name.clone()),
+                    module: f.and_then(|f| funcs.get(f).module.clone()),
+                    count,
+                    total_ns,
+                })
+                .collect(),
+        };
+        let lost_events = LostEvents {
+            markers: lo.lost_markers,
+            events: lo.lost_events,
+            uncounted_markers: lo.lost_uncounted,
+        };
+        Report {
+            schema_version: SCHEMA_VERSION,
+            inputs: self.inputs,
+            roots: self.builder.roots(),
+            tree,
+            flat,
+            incomplete,
+            orphans,
+            lost_events,
+            diagnostics: self.diagnostics,
+            diagnostic_counts: self.counts,
+            percentiles_exact: exact,
+        }
+    }
+}
+
+fn serde_plain_reason(r: calls::CutReason) -> String {
+    match r {
+        calls::CutReason::EndOfInput => "end_of_input",
+        calls::CutReason::LostEvents => "lost_events",
+        calls::CutReason::SkippedByReturn => "skipped_by_return",
+    }
+    .to_string()
+}
+
+fn tree_node(t: &MergedTree, funcs: &FuncTable, i: u32) -> TreeNode {
+    let n = &t.nodes[i as usize];
+    let info = funcs.get(n.func);
+    let s = &n.stats;
+    let timed = s.timed > 0;
+    let p = s.hist.percentiles(&[50.0, 99.0]);
+    TreeNode {
+        function: info.name.clone(),
+        module: info.module.clone(),
+        count: s.count,
+        total_ns: timed.then_some(s.total),
+        self_ns: timed.then_some(n.self_total),
+        min_ns: timed.then_some(s.min),
+        max_ns: timed.then_some(s.max),
+        mean_ns: s.mean(),
+        p50_ns: p[0],
+        p99_ns: p[1],
+        interrupt: n.interrupt,
+        children: n.children.iter().map(|&c| tree_node(t, funcs, c)).collect(),
+    }
+}
+
+impl RecordSink for Analysis<'_> {
+    fn record(&mut self, rec: &Record<'_>) -> Flow {
+        let mut consumers =
+            Consumers { merged: &mut self.merged, flat: &mut self.flat, extra: &mut self.extra };
+        self.builder.record(rec, &mut consumers);
+        let mut flow = Flow::Continue;
+        for s in self.extra_records.iter_mut() {
+            if s.record(rec) == Flow::Stop {
+                flow = Flow::Stop;
+            }
+        }
+        flow
+    }
+
+    fn diagnostic(&mut self, d: Diagnostic) -> Flow {
+        self.keep_diagnostic(d);
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! The calling-context tree: every root call merged by call path, with per-path statistics.
+
+use rustc_hash::FxHashMap;
+
+use exitscope_model::Nanos;
+
+use crate::calls::{CallSink, NO_PARENT, RootCall};
+use crate::funcs::{FuncId, FuncTable};
+use crate::histogram::Histogram;
+
+/// Statistics of a set of durations.
+#[derive(Clone, Debug, Default)]
+pub struct DurationStats {
+    /// Calls counted (timed or not).
+    pub count: u64,
+    /// Calls that had a duration.
+    pub timed: u64,
+    /// Sum of durations.
+    pub total: Nanos,
+    /// Shortest.
+    pub min: Nanos,
+    /// Longest.
+    pub max: Nanos,
+    /// Distribution, for percentiles.
+    pub hist: Histogram,
+}
+
+impl DurationStats {
+    /// Add one call.
+    pub fn add(&mut self, d: Option<Nanos>) {
+        self.count += 1;
+        if let Some(d) = d {
+            if self.timed == 0 || d < self.min {
+                self.min = d;
+            }
+            self.max = self.max.max(d);
+            self.timed += 1;
+            self.total = self.total.saturating_add(d);
+            self.hist.add(d);
+        }
+    }
+
+    /// Mean over timed calls, rounded to the nearest ns.
+    pub fn mean(&self) -> Option<Nanos> {
+        (self.timed > 0).then(|| (self.total + self.timed / 2) / self.timed)
+    }
+
+    /// Merge another set.
+    pub fn merge(&mut self, o: &DurationStats) {
+        if o.timed > 0 {
+            if self.timed == 0 || o.min < self.min {
+                self.min = o.min;
+            }
+            self.max = self.max.max(o.max);
+        }
+        self.count += o.count;
+        self.timed += o.timed;
+        self.total = self.total.saturating_add(o.total);
+        self.hist.merge(&o.hist);
+    }
+}
+
+/// One call path in the merged tree.
+#[derive(Clone, Debug)]
+pub struct MergedNode {
+    /// Function at the end of the path.
+    pub func: FuncId,
+    /// Parent path, or [`NO_PARENT`].
+    pub parent: u32,
+    /// Children in first-seen order.
+    pub children: Vec<u32>,
+    /// Inclusive durations.
+    pub stats: DurationStats,
+    /// Sum of self time (duration minus children) over timed calls.
+    pub self_total: Nanos,
+    /// Sum of interrupt subtrees' time directly below this path.
+    pub interrupt_child_total: Nanos,
+    /// The path runs in interrupt context.
+    pub interrupt: bool,
+}
+
+/// Root calls merged by call path.
+#[derive(Clone, Debug, Default)]
+pub struct MergedTree {
+    /// All paths; roots have `parent == NO_PARENT`.
+    pub nodes: Vec<MergedNode>,
+    /// Root paths in first-seen order.
+    pub roots: Vec<u32>,
+    index: FxHashMap<(u32, FuncId), u32>,
+    /// Scratch: merged index of each node of the root being added.
+    scratch: Vec<u32>,
+}
+
+impl MergedTree {
+    fn child(&mut self, parent: u32, func: FuncId, interrupt: bool) -> u32 {
+        if let Some(&i) = self.index.get(&(parent, func)) {
+            return i;
+        }
+        let i = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
+        self.nodes.push(MergedNode {
+            func,
+            parent,
+            children: Vec::new(),
+            stats: DurationStats::default(),
+            self_total: 0,
+            interrupt_child_total: 0,
+            interrupt,
+        });
+        self.index.insert((parent, func), i);
+        match self.nodes.get_mut(parent as usize) {
+            Some(p) => p.children.push(i),
+            None => self.roots.push(i),
+        }
+        i
+    }
+
+    /// Add one root call.
+    pub fn add(&mut self, root: &RootCall) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        for n in &root.nodes {
+            let parent = if n.parent == NO_PARENT { NO_PARENT } else { scratch[n.parent as usize] };
+            let m = self.child(parent, n.func, n.interrupt);
+            scratch.push(m);
+            let node = &mut self.nodes[m as usize];
+            node.stats.add(n.duration);
+            if let Some(s) = n.self_ns() {
+                node.self_total = node.self_total.saturating_add(s);
+            }
+            node.interrupt_child_total =
+                node.interrupt_child_total.saturating_add(n.interrupt_child_ns);
+        }
+        self.scratch = scratch;
+    }
+
+    /// The merged path of function names from a root to `node`.
+    pub fn path(&self, mut node: u32) -> Vec<FuncId> {
+        let mut p = Vec::new();
+        while let Some(n) = self.nodes.get(node as usize) {
+            p.push(n.func);
+            node = n.parent;
+        }
+        p.reverse();
+        p
+    }
+}
+
+impl CallSink for MergedTree {
+    fn root(&mut self, root: &RootCall, _funcs: &FuncTable) {
+        self.add(root);
+    }
+}
+
+/// Per-function totals regardless of call path.
+#[derive(Clone, Debug, Default)]
+pub struct FlatProfile {
+    /// Per function: inclusive stats (recursive calls inside an outer call of the same
+    /// function are not counted again), and summed self time.
+    pub funcs: FxHashMap<FuncId, FlatEntryStats>,
+}
+
+/// Flat statistics of one function.
+#[derive(Clone, Debug, Default)]
+pub struct FlatEntryStats {
+    /// Every call (recursive ones included).
+    pub calls: u64,
+    /// Inclusive durations of outermost calls of this function (recursion deduplicated).
+    pub inclusive: DurationStats,
+    /// Summed self time over all calls.
+    pub self_total: Nanos,
+}
+
+impl CallSink for FlatProfile {
+    fn root(&mut self, root: &RootCall, _funcs: &FuncTable) {
+        for n in &root.nodes {
+            let e = self.funcs.entry(n.func).or_default();
+            e.calls += 1;
+            if let Some(s) = n.self_ns() {
+                e.self_total = e.self_total.saturating_add(s);
+            }
+            // Count inclusive time only for the outermost call of this function on the path.
+            let mut p = n.parent;
+            let mut recursive = false;
+            while p != NO_PARENT {
+                let pn = &root.nodes[p as usize];
+                if pn.func == n.func {
+                    recursive = true;
+                    break;
+                }
+                p = pn.parent;
+            }
+            if !recursive {
+                e.inclusive.add(n.duration);
+            }
+        }
+    }
+}

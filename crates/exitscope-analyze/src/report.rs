@@ -1,0 +1,214 @@
+//! The analysis result every renderer reads. Serialized as the `--json` document.
+//!
+//! Schema (version 1), fields not listed are additive and may appear later:
+//!
+//! ```text
+//! { "schema_version": 1,
+//!   "inputs": [{"name", "format", "bytes", "lines", "records", "error_lines", "ignored_lines"}],
+//!   "roots": int,                  // complete root calls analysed
+//!   "tree": [Node],                // merged calling-context tree, roots in first-seen order
+//!   "flat": [{"function", "module", "calls", "count", "total_ns", "self_ns", "mean_ns",
+//!             "min_ns", "max_ns"}],  // inclusive stats deduplicated for recursion
+//!   "incomplete": {"count", "discarded_calls", "functions": [{"function","module","reason","count"}]},
+//!   "orphans": {"count", "functions": [{"function","module","count","total_ns"}]},
+//!   "lost_events": {"markers", "events", "uncounted_markers"},
+//!   "diagnostics": [{"file","line","column","severity","message"}],   // first --max-diagnostics
+//!   "diagnostic_counts": {"errors", "warnings"},
+//!   "percentiles_exact": bool }
+//! Node = {"function": str, "module": str|null, "count": int, "total_ns", "self_ns", "min_ns",
+//!         "max_ns", "mean_ns", "p50_ns", "p99_ns": int (null when the trace has no durations),
+//!         "interrupt": bool, "children": [Node]}
+//! ```
+//!
+//! Times are integer nanoseconds. `self_ns` is the summed self time (total minus children);
+//! percentiles are nearest-rank over the calls of that path.
+
+use serde::Serialize;
+
+use exitscope_model::{Diagnostic, Nanos};
+
+/// Current `schema_version`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything `exitscope report` found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Version of this document's layout.
+    pub schema_version: u32,
+    /// One summary per input.
+    pub inputs: Vec<InputSummary>,
+    /// Complete root calls analysed.
+    pub roots: u64,
+    /// Merged calling-context tree.
+    pub tree: Vec<TreeNode>,
+    /// Flat per-function profile, by inclusive total, largest first.
+    pub flat: Vec<FlatEntry>,
+    /// Calls that never completed.
+    pub incomplete: Incomplete,
+    /// Returns with no entry.
+    pub orphans: Orphans,
+    /// Ring-buffer losses the trace reported.
+    pub lost_events: LostEvents,
+    /// The first diagnostics (see `diagnostic_counts` for all).
+    pub diagnostics: Vec<Diagnostic>,
+    /// How many diagnostics there were in all.
+    pub diagnostic_counts: DiagnosticCounts,
+    /// False when some distribution had too many distinct values and percentiles are
+    /// bucketed (relative error < 0.2 %).
+    pub percentiles_exact: bool,
+}
+
+/// What one input contained.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct InputSummary {
+    /// Name as given (`-` for stdin).
+    pub name: String,
+    /// `ftrace-text` or `trace-dat`.
+    pub format: String,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Lines read (0 for binary inputs).
+    pub lines: u64,
+    /// Records produced.
+    pub records: u64,
+    /// Lines that could not be read.
+    pub error_lines: u64,
+    /// Blank, header and frame lines.
+    pub ignored_lines: u64,
+}
+
+/// One call path of the merged tree.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct TreeNode {
+    /// Function name.
+    pub function: String,
+    /// Module, or null for vmlinux.
+    pub module: Option<String>,
+    /// Calls on this path.
+    pub count: u64,
+    /// Summed duration.
+    pub total_ns: Option<Nanos>,
+    /// Summed self time.
+    pub self_ns: Option<Nanos>,
+    /// Shortest call.
+    pub min_ns: Option<Nanos>,
+    /// Longest call.
+    pub max_ns: Option<Nanos>,
+    /// Mean duration (rounded).
+    pub mean_ns: Option<Nanos>,
+    /// Median (nearest rank).
+    pub p50_ns: Option<Nanos>,
+    /// 99th percentile (nearest rank).
+    pub p99_ns: Option<Nanos>,
+    /// Runs in interrupt context.
+    pub interrupt: bool,
+    /// Callees in first-seen order.
+    pub children: Vec<TreeNode>,
+}
+
+impl TreeNode {
+    /// `name [module]`.
+    pub fn display_name(&self) -> String {
+        match &self.module {
+            Some(m) => format!("{} [{}]", self.function, m),
+            None => self.function.clone(),
+        }
+    }
+
+    /// Depth-first search for the first node named `function`.
+    pub fn find(&self, function: &str) -> Option<&TreeNode> {
+        if self.function == function {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find(function))
+    }
+}
+
+/// One function of the flat profile.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct FlatEntry {
+    /// Function name.
+    pub function: String,
+    /// Module.
+    pub module: Option<String>,
+    /// Every call, recursive ones included.
+    pub calls: u64,
+    /// Outermost calls (what the inclusive statistics count).
+    pub count: u64,
+    /// Inclusive total over outermost calls.
+    pub total_ns: Option<Nanos>,
+    /// Summed self time over all calls.
+    pub self_ns: Option<Nanos>,
+    /// Mean inclusive duration.
+    pub mean_ns: Option<Nanos>,
+    /// Shortest inclusive duration.
+    pub min_ns: Option<Nanos>,
+    /// Longest inclusive duration.
+    pub max_ns: Option<Nanos>,
+}
+
+/// Calls that never completed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Incomplete {
+    /// Open calls cut off.
+    pub count: u64,
+    /// Completed calls inside cut roots, dropped with them.
+    pub discarded_calls: u64,
+    /// Per function and reason.
+    pub functions: Vec<IncompleteFunction>,
+}
+
+/// Incomplete calls of one function.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IncompleteFunction {
+    /// Function name.
+    pub function: String,
+    /// Module.
+    pub module: Option<String>,
+    /// `end_of_input`, `lost_events` or `skipped_by_return`.
+    pub reason: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// Returns that had no entry.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Orphans {
+    /// How many.
+    pub count: u64,
+    /// Per function named by the return (`null` when it did not say).
+    pub functions: Vec<OrphanFunction>,
+}
+
+/// Orphan returns of one function.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OrphanFunction {
+    /// Function name, if the return printed it.
+    pub function: Option<String>,
+    /// Module.
+    pub module: Option<String>,
+    /// How many.
+    pub count: u64,
+    /// Their summed printed durations.
+    pub total_ns: Nanos,
+}
+
+/// Lost events.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LostEvents {
+    /// `LOST` lines.
+    pub markers: u64,
+    /// Sum of printed counts.
+    pub events: u64,
+    /// `LOST` lines without a count.
+    pub uncounted_markers: u64,
+}
+
+/// Diagnostic totals.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DiagnosticCounts {
+    /// Lines or records skipped.
+    pub errors: u64,
+    /// Inconsistencies that did not stop reading.
+    pub warnings: u64,
+}

@@ -1,0 +1,211 @@
+//! Call rebuilding and merging on the seed and on hand-made edge cases.
+
+use exitscope_ftrace::parse_reader;
+
+use crate::report::{Report, TreeNode};
+use crate::{Analysis, AnalysisOptions, InputCounts};
+
+fn analyse(inputs: &[(&str, &str)]) -> Report {
+    let mut a = Analysis::new(AnalysisOptions::default());
+    for (name, text) in inputs {
+        a.begin_input(name, "ftrace-text");
+        let s = parse_reader(name, text.as_bytes(), &mut a).unwrap();
+        a.end_input(&InputCounts { lines: s.lines, records: s.records, ..Default::default() });
+    }
+    a.finish()
+}
+
+fn seed(name: &str) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/seed/");
+    std::fs::read_to_string(format!("{dir}{name}")).unwrap()
+}
+
+fn root<'a>(r: &'a Report, f: &str) -> &'a TreeNode {
+    r.tree.iter().find(|n| n.function == f).unwrap_or_else(|| panic!("no root {f}"))
+}
+
+#[test]
+fn seed_amd_numbers_are_exact() {
+    let r = analyse(&[("amd", &seed("cpuid-amd.fgraph.txt"))]);
+    assert_eq!(r.roots, 3);
+    let v = root(&r, "vcpu_enter_guest");
+    assert_eq!((v.count, v.total_ns, v.self_ns), (1, Some(4278), Some(541)));
+    assert_eq!(v.module.as_deref(), Some("kvm"));
+    let run = v.children.iter().find(|c| c.function == "svm_vcpu_run").unwrap();
+    assert_eq!(run.total_ns, Some(2265));
+    let c = root(&r, "cpuid_interception");
+    assert_eq!((c.count, c.min_ns, c.max_ns, c.total_ns), (2, Some(1082), Some(2525), Some(3607)));
+    assert_eq!((c.p50_ns, c.p99_ns, c.mean_ns), (Some(1082), Some(2525), Some(1804)));
+    // The slow path exists only in the second call: count 1 below a count-2 parent.
+    let msr = c.find("__kvm_get_msr").unwrap();
+    assert_eq!((msr.count, msr.total_ns), (1, Some(1443)));
+    assert_eq!(r.incomplete.count + r.orphans.count, 0);
+}
+
+#[test]
+fn seed_intel_numbers_are_exact() {
+    let r = analyse(&[("intel", &seed("cpuid-intel.fgraph.txt"))]);
+    assert_eq!(root(&r, "vcpu_enter_guest").total_ns, Some(5684));
+    let k = root(&r, "kvm_emulate_cpuid");
+    assert_eq!((k.count, k.min_ns, k.max_ns), (2, Some(1704), Some(5116)));
+}
+
+#[test]
+fn flat_profile_deduplicates_recursion() {
+    let text = " 0)               |  f() {\n 0)               |    g() {\n 0)   1.000 us    |      f();\n 0)   3.000 us    |    }\n 0)   5.000 us    |  }\n";
+    let r = analyse(&[("t", text)]);
+    let f = r.flat.iter().find(|e| e.function == "f").unwrap();
+    assert_eq!((f.calls, f.count, f.total_ns, f.self_ns), (2, 1, Some(5000), Some(2000 + 1000)));
+}
+
+#[test]
+fn orphans_and_incomplete_stay_out_of_the_statistics() {
+    let text = concat!(
+        " 0)   9.000 us    |    } /* schedule */\n", // orphan at trace start
+        " 0)   1.000 us    |  }\n",                  // orphan without name
+        " 0)               |  a() {\n",
+        " 0)   0.500 us    |    b();\n",
+        " 0)   2.000 us    |  }\n",
+        " 1)               |  c() {\n", // never closes
+        " 1)   0.100 us    |    d();\n",
+    );
+    let r = analyse(&[("t", text)]);
+    assert_eq!(r.roots, 1);
+    assert_eq!(r.tree.len(), 1);
+    assert_eq!(r.orphans.count, 2);
+    assert_eq!(
+        r.orphans
+            .functions
+            .iter()
+            .find(|o| o.function.as_deref() == Some("schedule"))
+            .unwrap()
+            .total_ns,
+        9000
+    );
+    assert_eq!(r.incomplete.count, 1);
+    assert_eq!(r.incomplete.functions[0].function, "c");
+    assert_eq!(r.incomplete.functions[0].reason, "end_of_input");
+    assert_eq!(r.incomplete.discarded_calls, 1);
+}
+
+#[test]
+fn lost_events_cut_open_calls_on_that_cpu() {
+    let text = " 0)               |  a() {\n 1)               |  x() {\nCPU:0 [LOST 5 EVENTS]\n 0)   1.000 us    |  }\n 1)   2.000 us    |  }\n";
+    let r = analyse(&[("t", text)]);
+    assert_eq!(r.lost_events.markers, 1);
+    assert_eq!(r.lost_events.events, 5);
+    assert_eq!(r.incomplete.functions[0].reason, "lost_events");
+    assert_eq!(r.orphans.count, 1, "a's return after the cut is an orphan");
+    assert_eq!(root(&r, "x").total_ns, Some(2000));
+}
+
+#[test]
+fn nesting_follows_tasks_across_switches_and_migrations() {
+    // Task 10 enters a() on CPU 0, is switched out, another task runs, and 10 returns on CPU 1.
+    let text = concat!(
+        " 0)  t-10   |               |  a() {\n",
+        " 0)  u-20   |               |  b() {\n",
+        " 1)  t-10   |   0.100 us    |    c();\n",
+        " 1)  t-10   |   5.000 us    |  }\n",
+        " 0)  u-20   |   1.000 us    |  }\n",
+    );
+    let r = analyse(&[("t", text)]);
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    let a = root(&r, "a");
+    assert_eq!(
+        (a.total_ns, a.self_ns, a.children[0].function.as_str()),
+        (Some(5000), Some(4900), "c")
+    );
+    assert_eq!(root(&r, "b").total_ns, Some(1000));
+}
+
+#[test]
+fn banner_resumes_task_mid_stack() {
+    // Without a proc column, tasks are known from banners only; task 7 resumes in schedule().
+    let text = concat!(
+        " 0)               |  schedule() {\n",
+        " ------------------------------------------\n",
+        " 0)    a-7    =>    b-8   \n",
+        " ------------------------------------------\n",
+        "\n",
+        " 0)   0.200 us    |  f();\n",
+        " ------------------------------------------\n",
+        " 0)    b-8    =>    a-7   \n",
+        " ------------------------------------------\n",
+        "\n",
+        " 0)   9.000 us    |  }\n",
+    );
+    let r = analyse(&[("t", text)]);
+    assert_eq!(root(&r, "schedule").total_ns, Some(9000));
+    assert_eq!(root(&r, "f").total_ns, Some(200));
+    assert_eq!(r.orphans.count + r.incomplete.count, 0);
+}
+
+#[test]
+fn interrupts_nested_without_markers_are_flagged_and_not_self_time() {
+    let text = concat!(
+        " 0)               |  kvm_emulate_cpuid() {\n",
+        " 0)               |    __sysvec_apic_timer_interrupt() {\n",
+        " 0)   3.000 us    |      hrtimer_interrupt();\n",
+        " 0)   4.000 us    |    }\n",
+        " 0)   5.000 us    |  }\n",
+    );
+    let r = analyse(&[("t", text)]);
+    let k = root(&r, "kvm_emulate_cpuid");
+    assert_eq!(k.self_ns, Some(1000));
+    assert!(!k.interrupt);
+    assert!(k.children[0].interrupt && k.children[0].children[0].interrupt);
+}
+
+#[test]
+fn irq_markers_flag_the_handler_subtree() {
+    let text = concat!(
+        " 2)               |  f() {\n",
+        " 2)   ==========> |\n",
+        " 2)   1.000 us    |    handler();\n",
+        " 2)   <========== |\n",
+        " 2)   0.100 us    |    g();\n",
+        " 2)   2.000 us    |  }\n",
+    );
+    let r = analyse(&[("t", text)]);
+    let f = root(&r, "f");
+    assert!(f.children[0].interrupt);
+    assert!(!f.children[1].interrupt);
+}
+
+#[test]
+fn named_return_skipping_a_frame_marks_it_incomplete() {
+    let text = concat!(
+        " 0)               |  a() {\n",
+        " 0)               |    b() {\n",
+        " 0)   3.000 us    |  } /* a */\n",
+    );
+    let r = analyse(&[("t", text)]);
+    assert_eq!(root(&r, "a").total_ns, Some(3000));
+    assert_eq!(r.incomplete.functions[0].function, "b");
+    assert_eq!(r.incomplete.functions[0].reason, "skipped_by_return");
+}
+
+#[test]
+fn indentation_disagreeing_with_braces_warns() {
+    let text =
+        " 0)               |  a() {\n 0)   1.000 us    |      b();\n 0)   2.000 us    |  }\n";
+    let r = analyse(&[("t", text)]);
+    assert_eq!(r.diagnostic_counts.warnings, 1);
+    assert_eq!(root(&r, "a").total_ns, Some(2000));
+}
+
+#[test]
+fn inputs_do_not_share_stacks() {
+    let r = analyse(&[("a", " 0)               |  a() {\n"), ("b", " 0)   1.000 us    |  }\n")]);
+    assert_eq!(r.incomplete.count, 1);
+    assert_eq!(r.orphans.count, 1);
+    assert_eq!(r.inputs.len(), 2);
+}
+
+#[test]
+fn no_duration_column_gives_counts_and_null_times() {
+    let r = analyse(&[("t", " 1) do_sys_open() {\n 1)   getname();\n 1) }\n")]);
+    let d = root(&r, "do_sys_open");
+    assert_eq!((d.count, d.total_ns, d.children[0].count), (1, None, 1));
+}
