@@ -40,6 +40,9 @@ pub struct CallNode {
     pub interrupt: bool,
     /// Input line of the entry (or leaf).
     pub line: u64,
+    /// Its return was lost (a later return named an outer function): it is kept for the
+    /// shape of the tree but left out of every statistic.
+    pub return_lost: bool,
 }
 
 impl CallNode {
@@ -220,10 +223,10 @@ impl CallTreeBuilder {
     }
 
     fn stack_index(&mut self, key: StackKey) -> usize {
-        if let Some((k, i)) = self.last {
-            if k == key {
-                return i;
-            }
+        if let Some((k, i)) = self.last
+            && k == key
+        {
+            return i;
         }
         let next = self.stacks.len();
         let i = *self.index.entry(key).or_insert(next);
@@ -275,24 +278,20 @@ impl CallTreeBuilder {
             }
             RecordKind::TaskSwitch { prev, .. } => {
                 // Lines before the first banner of a CPU had no task: they belong to `prev`.
-                if let Some(cpu) = rec.cpu {
-                    if let Some(&ci) = self.index.get(&StackKey::Cpu(cpu)) {
-                        if !self.stacks[ci].open.is_empty() {
-                            let moved = std::mem::take(&mut self.stacks[ci]);
-                            let pk = if prev.pid == 0 {
-                                StackKey::Idle(cpu)
-                            } else {
-                                StackKey::Pid(prev.pid)
-                            };
-                            let pi = self.stack_index(pk);
-                            if self.stacks[pi].open.is_empty() {
-                                self.stacks[pi] = moved;
-                            } else {
-                                // Both have open calls: keep the task's own; cut the CPU's.
-                                self.stacks[ci] = moved;
-                                self.cut(ci, CutReason::EndOfInput);
-                            }
-                        }
+                if let Some(cpu) = rec.cpu
+                    && let Some(&ci) = self.index.get(&StackKey::Cpu(cpu))
+                    && !self.stacks[ci].open.is_empty()
+                {
+                    let moved = std::mem::take(&mut self.stacks[ci]);
+                    let pk =
+                        if prev.pid == 0 { StackKey::Idle(cpu) } else { StackKey::Pid(prev.pid) };
+                    let pi = self.stack_index(pk);
+                    if self.stacks[pi].open.is_empty() {
+                        self.stacks[pi] = moved;
+                    } else {
+                        // Both have open calls: keep the task's own; cut the CPU's.
+                        self.stacks[ci] = moved;
+                        self.cut(ci, CutReason::EndOfInput);
                     }
                 }
             }
@@ -357,6 +356,7 @@ impl CallTreeBuilder {
             interrupt_child_ns: 0,
             interrupt: interrupt_fn || parent_interrupt || st.irq_markers > 0,
             line: rec.line,
+            return_lost: false,
         };
         let idx = u32::try_from(st.root.nodes.len()).unwrap_or(u32::MAX);
         st.root.nodes.push(node);
@@ -407,6 +407,7 @@ impl CallTreeBuilder {
                                 // Unknown duration keeps it out of the statistics.
                                 let n = &mut st.root.nodes[skipped as usize];
                                 n.duration = None;
+                                n.return_lost = true;
                                 skipped_funcs.push(n.func);
                             }
                         }
@@ -441,10 +442,10 @@ impl CallTreeBuilder {
                 duration = end.checked_sub(start);
             }
         }
-        if st.root.nodes[target as usize].start.is_none() {
-            if let (Some(end), Some(d)) = (rec.timestamp, duration) {
-                st.root.nodes[target as usize].start = end.checked_sub(d);
-            }
+        if st.root.nodes[target as usize].start.is_none()
+            && let (Some(end), Some(d)) = (rec.timestamp, duration)
+        {
+            st.root.nodes[target as usize].start = end.checked_sub(d);
         }
         self.finish_node(s, target, duration, sink);
     }

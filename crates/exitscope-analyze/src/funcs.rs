@@ -28,21 +28,24 @@ impl FuncInfo {
     }
 }
 
+/// The modules a name was seen with, and the id for each.
+type ModuleIds = Vec<(Option<Box<str>>, FuncId)>;
+
 /// Function interner: (name, module) → [`FuncId`].
 #[derive(Debug, Default, Clone)]
 pub struct FuncTable {
     // name → the (module, id) pairs seen with that name; almost always one.
-    by_name: FxHashMap<Box<str>, Vec<(Option<Box<str>>, FuncId)>>,
+    by_name: FxHashMap<Box<str>, ModuleIds>,
     funcs: Vec<FuncInfo>,
 }
 
 impl FuncTable {
     /// The id of `f`, interning it on first sight.
     pub fn intern(&mut self, f: Func<'_>) -> FuncId {
-        if let Some(v) = self.by_name.get(f.name) {
-            if let Some(&(_, id)) = v.iter().find(|(m, _)| m.as_deref() == f.module) {
-                return id;
-            }
+        if let Some(v) = self.by_name.get(f.name)
+            && let Some(&(_, id)) = v.iter().find(|(m, _)| m.as_deref() == f.module)
+        {
+            return id;
         }
         let id = FuncId::try_from(self.funcs.len()).unwrap_or(FuncId::MAX);
         self.funcs.push(FuncInfo {

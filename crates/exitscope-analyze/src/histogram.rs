@@ -104,12 +104,59 @@ impl Histogram {
     }
 }
 
+/// One bin of a log-scaled histogram: values in `low_ns..high_ns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HistogramBin {
+    /// Inclusive lower bound.
+    pub low_ns: Nanos,
+    /// Exclusive upper bound.
+    pub high_ns: Nanos,
+    /// Values in the bin.
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Log-scaled bins, `per_octave` bins per power of two (bounds rounded to whole ns), only
+    /// the non-empty ones, ascending. For plotting latency distributions on a log axis.
+    pub fn log_bins(&self, per_octave: u32) -> Vec<HistogramBin> {
+        let per_octave = per_octave.clamp(1, 16);
+        let mut bins: Vec<HistogramBin> = Vec::new();
+        for (v, n) in self.sorted() {
+            let (low, high) = log_bin_bounds(v, per_octave);
+            match bins.last_mut() {
+                Some(b) if b.low_ns == low => b.count += n,
+                _ => bins.push(HistogramBin { low_ns: low, high_ns: high, count: n }),
+            }
+        }
+        bins
+    }
+}
+
+/// Bin of `v`: octave `[2^e, 2^(e+1))` split into `per_octave` equal parts (integer math;
+/// octaves narrower than `per_octave` ns get one bin per value).
+fn log_bin_bounds(v: Nanos, per_octave: u32) -> (Nanos, Nanos) {
+    if v == 0 {
+        return (0, 1);
+    }
+    let e = 63 - v.leading_zeros();
+    let base = 1u128 << e;
+    let p = u128::from(per_octave);
+    if base < p {
+        return (v, v + 1);
+    }
+    let j = (u128::from(v) - base) * p / base;
+    let low = base + j * base / p;
+    let high = base + (j + 1) * base / p;
+    (u64::try_from(low).unwrap_or(u64::MAX), u64::try_from(high).unwrap_or(u64::MAX))
+}
+
 /// Nearest rank for percentile `q` of `n` values (1-based).
 fn rank_for(q: f64, n: u64) -> u64 {
     // Integer arithmetic on per-mille avoids float rounding at exact ranks (p50 of 2 = 1).
-    let permille = (q * 10.0).round().clamp(0.0, 1000.0) as u64;
-    let r = (permille * n).div_ceil(1000);
-    r.max(1)
+    #[allow(clippy::cast_sign_loss, reason = "clamped to 0..=1000 first")]
+    let permille = (q * 10.0).round().clamp(0.0, 1000.0) as u128;
+    let r = (permille * u128::from(n)).div_ceil(1000);
+    u64::try_from(r).unwrap_or(n).max(1)
 }
 
 fn bucket_of(v: u64) -> u64 {
@@ -178,6 +225,22 @@ mod tests {
         let p50 = h.percentiles(&[50.0])[0].unwrap();
         let exact = 499_999 * 7 + 1000;
         assert!((p50 as f64 - exact as f64).abs() / (exact as f64) < 0.002, "{p50} vs {exact}");
+    }
+
+    #[test]
+    fn log_bins_cover_every_value_once() {
+        let mut h = Histogram::default();
+        for v in [0u64, 1, 2, 3, 80, 90, 100, 1082, 2525, 4278, 4279, 1_000_000] {
+            h.add(v);
+        }
+        let bins = h.log_bins(4);
+        assert_eq!(bins.iter().map(|b| b.count).sum::<u64>(), 12);
+        for w in bins.windows(2) {
+            assert!(w[0].high_ns <= w[1].low_ns, "{bins:?}");
+        }
+        for v in [0u64, 1, 2, 3, 80, 90, 100, 1082, 2525, 4278, 1_000_000] {
+            assert!(bins.iter().any(|b| b.low_ns <= v && v < b.high_ns), "{v} {bins:?}");
+        }
     }
 
     #[test]

@@ -182,6 +182,7 @@ impl<'a> Analysis<'a> {
                 exact &= e.inclusive.hist.is_exact();
                 let info = funcs.get(id);
                 let timed = e.inclusive.timed > 0;
+                let p = e.inclusive.hist.percentiles(&[50.0, 99.0]);
                 FlatEntry {
                     function: info.name.clone(),
                     module: info.module.clone(),
@@ -192,6 +193,9 @@ impl<'a> Analysis<'a> {
                     mean_ns: e.inclusive.mean(),
                     min_ns: timed.then_some(e.inclusive.min),
                     max_ns: timed.then_some(e.inclusive.max),
+                    p50_ns: p[0],
+                    p99_ns: p[1],
+                    histogram: e.inclusive.hist.log_bins(4),
                 }
             })
             .collect();

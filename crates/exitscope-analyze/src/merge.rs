@@ -123,6 +123,9 @@ impl MergedTree {
             let m = self.child(parent, n.func, n.interrupt);
             scratch.push(m);
             let node = &mut self.nodes[m as usize];
+            if n.return_lost {
+                continue;
+            }
             node.stats.add(n.duration);
             if let Some(s) = n.self_ns() {
                 node.self_total = node.self_total.saturating_add(s);
@@ -172,7 +175,7 @@ pub struct FlatEntryStats {
 
 impl CallSink for FlatProfile {
     fn root(&mut self, root: &RootCall, _funcs: &FuncTable) {
-        for n in &root.nodes {
+        for n in root.nodes.iter().filter(|n| !n.return_lost) {
             let e = self.funcs.entry(n.func).or_default();
             e.calls += 1;
             if let Some(s) = n.self_ns() {

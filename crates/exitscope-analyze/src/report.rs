@@ -8,7 +8,8 @@
 //!   "roots": int,                  // complete root calls analysed
 //!   "tree": [Node],                // merged calling-context tree, roots in first-seen order
 //!   "flat": [{"function", "module", "calls", "count", "total_ns", "self_ns", "mean_ns",
-//!             "min_ns", "max_ns"}],  // inclusive stats deduplicated for recursion
+//!             "min_ns", "max_ns", "p50_ns", "p99_ns",
+//!             "histogram": [{"low_ns", "high_ns", "count"}]}],  // recursion deduplicated
 //!   "incomplete": {"count", "discarded_calls", "functions": [{"function","module","reason","count"}]},
 //!   "orphans": {"count", "functions": [{"function","module","count","total_ns"}]},
 //!   "lost_events": {"markers", "events", "uncounted_markers"},
@@ -145,6 +146,12 @@ pub struct FlatEntry {
     pub min_ns: Option<Nanos>,
     /// Longest inclusive duration.
     pub max_ns: Option<Nanos>,
+    /// Median inclusive duration (nearest rank).
+    pub p50_ns: Option<Nanos>,
+    /// 99th percentile inclusive duration (nearest rank).
+    pub p99_ns: Option<Nanos>,
+    /// Inclusive durations in log-scaled bins (4 per power of two), non-empty bins only.
+    pub histogram: Vec<crate::histogram::HistogramBin>,
 }
 
 /// Calls that never completed.

@@ -181,7 +181,9 @@ fn named_return_skipping_a_frame_marks_it_incomplete() {
         " 0)   3.000 us    |  } /* a */\n",
     );
     let r = analyse(&[("t", text)]);
-    assert_eq!(root(&r, "a").total_ns, Some(3000));
+    let a = root(&r, "a");
+    assert_eq!(a.total_ns, Some(3000));
+    assert_eq!(a.children[0].count, 0, "b's call is not counted: its return was lost");
     assert_eq!(r.incomplete.functions[0].function, "b");
     assert_eq!(r.incomplete.functions[0].reason, "skipped_by_return");
 }

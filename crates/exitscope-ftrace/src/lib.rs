@@ -113,10 +113,10 @@ impl TextParser {
                 );
             }
         };
-        if self.open_comment.is_some() {
-            if let Some(flow) = self.continue_comment(text, lineno, sink) {
-                return flow;
-            }
+        if self.open_comment.is_some()
+            && let Some(flow) = self.continue_comment(text, lineno, sink)
+        {
+            return flow;
         }
         match line::parse_line(text) {
             Ok(parsed) => self.emit(parsed, lineno, sink),
@@ -303,24 +303,23 @@ impl TextParser {
             return Some(self.emit_comment(c, sink));
         }
         // A line that is a record in its own right means the comment was never closed.
-        if let Ok(l) = line::parse_line(text) {
-            if !matches!(l, Line::Skip)
-                && !matches!(l, Line::Graph { body: Body::Leaf { .. }, cpu: None, .. })
-            {
-                let c = self.open_comment.take()?;
-                let at = c.line;
-                let flow = self.emit_comment(c, sink);
-                let d = self.diag(
-                    at,
-                    0,
-                    Severity::Warning,
-                    format!("comment `/* ...` not closed by `*/` before line {lineno}"),
-                );
-                if sink.diagnostic(d) == Flow::Stop || flow == Flow::Stop {
-                    return Some(Flow::Stop);
-                }
-                return None;
+        if let Ok(l) = line::parse_line(text)
+            && !matches!(l, Line::Skip)
+            && !matches!(l, Line::Graph { body: Body::Leaf { .. }, cpu: None, .. })
+        {
+            let c = self.open_comment.take()?;
+            let at = c.line;
+            let flow = self.emit_comment(c, sink);
+            let d = self.diag(
+                at,
+                0,
+                Severity::Warning,
+                format!("comment `/* ...` not closed by `*/` before line {lineno}"),
+            );
+            if sink.diagnostic(d) == Flow::Stop || flow == Flow::Stop {
+                return Some(Flow::Stop);
             }
+            return None;
         }
         if let Some(c) = self.open_comment.as_mut() {
             append_capped(&mut c.text, t.trim());
@@ -344,7 +343,7 @@ impl TextParser {
 }
 
 fn append_capped(buf: &mut String, more: &str) {
-    if buf.len() + more.len() + 1 <= MAX_COMMENT {
+    if buf.len() + more.len() < MAX_COMMENT {
         buf.push('\n');
         buf.push_str(more);
     }

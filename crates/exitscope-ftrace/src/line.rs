@@ -209,10 +209,10 @@ fn parse_graph_or_event(line: &str, start: usize) -> Res<Line<'_>> {
             body: Body::Irq { enter: t.starts_with('=') },
         });
     }
-    if !rest.contains('|') {
-        if let Some((prev, next)) = parse_banner(rest) {
-            return Ok(Line::Banner { cpu, prev, next });
-        }
+    if !rest.contains('|')
+        && let Some((prev, next)) = parse_banner(rest)
+    {
+        return Ok(Line::Banner { cpu, prev, next });
     }
     graph_after_columns(line, i, abstime, cpu, None)
 }
@@ -321,8 +321,7 @@ fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> 
         };
         return Ok(Body::Exit { func, duration, depth });
     }
-    if s.starts_with("/*") {
-        let inner = &s[2..];
+    if let Some(inner) = s.strip_prefix("/*") {
         let (inner, open) = match inner.strip_suffix("*/") {
             Some(x) => (x, false),
             None => (inner, true),
@@ -333,10 +332,10 @@ fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> 
     }
     // Strip a trailing comment (retval / retaddr): find the last `/*` that closes at the end.
     let mut code = s;
-    if s.ends_with("*/") {
-        if let Some(k) = s.rfind("/*") {
-            code = s[..k].trim_end();
-        }
+    if s.ends_with("*/")
+        && let Some(k) = s.rfind("/*")
+    {
+        code = s[..k].trim_end();
     }
     let (is_entry, call) = if let Some(c) = code.strip_suffix('{') {
         (true, c.trim_end())
@@ -537,10 +536,10 @@ fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
     };
     let mut head = line[start..lb].trim_end();
     // record-tgid: `(  123)` or `(-------)` before the CPU.
-    if head.ends_with(')') {
-        if let Some(p) = head.rfind('(') {
-            head = head[..p].trim_end();
-        }
+    if head.ends_with(')')
+        && let Some(p) = head.rfind('(')
+    {
+        head = head[..p].trim_end();
     }
     let Some(task) = split_comm_pid(head.trim_start()) else {
         return Ok(None);
@@ -554,12 +553,13 @@ fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
     for _ in 0..2 {
         let tok_end = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
         let tok = &line[i..tok_end];
-        if let Some(ts) = tok.strip_suffix(':') {
-            if ts.bytes().all(|c| c.is_ascii_digit() || c == b'.') && !ts.is_empty() {
-                timestamp = parse_timestamp(ts);
-                i = skip_ws(b, tok_end);
-                break;
-            }
+        if let Some(ts) = tok.strip_suffix(':')
+            && ts.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+            && !ts.is_empty()
+        {
+            timestamp = parse_timestamp(ts);
+            i = skip_ws(b, tok_end);
+            break;
         }
         i = skip_ws(b, tok_end);
     }
