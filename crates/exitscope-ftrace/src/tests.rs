@@ -166,8 +166,7 @@ fn abstime_and_proc_columns() {
     );
     assert_eq!(
         one("2678112.003180 |   0)  cksum-26695   | ! 8145.268 us |  } /* ext3_readpages */"),
-        "0 cksum-26695 2678112003180000 exit ext3_readpages Some(8145268000) d0"
-            .replace("Some(8145268000)", "Some(8145268)")
+        "0 cksum-26695 2678112003180000 exit ext3_readpages Some(8145268) d0"
     );
     assert_eq!(
         one(
@@ -178,7 +177,7 @@ fn abstime_and_proc_columns() {
     // Proc column with a dash in the comm: pid after the last dash.
     assert_eq!(
         one(" 3)  irq/17--33   |   1.000 us    |  f();"),
-        "3 irq/17--33 - leaf f Some(1000) d0".replace("irq/17--33", "irq/17--33")
+        "3 irq/17--33 - leaf f Some(1000) d0"
     );
 }
 
