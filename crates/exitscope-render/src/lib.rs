@@ -17,8 +17,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod flame;
 pub mod flat;
+pub mod folded;
+pub mod html;
 pub mod json;
+pub mod perfetto;
 pub mod tree;
 pub mod units;
 

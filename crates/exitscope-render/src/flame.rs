@@ -1,0 +1,210 @@
+//! Flame graphs (SVG) of the merged call tree, drawn by [inferno] from the folded stacks of
+//! [`crate::folded`]: frame widths are total time in nanoseconds, not samples.
+//!
+//! [`write_diff`] draws a differential flame graph of two reports (inferno's `differential`
+//! stage): frames are sized by the second report and colored by the change in self time from
+//! the first (red: slower, blue: faster). Frames are matched by exact call path, so functions
+//! that exist only on one side (`svm_*` against `vmx_*`) show as wholly new or wholly gone.
+
+use std::io::{self, Write};
+
+use inferno::flamegraph::{self, Options};
+
+use exitscope_analyze::report::Report;
+
+use crate::folded;
+
+/// Settings of one flame graph.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FlameOptions {
+    /// Title drawn at the top.
+    pub title: String,
+    /// Optional second line under the title.
+    pub subtitle: Option<String>,
+    /// Width in pixels (the SVG scales; this sets the text truncation).
+    pub width: usize,
+}
+
+impl Default for FlameOptions {
+    fn default() -> Self {
+        FlameOptions { title: "VM-exit call tree".into(), subtitle: None, width: 1200 }
+    }
+}
+
+impl FlameOptions {
+    /// Options with `title`.
+    pub fn titled(title: impl Into<String>) -> Self {
+        FlameOptions { title: title.into(), ..Default::default() }
+    }
+}
+
+fn inferno_options(opts: &FlameOptions) -> Options<'static> {
+    let mut o = Options::default();
+    o.title = opts.title.clone();
+    o.subtitle = opts.subtitle.clone();
+    o.count_name = "ns".into();
+    o.name_type = "Function:".into();
+    o.image_width = Some(opts.width);
+    // Same function, same color, on every run and in every report.
+    o.deterministic = true;
+    o
+}
+
+/// Error for a report with nothing to draw (no timed calls).
+fn nothing_to_draw() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "nothing to draw: the report has no timed calls (does the trace have durations?)",
+    )
+}
+
+/// Draw the flame graph of `report` as a standalone, interactive SVG (inferno's own
+/// click-to-zoom and search script included).
+///
+/// # Errors
+/// I/O errors from `w`, or `InvalidData` when the report has no timed calls.
+pub fn write(report: &Report, opts: &FlameOptions, w: &mut impl Write) -> io::Result<()> {
+    let mut lines = folded::lines(report);
+    if lines.is_empty() {
+        return Err(nothing_to_draw());
+    }
+    // inferno::flamegraph::from_lines expects sorted stacks.
+    lines.sort_unstable();
+    flamegraph::from_lines(&mut inferno_options(opts), lines.iter().map(String::as_str), w)
+}
+
+/// The folded two-column lines (`stack before after`) of a differential flame graph, sorted.
+///
+/// # Errors
+/// Never in practice (in-memory buffers); kept for inferno's `io::Result`.
+pub fn diff_lines(before: &Report, after: &Report) -> io::Result<Vec<String>> {
+    let a = folded::lines(before).join("\n");
+    let b = folded::lines(after).join("\n");
+    let mut out = Vec::new();
+    inferno::differential::from_readers(
+        inferno::differential::Options::default(),
+        a.as_bytes(),
+        b.as_bytes(),
+        &mut out,
+    )?;
+    let text = String::from_utf8(out).map_err(io::Error::other)?;
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort_unstable();
+    Ok(lines)
+}
+
+/// Draw the differential flame graph `before` → `after` as a standalone SVG.
+///
+/// # Errors
+/// I/O errors from `w`, or `InvalidData` when neither report has timed calls.
+pub fn write_diff(
+    before: &Report,
+    after: &Report,
+    opts: &FlameOptions,
+    w: &mut impl Write,
+) -> io::Result<()> {
+    let lines = diff_lines(before, after)?;
+    if lines.is_empty() {
+        return Err(nothing_to_draw());
+    }
+    flamegraph::from_lines(&mut inferno_options(opts), lines.iter().map(String::as_str), w)
+}
+
+/// Render `f` into a string (SVG text).
+///
+/// # Errors
+/// Whatever `f` returns.
+pub fn to_string(f: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<String> {
+    let mut buf = Vec::new();
+    f(&mut buf)?;
+    String::from_utf8(buf).map_err(io::Error::other)
+}
+
+/// Turn a standalone inferno SVG into markup fit to inline in an HTML page: no XML prolog,
+/// doctype, comments, namespace declarations (the HTML parser puts `<svg>` in the SVG
+/// namespace by itself), `onload` handler, `<script>` or `<style>` (the page brings its own
+/// scoped style and zoom script). What is left references nothing outside the page.
+pub fn inline_svg(svg: &str) -> String {
+    let start = svg.find("<svg").unwrap_or(0);
+    let mut s = svg[start..].to_string();
+    for (open, close) in [("<!--", "-->"), ("<script", "</script>"), ("<style", "</style>")] {
+        while let Some(i) = s.find(open) {
+            let Some(j) = s[i..].find(close) else { break };
+            s.replace_range(i..i + j + close.len(), "");
+        }
+    }
+    // Attributes of the root element only.
+    let end = s.find('>').unwrap_or(0);
+    let mut head = s[..end].to_string();
+    for attr in ["xmlns:xlink", "xmlns:fg", "xmlns", "onload"] {
+        let pat = format!(" {attr}=\"");
+        if let Some(i) = head.find(&pat) {
+            let v = i + pat.len();
+            if let Some(q) = head[v..].find('"') {
+                head.replace_range(i..v + q + 1, "");
+            }
+        }
+    }
+    s.replace_range(..end, &head);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use exitscope_analyze::report::TreeNode;
+
+    use super::*;
+
+    fn report(self_a: u64, self_b: u64) -> Report {
+        let b = TreeNode {
+            function: "b".into(),
+            count: 1,
+            total_ns: Some(self_b),
+            self_ns: Some(self_b),
+            ..Default::default()
+        };
+        Report {
+            tree: vec![TreeNode {
+                function: "a".into(),
+                module: Some("kvm".into()),
+                count: 1,
+                total_ns: Some(self_a + self_b),
+                self_ns: Some(self_a),
+                children: vec![b],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn svg_has_frames_with_totals() {
+        let svg = to_string(|w| write(&report(100, 50), &FlameOptions::default(), w)).unwrap();
+        assert!(svg.contains("a [kvm] (150 ns, 100.00%)"), "{svg}");
+        assert!(svg.contains("b (50 ns, 33.33%)"), "{svg}");
+    }
+
+    #[test]
+    fn empty_report_is_an_error() {
+        let e = write(&Report::default(), &FlameOptions::default(), &mut Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn diff_has_two_columns() {
+        let lines = diff_lines(&report(100, 50), &report(100, 80)).unwrap();
+        assert_eq!(lines, ["a [kvm] 100 100", "a [kvm];b 50 80"]);
+    }
+
+    #[test]
+    fn inline_svg_has_no_urls_or_scripts() {
+        let svg = to_string(|w| write(&report(100, 50), &FlameOptions::default(), w)).unwrap();
+        let s = inline_svg(&svg);
+        assert!(s.starts_with("<svg "), "{}", &s[..40]);
+        for bad in ["http", "<script", "<style", "onload", "<!--", "<?xml"] {
+            assert!(!s.contains(bad), "{bad} in {s}");
+        }
+        assert!(s.contains("fg:w=\"150\""));
+    }
+}
