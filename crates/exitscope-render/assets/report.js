@@ -1,0 +1,455 @@
+// exitscope HTML report: renders the sections from the embedded report document.
+// Every number shown comes from that document; this script only formats and arranges it
+// (the differences of the --diff view are the one subtraction it does).
+"use strict";
+(function () {
+  var DATA = JSON.parse(document.getElementById("exitscope-data").textContent);
+  // The SVG namespace, taken from an element the HTML parser made (no URL in this file).
+  var SVGNS = (function () { var d = document.createElement("div"); d.innerHTML = "<svg></svg>"; return d.firstChild.namespaceURI; })();
+
+  // ---------- formatting ----------
+  function fmtNs(ns) {
+    if (ns === null || ns === undefined) return "–";
+    var a = Math.abs(ns);
+    if (a < 10000000) return (ns / 1000).toFixed(3) + " µs";
+    if (a < 10000000000) return (ns / 1e6).toFixed(3) + " ms";
+    return (ns / 1e9).toFixed(3) + " s";
+  }
+  function fmtShortNs(ns) {
+    if (ns < 1000) return Math.round(ns) + " ns";
+    if (ns < 1e6) return +(ns / 1000).toPrecision(3) + " µs";
+    if (ns < 1e9) return +(ns / 1e6).toPrecision(3) + " ms";
+    return +(ns / 1e9).toPrecision(3) + " s";
+  }
+  function fmtInt(n) {
+    if (n === null || n === undefined) return "–";
+    return Number(n).toLocaleString("en-US");
+  }
+  function fmtPct(part, whole) {
+    if (part === null || part === undefined || !whole) return "–";
+    return (100 * part / whole).toFixed(1) + "%";
+  }
+  function fmtDelta(ns) {
+    if (ns === null || ns === undefined) return "–";
+    return (ns > 0 ? "+" : ns < 0 ? "−" : "±") + fmtNs(Math.abs(ns));
+  }
+  function isNum(v) { return typeof v === "number"; }
+
+  // ---------- DOM helpers ----------
+  function el(tag, attrs, kids) {
+    var e = document.createElement(tag);
+    if (attrs) for (var k in attrs) {
+      if (k === "text") e.textContent = attrs[k];
+      else if (k === "cls") e.className = attrs[k];
+      else e.setAttribute(k, attrs[k]);
+    }
+    (kids || []).forEach(function (c) {
+      if (c === null || c === undefined) return;
+      e.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    });
+    return e;
+  }
+  function svgEl(tag, attrs) {
+    var e = document.createElementNS(SVGNS, tag);
+    for (var k in attrs) e.setAttribute(k, attrs[k]);
+    return e;
+  }
+  function section(id, title, note) {
+    var s = el("section", { id: id }, [el("h2", { text: title })]);
+    if (note) s.appendChild(el("p", { cls: "note", text: note }));
+    document.getElementById("sections").appendChild(s);
+    return s;
+  }
+  function num(v, fmt) { return el("td", { cls: "n" + (v === null || v === undefined ? " dim" : ""), text: (fmt || fmtNs)(v) }); }
+  function th(text, cls, attrs) { var a = attrs || {}; a.text = text; if (cls) a.cls = cls; return el("th", a); }
+  function fnCell(node, depth, toggle) {
+    var td = el("td", { cls: "l fn" });
+    td.style.paddingLeft = (8 + 16 * depth) + "px";
+    if (toggle) td.appendChild(toggle);
+    td.appendChild(document.createTextNode(node.function));
+    if (node.module) td.appendChild(el("span", { cls: "mod", text: " [" + node.module + "]" }));
+    if (node.interrupt) td.appendChild(el("span", { cls: "irq", text: "irq" }));
+    return td;
+  }
+
+  // ---------- collapsible trees ----------
+  // rows: [{depth, hasKids, tr, tw}] in pre-order. A row is shown when every ancestor is open.
+  function makeCollapsible(table, rows, openDepth) {
+    rows.forEach(function (r) { r.open = r.depth < openDepth; });
+    function refresh() {
+      var hideBelow = Infinity;
+      rows.forEach(function (r) {
+        if (r.depth <= hideBelow) hideBelow = Infinity;
+        var visible = hideBelow === Infinity || r.depth <= hideBelow;
+        r.tr.style.display = visible ? "" : "none";
+        if (visible && r.hasKids && !r.open) hideBelow = r.depth;
+        if (r.hasKids) r.tw.textContent = r.open ? "▾" : "▸";
+      });
+    }
+    rows.forEach(function (r) {
+      if (!r.hasKids) return;
+      r.tw.addEventListener("click", function () { r.open = !r.open; refresh(); });
+    });
+    refresh();
+    var tools = el("div", { cls: "tools" }, [
+      el("button", { type: "button", text: "Expand all" }),
+      el("button", { type: "button", text: "Collapse all" }),
+    ]);
+    tools.children[0].addEventListener("click", function () { rows.forEach(function (r) { r.open = true; }); refresh(); });
+    tools.children[1].addEventListener("click", function () { rows.forEach(function (r) { r.open = r.depth < 1; }); refresh(); });
+    table.parentNode.insertBefore(tools, table);
+  }
+  function countNodes(tree) {
+    var n = 0;
+    (function walk(ns) { ns.forEach(function (x) { n++; walk(x.children || []); }); })(tree);
+    return n;
+  }
+
+  // ---------- histograms (log-scaled time axis) ----------
+  function histogram(bins, opts) {
+    opts = opts || {};
+    var W = opts.width || 340, H = opts.height || 120, padL = 30, padB = 18, padT = 6, padR = 8;
+    var svg = svgEl("svg", { "class": "h", width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img" });
+    if (!bins || !bins.length) return svg;
+    var lo = bins[0].low_ns, hi = bins[bins.length - 1].high_ns, maxC = 0;
+    bins.forEach(function (b) { maxC = Math.max(maxC, b.count); });
+    var l0 = Math.log10(Math.max(lo, 1)), l1 = Math.log10(Math.max(hi, lo + 1));
+    // Widen to at least one decade, centred, so ticks exist.
+    if (l1 - l0 < 1) { var m = (l0 + l1) / 2; l0 = m - 0.5; l1 = m + 0.5; }
+    var x = function (ns) { return padL + (W - padL - padR) * (Math.log10(Math.max(ns, 1)) - l0) / (l1 - l0); };
+    var y = function (c) { return H - padB - (H - padB - padT) * c / maxC; };
+    svg.appendChild(svgEl("line", { x1: padL, x2: W - padR, y1: H - padB, y2: H - padB }));
+    // ticks at 1, 2, 5 × 10^k
+    for (var e = Math.floor(l0); e <= Math.ceil(l1); e++) {
+      [1, 2, 5].forEach(function (m) {
+        var v = m * Math.pow(10, e), lv = Math.log10(v);
+        if (lv < l0 - 1e-9 || lv > l1 + 1e-9) return;
+        var px = x(v);
+        svg.appendChild(svgEl("line", { x1: px, x2: px, y1: H - padB, y2: H - padB + 3 }));
+        if (m !== 2 || l1 - l0 < 2) {
+          var t = svgEl("text", { x: px, y: H - 4, "text-anchor": "middle" });
+          t.textContent = fmtShortNs(v);
+          svg.appendChild(t);
+        }
+      });
+    }
+    var yt = svgEl("text", { x: padL - 4, y: padT + 8, "text-anchor": "end" });
+    yt.textContent = fmtInt(maxC);
+    svg.appendChild(yt);
+    var y0 = svgEl("text", { x: padL - 4, y: H - padB, "text-anchor": "end" });
+    y0.textContent = "0";
+    svg.appendChild(y0);
+    bins.forEach(function (b) {
+      var x0 = x(b.low_ns), x1 = x(b.high_ns);
+      var r = svgEl("rect", { "class": "b", x: x0 + 0.5, y: y(b.count), width: Math.max(1, x1 - x0 - 1), height: H - padB - y(b.count) });
+      var t = svgEl("title", {});
+      t.textContent = fmtShortNs(b.low_ns) + " – " + fmtShortNs(b.high_ns) + ": " + fmtInt(b.count);
+      r.appendChild(t);
+      svg.appendChild(r);
+    });
+    return svg;
+  }
+  function sparkline(bins) {
+    var W = 90, H = 18;
+    var svg = svgEl("svg", { "class": "spark", width: W, height: H, viewBox: "0 0 " + W + " " + H });
+    if (!bins || !bins.length) return svg;
+    var lo = Math.log10(Math.max(bins[0].low_ns, 1)), hi = Math.log10(Math.max(bins[bins.length - 1].high_ns, 2));
+    if (hi - lo < 0.5) { lo -= 0.25; hi += 0.25; }
+    var maxC = 0;
+    bins.forEach(function (b) { maxC = Math.max(maxC, b.count); });
+    bins.forEach(function (b) {
+      var x0 = W * (Math.log10(Math.max(b.low_ns, 1)) - lo) / (hi - lo);
+      var x1 = W * (Math.log10(Math.max(b.high_ns, 1)) - lo) / (hi - lo);
+      var h = Math.max(1, (H - 1) * b.count / maxC);
+      svg.appendChild(svgEl("rect", { x: x0, y: H - h, width: Math.max(1, x1 - x0 - 0.5), height: h }));
+    });
+    return svg;
+  }
+  function histCard(title, sub, bins) {
+    return el("div", { cls: "hist" }, [el("h3", { text: title }), el("div", { cls: "meta", text: sub }), histogram(bins)]);
+  }
+  function statLine(o) {
+    var parts = [fmtInt(o.count) + " calls"];
+    if (isNum(o.p50_ns)) parts.push("p50 " + fmtNs(o.p50_ns));
+    if (isNum(o.p99_ns)) parts.push("p99 " + fmtNs(o.p99_ns));
+    if (isNum(o.max_ns)) parts.push("max " + fmtNs(o.max_ns));
+    return parts.join(" · ");
+  }
+
+  // ---------- sections ----------
+  function summary(entries) {
+    var head = document.getElementById("summary");
+    head.appendChild(el("h1", { text: DATA.title }));
+    head.appendChild(el("p", { cls: "sub", text: entries.map(function (e) { return e.label; }).join("  vs  ") + "  ·  " + DATA.generator }));
+    entries.forEach(function (e) {
+      var r = e.report;
+      var s = el("section", { cls: "summary" }, [el("h2", { text: entries.length > 1 ? "Summary: " + e.label : "Summary" })]);
+      var cards = el("div", { cls: "cards" });
+      function card(k, v, warn) { cards.appendChild(el("div", { cls: "card" }, [el("div", { cls: "k", text: k }), el("div", { cls: "v" + (warn ? " warn" : ""), text: v })])); }
+      var exits = Array.isArray(r.exit_reasons) ? r.exit_reasons.reduce(function (a, x) { return a + (x.count || 0); }, 0) : null;
+      card("Total exits", exits !== null ? fmtInt(exits) : fmtInt(r.roots) + " roots");
+      if (exits !== null) card("Root calls", fmtInt(r.roots));
+      var tracedNs = (r.tree || []).reduce(function (a, n) { return a + (n.total_ns || 0); }, 0);
+      card("Traced time", fmtNs(tracedNs));
+      var lost = r.lost_events || {};
+      card("Lost events", fmtInt(lost.events || 0) + (lost.markers ? " (" + fmtInt(lost.markers) + " markers)" : ""), (lost.events || lost.markers) > 0);
+      card("Incomplete calls", fmtInt((r.incomplete || {}).count || 0), ((r.incomplete || {}).count || 0) > 0);
+      var dc = r.diagnostic_counts || {};
+      card("Diagnostics", fmtInt(dc.errors || 0) + " err · " + fmtInt(dc.warnings || 0) + " warn", (dc.errors || 0) > 0);
+      s.appendChild(cards);
+      if (r.host && typeof r.host === "object") {
+        var ht = el("table", { cls: "kv", id: "host" });
+        Object.keys(r.host).forEach(function (k) {
+          var v = r.host[k];
+          ht.appendChild(el("tr", {}, [el("td", { cls: "l", text: k }), el("td", { cls: "l", text: typeof v === "object" ? JSON.stringify(v) : String(v) })]));
+        });
+        s.appendChild(el("div", { cls: "inputs" }, [el("h3", { text: "Host" }), ht]));
+      }
+      var it = el("table", { cls: "inputs-t" }, [el("tr", {}, [th("Trace", "l"), th("Format", "l"), th("Bytes"), th("Lines"), th("Records"), th("Unreadable")])]);
+      (r.inputs || []).forEach(function (i) {
+        it.appendChild(el("tr", {}, [el("td", { cls: "l fn", text: i.name }), el("td", { cls: "l", text: i.format }), num(i.bytes, fmtInt), num(i.lines, fmtInt), num(i.records, fmtInt), num(i.error_lines, fmtInt)]));
+      });
+      s.appendChild(el("div", { cls: "inputs scroll" }, [it]));
+      head.appendChild(s);
+    });
+  }
+
+  function callTree(r, id) {
+    var s = section("tree-section", "Call tree", "Merged calling-context tree: one row per call path. Self = total minus callees; % = share of the root's total time.");
+    var t = el("table", { id: id });
+    t.appendChild(el("thead", {}, [el("tr", {}, [th("Function", "l"), th("Calls"), th("Mean"), th("Min"), th("p50"), th("p99"), th("Max"), th("Total"), th("Self"), th("% root", "l")])]));
+    var body = el("tbody");
+    var rows = [];
+    (function walk(nodes, depth, rootTotal) {
+      nodes.forEach(function (n) {
+        var rt = depth === 0 ? n.total_ns : rootTotal;
+        var kids = n.children || [];
+        var tw = el("span", { cls: "tw" + (kids.length ? "" : " leaf"), text: kids.length ? "▾" : "·" });
+        var pct = el("td", { cls: "l pct" });
+        if (isNum(n.total_ns) && rt) {
+          var bar = el("div", { cls: "bar" });
+          bar.style.width = Math.min(100, 100 * n.total_ns / rt) + "%";
+          pct.appendChild(bar);
+        }
+        pct.appendChild(el("span", { cls: "t", text: fmtPct(n.total_ns, rt) }));
+        var tr = el("tr", {}, [fnCell(n, depth, tw), num(n.count, fmtInt), num(n.mean_ns), num(n.min_ns), num(n.p50_ns), num(n.p99_ns), num(n.max_ns), num(n.total_ns), num(n.self_ns), pct]);
+        body.appendChild(tr);
+        rows.push({ depth: depth, hasKids: kids.length > 0, tr: tr, tw: tw });
+        walk(kids, depth + 1, rt);
+      });
+    })(r.tree || [], 0, 0);
+    t.appendChild(body);
+    var wrap = el("div", { cls: "scroll" }, [t]);
+    s.appendChild(wrap);
+    makeCollapsible(t, rows, countNodes(r.tree || []) <= 80 ? Infinity : 2);
+  }
+
+  function exitReasons(r) {
+    if (!Array.isArray(r.exit_reasons) || !r.exit_reasons.length) return;
+    var s = section("reasons-section", "Exit reasons", "Per exit reason, from the kvm_exit/kvm_entry events. Histogram: latency on a log-scaled axis.");
+    var t = el("table", { id: "reasons" });
+    t.appendChild(el("tr", {}, [th("Reason", "l"), th("Count"), th("Total"), th("Mean"), th("Min"), th("p50"), th("p90"), th("p99"), th("Max"), th("Distribution", "l")]));
+    r.exit_reasons.forEach(function (x) {
+      t.appendChild(el("tr", {}, [el("td", { cls: "l fn", text: x.reason }), num(x.count, fmtInt), num(x.total_ns), num(x.mean_ns), num(x.min_ns), num(x.p50_ns), num(x.p90_ns), num(x.p99_ns), num(x.max_ns), el("td", { cls: "l" }, [sparkline(x.histogram)])]));
+    });
+    s.appendChild(el("div", { cls: "scroll" }, [t]));
+  }
+
+  // Exit classification: rendered generically (scalar fields as columns).
+  function genericTable(title, id, rows, note) {
+    if (!rows) return;
+    if (!Array.isArray(rows) && typeof rows === "object") {
+      rows = Object.keys(rows).map(function (k) { var v = rows[k]; return (v && typeof v === "object" && !Array.isArray(v)) ? Object.assign({ name: k }, v) : { name: k, value: v }; });
+    }
+    if (!rows.length) return;
+    var cols = [];
+    rows.forEach(function (o) { Object.keys(o).forEach(function (k) { if (cols.indexOf(k) < 0 && (o[k] === null || typeof o[k] !== "object")) cols.push(k); }); });
+    var s = section(id + "-section", title, note);
+    var t = el("table", { id: id });
+    t.appendChild(el("tr", {}, cols.map(function (c, i) { return th(c.replace(/_ns$/, "").replace(/_/g, " "), i === 0 ? "l" : ""); })));
+    rows.forEach(function (o) {
+      t.appendChild(el("tr", {}, cols.map(function (c, i) {
+        var v = o[c];
+        if (i === 0 || typeof v === "string") return el("td", { cls: "l fn", text: v === undefined || v === null ? "–" : String(v) });
+        if (/_ns$/.test(c)) return num(v);
+        return num(v, fmtInt);
+      })));
+    });
+    s.appendChild(el("div", { cls: "scroll" }, [t]));
+    return s;
+  }
+
+  function events(r) {
+    if (!r.events || typeof r.events !== "object") return;
+    var names = Object.keys(r.events);
+    if (!names.length) return;
+    names.sort(function (a, b) { return (r.events[b] - r.events[a]) || (a < b ? -1 : 1); });
+    var s = section("events-section", "Events", "Tracepoint events seen in the trace.");
+    var t = el("table", { id: "events" }, [el("tr", {}, [th("Event", "l"), th("Count")])]);
+    names.forEach(function (n) { t.appendChild(el("tr", {}, [el("td", { cls: "l fn", text: n }), num(r.events[n], fmtInt)])); });
+    s.appendChild(t);
+  }
+
+  function flat(r) {
+    var f = (r.flat || []).slice(0, 40);
+    if (!f.length) return;
+    var s = section("flat-section", "Functions", "Flat profile: per function, inclusive over outermost calls (recursion counted once), largest total first.");
+    var t = el("table", { id: "flat" });
+    t.appendChild(el("tr", {}, [th("Function", "l"), th("Calls"), th("Total"), th("Self"), th("Mean"), th("Min"), th("p50"), th("p99"), th("Max"), th("Distribution", "l")]));
+    f.forEach(function (x) {
+      t.appendChild(el("tr", {}, [fnCell(x, 0, null), num(x.calls, fmtInt), num(x.total_ns), num(x.self_ns), num(x.mean_ns), num(x.min_ns), num(x.p50_ns), num(x.p99_ns), num(x.max_ns), el("td", { cls: "l" }, [sparkline(x.histogram)])]));
+    });
+    s.appendChild(el("div", { cls: "scroll" }, [t]));
+  }
+
+  function histograms(r) {
+    var reasons = Array.isArray(r.exit_reasons) ? r.exit_reasons.filter(function (x) { return x.histogram && x.histogram.length; }) : [];
+    var funcs = (r.flat || []).filter(function (x) { return x.histogram && x.histogram.length; }).slice(0, 6);
+    if (!reasons.length && !funcs.length) return;
+    var s = section("hist-section", "Latency histograms", "Counts per log-scaled latency bin (4 bins per power of two). Hover a bar for its range.");
+    if (reasons.length) {
+      s.appendChild(el("h3", { text: "Per exit reason" }));
+      var g = el("div", { cls: "hists", id: "reason-hists" });
+      reasons.forEach(function (x) { g.appendChild(histCard(x.reason, statLine(x), x.histogram)); });
+      s.appendChild(g);
+    }
+    if (funcs.length) {
+      s.appendChild(el("h3", { text: "Top functions by total time" }));
+      var g2 = el("div", { cls: "hists", id: "func-hists" });
+      funcs.forEach(function (x) { g2.appendChild(histCard(x.function + (x.module ? " [" + x.module + "]" : ""), statLine(x), x.histogram)); });
+      s.appendChild(g2);
+    }
+  }
+
+  function diagnostics(r, label) {
+    var d = r.diagnostics || [];
+    if (!d.length) return;
+    var s = section("diag-section", "Diagnostics" + (label ? ": " + label : ""));
+    s.appendChild(el("div", { cls: "diag", text: d.map(function (x) { return x.file + ":" + x.line + ":" + x.column + ": " + x.severity + ": " + x.message; }).join("\n") }));
+  }
+
+  // ---------- side-by-side tree (diff) ----------
+  function key(n) { return n.function + "\u0000" + (n.module || ""); }
+  function alignChildren(a, b) {
+    var out = [], seen = {};
+    (a || []).forEach(function (x) {
+      var k = key(x), y = (b || []).filter(function (z) { return key(z) === k; })[0] || null;
+      seen[k] = true;
+      out.push({ a: x, b: y });
+    });
+    (b || []).forEach(function (y) { if (!seen[key(y)]) out.push({ a: null, b: y }); });
+    return out;
+  }
+  function diffTree(A, B) {
+    var s = section("difftree-section", "Side by side: " + A.label + " vs " + B.label,
+      DATA.diff_note || "Aligned by exact call path (not vendor-normalized): functions that exist on one side only, such as svm_* against vmx_*, get rows of their own. Δ = right minus left.");
+    var t = el("table", { id: "difftree" });
+    t.appendChild(el("thead", {}, [
+      el("tr", {}, [th("", "l"), th(A.label, "grp", { colspan: 3 }), th(B.label, "grp", { colspan: 3 }), th("Δ", "grp", { colspan: 2 })]),
+      el("tr", {}, [th("Function", "l"), th("Calls", "sep"), th("Mean"), th("Total"), th("Calls", "sep"), th("Mean"), th("Total"), th("Mean", "sep"), th("Total")]),
+    ]));
+    var body = el("tbody"), rows = [];
+    function cells(n) { return n ? [num(n.count, fmtInt), num(n.mean_ns), num(n.total_ns)] : [el("td", { cls: "n dim", text: "–" }), el("td", { cls: "n dim", text: "–" }), el("td", { cls: "n dim", text: "–" })]; }
+    function delta(a, b) {
+      if (!a || !b || !isNum(a) || !isNum(b)) return el("td", { cls: "n dim", text: "–" });
+      var d = b - a;
+      return el("td", { cls: "n delta " + (d > 0 ? "up" : d < 0 ? "down" : ""), text: fmtDelta(d) });
+    }
+    (function walk(pairs, depth) {
+      pairs.forEach(function (p) {
+        var n = p.a || p.b;
+        var kids = alignChildren(p.a ? p.a.children : [], p.b ? p.b.children : []);
+        var tw = el("span", { cls: "tw" + (kids.length ? "" : " leaf"), text: kids.length ? "▾" : "·" });
+        var ca = cells(p.a), cb = cells(p.b);
+        ca[0].className += " sep"; cb[0].className += " sep";
+        var dm = delta(p.a && p.a.mean_ns, p.b && p.b.mean_ns); dm.className += " sep";
+        var tr = el("tr", {}, [fnCell(n, depth, tw)].concat(ca, cb, [dm, delta(p.a && p.a.total_ns, p.b && p.b.total_ns)]));
+        body.appendChild(tr);
+        rows.push({ depth: depth, hasKids: kids.length > 0, tr: tr, tw: tw });
+        walk(kids, depth + 1);
+      });
+    })(alignChildren(A.report.tree, B.report.tree), 0);
+    t.appendChild(body);
+    s.appendChild(el("div", { cls: "scroll" }, [t]));
+    makeCollapsible(t, rows, rows.length <= 120 ? Infinity : 2);
+  }
+
+  // ---------- flame graph: hover details and click-to-zoom on inferno's static SVG ----------
+  function flame() {
+    var svg = document.querySelector("#flame svg");
+    if (!svg) return;
+    var frames = svg.querySelector("#frames");
+    var details = svg.querySelector("#details");
+    var unzoom = svg.querySelector("#unzoom");
+    if (!frames) return;
+    var total = parseInt(frames.getAttribute("total_samples"), 10);
+    var fw = parseFloat(frames.getAttribute("width")) || 1180;
+    var fontPx = 12 * 0.59;
+    var gs = Array.prototype.slice.call(frames.children);
+    var info = gs.map(function (g) {
+      var r = g.querySelector("rect"), t = g.querySelector("text"), ti = g.querySelector("title");
+      var name = ti ? ti.textContent.replace(/ \([^()]*\)$/, "") : "";
+      return { g: g, r: r, t: t, title: ti ? ti.textContent : "", name: name,
+        x: parseInt(r.getAttribute("fg:x"), 10), w: parseInt(r.getAttribute("fg:w"), 10), y: parseFloat(r.getAttribute("y")),
+        rx: r.getAttribute("x"), rw: r.getAttribute("width"), tx: t ? t.getAttribute("x") : null, tt: t ? t.textContent : "" };
+    });
+    function label(f, pct) {
+      var chars = Math.floor((pct * fw / 100 - 3) / fontPx);
+      if (chars < 3) return "";
+      return f.name.length > chars ? f.name.slice(0, chars - 2) + ".." : f.name;
+    }
+    function reset() {
+      info.forEach(function (f) {
+        f.g.classList.remove("hide", "parent");
+        f.r.setAttribute("x", f.rx); f.r.setAttribute("width", f.rw);
+        if (f.t) { f.t.setAttribute("x", f.tx); f.t.textContent = f.tt; }
+      });
+      if (unzoom) unzoom.classList.add("hide");
+    }
+    function zoom(z) {
+      info.forEach(function (f) {
+        if (f.y > z.y - 0.01 && f.x <= z.x && f.x + f.w >= z.x + z.w) {
+          // z itself or an ancestor: full width
+          f.g.classList.remove("hide");
+          f.g.classList.toggle("parent", f !== z);
+          f.r.setAttribute("x", "0%"); f.r.setAttribute("width", "100%");
+          if (f.t) { f.t.setAttribute("x", (100 * 3 / fw) + "%"); f.t.textContent = label(f, 100); }
+        } else if (f.y < z.y && f.x >= z.x && f.x + f.w <= z.x + z.w) {
+          var px = 100 * (f.x - z.x) / z.w, pw = 100 * f.w / z.w;
+          f.g.classList.remove("hide", "parent");
+          f.r.setAttribute("x", px + "%"); f.r.setAttribute("width", pw + "%");
+          if (f.t) { f.t.setAttribute("x", (px + 100 * 3 / fw) + "%"); f.t.textContent = label(f, pw); }
+        } else {
+          f.g.classList.add("hide");
+        }
+      });
+      if (unzoom) unzoom.classList.remove("hide");
+    }
+    info.forEach(function (f) {
+      f.g.addEventListener("click", function () { if (f.w >= total) reset(); else zoom(f); });
+      f.g.addEventListener("mouseover", function () { if (details) details.textContent = "Function: " + f.title; });
+      f.g.addEventListener("mouseout", function () { if (details) details.textContent = " "; });
+    });
+    if (unzoom) unzoom.addEventListener("click", reset);
+  }
+
+  // ---------- page ----------
+  var reps = DATA.reports || [];
+  summary(reps);
+  if (DATA.mode === "diff" && reps.length === 2) {
+    diffTree(reps[0], reps[1]);
+    reps.forEach(function (e) { exitReasons(e.report); });
+    reps.forEach(function (e) { diagnostics(e.report, e.label); });
+  } else if (reps.length) {
+    var r = reps[0].report;
+    callTree(r, "calltree");
+    exitReasons(r);
+    genericTable("Exit phases", "exits", r.exits, "Per exit reason: time spent in each phase of the exit.");
+    events(r);
+    flat(r);
+    histograms(r);
+    diagnostics(r, null);
+  }
+  flame();
+  document.body.setAttribute("data-rendered", "true");
+})();
