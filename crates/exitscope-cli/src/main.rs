@@ -21,12 +21,22 @@ struct Cli {
 enum Command {
     /// Parse function_graph or event traces and explain them as call trees and statistics.
     Report(cmd::report::Args),
+    /// Flame graph (SVG) or folded stacks of the merged call tree; `--diff A B` for a
+    /// differential flame graph.
+    Flame(cmd::flame::Args),
+    /// Export a timeline of every call (`--perfetto`: Chrome trace-event JSON).
+    Export(cmd::export::Args),
+    /// One self-contained HTML report (tables, histograms, flame graph); `--diff A B` to compare.
+    Html(cmd::html::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(a) => cmd::report::run(a),
+        Command::Flame(a) => cmd::flame::run(a),
+        Command::Export(a) => cmd::export::run(a),
+        Command::Html(a) => cmd::html::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

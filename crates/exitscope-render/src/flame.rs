@@ -46,6 +46,8 @@ fn inferno_options(opts: &FlameOptions) -> Options<'static> {
     o.count_name = "ns".into();
     o.name_type = "Function:".into();
     o.image_width = Some(opts.width);
+    // A flat, light background: the frames carry the color.
+    o.bgcolors = "#f6f8fa".parse().ok();
     // Same function, same color, on every run and in every report.
     o.deterministic = true;
     o

@@ -1,0 +1,92 @@
+//! `exitscope flame`: flame graphs (SVG) and folded stacks of the merged call tree.
+
+use std::io::Write;
+
+use anyhow::anyhow;
+use clap::Args as ClapArgs;
+
+use exitscope_analyze::report::Report;
+use exitscope_analyze::{Analysis, AnalysisOptions};
+use exitscope_render::flame::{self, FlameOptions};
+
+use crate::cmd::report::{analyse_inputs, open_output, print_diagnostics};
+use crate::exit::{self, CmdResult, Failure};
+
+/// Arguments of `exitscope flame`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Trace files, analysed together (as `exitscope report`).
+    #[arg(value_name = "FILE", required_unless_present = "diff", conflicts_with = "diff")]
+    pub files: Vec<String>,
+    /// Differential flame graph of trace A (before) against trace B (after): frames sized by
+    /// B, colored by the change in self time (red slower, blue faster). Matched by exact call
+    /// path, not vendor-normalized.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub diff: Option<Vec<String>>,
+    /// Write folded stacks (`frame;frame value`, value = self time in ns) instead of SVG: the
+    /// format of flamegraph.pl, inferno and speedscope. With --diff: `stack A B`.
+    #[arg(long)]
+    pub folded: bool,
+    /// Title drawn over the graph.
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+    /// Print at most this many diagnostics (all are counted).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub max_diagnostics: usize,
+    /// Write the output here instead of stdout (`-` = stdout).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
+}
+
+/// Analyse `files` together into one report, printing its diagnostics.
+pub fn analyse(files: &[String], max_diagnostics: usize) -> Result<Report, Failure> {
+    let mut opts = AnalysisOptions::default();
+    opts.max_diagnostics = max_diagnostics;
+    let mut analysis = Analysis::new(opts);
+    analyse_inputs(files, &mut analysis)?;
+    let report = analysis.finish();
+    print_diagnostics(&report);
+    Ok(report)
+}
+
+/// Run `exitscope flame`.
+pub fn run(args: Args) -> CmdResult {
+    let (mut out, _) = open_output(args.output.as_deref())?;
+    let no_timing = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Failure::input(anyhow!("{e}"))
+        } else {
+            Failure::from(e)
+        }
+    };
+    if let Some(pair) = &args.diff {
+        let a = analyse(&pair[..1], args.max_diagnostics)?;
+        let b = analyse(&pair[1..], args.max_diagnostics)?;
+        if args.folded {
+            for l in flame::diff_lines(&a, &b)? {
+                writeln!(out, "{l}")?;
+            }
+        } else {
+            let mut fo = FlameOptions::titled(
+                args.title.clone().unwrap_or_else(|| "Differential flame graph".into()),
+            );
+            fo.subtitle = Some(format!(
+                "{} → {}: widths from the second; red = slower, blue = faster",
+                pair[0], pair[1]
+            ));
+            flame::write_diff(&a, &b, &fo, &mut out).map_err(no_timing)?;
+        }
+    } else {
+        let report = analyse(&args.files, args.max_diagnostics)?;
+        if args.folded {
+            exitscope_render::folded::write(&report, &mut out)?;
+        } else {
+            let mut fo =
+                FlameOptions::titled(args.title.clone().unwrap_or_else(|| "Flame graph".into()));
+            fo.subtitle = Some(format!("{}: widths are total time (ns)", args.files.join(", ")));
+            flame::write(&report, &fo, &mut out).map_err(no_timing)?;
+        }
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,49 @@
+//! `exitscope html`: one self-contained HTML report.
+
+use std::io::Write;
+
+use clap::Args as ClapArgs;
+
+use exitscope_render::html::{self, HtmlOptions};
+
+use crate::cmd::flame::analyse;
+use crate::cmd::report::open_output;
+use crate::exit::{self, CmdResult};
+
+/// Arguments of `exitscope html`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Trace files, analysed together.
+    #[arg(value_name = "FILE", required_unless_present = "diff", conflicts_with = "diff")]
+    pub files: Vec<String>,
+    /// Compare trace A (left) with trace B (right): both summaries, a side-by-side tree with
+    /// deltas (by exact call path, not vendor-normalized) and a differential flame graph.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub diff: Option<Vec<String>>,
+    /// Page title.
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+    /// Print at most this many diagnostics (all are counted; the page lists them too).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub max_diagnostics: usize,
+    /// Write the page here instead of stdout (`-` = stdout).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
+}
+
+/// Run `exitscope html`.
+pub fn run(args: Args) -> CmdResult {
+    let (mut out, _) = open_output(args.output.as_deref())?;
+    let mut opts = HtmlOptions::default();
+    opts.title = args.title.clone();
+    if let Some(pair) = &args.diff {
+        let a = analyse(&pair[..1], args.max_diagnostics)?;
+        let b = analyse(&pair[1..], args.max_diagnostics)?;
+        html::write_diff((&pair[0], &a), (&pair[1], &b), &opts, &mut out)?;
+    } else {
+        let report = analyse(&args.files, args.max_diagnostics)?;
+        html::write(&report, &args.files.join(", "), &opts, &mut out)?;
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
