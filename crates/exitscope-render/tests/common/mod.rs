@@ -11,7 +11,7 @@ use exitscope_model::RecordSink;
 
 /// `tests/data/seed/` at the workspace root.
 pub fn seed_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/seed")
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().join("tests/data/seed")
 }
 
 /// Text of seed file `name`.
