@@ -1,0 +1,384 @@
+//! End-to-end tests of the pictures: the `flame`, `export` and `html` subcommands on the seed
+//! traces, and the HTML report and flame graph opened in headless Chromium.
+//!
+//! Chromium: Debian's `chromium` (`/usr/bin/chromium`). When it is missing, the test setup
+//! installs it with `apt-get install -y chromium` if running as root with apt; otherwise the
+//! browser tests print `SKIP: <reason>` and pass, unless `EXITSCOPE_REQUIRE_BROWSER=1`, which
+//! turns the skip into a failure. Console messages are read from Chromium's own log
+//! (`--enable-logging=stderr`: every `console.*` call and uncaught error is a `CONSOLE` line),
+//! the rendered page from `--dump-dom`. Screenshots go to `docs/img/` when
+//! `EXITSCOPE_UPDATE_SCREENSHOTS=1` or when they are missing, else to a temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
+}
+
+fn seed(name: &str) -> String {
+    root().join("tests/data/seed").join(name).to_string_lossy().into_owned()
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("exitscope-pictures-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run `exitscope ARGS`, asserting success; returns stdout.
+fn exitscope(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_exitscope")).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "exitscope {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+// ---------------------------------------------------------------- subcommands, no browser
+
+#[test]
+fn flame_folded_matches_the_golden() {
+    let got = exitscope(&["flame", "--folded", &seed("cpuid-amd.fgraph.txt")]);
+    let want =
+        std::fs::read_to_string(root().join("tests/data/seed/expected/cpuid-amd.folded")).unwrap();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn flame_svg_and_diff_svg() {
+    let svg = exitscope(&["flame", &seed("cpuid-amd.fgraph.txt")]);
+    assert!(svg.contains("<svg") && svg.contains("vcpu_enter_guest [kvm] (4,278 ns"), "{svg}");
+    let diff = exitscope(&[
+        "flame",
+        "--diff",
+        &seed("cpuid-amd.fgraph.txt"),
+        &seed("cpuid-intel.fgraph.txt"),
+    ]);
+    // Differential frames carry the change in their tooltip.
+    assert!(diff.contains("<svg") && diff.contains("vcpu_enter_guest [kvm] ("), "{diff}");
+    assert!(diff.contains('%'));
+}
+
+#[test]
+fn export_perfetto_is_trace_event_json() {
+    let out = exitscope(&["export", "--perfetto", &seed("cpuid-intel.fgraph.txt")]);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["displayTimeUnit"], "ns");
+    assert_eq!(doc["otherData"]["synthetic_time"], true);
+    let xs = doc["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").count();
+    assert!(xs > 30, "{xs}");
+}
+
+#[test]
+fn flame_without_durations_fails_with_a_reason() {
+    let d = scratch("nodur");
+    let f = d.join("t.txt");
+    std::fs::write(&f, " 0)               |  a() {\n 0)               |  }\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_exitscope"))
+        .args(["flame", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to draw"));
+}
+
+// ---------------------------------------------------------------- headless Chromium
+
+struct Browser {
+    exe: PathBuf,
+}
+
+fn find_chromium() -> Option<PathBuf> {
+    let candidates = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+fn apt_install() -> Result<(), String> {
+    if !is_root() {
+        return Err("chromium is not installed and not running as root to install it".into());
+    }
+    if Command::new("apt-get").arg("--version").stdout(Stdio::null()).status().is_err() {
+        return Err("chromium is not installed and apt-get is not available".into());
+    }
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    eprintln!("exitscope tests: installing chromium with apt-get");
+    if install() {
+        return Ok(());
+    }
+    let _ = Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()).status();
+    if install() { Ok(()) } else { Err("apt-get install -y chromium failed".into()) }
+}
+
+/// The browser, installed if need be, or `None` after printing why the test is skipped.
+fn browser() -> Option<&'static Browser> {
+    static B: OnceLock<Result<Browser, String>> = OnceLock::new();
+    let b = B.get_or_init(|| {
+        let exe = match find_chromium() {
+            Some(e) => e,
+            None => {
+                apt_install()?;
+                find_chromium().ok_or("apt-get installed chromium but it was not found")?
+            }
+        };
+        Ok(Browser { exe })
+    });
+    match b {
+        Ok(b) => Some(b),
+        Err(reason) => {
+            assert!(
+                std::env::var_os("EXITSCOPE_REQUIRE_BROWSER").is_none_or(|v| v != "1"),
+                "EXITSCOPE_REQUIRE_BROWSER=1 but: {reason}"
+            );
+            println!("SKIP: {reason}");
+            None
+        }
+    }
+}
+
+/// What one Chromium run printed.
+struct Run {
+    stdout: String,
+    console: Vec<String>,
+}
+
+/// Run headless Chromium on `page` with `extra` flags (one run at a time: the machine is
+/// shared), killing it after 60 s.
+fn chromium(b: &Browser, page: &Path, extra: &[String]) -> Run {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch(&format!("chromium-{}", page.file_name().unwrap().to_string_lossy()));
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = Command::new(&b.exe)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 60 s on {}", page.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    let console = stderr.lines().filter(|l| l.contains("CONSOLE")).map(str::to_string).collect();
+    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    Run { stdout, console }
+}
+
+/// The DOM after the page's scripts ran, asserting the console stayed silent.
+fn rendered_dom(b: &Browser, page: &Path) -> String {
+    let run = chromium(b, page, &["--dump-dom".into()]);
+    assert!(
+        run.console.is_empty(),
+        "console output from {}:\n{}",
+        page.display(),
+        run.console.join("\n")
+    );
+    assert!(!run.stdout.is_empty(), "no DOM from {}", page.display());
+    run.stdout
+}
+
+/// Screenshot `page` at `w`×`h` into `docs/img/<name>` (when updating or missing) or a
+/// scratch file, and check it is a non-trivial PNG.
+fn screenshot(b: &Browser, page: &Path, name: &str, w: u32, h: u32) -> PathBuf {
+    let docs = root().join("docs/img").join(name);
+    let update = std::env::var_os("EXITSCOPE_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1");
+    let target = if update || !docs.exists() {
+        std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
+        docs
+    } else {
+        scratch(&format!("shot-{name}")).join(name)
+    };
+    let run = chromium(
+        b,
+        page,
+        &[format!("--window-size={w},{h}"), format!("--screenshot={}", target.display())],
+    );
+    assert!(run.console.is_empty(), "console output:\n{}", run.console.join("\n"));
+    let png = std::fs::read(&target).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG: {}", target.display());
+    assert!(png.len() > 20_000, "suspiciously small screenshot ({} bytes)", png.len());
+    target
+}
+
+/// Rows of the table with `id` in a DOM dump.
+fn table_rows(dom: &str, id: &str) -> usize {
+    let start = dom.find(&format!("<table id=\"{id}\"")).unwrap_or_else(|| panic!("no table#{id}"));
+    let end = dom[start..].find("</table>").unwrap() + start;
+    dom[start..end].matches("<tr").count()
+}
+
+fn assert_no_external_urls(html: &str) {
+    let outside = exitscope_render::html::without_data(html);
+    for bad in ["http://", "https://", "//cdn", "src=\"//", "href=\"//", "@import"] {
+        assert!(!outside.contains(bad), "external reference {bad:?} in the page");
+    }
+}
+
+#[test]
+fn html_report_renders_in_chromium() {
+    let d = scratch("report");
+    let page = d.join("report.html");
+    exitscope(&["html", &seed("cpuid-amd.fgraph.txt"), "-o", page.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_no_external_urls(&html);
+    let Some(b) = browser() else { return };
+    let t = Instant::now();
+    let dom = rendered_dom(b, &page);
+    assert!(dom.contains("data-rendered=\"true\""), "the report script did not finish");
+    // One row per call path of the report's tree, plus the header row.
+    let json: Value =
+        serde_json::from_str(&exitscope(&["report", "--json", &seed("cpuid-amd.fgraph.txt")]))
+            .unwrap();
+    fn paths(nodes: &Value) -> usize {
+        nodes.as_array().unwrap().iter().map(|n| 1 + paths(&n["children"])).sum()
+    }
+    assert_eq!(table_rows(&dom, "calltree"), paths(&json["tree"]) + 1);
+    assert!(table_rows(&dom, "flat") > 20);
+    assert!(dom.contains("id=\"flame\"") && dom.contains("id=\"frames\""), "flame graph SVG");
+    assert!(dom.contains("id=\"func-hists\""), "histograms");
+    assert!(dom.matches("class=\"h\"").count() >= 6, "histogram SVGs");
+    assert!(dom.contains('▾'), "collapsible tree toggles");
+    let shot = screenshot(b, &page, "report.png", 1280, 1700);
+    println!("report rendered and captured in {:?}: {}", t.elapsed(), shot.display());
+}
+
+#[test]
+fn html_diff_renders_in_chromium() {
+    let d = scratch("diff");
+    let page = d.join("diff.html");
+    exitscope(&[
+        "html",
+        "--diff",
+        &seed("cpuid-amd.fgraph.txt"),
+        &seed("cpuid-intel.fgraph.txt"),
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert_no_external_urls(&std::fs::read_to_string(&page).unwrap());
+    let Some(b) = browser() else { return };
+    let dom = rendered_dom(b, &page);
+    assert!(dom.contains("data-rendered=\"true\""));
+    // Union of both trees' call paths (they share vcpu_enter_guest and a few kvm_* paths).
+    assert!(table_rows(&dom, "difftree") > 60);
+    assert!(dom.contains("not vendor-normalized"));
+    assert!(dom.contains("id=\"frames\""));
+    screenshot(b, &page, "diff.png", 1280, 1400);
+}
+
+#[test]
+fn flame_svg_renders_in_chromium() {
+    let d = scratch("flame");
+    let svg = d.join("flame.svg");
+    exitscope(&["flame", &seed("cpuid-amd.fgraph.txt"), "-o", svg.to_str().unwrap()]);
+    let Some(b) = browser() else { return };
+    let dom = rendered_dom(b, &svg);
+    assert!(dom.contains("id=\"frames\"") && dom.contains("vcpu_enter_guest"));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let h: u32 = text
+        .split_once("height=\"")
+        .and_then(|(_, r)| r.split_once('"'))
+        .and_then(|(v, _)| v.parse().ok())
+        .unwrap();
+    screenshot(b, &svg, "flame.png", 1200, h);
+}
+
+/// A report with the sections other work adds (`exit_reasons`, `exits`, `events`, `host`),
+/// written by hand to their documented schemas: the page must render them.
+#[test]
+fn optional_sections_render_in_chromium() {
+    let hist = |lo: u64| {
+        json!([{"low_ns": lo, "high_ns": lo * 5 / 4, "count": 3},
+               {"low_ns": lo * 2, "high_ns": lo * 5 / 2, "count": 7},
+               {"low_ns": lo * 8, "high_ns": lo * 10, "count": 1}])
+    };
+    let report = json!({
+        "schema_version": 1,
+        "inputs": [{"name": "vm.dat", "format": "trace-dat", "bytes": 1000, "lines": 0,
+                    "records": 40, "error_lines": 0, "ignored_lines": 0}],
+        "roots": 11, "tree": [], "flat": [],
+        "incomplete": {"count": 0, "discarded_calls": 0, "functions": []},
+        "orphans": {"count": 0, "functions": []},
+        "lost_events": {"markers": 1, "events": 12, "uncounted_markers": 0},
+        "diagnostics": [], "diagnostic_counts": {"errors": 0, "warnings": 0},
+        "percentiles_exact": true,
+        "host": {"cpu": "AMD EPYC 7B13", "kernel": "6.8.0", "vendor": "amd"},
+        "events": {"kvm_exit": 11, "kvm_entry": 11, "kvm_msr": 4},
+        "exit_reasons": [
+            {"reason": "CPUID", "count": 10, "total_ns": 15000, "mean_ns": 1500, "min_ns": 900,
+             "max_ns": 9000, "p50_ns": 1100, "p90_ns": 2400, "p99_ns": 9000, "histogram": hist(900)},
+            {"reason": "MSR_READ", "count": 1, "total_ns": 2500, "mean_ns": 2500, "min_ns": 2500,
+             "max_ns": 2500, "p50_ns": 2500, "p90_ns": 2500, "p99_ns": null, "histogram": hist(2000)}
+        ],
+        "exits": [
+            {"reason": "CPUID", "count": 10, "exit_ns": 400, "handle_ns": 800, "entry_ns": 300},
+            {"reason": "MSR_READ", "count": 1, "exit_ns": 500, "handle_ns": 1600, "entry_ns": 400}
+        ]
+    });
+    let page = exitscope_render::html::Page {
+        title: "exitscope report".into(),
+        mode: "single",
+        reports: vec![("vm.dat".into(), report)],
+        flame_svg: None,
+        flame_caption: String::new(),
+    };
+    let d = scratch("optional");
+    let path = d.join("optional.html");
+    let mut buf = Vec::new();
+    exitscope_render::html::write_page(&page, &mut buf).unwrap();
+    std::fs::write(&path, &buf).unwrap();
+    assert_no_external_urls(&String::from_utf8(buf).unwrap());
+    let Some(b) = browser() else { return };
+    let dom = rendered_dom(b, &path);
+    assert!(dom.contains("data-rendered=\"true\""));
+    assert_eq!(table_rows(&dom, "reasons"), 3);
+    assert_eq!(table_rows(&dom, "exits"), 3);
+    assert_eq!(table_rows(&dom, "events"), 4);
+    assert!(dom.contains("AMD EPYC 7B13"), "host table");
+    assert!(dom.contains("id=\"reason-hists\""), "per-reason histograms");
+    assert!(dom.contains(">11<"), "total exits from exit_reasons");
+    screenshot(b, &path, "report-exits.png", 1280, 1300);
+}
