@@ -4,7 +4,7 @@
 //! Chromium: Debian's `chromium` (`/usr/bin/chromium`). When it is missing, the test setup
 //! installs it with `apt-get install -y chromium` if running as root with apt; otherwise the
 //! browser tests print `SKIP: <reason>` and pass, unless `EXITSCOPE_REQUIRE_BROWSER=1`, which
-//! turns the skip into a failure. Console messages are read from Chromium's own log
+//! turns the skip into a failure. `EXITSCOPE_CHROMIUM=/path` picks another browser binary. Console messages are read from Chromium's own log
 //! (`--enable-logging=stderr`: every `console.*` call and uncaught error is a `CONSOLE` line),
 //! the rendered page from `--dump-dom`. Screenshots go to `docs/img/` when
 //! `EXITSCOPE_UPDATE_SCREENSHOTS=1` or when they are missing, else to a temporary directory.
@@ -20,8 +20,10 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
 }
 
+/// Seed path relative to the workspace root, where [`exitscope`] runs (so pages and
+/// screenshots show `tests/data/seed/...`, not this machine's directories).
 fn seed(name: &str) -> String {
-    root().join("tests/data/seed").join(name).to_string_lossy().into_owned()
+    format!("tests/data/seed/{name}")
 }
 
 /// A fresh scratch directory for one test.
@@ -34,7 +36,11 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Run `exitscope ARGS`, asserting success; returns stdout.
 fn exitscope(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_exitscope")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_exitscope"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "exitscope {args:?} failed: {}",
@@ -133,6 +139,13 @@ fn apt_install() -> Result<(), String> {
 fn browser() -> Option<&'static Browser> {
     static B: OnceLock<Result<Browser, String>> = OnceLock::new();
     let b = B.get_or_init(|| {
+        // An explicit browser (or a bad path, to exercise the skip) overrides the search.
+        if let Some(exe) = std::env::var_os("EXITSCOPE_CHROMIUM").map(PathBuf::from) {
+            if !exe.exists() {
+                return Err(format!("EXITSCOPE_CHROMIUM={} does not exist", exe.display()));
+            }
+            return Ok(Browser { exe });
+        }
         let exe = match find_chromium() {
             Some(e) => e,
             None => {
@@ -379,6 +392,6 @@ fn optional_sections_render_in_chromium() {
     assert_eq!(table_rows(&dom, "events"), 4);
     assert!(dom.contains("AMD EPYC 7B13"), "host table");
     assert!(dom.contains("id=\"reason-hists\""), "per-reason histograms");
-    assert!(dom.contains(">11<"), "total exits from exit_reasons");
+    assert!(dom.contains("Total exits</div><div class=\"v\">11<"), "total exits from exit_reasons");
     screenshot(b, &path, "report-exits.png", 1280, 1300);
 }

@@ -187,10 +187,10 @@
       var cards = el("div", { cls: "cards" });
       function card(k, v, warn) { cards.appendChild(el("div", { cls: "card" }, [el("div", { cls: "k", text: k }), el("div", { cls: "v" + (warn ? " warn" : ""), text: v })])); }
       var exits = Array.isArray(r.exit_reasons) ? r.exit_reasons.reduce(function (a, x) { return a + (x.count || 0); }, 0) : null;
-      card("Total exits", exits !== null ? fmtInt(exits) : fmtInt(r.roots) + " roots");
-      if (exits !== null) card("Root calls", fmtInt(r.roots));
+      if (exits !== null) card("Total exits", fmtInt(exits));
+      card("Root calls", fmtInt(r.roots));
       var tracedNs = (r.tree || []).reduce(function (a, n) { return a + (n.total_ns || 0); }, 0);
-      card("Traced time", fmtNs(tracedNs));
+      card("Traced time", (r.tree || []).length ? fmtNs(tracedNs) : "–");
       var lost = r.lost_events || {};
       card("Lost events", fmtInt(lost.events || 0) + (lost.markers ? " (" + fmtInt(lost.markers) + " markers)" : ""), (lost.events || lost.markers) > 0);
       card("Incomplete calls", fmtInt((r.incomplete || {}).count || 0), ((r.incomplete || {}).count || 0) > 0);
@@ -215,6 +215,7 @@
   }
 
   function callTree(r, id) {
+    if (!r.tree || !r.tree.length) return;
     var s = section("tree-section", "Call tree", "Merged calling-context tree: one row per call path. Self = total minus callees; % = share of the root's total time.");
     var t = el("table", { id: id });
     t.appendChild(el("thead", {}, [el("tr", {}, [th("Function", "l"), th("Calls"), th("Mean"), th("Min"), th("p50"), th("p99"), th("Max"), th("Total"), th("Self"), th("% root", "l")])]));
@@ -264,6 +265,9 @@
     if (!rows.length) return;
     var cols = [];
     rows.forEach(function (o) { Object.keys(o).forEach(function (k) { if (cols.indexOf(k) < 0 && (o[k] === null || typeof o[k] !== "object")) cols.push(k); }); });
+    // Names first (string columns), then counts, then times; keys arrive sorted.
+    var rank = function (c) { return rows.some(function (o) { return typeof o[c] === "string"; }) ? 0 : c === "count" ? 1 : 2; };
+    cols.sort(function (a, b) { return rank(a) - rank(b); });
     var s = section(id + "-section", title, note);
     var t = el("table", { id: id });
     t.appendChild(el("tr", {}, cols.map(function (c, i) { return th(c.replace(/_ns$/, "").replace(/_/g, " "), i === 0 ? "l" : ""); })));

@@ -50,6 +50,9 @@ fn inferno_options(opts: &FlameOptions) -> Options<'static> {
     o.bgcolors = "#f6f8fa".parse().ok();
     // Same function, same color, on every run and in every report.
     o.deterministic = true;
+    // A generic family renders everywhere (Verdana, inferno's default, is rarely installed
+    // on Linux, and the fallback was monospace).
+    o.font_type = "sans-serif".into();
     o
 }
 

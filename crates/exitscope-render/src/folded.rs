@@ -78,7 +78,10 @@ mod tests {
                 "a",
                 Some("kvm"),
                 5,
-                vec![node("b", None, 3, vec![node("c;x", None, 2, vec![])]), node("d", None, 0, vec![])],
+                vec![
+                    node("b", None, 3, vec![node("c;x", None, 2, vec![])]),
+                    node("d", None, 0, vec![]),
+                ],
             )],
             ..Default::default()
         };

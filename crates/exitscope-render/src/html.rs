@@ -57,7 +57,12 @@ pub struct Page {
 ///
 /// # Errors
 /// I/O errors from `w`.
-pub fn write(report: &Report, label: &str, opts: &HtmlOptions, w: &mut impl Write) -> io::Result<()> {
+pub fn write(
+    report: &Report,
+    label: &str,
+    opts: &HtmlOptions,
+    w: &mut impl Write,
+) -> io::Result<()> {
     let fo = FlameOptions {
         subtitle: Some(format!("{label}: widths are total time (ns); click a frame to zoom")),
         ..FlameOptions::titled("Flame graph")
@@ -148,7 +153,11 @@ pub fn write_page(page: &Page, w: &mut impl Write) -> io::Result<()> {
              graph: the report has no timed calls.</p>\n</section>\n"
         )?,
     }
-    write!(w, "<div id=\"sections\"></div>\n<footer>{}</footer>\n</main>\n", data["generator"].as_str().unwrap_or_default())?;
+    write!(
+        w,
+        "<div id=\"sections\"></div>\n<footer>{}</footer>\n</main>\n",
+        data["generator"].as_str().unwrap_or_default()
+    )?;
     write!(
         w,
         "<script type=\"application/json\" id=\"exitscope-data\">{}</script>\n<script>\n{JS}</script>\n</body>\n</html>\n",

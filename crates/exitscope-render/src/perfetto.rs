@@ -322,9 +322,10 @@ impl<W: Write> State<W> {
             return;
         }
         let sep: &[u8] = if self.events == 0 { b"" } else { b",\n" };
-        let r = self.w.write_all(sep).and_then(|()| {
-            serde_json::to_writer(&mut self.w, v).map_err(io::Error::other)
-        });
+        let r = self
+            .w
+            .write_all(sep)
+            .and_then(|()| serde_json::to_writer(&mut self.w, v).map_err(io::Error::other));
         if let Err(e) = r {
             self.error = Some(e);
         }

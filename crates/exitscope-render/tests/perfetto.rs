@@ -31,12 +31,17 @@ struct Slice {
     duration_ns: u64,
 }
 
+/// `(pid, tid)`.
+type Track = (u64, u64);
+/// Slices per track.
+type Tracks = BTreeMap<Track, Vec<Slice>>;
+
 /// Checks every event's shape; returns the slices per track, and the instants' tracks.
-fn check_schema(doc: &Value) -> (BTreeMap<(u64, u64), Vec<Slice>>, BTreeSet<(u64, u64)>) {
+fn check_schema(doc: &Value) -> (Tracks, BTreeSet<Track>) {
     assert_eq!(doc["displayTimeUnit"], "ns");
     let events = doc["traceEvents"].as_array().expect("traceEvents array");
     let mut named = BTreeSet::new();
-    let mut slices: BTreeMap<(u64, u64), Vec<Slice>> = BTreeMap::new();
+    let mut slices: Tracks = BTreeMap::new();
     let mut instants = BTreeSet::new();
     for e in events {
         let ph = e["ph"].as_str().expect("ph");
@@ -115,10 +120,7 @@ fn tree_paths(nodes: &[TreeNode], prefix: &str, out: &mut BTreeMap<String, (u64,
 }
 
 /// Sum the per-path tallies of the tracks selected by `keep`.
-fn tally(
-    slices: &mut BTreeMap<(u64, u64), Vec<Slice>>,
-    keep: impl Fn(&(u64, u64)) -> bool,
-) -> BTreeMap<String, (u64, u64)> {
+fn tally(slices: &mut Tracks, keep: impl Fn(&Track) -> bool) -> BTreeMap<String, (u64, u64)> {
     let mut all: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (track, s) in slices.iter_mut() {
         if !keep(track) {

@@ -38,6 +38,17 @@ pub struct Args {
     pub output: Option<String>,
 }
 
+/// Short label for inputs in titles: their file names (the full paths are in the report).
+pub fn label(files: &[String]) -> String {
+    files
+        .iter()
+        .map(|f| {
+            std::path::Path::new(f).file_name().map_or(f.clone(), |n| n.to_string_lossy().into())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Analyse `files` together into one report, printing its diagnostics.
 pub fn analyse(files: &[String], max_diagnostics: usize) -> Result<Report, Failure> {
     let mut opts = AnalysisOptions::default();
@@ -72,7 +83,8 @@ pub fn run(args: Args) -> CmdResult {
             );
             fo.subtitle = Some(format!(
                 "{} → {}: widths from the second; red = slower, blue = faster",
-                pair[0], pair[1]
+                label(&pair[..1]),
+                label(&pair[1..])
             ));
             flame::write_diff(&a, &b, &fo, &mut out).map_err(no_timing)?;
         }
@@ -83,7 +95,7 @@ pub fn run(args: Args) -> CmdResult {
         } else {
             let mut fo =
                 FlameOptions::titled(args.title.clone().unwrap_or_else(|| "Flame graph".into()));
-            fo.subtitle = Some(format!("{}: widths are total time (ns)", args.files.join(", ")));
+            fo.subtitle = Some(format!("{}: widths are total time (ns)", label(&args.files)));
             flame::write(&report, &fo, &mut out).map_err(no_timing)?;
         }
     }

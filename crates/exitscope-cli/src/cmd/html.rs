@@ -6,7 +6,7 @@ use clap::Args as ClapArgs;
 
 use exitscope_render::html::{self, HtmlOptions};
 
-use crate::cmd::flame::analyse;
+use crate::cmd::flame::{analyse, label};
 use crate::cmd::report::open_output;
 use crate::exit::{self, CmdResult};
 
@@ -39,10 +39,11 @@ pub fn run(args: Args) -> CmdResult {
     if let Some(pair) = &args.diff {
         let a = analyse(&pair[..1], args.max_diagnostics)?;
         let b = analyse(&pair[1..], args.max_diagnostics)?;
-        html::write_diff((&pair[0], &a), (&pair[1], &b), &opts, &mut out)?;
+        let (la, lb) = (label(&pair[..1]), label(&pair[1..]));
+        html::write_diff((&la, &a), (&lb, &b), &opts, &mut out)?;
     } else {
         let report = analyse(&args.files, args.max_diagnostics)?;
-        html::write(&report, &args.files.join(", "), &opts, &mut out)?;
+        html::write(&report, &label(&args.files), &opts, &mut out)?;
     }
     out.flush()?;
     Ok(exit::OK)

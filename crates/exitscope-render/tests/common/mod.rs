@@ -44,8 +44,7 @@ pub fn analyse_with(
 
 /// Analyse seed files by name.
 pub fn analyse_seed(names: &[&str]) -> Report {
-    let texts: Vec<(String, String)> =
-        names.iter().map(|n| (n.to_string(), seed(n))).collect();
+    let texts: Vec<(String, String)> = names.iter().map(|n| (n.to_string(), seed(n))).collect();
     let inputs: Vec<(&str, &str)> = texts.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
     analyse_with(&inputs, None, None, |_| {})
 }
@@ -69,10 +68,8 @@ pub fn check_golden(expected: &Path, actual: &str) {
     if want == actual {
         return;
     }
-    let saved = std::env::temp_dir().join(format!(
-        "exitscope-actual-{}",
-        expected.file_name().unwrap().to_string_lossy()
-    ));
+    let saved = std::env::temp_dir()
+        .join(format!("exitscope-actual-{}", expected.file_name().unwrap().to_string_lossy()));
     std::fs::write(&saved, actual).unwrap();
     let (w, a): (Vec<&str>, Vec<&str>) = (want.lines().collect(), actual.lines().collect());
     let line = w.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(w.len().min(a.len()));
