@@ -36,7 +36,7 @@ pub struct HtmlOptions {
     pub title: Option<String>,
 }
 
-/// A page's content, before layout: what [`write`] and [`write_diff`] build from reports.
+/// A page's content, before layout: what [`write()`] and [`write_diff`] build from reports.
 /// Public so that documents of any schema version (or hand-made ones, in tests) can be laid
 /// out the same way.
 #[derive(Clone, Debug)]

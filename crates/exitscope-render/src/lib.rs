@@ -4,6 +4,10 @@
 //! computes anything. The terminal tree is laid out like ftrace's function_graph output (the
 //! seed's look), with statistics columns in front.
 //!
+//! The pictures: [`folded`] stacks and [`flame`] graphs (SVG, by inferno; differential with
+//! `--diff`), a self-contained [`html`] report, and the [`perfetto`] timeline, which is a
+//! streaming sink fed by the same `Analysis` run as the report rather than a renderer of it.
+//!
 //! ```
 //! use exitscope_analyze::report::{Report, TreeNode};
 //! let mut report = Report::default();
