@@ -348,6 +348,10 @@ fn optional_sections_render_in_chromium() {
                {"low_ns": lo * 2, "high_ns": lo * 5 / 2, "count": 7},
                {"low_ns": lo * 8, "high_ns": lo * 10, "count": 1}])
     };
+    let phase = |mean: u64| {
+        json!({"timed": 10, "total_ns": mean * 10, "mean_ns": mean, "p50_ns": mean,
+               "p99_ns": mean * 2, "min_ns": mean / 2, "max_ns": mean * 2})
+    };
     let report = json!({
         "schema_version": 1,
         "inputs": [{"name": "vm.dat", "format": "trace-dat", "bytes": 1000, "lines": 0,
@@ -366,10 +370,20 @@ fn optional_sections_render_in_chromium() {
             {"reason": "MSR_READ", "count": 1, "total_ns": 2500, "mean_ns": 2500, "min_ns": 2500,
              "max_ns": 2500, "p50_ns": 2500, "p90_ns": 2500, "p99_ns": null, "histogram": hist(2000)}
         ],
-        "exits": [
-            {"reason": "CPUID", "count": 10, "exit_ns": 400, "handle_ns": 800, "entry_ns": 300},
-            {"reason": "MSR_READ", "count": 1, "exit_ns": 500, "handle_ns": 1600, "entry_ns": 400}
-        ]
+        "exits": {
+            "exits": 11, "whole_roots": 11, "split_roots": 0, "roots_without_run": 0,
+            "unattributed_ns": 0,
+            "reasons": [
+                {"reason": "CPUID", "count": 10, "by_event": 0, "by_handler": 10,
+                 "evidence": [{"name": "cpuid_interception", "count": 10}],
+                 "total": phase(1500), "before": phase(300), "run": phase(700),
+                 "after": phase(400), "other": phase(100)},
+                {"reason": "MSR_READ", "count": 1, "by_event": 1, "by_handler": 0,
+                 "evidence": [{"name": "kvm_msr", "count": 1}],
+                 "total": phase(2500), "before": phase(300), "run": phase(800),
+                 "after": phase(1300), "other": phase(100)}
+            ]
+        }
     });
     let page = exitscope_render::html::Page {
         title: "exitscope report".into(),
@@ -377,6 +391,7 @@ fn optional_sections_render_in_chromium() {
         reports: vec![("vm.dat".into(), report)],
         flame_svg: None,
         flame_caption: String::new(),
+        diff: None,
     };
     let d = scratch("optional");
     let path = d.join("optional.html");
@@ -389,9 +404,61 @@ fn optional_sections_render_in_chromium() {
     assert!(dom.contains("data-rendered=\"true\""));
     assert_eq!(table_rows(&dom, "reasons"), 3);
     assert_eq!(table_rows(&dom, "exits"), 3);
+    assert!(dom.contains("class=\"ph ph1\""), "phase bars");
     assert_eq!(table_rows(&dom, "events"), 4);
     assert!(dom.contains("AMD EPYC 7B13"), "host table");
     assert!(dom.contains("id=\"reason-hists\""), "per-reason histograms");
     assert!(dom.contains("Total exits</div><div class=\"v\">11<"), "total exits from exit_reasons");
     screenshot(b, &path, "report-exits.png", 1280, 1300);
+}
+
+/// A diff page carrying a vendor-normalized comparison (the `exitscope diff --json` document,
+/// hand-made to its documented schema) shows that instead of the exact-path alignment.
+#[test]
+fn normalized_diff_renders_in_chromium() {
+    let side = |f: &str, m: &str, mean: u64| {
+        json!({"function": f, "module": m, "count": 1, "mean_ns": mean, "self_mean_ns": mean / 4,
+               "total_ns": mean, "self_ns": mean / 4, "min_ns": mean, "max_ns": mean,
+               "p50_ns": mean, "p99_ns": mean})
+    };
+    let diff = json!({
+        "schema_version": 1,
+        "sign": "delta = B - A (mean per call); positive means B is slower; ratio = B / A",
+        "normalized": true, "sorted_by": "tree",
+        "a": {"names": ["amd"], "roots": 1, "exits": 1, "split_roots": 0, "unattributed_ns": 0},
+        "b": {"names": ["intel"], "roots": 1, "exits": 1, "split_roots": 0, "unattributed_ns": 0},
+        "tree": [{"key": "vcpu_enter_guest", "status": "both",
+                  "a": side("vcpu_enter_guest", "kvm", 4278), "b": side("vcpu_enter_guest", "kvm", 5684),
+                  "delta_ns": 1406, "ratio": 1.3287, "self_delta_ns": 351,
+                  "children": [
+                      {"key": "vcpu_run", "status": "both",
+                       "a": side("svm_vcpu_run", "kvm_amd", 2265), "b": side("vmx_vcpu_run", "kvm_intel", 2090),
+                       "delta_ns": -175, "ratio": 0.9227, "self_delta_ns": -43, "children": []},
+                      {"key": "vmx_sync_pir_to_irr", "status": "only_b", "a": null,
+                       "b": side("vmx_sync_pir_to_irr", "kvm_intel", 615),
+                       "delta_ns": 615, "ratio": null, "self_delta_ns": 153, "children": []}]}],
+        "collapsed": []
+    });
+    let empty = json!({"schema_version": 1, "inputs": [], "roots": 1, "tree": [], "flat": [],
+                       "lost_events": {}, "incomplete": {}, "diagnostic_counts": {}});
+    let page = exitscope_render::html::Page {
+        title: "exitscope diff".into(),
+        mode: "diff",
+        reports: vec![("amd".into(), empty.clone()), ("intel".into(), empty)],
+        flame_svg: None,
+        flame_caption: String::new(),
+        diff: Some(diff),
+    };
+    let path = scratch("normalized").join("normalized.html");
+    let mut buf = Vec::new();
+    exitscope_render::html::write_page(&page, &mut buf).unwrap();
+    std::fs::write(&path, &buf).unwrap();
+    let Some(b) = browser() else { return };
+    let dom = rendered_dom(b, &path);
+    assert!(dom.contains("data-rendered=\"true\""));
+    assert_eq!(table_rows(&dom, "difftree"), 5, "2 header rows + 3 aligned paths");
+    assert!(dom.contains("svm_vcpu_run ≈ vmx_vcpu_run"));
+    assert!(dom.contains("Vendor-normalized"));
+    assert!(dom.contains("only intel"));
+    assert!(dom.contains("1.33×"));
 }

@@ -54,8 +54,11 @@
     for (var k in attrs) e.setAttribute(k, attrs[k]);
     return e;
   }
+  // Ids stay unique when a section repeats (one per side of a diff): "exits", "exits-2".
+  var seen = {};
+  function uid(base) { seen[base] = (seen[base] || 0) + 1; return seen[base] === 1 ? base : base + "-" + seen[base]; }
   function section(id, title, note) {
-    var s = el("section", { id: id }, [el("h2", { text: title })]);
+    var s = el("section", { id: uid(id) }, [el("h2", { text: title })]);
     if (note) s.appendChild(el("p", { cls: "note", text: note }));
     document.getElementById("sections").appendChild(s);
     return s;
@@ -186,13 +189,14 @@
       var s = el("section", { cls: "summary" }, [el("h2", { text: entries.length > 1 ? "Summary: " + e.label : "Summary" })]);
       var cards = el("div", { cls: "cards" });
       function card(k, v, warn) { cards.appendChild(el("div", { cls: "card" }, [el("div", { cls: "k", text: k }), el("div", { cls: "v" + (warn ? " warn" : ""), text: v })])); }
-      var exits = Array.isArray(r.exit_reasons) ? r.exit_reasons.reduce(function (a, x) { return a + (x.count || 0); }, 0) : null;
+      var exits = r.exits && isNum(r.exits.exits) ? r.exits.exits
+        : Array.isArray(r.exit_reasons) ? r.exit_reasons.reduce(function (a, x) { return a + (x.count || 0); }, 0) : null;
       if (exits !== null) card("Total exits", fmtInt(exits));
       card("Root calls", fmtInt(r.roots));
       var tracedNs = (r.tree || []).reduce(function (a, n) { return a + (n.total_ns || 0); }, 0);
       card("Traced time", (r.tree || []).length ? fmtNs(tracedNs) : "–");
       var lost = r.lost_events || {};
-      card("Lost events", fmtInt(lost.events || 0) + (lost.markers ? " (" + fmtInt(lost.markers) + " markers)" : ""), (lost.events || lost.markers) > 0);
+      card("Lost events", fmtInt(lost.events || 0) + (lost.markers ? " (" + fmtInt(lost.markers) + (lost.markers === 1 ? " marker)" : " markers)") : ""), (lost.events || lost.markers) > 0);
       card("Incomplete calls", fmtInt((r.incomplete || {}).count || 0), ((r.incomplete || {}).count || 0) > 0);
       var dc = r.diagnostic_counts || {};
       card("Diagnostics", fmtInt(dc.errors || 0) + " err · " + fmtInt(dc.warnings || 0) + " warn", (dc.errors || 0) > 0);
@@ -245,10 +249,10 @@
     makeCollapsible(t, rows, countNodes(r.tree || []) <= 80 ? Infinity : 2);
   }
 
-  function exitReasons(r) {
+  function exitReasons(r, label) {
     if (!Array.isArray(r.exit_reasons) || !r.exit_reasons.length) return;
-    var s = section("reasons-section", "Exit reasons", "Per exit reason, from the kvm_exit/kvm_entry events. Histogram: latency on a log-scaled axis.");
-    var t = el("table", { id: "reasons" });
+    var s = section("reasons-section", "Exit reasons" + (label ? ": " + label : ""), "Per exit reason, from the kvm_exit/kvm_entry events. Histogram: latency on a log-scaled axis.");
+    var t = el("table", { id: uid("reasons") });
     t.appendChild(el("tr", {}, [th("Reason", "l"), th("Count"), th("Total"), th("Mean"), th("Min"), th("p50"), th("p90"), th("p99"), th("Max"), th("Distribution", "l")]));
     r.exit_reasons.forEach(function (x) {
       t.appendChild(el("tr", {}, [el("td", { cls: "l fn", text: x.reason }), num(x.count, fmtInt), num(x.total_ns), num(x.mean_ns), num(x.min_ns), num(x.p50_ns), num(x.p90_ns), num(x.p99_ns), num(x.max_ns), el("td", { cls: "l" }, [sparkline(x.histogram)])]));
@@ -281,6 +285,40 @@
     });
     s.appendChild(el("div", { cls: "scroll" }, [t]));
     return s;
+  }
+
+  // `report --exits`: {"exits", "whole_roots", "split_roots", "roots_without_run",
+  // "unattributed_ns", "reasons": [{"reason", "count", "by_event", "by_handler", "evidence",
+  // "total", "before", "run", "after", "other": Phase}]}, Phase = {"timed", "total_ns",
+  // "mean_ns", "p50_ns", "p99_ns", "min_ns", "max_ns"}. Other shapes: a generic table.
+  var PHASES = ["before", "run", "after", "other"];
+  function exitPhases(x, label) {
+    if (!x) return;
+    if (!Array.isArray(x.reasons)) { genericTable("Exits", "exits", x); return; }
+    var note = "Each exit split into phases whose means add up to the total: before = calls before the vendor run call, run = the run call (world switch + guest), after = exit handling, other = the root's own self time. " +
+      fmtInt(x.exits) + " exits in " + fmtInt(x.whole_roots) + " whole and " + fmtInt(x.split_roots) + " split roots" +
+      (x.unattributed_ns ? "; " + fmtNs(x.unattributed_ns) + " of split roots outside every exit" : "") + ".";
+    var s = section("exits-section", "Exit phases" + (label ? ": " + label : ""), note);
+    var t = el("table", { id: uid("exits") });
+    t.appendChild(el("tr", {}, [th("Reason", "l"), th("Count"), th("Mean"), th("p50"), th("p99"), th("Before"), th("Run"), th("After"), th("Other"), th("Phases (mean)", "l"), th("Evidence", "l")]));
+    x.reasons.forEach(function (r) {
+      var tot = r.total || {};
+      var bar = el("div", { cls: "phases" });
+      var sum = PHASES.reduce(function (a, p) { return a + ((r[p] || {}).mean_ns || 0); }, 0);
+      PHASES.forEach(function (p, i) {
+        var m = (r[p] || {}).mean_ns || 0;
+        if (!sum || !m) return;
+        var seg = el("span", { cls: "ph ph" + i, title: p + ": " + fmtNs(m) });
+        seg.style.width = (100 * m / sum) + "%";
+        bar.appendChild(seg);
+      });
+      var ev = (r.evidence || []).map(function (e) { return e.name + (e.count > 1 ? " ×" + fmtInt(e.count) : ""); }).join(", ");
+      t.appendChild(el("tr", {}, [el("td", { cls: "l fn", text: r.reason }), num(r.count, fmtInt), num(tot.mean_ns), num(tot.p50_ns), num(tot.p99_ns)]
+        .concat(PHASES.map(function (p) { return num((r[p] || {}).mean_ns); }))
+        .concat([el("td", { cls: "l" }, [bar]), el("td", { cls: "l ev", text: ev })])));
+    });
+    s.appendChild(el("div", { cls: "scroll" }, [t]));
+    s.appendChild(el("div", { cls: "legend" }, PHASES.map(function (p, i) { return el("span", {}, [el("span", { cls: "sw ph" + i }), p]); })));
   }
 
   function events(r) {
@@ -378,6 +416,40 @@
     makeCollapsible(t, rows, rows.length <= 120 ? Infinity : 2);
   }
 
+  // ---------- vendor-normalized side-by-side tree (exitscope_analyze::diff::DiffReport) ----------
+  function normalizedDiffTree(D, A, B) {
+    var s = section("difftree-section", "Side by side: " + A.label + " vs " + B.label,
+      (D.normalized ? "Vendor-normalized (svm_*/vmx_* aligned, vendor-only wrappers collapsed). " : "Not vendor-normalized. ") + D.sign + ".");
+    var t = el("table", { id: "difftree" });
+    t.appendChild(el("thead", {}, [
+      el("tr", {}, [th("", "l"), th(A.label, "grp", { colspan: 2 }), th(B.label, "grp", { colspan: 2 }), th("Δ (B − A)", "grp", { colspan: 3 })]),
+      el("tr", {}, [th("Function", "l"), th("Calls", "sep"), th("Mean"), th("Calls", "sep"), th("Mean"), th("Mean", "sep"), th("Self"), th("Ratio")]),
+    ]));
+    var body = el("tbody"), rows = [];
+    function side(x) { return x ? [num(x.count, fmtInt), num(x.mean_ns)] : [el("td", { cls: "n dim", text: "–" }), el("td", { cls: "n dim", text: "–" })]; }
+    function d(v) { return isNum(v) ? el("td", { cls: "n delta " + (v > 0 ? "up" : v < 0 ? "down" : ""), text: fmtDelta(v) }) : el("td", { cls: "n dim", text: "–" }); }
+    (function walk(nodes, depth) {
+      nodes.forEach(function (n) {
+        var who = n.a || n.b || { function: n.key };
+        var label = { function: n.a && n.b && n.a.function !== n.b.function ? n.a.function + " ≈ " + n.b.function : who.function, module: n.a && n.b && n.a.module !== n.b.module ? null : who.module };
+        var kids = n.children || [];
+        var tw = el("span", { cls: "tw" + (kids.length ? "" : " leaf"), text: kids.length ? "▾" : "·" });
+        var fc = fnCell(label, depth, tw);
+        if (n.status !== "both") fc.appendChild(el("span", { cls: "irq", text: n.status === "only_a" ? "only " + A.label : "only " + B.label }));
+        var sa = side(n.a), sb = side(n.b);
+        sa[0].className += " sep"; sb[0].className += " sep";
+        var dm = d(n.delta_ns); dm.className += " sep";
+        var tr = el("tr", {}, [fc].concat(sa, sb, [dm, d(n.self_delta_ns), num(n.ratio, function (v) { return isNum(v) ? v.toFixed(2) + "×" : "–"; })]));
+        body.appendChild(tr);
+        rows.push({ depth: depth, hasKids: kids.length > 0, tr: tr, tw: tw });
+        walk(kids, depth + 1);
+      });
+    })(D.tree || [], 0);
+    t.appendChild(body);
+    s.appendChild(el("div", { cls: "scroll" }, [t]));
+    makeCollapsible(t, rows, rows.length <= 120 ? Infinity : 2);
+  }
+
   // ---------- flame graph: hover details and click-to-zoom on inferno's static SVG ----------
   function flame() {
     var svg = document.querySelector("#flame svg");
@@ -441,14 +513,16 @@
   var reps = DATA.reports || [];
   summary(reps);
   if (DATA.mode === "diff" && reps.length === 2) {
-    diffTree(reps[0], reps[1]);
-    reps.forEach(function (e) { exitReasons(e.report); });
+    if (DATA.diff && Array.isArray(DATA.diff.tree)) normalizedDiffTree(DATA.diff, reps[0], reps[1]);
+    else diffTree(reps[0], reps[1]);
+    reps.forEach(function (e) { exitReasons(e.report, e.label); });
+    reps.forEach(function (e) { exitPhases(e.report.exits, e.label); });
     reps.forEach(function (e) { diagnostics(e.report, e.label); });
   } else if (reps.length) {
     var r = reps[0].report;
     callTree(r, "calltree");
-    exitReasons(r);
-    genericTable("Exit phases", "exits", r.exits, "Per exit reason: time spent in each phase of the exit.");
+    exitReasons(r, null);
+    exitPhases(r.exits, null);
     events(r);
     flat(r);
     histograms(r);

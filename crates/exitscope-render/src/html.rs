@@ -51,6 +51,12 @@ pub struct Page {
     pub flame_svg: Option<String>,
     /// Caption over the flame graph.
     pub flame_caption: String,
+    /// For `"diff"` pages: a vendor-normalized comparison document
+    /// (`exitscope_analyze::diff::DiffReport` serialized: `{"sign", "normalized", "tree":
+    /// [{"key", "status", "a", "b", "delta_ns", "ratio", "self_delta_ns", "children"}]}`).
+    /// When present the side-by-side tree shows it; when absent the page aligns the two
+    /// reports' trees by exact call path and says it is not vendor-normalized.
+    pub diff: Option<Value>,
 }
 
 /// Write the report page of `report`, whose inputs are called `label`.
@@ -76,18 +82,35 @@ pub fn write(
         flame_caption: "Merged call tree; frame width = total time, self time is the part not \
                         covered by callees. Hover for times, click to zoom."
             .into(),
+        diff: None,
     };
     write_page(&page, w)
 }
 
 /// Write the comparison page of `a` (left, before) and `b` (right, after): both summaries, a
-/// side-by-side tree with deltas, and a differential flame graph.
+/// side-by-side tree with deltas aligned by exact call path (not vendor-normalized), and a
+/// differential flame graph.
 ///
 /// # Errors
 /// I/O errors from `w`.
 pub fn write_diff(
     a: (&str, &Report),
     b: (&str, &Report),
+    opts: &HtmlOptions,
+    w: &mut impl Write,
+) -> io::Result<()> {
+    write_diff_with(a, b, None, opts, w)
+}
+
+/// [`write_diff`] with a vendor-normalized comparison document for the side-by-side tree
+/// (see [`Page::diff`]).
+///
+/// # Errors
+/// I/O errors from `w`.
+pub fn write_diff_with(
+    a: (&str, &Report),
+    b: (&str, &Report),
+    diff: Option<Value>,
     opts: &HtmlOptions,
     w: &mut impl Write,
 ) -> io::Result<()> {
@@ -109,6 +132,7 @@ pub fn write_diff(
              exact call path; not vendor-normalized).",
             b.0, a.0
         ),
+        diff,
     };
     write_page(&page, w)
 }
@@ -128,6 +152,7 @@ pub fn write_page(page: &Page, w: &mut impl Write) -> io::Result<()> {
         "mode": page.mode,
         "reports": page.reports.iter().map(|(l, r)| json!({"label": l, "report": r})).collect::<Vec<_>>(),
         "diff_note": DIFF_NOTE,
+        "diff": page.diff,
     });
     let title = escape(&page.title);
     write!(
