@@ -223,7 +223,16 @@ fn chromium(b: &Browser, page: &Path, extra: &[String]) -> Run {
 
 /// The DOM after the page's scripts ran, asserting the console stayed silent.
 fn rendered_dom(b: &Browser, page: &Path) -> String {
-    let run = chromium(b, page, &["--dump-dom".into()]);
+    rendered_dom_at(b, page, "")
+}
+
+/// [`rendered_dom`] of `page` + `fragment` (e.g. `#selftest`).
+fn rendered_dom_at(b: &Browser, page: &Path, fragment: &str) -> String {
+    let run = chromium(
+        b,
+        &PathBuf::from(format!("{}{fragment}", page.display())),
+        &["--dump-dom".into()],
+    );
     assert!(
         run.console.is_empty(),
         "console output from {}:\n{}",
@@ -295,6 +304,18 @@ fn html_report_renders_in_chromium() {
     assert!(dom.contains("id=\"func-hists\""), "histograms");
     assert!(dom.matches("class=\"h\"").count() >= 6, "histogram SVGs");
     assert!(dom.contains('▾'), "collapsible tree toggles");
+    // Interactions, run by the page itself under #selftest: collapsing the first root hides
+    // its subtree and expanding brings it back; zooming into a frame hides the frames outside
+    // it and stretches it to full width; resetting the zoom shows everything again.
+    let dom = rendered_dom_at(b, &page, "#selftest");
+    let st = dom.split_once("data-selftest=\"").unwrap().1.split_once('"').unwrap().0;
+    let (rows, zoom) = st.split_once(';').unwrap();
+    let rows: Vec<usize> =
+        rows.strip_prefix("rows:").unwrap().split('/').map(|n| n.parse().unwrap()).collect();
+    assert!(rows[1] < rows[0] && rows[2] == rows[0], "collapse/expand: {st}");
+    let zoom: Vec<&str> = zoom.strip_prefix("zoom:").unwrap().split('/').collect();
+    assert!(zoom[0].parse::<usize>().unwrap() > 0, "zoom hides other frames: {st}");
+    assert_eq!((zoom[1], zoom[2]), ("100%", "0"), "zoomed frame full width, reset: {st}");
     let shot = screenshot(b, &page, "report.png", 1280, 1700);
     println!("report rendered and captured in {:?}: {}", t.elapsed(), shot.display());
 }
@@ -319,6 +340,8 @@ fn html_diff_renders_in_chromium() {
     assert!(table_rows(&dom, "difftree") > 60);
     assert!(dom.contains("not vendor-normalized"));
     assert!(dom.contains("id=\"frames\""));
+    let dom = rendered_dom_at(b, &page, "#selftest");
+    assert!(dom.contains("data-selftest=\"rows:"), "the side-by-side tree collapses");
     screenshot(b, &page, "diff.png", 1280, 1400);
 }
 

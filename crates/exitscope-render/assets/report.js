@@ -474,6 +474,10 @@
       if (chars < 3) return "";
       return f.name.length > chars ? f.name.slice(0, chars - 2) + ".." : f.name;
     }
+    // inferno leaves some labels (the "all" frame's) to its own script; fill them in.
+    info.forEach(function (f) {
+      if (f.t && !f.tt) { f.tt = label(f, parseFloat(f.rw)); f.t.textContent = f.tt; }
+    });
     function reset() {
       info.forEach(function (f) {
         f.g.classList.remove("hide", "parent");
@@ -530,4 +534,31 @@
   }
   flame();
   document.body.setAttribute("data-rendered", "true");
+
+  // `report.html#selftest`: exercise the interactive parts and record what happened in
+  // `data-selftest`, so a headless browser without a driver (`--dump-dom`) can test them.
+  if (location.hash === "#selftest") {
+    var out = [];
+    var visible = function (t) { return Array.prototype.filter.call(t.querySelectorAll("tbody tr"), function (r) { return r.style.display !== "none"; }).length; };
+    var tree = document.querySelector("table#calltree, table#difftree");
+    var tw = tree && tree.querySelector("tbody .tw:not(.leaf)");
+    if (tw) {
+      var before = visible(tree);
+      tw.click();
+      var collapsed = visible(tree);
+      tw.click();
+      out.push("rows:" + before + "/" + collapsed + "/" + visible(tree));
+    }
+    var gs = document.querySelectorAll("#flame #frames > g");
+    var narrow = Array.prototype.filter.call(gs, function (g) { return parseFloat(g.querySelector("rect").getAttribute("width")) < 60; })[0];
+    if (narrow) {
+      narrow.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+      var hidden = document.querySelectorAll("#flame #frames > g.hide").length;
+      var w = narrow.querySelector("rect").getAttribute("width");
+      var uz = document.querySelector("#flame #unzoom");
+      if (uz) uz.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+      out.push("zoom:" + hidden + "/" + w + "/" + document.querySelectorAll("#flame #frames > g.hide").length);
+    }
+    document.body.setAttribute("data-selftest", out.join(";"));
+  }
 })();
