@@ -391,3 +391,54 @@ impl<W: Write> RecordSink for RecordHalf<'_, W> {
         if self.0.state.borrow().error.is_some() { Flow::Stop } else { Flow::Continue }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use exitscope_analyze::calls::CallNode;
+
+    use super::*;
+
+    fn node(parent: u32, depth: u32, duration: Nanos, child_ns: Nanos) -> CallNode {
+        CallNode {
+            func: 0,
+            parent,
+            depth,
+            start: None,
+            duration: Some(duration),
+            child_ns,
+            interrupt_child_ns: 0,
+            interrupt: false,
+            line: 0,
+            return_lost: false,
+        }
+    }
+
+    #[test]
+    fn synthetic_layout_spreads_self_time_between_children() {
+        // a (100, self 40) { b (30) { c (10) }, d (30) }
+        let root = RootCall {
+            nodes: vec![
+                node(NO_PARENT, 0, 100, 60),
+                node(0, 1, 30, 10),
+                node(1, 2, 10, 0),
+                node(0, 1, 30, 0),
+            ],
+            ..Default::default()
+        };
+        // a's gap = 40 / 3 = 13; b's gap = 20 / 2 = 10.
+        assert_eq!(layout(&root, 1000), [1000, 1013, 1023, 1056]);
+        // Children end inside their parents.
+        assert!(1056 + 30 <= 1100 && 1023 + 10 <= 1013 + 30);
+    }
+
+    #[test]
+    fn timestamps_win_over_the_synthetic_layout() {
+        let mut root = RootCall {
+            nodes: vec![node(NO_PARENT, 0, 100, 30), node(0, 1, 30, 0)],
+            ..Default::default()
+        };
+        root.nodes[0].start = Some(5000);
+        root.nodes[1].start = Some(5050);
+        assert_eq!(layout(&root, 0), [5000, 5050]);
+    }
+}
