@@ -426,9 +426,15 @@ mod tests {
             ..Default::default()
         };
         // a's gap = 40 / 3 = 13; b's gap = 20 / 2 = 10.
-        assert_eq!(layout(&root, 1000), [1000, 1013, 1023, 1056]);
-        // Children end inside their parents.
-        assert!(1056 + 30 <= 1100 && 1023 + 10 <= 1013 + 30);
+        let s = layout(&root, 1000);
+        assert_eq!(s, [1000, 1013, 1023, 1056]);
+        // Every child ends inside its parent.
+        for (i, n) in root.nodes.iter().enumerate().skip(1) {
+            let p = n.parent as usize;
+            let (end, parent_end) =
+                (s[i] + n.duration.unwrap(), s[p] + root.nodes[p].duration.unwrap());
+            assert!(end <= parent_end, "{i}: {s:?}");
+        }
     }
 
     #[test]
