@@ -60,9 +60,9 @@ fn node(
         pct
     );
     if n.children.is_empty() {
-        writeln!(w, "{stats}  {indent}{name}();")?;
+        writeln!(w, "{stats}  {indent}{name}();{irq}")?;
     } else {
-        writeln!(w, "{stats}  {indent}{name}() {{")?;
+        writeln!(w, "{stats}  {indent}{name}() {{{irq}")?;
         for c in &n.children {
             node(c, depth + 1, root_total, style, w)?;
         }
