@@ -40,8 +40,11 @@ fn node(
         Some(m) => format!("{} {}", n.function, style.paint(colors::MODULE, &format!("[{m}]"))),
         None => n.function.clone(),
     };
-    let name =
-        if n.interrupt { format!("{name} {}", style.paint(colors::IRQ, "<irq>")) } else { name };
+    let irq = if n.interrupt {
+        format!("  {}", style.paint(colors::IRQ, "<irq>"))
+    } else {
+        String::new()
+    };
     let pct = n.total_ns.map_or_else(|| "-".to_string(), |t| percent(t, root_total));
     let self_col = format!("{:>11}", opt_duration(n.self_ns));
     let self_col = match (n.self_ns, root_total) {
