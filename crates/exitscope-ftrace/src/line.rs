@@ -660,6 +660,9 @@ fn parse_timestamp(ts: &str) -> Option<Nanos> {
             let mut ns = 0u64;
             let mut place = 100_000_000u64;
             for c in f.bytes().take(9) {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
                 ns += u64::from(c - b'0') * place;
                 place /= 10;
             }
