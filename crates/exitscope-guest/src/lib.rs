@@ -287,11 +287,23 @@ pub struct GuestParams {
     pub base: u64,
     /// Host CPU vendor.
     pub vendor: Vendor,
+    /// Ring-3 code selector the CPL0 preamble returns to.
+    pub user_cs: u16,
+    /// Ring-3 data/stack selector.
+    pub user_ds: u16,
+    /// Ring-3 stack pointer.
+    pub user_stack: u64,
 }
 
 impl Default for GuestParams {
     fn default() -> Self {
-        GuestParams { base: 0x10000, vendor: Vendor::Intel }
+        GuestParams {
+            base: 0x10000,
+            vendor: Vendor::Intel,
+            user_cs: 0x33,
+            user_ds: 0x2b,
+            user_stack: 0x80000,
+        }
     }
 }
 
@@ -302,8 +314,11 @@ pub struct GuestImage {
     pub code: Vec<u8>,
     /// Address the code was assembled for.
     pub base: u64,
-    /// Where the vCPU starts (RIP).
+    /// Where the vCPU starts (RIP) to run the benchmark at the CPL it starts at.
     pub entry: u64,
+    /// Where a vCPU started at CPL0 begins to run the benchmark at CPL3: a preamble that
+    /// `iretq`s to [`GuestImage::entry`] with the ring-3 selectors and stack.
+    pub entry_to_cpl3: u64,
     /// Handler address for exception vectors 0..32 (IDT gates).
     pub exception_stubs: [u64; 32],
     /// Handler for [`IPI_VECTOR`] (writes the x2APIC EOI and returns).
@@ -494,8 +509,22 @@ fn build(bench: &Benchmark, params: &GuestParams) -> Result<GuestImage, IcedErro
     a.pop(rax)?;
     a.iretq()?;
 
+    // CPL0 -> CPL3 preamble: an interrupt-return frame (SS, RSP, RFLAGS, CS, RIP).
+    // Some hosts (PVM) only intercept CPL3 CPUID once the guest has entered ring 3 this way.
+    let entry = a.create_label();
+    let mut to_cpl3 = a.create_label();
+    a.set_label(&mut to_cpl3)?;
+    a.push(i32::from(params.user_ds))?;
+    a.mov(rax, params.user_stack)?;
+    a.push(rax)?;
+    a.push(2i32)?;
+    a.push(i32::from(params.user_cs))?;
+    a.lea(rax, ptr(entry))?;
+    a.push(rax)?;
+    a.iretq()?;
+
     // Entry: one-time setup, then the server loop.
-    let mut entry = a.create_label();
+    let mut entry = entry;
     a.set_label(&mut entry)?;
     a.nop()?;
     emit_setup(&mut a, bench.op)?;
@@ -544,6 +573,7 @@ fn build(bench: &Benchmark, params: &GuestParams) -> Result<GuestImage, IcedErro
     Ok(GuestImage {
         base: params.base,
         entry: result.label_ip(&entry)?,
+        entry_to_cpl3: result.label_ip(&to_cpl3)?,
         exception_stubs,
         ipi_handler: result.label_ip(&ipi)?,
         body: result.label_ip(&body_start)?..result.label_ip(&body_end)?,
@@ -612,6 +642,18 @@ mod tests {
         assert_eq!(to_cr8[1].op0_register(), Register::CR8);
         let dr = body("mov_dr");
         assert_eq!(dr[1].op0_register(), Register::DR7);
+    }
+
+    #[test]
+    fn preamble_irets_to_the_entry_at_ring3() {
+        let p = GuestParams::default();
+        let image = assemble(find("cpuid").unwrap(), &p).unwrap();
+        let ins = decode(&image, image.entry_to_cpl3..image.entry);
+        let m = mnemonics(&ins);
+        assert_eq!(m.last(), Some(&Mnemonic::Iretq));
+        assert_eq!(ins[0].immediate8to64(), i64::from(p.user_ds));
+        assert_eq!(ins[3].immediate8to64(), i64::from(p.user_cs));
+        assert_eq!(ins[4].memory_displacement64(), image.entry);
     }
 
     #[test]
