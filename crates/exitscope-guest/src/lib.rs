@@ -198,13 +198,19 @@ const fn b(
 /// Every benchmark, in the order they run by default. Hidden ones come last.
 pub static BENCHMARKS: &[Benchmark] = &[
     b("nop", Op::Nop, false, ExitKind::None, "nop: no exit; checks the baseline subtraction"),
-    b("cpuid", Op::Cpuid, false, ExitKind::Cpuid, "CPUID leaf 0: intercepted, handled in the kernel"),
+    b(
+        "cpuid",
+        Op::Cpuid,
+        false,
+        ExitKind::Cpuid,
+        "CPUID leaf 0: intercepted, handled in the kernel",
+    ),
     b(
         "vmcall",
         Op::Vmcall,
         false,
         ExitKind::Hypercall,
-        "VMCALL/VMMCALL hypercall with eax=0 (on PVM it hangs at CPL0 and goes to L0 at CPL3)",
+        "VMCALL/VMMCALL hypercall with eax=0 (on PVM: hangs at CPL0, goes to L0 at CPL3)",
     ),
     b(
         "inl_from_kernel",
@@ -234,7 +240,13 @@ pub static BENCHMARKS: &[Benchmark] = &[
         ExitKind::MmioUser,
         "load from unbacked guest-physical 0x20000000: KVM_EXIT_MMIO to exitscope's userspace loop",
     ),
-    b("mov_from_cr8", Op::MovFromCr8, true, ExitKind::Cr, "MOV from CR8 (TPR of the in-kernel LAPIC)"),
+    b(
+        "mov_from_cr8",
+        Op::MovFromCr8,
+        true,
+        ExitKind::Cr,
+        "MOV from CR8 (TPR of the in-kernel LAPIC)",
+    ),
     b("mov_to_cr8", Op::MovToCr8, true, ExitKind::Cr, "MOV 0 to CR8 (TPR of the in-kernel LAPIC)"),
     b("mov_dr", Op::MovDr, true, ExitKind::Dr, "MOV 0x400 to DR7: debug-register intercept"),
     b(
@@ -267,11 +279,23 @@ pub static BENCHMARKS: &[Benchmark] = &[
     ),
     Benchmark {
         hidden: true,
-        ..b("fault_ud", Op::FaultUd, false, ExitKind::Fault, "test-only: UD2, must be reported as #UD")
+        ..b(
+            "fault_ud",
+            Op::FaultUd,
+            false,
+            ExitKind::Fault,
+            "test-only: UD2, must be reported as #UD",
+        )
     },
     Benchmark {
         hidden: true,
-        ..b("hang", Op::Hang, false, ExitKind::Hang, "test-only: JMP $, must be stopped by the deadline")
+        ..b(
+            "hang",
+            Op::Hang,
+            false,
+            ExitKind::Hang,
+            "test-only: JMP $, must be stopped by the deadline",
+        )
     },
 ];
 
@@ -565,7 +589,8 @@ fn build(bench: &Benchmark, params: &GuestParams) -> Result<GuestImage, IcedErro
     a.jnz(base_loop)?;
     a.jmp(report)?;
 
-    let result = a.assemble_options(params.base, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let result =
+        a.assemble_options(params.base, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
     let mut exception_stubs = [0u64; 32];
     for (slot, label) in exception_stubs.iter_mut().zip(&stubs) {
         *slot = result.label_ip(label)?;
@@ -590,7 +615,8 @@ mod tests {
     fn decode(image: &GuestImage, range: Range<u64>) -> Vec<Instruction> {
         let start = usize::try_from(range.start - image.base).unwrap();
         let end = usize::try_from(range.end - image.base).unwrap();
-        let mut d = Decoder::with_ip(64, &image.code[start..end], range.start, DecoderOptions::NONE);
+        let mut d =
+            Decoder::with_ip(64, &image.code[start..end], range.start, DecoderOptions::NONE);
         d.iter().collect()
     }
 

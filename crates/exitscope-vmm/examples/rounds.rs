@@ -9,7 +9,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: u32 = args.get(3).map_or(Ok(5), |s| s.parse())?;
     let cpl = if args.get(4).is_some_and(|s| s == "0") { Cpl::Zero } else { Cpl::Three };
     let kvm = open_kvm("/dev/kvm".as_ref())?;
-    let mut vm = BenchVm::new(&kvm, bench, cpl, exitscope_guest::Vendor::Intel)?;
+    let vendor = if exitscope_vmm::HostInfo::detect().amd {
+        exitscope_guest::Vendor::Amd
+    } else {
+        exitscope_guest::Vendor::Intel
+    };
+    let mut vm = BenchVm::new(&kvm, bench, cpl, vendor)?;
     for i in 0..rounds {
         let r = vm.run_round(n, LoopKind::Bench)?;
         let d = vm.stats().map(|s| s.deltas(&r.stats_before, &r.stats_after)).unwrap_or_default();

@@ -117,21 +117,20 @@ pub fn decide_mode(flavour: Flavour, requested: Option<Cpl>) -> Mode {
     match (requested, pvm) {
         (Some(Cpl::Zero), true) => Mode {
             cpl: Cpl::Zero,
-            reason: "--cpl 0 requested; on this PVM host CPL0 guest code is emulated instruction by \
+            reason:
+                "--cpl 0 requested; on this PVM host CPL0 guest code is emulated instruction by \
                      instruction, so the numbers measure the emulator, not VM exits"
-                .into(),
+                    .into(),
             emulated: true,
         },
-        (Some(cpl), _) => Mode {
-            cpl,
-            reason: format!("--cpl {} requested", cpl.as_u8()),
-            emulated: false,
-        },
+        (Some(cpl), _) => {
+            Mode { cpl, reason: format!("--cpl {} requested", cpl.as_u8()), emulated: false }
+        }
         (None, true) => Mode {
             cpl: Cpl::Three,
             reason: "PVM host (/sys/module/kvm_pvm present): CPL0 guest code is emulated \
-                     instruction by instruction, CPL3 runs natively and cpuid/port I/O/MMIO are \
-                     real exits"
+                     instruction by instruction, CPL3 runs natively and port I/O and MMIO (and \
+                     CPUID where the host intercepts it) are real exits"
                 .into(),
             emulated: false,
         },
@@ -296,8 +295,13 @@ fn caveat(bench: &Benchmark, mode: &Mode, host: &HostInfo, r: &TestResult) -> Op
         if host.kvm_flavour == Flavour::Pvm && bench.op == Op::Cpuid {
             why.push_str(
                 "; on PVM, CPL3 CPUID is only intercepted with CPUID faulting, which this host \
-                 lacks (no cpuid_fault in /proc/cpuinfo), so the cost is the L0 hypervisor's \
-                 CPUID exit",
+                 lacks (no cpuid_fault flag in /proc/cpuinfo), so the cost is the L0 \
+                 hypervisor's CPUID exit",
+            );
+        }
+        if host.kvm_flavour == Flavour::Pvm && bench.op == Op::Vmcall {
+            why.push_str(
+                "; on PVM a CPL3 VMCALL/VMMCALL traps to the L0 hypervisor, so the cost is L0's",
             );
         }
         return Some(why);
@@ -305,22 +309,15 @@ fn caveat(bench: &Benchmark, mode: &Mode, host: &HostInfo, r: &TestResult) -> Op
     None
 }
 
-/// Why `bench` is skipped on this flavour at this CPL even though it could run.
-fn flavour_skip_reason(bench: &Benchmark, mode: &Mode, host: &HostInfo) -> Option<String> {
-    (host.kvm_flavour == Flavour::Pvm && mode.cpl == Cpl::Three && bench.op == Op::Vmcall).then(
-        || {
-            "on PVM a CPL3 VMCALL raises #GP in the guest instead of a hypercall exit; \
-             --cpl 0 runs it (where PVM's emulator hangs on it and the deadline stops it)"
-                .to_string()
-        },
-    )
-}
-
 /// Runs `bench` in `mode` on its own vCPU thread, stopping it after `opts.timeout`.
-pub fn run_benchmark(bench: &'static Benchmark, mode: &Mode, host: &HostInfo, opts: &Options) -> TestResult {
+pub fn run_benchmark(
+    bench: &'static Benchmark,
+    mode: &Mode,
+    host: &HostInfo,
+    opts: &Options,
+) -> TestResult {
     let started = Instant::now();
-    if let Some(reason) = skip_reason(bench, mode).or_else(|| flavour_skip_reason(bench, mode, host))
-    {
+    if let Some(reason) = skip_reason(bench, mode) {
         return TestResult::empty(bench, mode.cpl, Status::Skipped, Some(reason));
     }
     let signal = match crate::sys::kick_signal() {
@@ -528,9 +525,7 @@ impl Measured {
             cycles_median: median,
             cycles_min: sorted.first().copied(),
             cycles_max: sorted.last().copied(),
-            ns_median: median
-                .zip(tsc_khz)
-                .map(|(c, khz)| c * 1e6 / f64::from(khz.max(1))),
+            ns_median: median.zip(tsc_khz).map(|(c, khz)| c * 1e6 / f64::from(khz.max(1))),
             exits_per_iteration: stats.get("exits").map(|e| per_iter(*e, n)).or(Some(0.0)),
             baseline_cycles: Some(self.baseline),
             samples: self.samples,

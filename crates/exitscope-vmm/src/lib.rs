@@ -54,4 +54,6 @@ pub use bench::{
 };
 pub use exitscope_guest::{BENCHMARKS, Benchmark, find};
 pub use host::{Flavour, HostInfo};
-pub use vm::{BenchVm, Cpl, FaultInfo, LoopKind, OpenError, Round, RunError, SetupError, StopHandle, open_kvm};
+pub use vm::{
+    BenchVm, Cpl, FaultInfo, LoopKind, OpenError, Round, RunError, SetupError, StopHandle, open_kvm,
+};

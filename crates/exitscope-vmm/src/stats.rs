@@ -187,12 +187,18 @@ mod tests {
     #[test]
     fn parses_counters_and_skips_histograms() {
         let img = image(
-            &[("exits", 0, 1, 0), ("halt_poll_hist", 3, 4, 8), ("io_exits", 0, 1, 40), ("peak", 2, 1, 48)],
+            &[
+                ("exits", 0, 1, 0),
+                ("halt_poll_hist", 3, 4, 8),
+                ("io_exits", 0, 1, 40),
+                ("peak", 2, 1, 48),
+            ],
             &[10, 0, 0, 0, 0, 3, 99],
         );
         let l = parse_layout(&img).unwrap();
         assert_eq!(l.data_len, 7);
-        let names: Vec<_> = l.counters.iter().map(|c| (c.name.as_str(), c.index, c.cumulative)).collect();
+        let names: Vec<_> =
+            l.counters.iter().map(|c| (c.name.as_str(), c.index, c.cumulative)).collect();
         assert_eq!(names, [("exits", 0, true), ("io_exits", 5, true), ("peak", 6, false)]);
     }
 

@@ -76,8 +76,12 @@ pub fn open_kvm(path: &Path) -> Result<Kvm, OpenError> {
     })?;
     let kvm = Kvm::new_with_path(&c).map_err(|source| {
         let hint = match source.errno() {
-            libc::ENOENT => " (no KVM on this host: load kvm_intel/kvm_amd or enable nested virtualization)",
-            libc::EACCES | libc::EPERM => " (no permission: add your user to the 'kvm' group or run as root)",
+            libc::ENOENT => {
+                " (no KVM on this host: load kvm_intel/kvm_amd or enable nested virtualization)"
+            }
+            libc::EACCES | libc::EPERM => {
+                " (no permission: add your user to the 'kvm' group or run as root)"
+            }
             _ => "",
         };
         OpenError::Open { path: shown.clone(), source, hint }
@@ -342,7 +346,13 @@ impl BenchVm {
         }
         let cycles = self.machine.mem.read_obj::<u64>(GuestAddress(mailbox::CYCLES))?;
         let stats_after = self.snapshot();
-        Ok(Round { iterations: iterations.max(1), cycles, userspace_exits, stats_before, stats_after })
+        Ok(Round {
+            iterations: iterations.max(1),
+            cycles,
+            userspace_exits,
+            stats_before,
+            stats_after,
+        })
     }
 
     fn rip(&self) -> u64 {
@@ -395,7 +405,8 @@ fn write_guest(m: &Machine, image: &GuestImage) -> Result<(), SetupError> {
         .enumerate()
         .chain(std::iter::once((usize::from(IPI_VECTOR), image.ipi_handler)));
     for (vector, handler) in gates {
-        idt[vector * 16..vector * 16 + 16].copy_from_slice(&arch::idt_gate(handler, sel::KERNEL_CS));
+        idt[vector * 16..vector * 16 + 16]
+            .copy_from_slice(&arch::idt_gate(handler, sel::KERNEL_CS));
     }
     mem.write_slice(&idt, GuestAddress(layout::IDT))?;
 

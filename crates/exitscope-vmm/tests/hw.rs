@@ -23,7 +23,8 @@ fn hw() -> Option<Options> {
 /// False on PVM hosts without CPUID faulting, where CPL3 CPUID never reaches KVM.
 fn cpuid_intercepted() -> bool {
     let pvm = exitscope_vmm::Flavour::detect_in("/".as_ref()) == exitscope_vmm::Flavour::Pvm;
-    let fault = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().contains("cpuid_fault");
+    let fault =
+        std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().contains("cpuid_fault");
     !pvm || fault
 }
 
