@@ -678,8 +678,9 @@ mod tests {
         let m = mnemonics(&ins);
         assert_eq!(m.last(), Some(&Mnemonic::Iretq));
         assert_eq!(ins[0].immediate8to64(), i64::from(p.user_ds));
-        assert_eq!(ins[3].immediate8to64(), i64::from(p.user_cs));
-        assert_eq!(ins[4].memory_displacement64(), image.entry);
+        assert_eq!(ins[3].immediate8to64(), 2);
+        assert_eq!(ins[4].immediate8to64(), i64::from(p.user_cs));
+        assert_eq!(ins[5].memory_displacement64(), image.entry);
     }
 
     #[test]
