@@ -207,6 +207,11 @@ pub struct TestResult {
     pub userspace_exits_per_iteration: Option<f64>,
     /// The guest exception, when the test failed with one.
     pub fault: Option<FaultInfo>,
+    /// CPU time of the vCPU thread in user mode (the VMM's exit loop) per iteration, in
+    /// nanoseconds, over all benchmark rounds; /proc tick resolution (10 ms).
+    pub vmm_user_ns_per_iteration: Option<f64>,
+    /// CPU time of the vCPU thread in the kernel (KVM_RUN, the guest) per iteration, ns.
+    pub vmm_system_ns_per_iteration: Option<f64>,
     /// Wall-clock seconds the test took.
     pub seconds: f64,
 }
@@ -230,6 +235,8 @@ impl TestResult {
             stats_per_iteration: BTreeMap::new(),
             userspace_exits_per_iteration: None,
             fault: None,
+            vmm_user_ns_per_iteration: None,
+            vmm_system_ns_per_iteration: None,
             seconds: 0.0,
         }
     }
@@ -427,6 +434,26 @@ struct Measured {
     overhead: BTreeMap<String, u64>,
     userspace_exits: u64,
     tsc_khz: Option<u32>,
+    /// Iterations of every benchmark round, calibration included.
+    all_iterations: u64,
+    /// (user, system) clock ticks of the vCPU thread over those rounds.
+    cpu_ticks: Option<(u64, u64)>,
+}
+
+/// USER_HZ: /proc reports thread CPU time in units of 10 ms on Linux.
+const NS_PER_TICK: f64 = 1e7;
+
+/// (utime, stime) of the calling thread in clock ticks, from /proc/thread-self/stat.
+fn thread_cpu_ticks() -> Option<(u64, u64)> {
+    parse_stat_times(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
+/// Fields 14 and 15 (utime, stime) of a /proc stat line; the command name may contain
+/// spaces and parentheses, so count from the last ')'.
+fn parse_stat_times(stat: &str) -> Option<(u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
 }
 
 #[allow(clippy::cast_precision_loss)] // cycle counts far below 2^52
@@ -477,14 +504,23 @@ fn measure(
         overhead,
         userspace_exits: 0,
         tsc_khz: vm.tsc_khz(),
+        all_iterations: 0,
+        cpu_ticks: None,
     };
+    let cpu_before = thread_cpu_ticks();
     let first = calibrate(&mut vm, LoopKind::Bench, opts.min_cycles)?;
+    // Calibration ran 64 + 128 + ... + n = 2n - 64 iterations.
+    m.all_iterations = (2 * first.iterations).saturating_sub(FIRST_ITERATIONS);
     m.iterations = first.iterations;
     m.add(&vm, &first);
     for _ in 1..opts.repeat.max(1) {
         let r = vm.run_round(m.iterations, LoopKind::Bench)?;
+        m.all_iterations += r.iterations;
         m.add(&vm, &r);
     }
+    m.cpu_ticks = cpu_before
+        .zip(thread_cpu_ticks())
+        .map(|(a, b)| (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1)));
     Ok(m)
 }
 
@@ -534,6 +570,12 @@ impl Measured {
                 self.userspace_exits.saturating_sub(self.rounds),
                 n,
             )),
+            vmm_user_ns_per_iteration: self
+                .cpu_ticks
+                .map(|(u, _)| per_iter(u, self.all_iterations) * NS_PER_TICK),
+            vmm_system_ns_per_iteration: self
+                .cpu_ticks
+                .map(|(_, s)| per_iter(s, self.all_iterations) * NS_PER_TICK),
             ..TestResult::empty(bench, cpl, Status::Ok, reason)
         }
     }
@@ -664,6 +706,8 @@ mod tests {
             overhead: BTreeMap::from([("exits".into(), 1), ("io_exits".into(), 1)]),
             userspace_exits: 3,
             tsc_khz: Some(2_000_000),
+            all_iterations: 1000,
+            cpu_ticks: Some((1, 3)),
         };
         let host = HostInfo { tsc_khz: None, ..HostInfo::detect() };
         let r = m.into_result(bench, Cpl::Three, &host, None);
@@ -675,5 +719,14 @@ mod tests {
         assert_eq!(r.stats_per_iteration.get("io_exits"), Some(&0.0));
         assert_eq!(r.userspace_exits_per_iteration, Some(0.0));
         assert_eq!(r.exit_kind, "cpuid");
+        assert_eq!(r.vmm_user_ns_per_iteration, Some(10_000.0));
+        assert_eq!(r.vmm_system_ns_per_iteration, Some(30_000.0));
+    }
+
+    #[test]
+    fn stat_times_survive_odd_thread_names() {
+        let line = "123 (vcpu-a) b) S 1 2 3 4 5 6 7 8 9 10 42 17 0 0 20 0 1 0";
+        assert_eq!(parse_stat_times(line), Some((42, 17)));
+        assert_eq!(parse_stat_times("garbage"), None);
     }
 }
