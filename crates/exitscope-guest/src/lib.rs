@@ -349,6 +349,8 @@ pub struct GuestImage {
     pub ipi_handler: u64,
     /// Address range of the benchmark loop's body (without `dec; jnz`).
     pub body: Range<u64>,
+    /// Address of the empty baseline loop (`dec; jnz`).
+    pub baseline_loop: u64,
 }
 
 /// Error from generating guest code.
@@ -383,8 +385,27 @@ pub fn vector_name(vector: u64) -> String {
 ///
 /// Fails only if iced-x86 refuses an instruction, which would be a bug here.
 pub fn assemble(bench: &Benchmark, params: &GuestParams) -> Result<GuestImage, AsmError> {
-    build(bench, params).map_err(|source| AsmError { bench: bench.name, source })
+    let err = |source| AsmError { bench: bench.name, source };
+    // Both timed loops start on a 64-byte boundary, so that the benchmark loop and the
+    // empty baseline loop are fetched alike. Padding shifts later code and may change
+    // branch sizes, so iterate to a fixed point (padding only grows; a few passes).
+    let mut pads = [0usize; 2];
+    let mut image = build(bench, params, pads).map_err(err)?;
+    for _ in 0..8 {
+        let misalign = |addr: u64| usize::try_from(addr % LOOP_ALIGN).unwrap_or(0);
+        let (a, b) = (misalign(image.body.start), misalign(image.baseline_loop));
+        if a == 0 && b == 0 {
+            break;
+        }
+        let grow = |pad: usize, mis: usize| if mis == 0 { pad } else { pad + (64 - mis) };
+        pads = [grow(pads[0], a), grow(pads[1], b)];
+        image = build(bench, params, pads).map_err(err)?;
+    }
+    Ok(image)
 }
+
+/// Alignment of the timed loops.
+const LOOP_ALIGN: u64 = 64;
 
 /// `rax = rdtsc()` as one 64-bit value (clobbers rdx).
 fn rdtsc64(a: &mut CodeAssembler) -> Result<(), IcedError> {
@@ -485,7 +506,11 @@ fn emit_setup(a: &mut CodeAssembler, op: Op) -> Result<(), IcedError> {
     Ok(())
 }
 
-fn build(bench: &Benchmark, params: &GuestParams) -> Result<GuestImage, IcedError> {
+fn build(
+    bench: &Benchmark,
+    params: &GuestParams,
+    pads: [usize; 2],
+) -> Result<GuestImage, IcedError> {
     let mut a = CodeAssembler::new(64)?;
 
     // Exception stubs: push a dummy error code where the CPU pushes none, then the vector.
@@ -567,6 +592,9 @@ fn build(bench: &Benchmark, params: &GuestParams) -> Result<GuestImage, IcedErro
     a.jnz(baseline)?;
     rdtsc64(&mut a)?;
     a.mov(r12, rax)?;
+    for _ in 0..pads[0] {
+        a.nop()?;
+    }
     a.set_label(&mut body_start)?;
     emit_body(&mut a, bench.op, params.vendor, body_start)?;
     a.set_label(&mut body_end)?;
@@ -584,6 +612,9 @@ fn build(bench: &Benchmark, params: &GuestParams) -> Result<GuestImage, IcedErro
     a.set_label(&mut baseline)?;
     rdtsc64(&mut a)?;
     a.mov(r12, rax)?;
+    for _ in 0..pads[1] {
+        a.nop()?;
+    }
     a.set_label(&mut base_loop)?;
     a.dec(rsi)?;
     a.jnz(base_loop)?;
@@ -602,6 +633,7 @@ fn build(bench: &Benchmark, params: &GuestParams) -> Result<GuestImage, IcedErro
         exception_stubs,
         ipi_handler: result.label_ip(&ipi)?,
         body: result.label_ip(&body_start)?..result.label_ip(&body_end)?,
+        baseline_loop: result.label_ip(&base_loop)?,
         code: result.inner.code_buffer,
     })
 }
@@ -681,6 +713,18 @@ mod tests {
         assert_eq!(ins[3].immediate8to64(), 2);
         assert_eq!(ins[4].immediate8to64(), i64::from(p.user_cs));
         assert_eq!(ins[5].memory_displacement64(), image.entry);
+    }
+
+    #[test]
+    fn timed_loops_are_aligned() {
+        for b in BENCHMARKS {
+            let image = assemble(b, &GuestParams::default()).unwrap();
+            assert_eq!(image.body.start % 64, 0, "{}", b.name);
+            assert_eq!(image.baseline_loop % 64, 0, "{}", b.name);
+            let base = decode(&image, image.baseline_loop..image.baseline_loop + 5);
+            assert_eq!(mnemonics(&base)[..2], [Mnemonic::Dec, Mnemonic::Jne]);
+            assert_eq!(base[1].near_branch_target(), image.baseline_loop);
+        }
     }
 
     #[test]

@@ -438,6 +438,8 @@ struct Measured {
     all_iterations: u64,
     /// (user, system) clock ticks of the vCPU thread over those rounds.
     cpu_ticks: Option<(u64, u64)>,
+    /// False if KVM_GET_STATS_FD is unavailable (kernels before 5.14).
+    have_stats: bool,
 }
 
 /// USER_HZ: /proc reports thread CPU time in units of 10 ms on Linux.
@@ -506,6 +508,7 @@ fn measure(
         tsc_khz: vm.tsc_khz(),
         all_iterations: 0,
         cpu_ticks: None,
+        have_stats: vm.stats().is_some(),
     };
     let cpu_before = thread_cpu_ticks();
     let first = calibrate(&mut vm, LoopKind::Bench, opts.min_cycles)?;
@@ -562,7 +565,11 @@ impl Measured {
             cycles_min: sorted.first().copied(),
             cycles_max: sorted.last().copied(),
             ns_median: median.zip(tsc_khz).map(|(c, khz)| c * 1e6 / f64::from(khz.max(1))),
-            exits_per_iteration: stats.get("exits").map(|e| per_iter(*e, n)).or(Some(0.0)),
+            exits_per_iteration: if self.have_stats {
+                Some(stats.get("exits").map_or(0.0, |e| per_iter(*e, n)))
+            } else {
+                None
+            },
             baseline_cycles: Some(self.baseline),
             samples: self.samples,
             stats_per_iteration: stats.iter().map(|(k, v)| (k.clone(), per_iter(*v, n))).collect(),
@@ -708,6 +715,7 @@ mod tests {
             tsc_khz: Some(2_000_000),
             all_iterations: 1000,
             cpu_ticks: Some((1, 3)),
+            have_stats: true,
         };
         let host = HostInfo { tsc_khz: None, ..HostInfo::detect() };
         let r = m.into_result(bench, Cpl::Three, &host, None);
