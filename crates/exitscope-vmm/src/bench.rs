@@ -207,8 +207,12 @@ pub struct TestResult {
     pub userspace_exits_per_iteration: Option<f64>,
     /// The guest exception, when the test failed with one.
     pub fault: Option<FaultInfo>,
-    /// CPU time of the vCPU thread in user mode (the VMM's exit loop) per iteration, in
-    /// nanoseconds, over all benchmark rounds; /proc tick resolution (10 ms).
+    /// Wall time exitscope's userspace loop spends per userspace exit between `KVM_RUN`
+    /// calls, in ns, from one extra instrumented round (tests with userspace exits only).
+    pub vmm_loop_ns_per_exit: Option<f64>,
+    /// CPU time of the vCPU thread in user mode per iteration, in ns, over all benchmark
+    /// rounds, at /proc tick resolution (10 ms). On PVM hosts the guest's native CPL3 code
+    /// is accounted here too.
     pub vmm_user_ns_per_iteration: Option<f64>,
     /// CPU time of the vCPU thread in the kernel (KVM_RUN, the guest) per iteration, ns.
     pub vmm_system_ns_per_iteration: Option<f64>,
@@ -235,6 +239,7 @@ impl TestResult {
             stats_per_iteration: BTreeMap::new(),
             userspace_exits_per_iteration: None,
             fault: None,
+            vmm_loop_ns_per_exit: None,
             vmm_user_ns_per_iteration: None,
             vmm_system_ns_per_iteration: None,
             seconds: 0.0,
@@ -440,6 +445,7 @@ struct Measured {
     cpu_ticks: Option<(u64, u64)>,
     /// False if KVM_GET_STATS_FD is unavailable (kernels before 5.14).
     have_stats: bool,
+    vmm_loop_ns_per_exit: Option<f64>,
 }
 
 /// USER_HZ: /proc reports thread CPU time in units of 10 ms on Linux.
@@ -509,6 +515,7 @@ fn measure(
         all_iterations: 0,
         cpu_ticks: None,
         have_stats: vm.stats().is_some(),
+        vmm_loop_ns_per_exit: None,
     };
     let cpu_before = thread_cpu_ticks();
     let first = calibrate(&mut vm, LoopKind::Bench, opts.min_cycles)?;
@@ -577,6 +584,7 @@ impl Measured {
                 self.userspace_exits.saturating_sub(self.rounds),
                 n,
             )),
+            vmm_loop_ns_per_exit: self.vmm_loop_ns_per_exit,
             vmm_user_ns_per_iteration: self
                 .cpu_ticks
                 .map(|(u, _)| per_iter(u, self.all_iterations) * NS_PER_TICK),
@@ -716,6 +724,7 @@ mod tests {
             all_iterations: 1000,
             cpu_ticks: Some((1, 3)),
             have_stats: true,
+            vmm_loop_ns_per_exit: None,
         };
         let host = HostInfo { tsc_khz: None, ..HostInfo::detect() };
         let r = m.into_result(bench, Cpl::Three, &host, None);

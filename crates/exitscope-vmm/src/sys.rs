@@ -32,7 +32,8 @@ ioctl_io_nr!(KVM_GET_STATS_FD, KVMIO, 0xce);
 pub(crate) struct Machine {
     /// The vCPU (id 0).
     pub(crate) vcpu: VcpuFd,
-    vm: VmFd,
+    /// Kept open for the VM's lifetime; dropped after the vCPU and before `mem`.
+    _vm: VmFd,
     /// Guest RAM, one region at guest-physical 0.
     pub(crate) mem: GuestMemoryMmap,
 }
@@ -63,7 +64,7 @@ impl Machine {
         }
         vm.create_irq_chip().map_err(SetupError::Irqchip)?;
         let vcpu = vm.create_vcpu(0).map_err(SetupError::CreateVcpu)?;
-        Ok(Machine { vcpu, vm, mem })
+        Ok(Machine { vcpu, _vm: vm, mem })
     }
 
     /// Opens the vCPU's binary statistics fd (`KVM_GET_STATS_FD`, Linux 5.14+).
@@ -77,12 +78,6 @@ impl Machine {
         // SAFETY: the ioctl just returned this fd to us; nothing else owns it, so the
         // `File` becomes its only owner and closes it exactly once.
         Ok(unsafe { File::from_raw_fd(fd) })
-    }
-
-    /// The VM fd (for capability checks).
-    #[allow(dead_code)]
-    pub(crate) fn vm(&self) -> &VmFd {
-        &self.vm
     }
 }
 

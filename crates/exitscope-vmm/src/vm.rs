@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use exitscope_guest::{
     Benchmark, GuestImage, GuestParams, IPI_VECTOR, PORT_DONE, PORT_FAULT, Vendor, mailbox,
@@ -212,6 +213,9 @@ pub struct Round {
     pub stats_before: Snapshot,
     /// KVM stats after the round.
     pub stats_after: Snapshot,
+    /// Wall time spent in the userspace exit loop between `KVM_RUN` calls, in ns
+    /// (only from [`BenchVm::run_round_timed`]).
+    pub vmm_loop_ns: Option<u64>,
 }
 
 /// Asks a running [`BenchVm`] to stop. Setting it only takes effect when the vCPU thread
@@ -311,6 +315,24 @@ impl BenchVm {
     ///
     /// [`RunError`] for guest faults, unexpected exits, KVM errors or a stop request.
     pub fn run_round(&mut self, iterations: u64, kind: LoopKind) -> Result<Round, RunError> {
+        self.round::<false>(iterations, kind)
+    }
+
+    /// Like [`BenchVm::run_round`], but also measures the wall time the userspace loop
+    /// spends between `KVM_RUN` calls ([`Round::vmm_loop_ns`]); two clock reads per exit.
+    ///
+    /// # Errors
+    ///
+    /// As [`BenchVm::run_round`].
+    pub fn run_round_timed(&mut self, iterations: u64, kind: LoopKind) -> Result<Round, RunError> {
+        self.round::<true>(iterations, kind)
+    }
+
+    fn round<const TIMED: bool>(
+        &mut self,
+        iterations: u64,
+        kind: LoopKind,
+    ) -> Result<Round, RunError> {
         let mem = &self.machine.mem;
         mem.write_obj(iterations.max(1), GuestAddress(mailbox::ITERATIONS))?;
         let which = match kind {
@@ -321,10 +343,19 @@ impl BenchVm {
 
         let stats_before = self.snapshot();
         let mut userspace_exits = 0u64;
+        let mut outside = Duration::ZERO;
+        let mut returned: Option<Instant> = None;
         let vcpu = &mut self.machine.vcpu;
         let end = loop {
             userspace_exits += 1;
-            match vcpu.run() {
+            if TIMED && let Some(t) = returned {
+                outside += t.elapsed();
+            }
+            let exit = vcpu.run();
+            if TIMED {
+                returned = Some(Instant::now());
+            }
+            match exit {
                 Ok(VcpuExit::IoOut(PORT_DONE, _)) => break Ok(()),
                 Ok(VcpuExit::IoOut(PORT_FAULT, _)) => break Err(End::Fault),
                 Ok(VcpuExit::IoIn(_, data)) => data.fill(0xff),
@@ -352,6 +383,7 @@ impl BenchVm {
             userspace_exits,
             stats_before,
             stats_after,
+            vmm_loop_ns: TIMED.then(|| u64::try_from(outside.as_nanos()).unwrap_or(u64::MAX)),
         })
     }
 
