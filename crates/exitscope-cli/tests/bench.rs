@@ -157,6 +157,9 @@ fn json_schema_and_one_exit_per_iteration() {
     assert!((0.9..1.1).contains(&user("inl_from_vmm")));
     assert!((0.9..1.1).contains(&user("mmio_from_vmm")));
     assert!(user("inl_from_kernel") < 0.1);
+    let loop_ns = result(&report, "inl_from_vmm")["vmm_loop_ns_per_exit"].as_f64().unwrap();
+    assert!(loop_ns > 0.0 && loop_ns < 100_000.0, "{loop_ns}");
+    assert!(result(&report, "inl_from_kernel")["vmm_loop_ns_per_exit"].is_null());
     let mmio = &result(&report, "mmio_from_vmm")["stats_per_iteration"]["mmio_exits"];
     assert!((0.9..1.1).contains(&mmio.as_f64().unwrap()), "{mmio}");
 

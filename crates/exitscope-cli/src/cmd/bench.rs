@@ -184,6 +184,17 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         report.min_cycles,
         report.repeat
     )?;
+    for r in &report.results {
+        if let (Some(loop_ns), Some(exit_ns)) = (r.vmm_loop_ns_per_exit, r.ns_median) {
+            writeln!(
+                out,
+                "vmm loop: {}: {loop_ns:.0} ns per userspace exit spent in exitscope between \
+                 KVM_RUN calls ({:.2}% of the exit)",
+                r.test,
+                100.0 * loop_ns / exit_ns.max(1.0)
+            )?;
+        }
+    }
     for r in report.results.iter().filter(|r| r.reason.is_some()) {
         write_note(out, r)?;
     }
