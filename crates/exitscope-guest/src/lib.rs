@@ -15,7 +15,7 @@
 //! silent triple fault.
 //!
 //! Nothing here is an opaque byte blob: the code is built with iced-x86's
-//! [`CodeAssembler`](iced_x86::code_asm::CodeAssembler), and the tests decode it back.
+//! [`iced_x86::code_asm::CodeAssembler`], and the tests decode it back.
 //!
 //! ```
 //! use exitscope_guest::{assemble, find, GuestParams};

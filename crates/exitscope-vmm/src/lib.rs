@@ -11,7 +11,7 @@
 //! ([`arch`]). The vCPU starts directly in long mode at CPL0 or CPL3. The guest code comes
 //! from `exitscope-guest` (iced-x86, no byte blobs).
 //!
-//! Measurement ([`bench`]) follows kvm-unit-tests' `x86/vmexit.c`: double the iterations
+//! Measurement ([`mod@bench`]) follows kvm-unit-tests' `x86/vmexit.c`: double the iterations
 //! from 64 until a loop takes `min_cycles` TSC cycles, subtract an empty-loop baseline,
 //! repeat, and read KVM's binary statistics ([`stats`]) around every loop so each result
 //! says how many exits one iteration caused. Each test runs on its own vCPU thread; a
