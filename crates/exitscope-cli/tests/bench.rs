@@ -239,3 +239,30 @@ fn table_names_mode_host_and_load() {
             && text.contains("load average")
     );
 }
+
+#[test]
+fn cpl0_override_runs_privileged_tests_and_says_why() {
+    if !have_kvm() {
+        return;
+    }
+    let tests = ["rd_tsc_adjust_msr", "wr_kernel_gs_base", "mov_to_cr8", "self_ipi_sti_hlt"];
+    let mut args = vec!["bench", "--json", "--cpl", "0", "--min-cycles", "2^18", "--repeat", "1"];
+    args.extend(tests);
+    let out = exitscope(&args);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(report["mode"]["cpl"], 0);
+    assert!(report["mode"]["reason"].as_str().unwrap().contains("--cpl 0"));
+    assert_eq!(report["mode"]["emulated"].as_bool(), Some(is_pvm()));
+    for t in tests {
+        let r = result(&report, t);
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["cpl"], 0);
+        if is_pvm() {
+            assert!(r["reason"].as_str().unwrap().contains("emulated"), "{r}");
+        }
+    }
+    // The self-IPI is delivered through the IDT and wakes the HLT: at least one exit each.
+    let hlt = result(&report, "self_ipi_sti_hlt")["exits_per_iteration"].as_f64().unwrap();
+    assert!(hlt > 0.5, "{hlt}");
+}
