@@ -44,12 +44,12 @@ impl Cpl {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The device could not be opened.
-    #[error("cannot open {path}: {source}{hint}")]
+    #[error("cannot open {path}: {errno}{hint}")]
     Open {
         /// Device path.
         path: String,
         /// errno from open(2).
-        source: kvm_ioctls::Error,
+        errno: kvm_ioctls::Error,
         /// Advice for the common cases.
         hint: &'static str,
     },
@@ -72,11 +72,11 @@ pub fn open_kvm(path: &Path) -> Result<Kvm, OpenError> {
     let shown = path.display().to_string();
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| OpenError::Open {
         path: shown.clone(),
-        source: kvm_ioctls::Error::new(libc::EINVAL),
+        errno: kvm_ioctls::Error::new(libc::EINVAL),
         hint: "",
     })?;
-    let kvm = Kvm::new_with_path(&c).map_err(|source| {
-        let hint = match source.errno() {
+    let kvm = Kvm::new_with_path(&c).map_err(|errno| {
+        let hint = match errno.errno() {
             libc::ENOENT => {
                 " (no KVM on this host: load kvm_intel/kvm_amd or enable nested virtualization)"
             }
@@ -85,7 +85,7 @@ pub fn open_kvm(path: &Path) -> Result<Kvm, OpenError> {
             }
             _ => "",
         };
-        OpenError::Open { path: shown.clone(), source, hint }
+        OpenError::Open { path: shown.clone(), errno, hint }
     })?;
     let version = kvm.get_api_version();
     if version != 12 {
