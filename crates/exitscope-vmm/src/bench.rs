@@ -222,8 +222,18 @@ pub struct TestResult {
 
 impl TestResult {
     fn empty(bench: &Benchmark, cpl: Cpl, status: Status, reason: Option<String>) -> Self {
+        Self::named(bench.name, bench.exit_kind.as_str(), cpl, status, reason)
+    }
+
+    fn named(
+        test: &str,
+        exit_kind: &str,
+        cpl: Cpl,
+        status: Status,
+        reason: Option<String>,
+    ) -> Self {
         TestResult {
-            test: bench.name.to_string(),
+            test: test.to_string(),
             cpl: cpl.as_u8(),
             status,
             reason,
@@ -233,7 +243,7 @@ impl TestResult {
             cycles_max: None,
             ns_median: None,
             exits_per_iteration: None,
-            exit_kind: bench.exit_kind.as_str().to_string(),
+            exit_kind: exit_kind.to_string(),
             baseline_cycles: None,
             samples: Vec::new(),
             stats_per_iteration: BTreeMap::new(),
@@ -273,13 +283,13 @@ pub fn run_test(name: &str, opts: &Options) -> Result<TestResult, OpenError> {
     let mode = decide_mode(host.kvm_flavour, opts.cpl);
     Ok(match exitscope_guest::find(name) {
         Some(bench) => run_benchmark(bench, &mode, &host, opts),
-        None => TestResult {
-            test: name.to_string(),
-            cpl: mode.cpl.as_u8(),
-            status: Status::Failed,
-            reason: Some(format!("unknown test {name:?}")),
-            ..TestResult::empty(&exitscope_guest::BENCHMARKS[0], mode.cpl, Status::Failed, None)
-        },
+        None => TestResult::named(
+            name,
+            "unknown",
+            mode.cpl,
+            Status::Failed,
+            Some(format!("unknown test {name:?}")),
+        ),
     })
 }
 
