@@ -21,12 +21,15 @@ struct Cli {
 enum Command {
     /// Parse function_graph or event traces and explain them as call trees and statistics.
     Report(cmd::report::Args),
+    /// Run VM-exit microbenchmarks on exitscope's built-in VMM (no QEMU needed).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(a) => cmd::report::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
