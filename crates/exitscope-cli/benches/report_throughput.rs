@@ -30,7 +30,7 @@ fn templates() -> Vec<Vec<(String, Option<u64>, String)>> {
             let ns = dur
                 .trim()
                 .strip_suffix(" us")
-                .map(|d| (d.parse::<f64>().expect("number") * 1000.0).round() as u64);
+                .map(|d| exitscope_ftrace::line::parse_duration(d, "us").expect("duration"));
             block.push((String::new(), ns, body.to_string()));
             if body.trim() == "}" && line.contains("|  }") {
                 blocks.push(std::mem::take(&mut block));
@@ -58,7 +58,7 @@ fn generate(path: &str, target_bytes: u64) -> (u64, u64) {
         let cpu = (rng % 4) as u32 * 33;
         let block = &blocks[i % blocks.len()];
         i += 1;
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             line.clear();
             line.push_str(&format!(
                 " ------------------------------------------\n {cpu:3}) qemu-sy-{}  =>  qemu-sy-{} \n ------------------------------------------\n\n",
