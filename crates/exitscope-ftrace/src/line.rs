@@ -168,13 +168,18 @@ fn parse_graph_or_event(line: &str, start: usize) -> Res<Line<'_>> {
     }
     // CPU: `N)`
     if b.get(i).is_some_and(u8::is_ascii_digit) {
-        let d_end = scan_digits(b, i);
-        if b.get(d_end) == Some(&b')') {
-            cpu = line[i..d_end].parse::<u32>().ok();
-            if cpu.is_none() {
-                return err(i, "a CPU number");
-            }
-            i = d_end + 1;
+        // Scan and convert in one pass; this runs on every line.
+        let mut j = i;
+        let mut n: u64 = 0;
+        while let Some(&c) = b.get(j).filter(|c| c.is_ascii_digit()) {
+            n = n.saturating_mul(10).saturating_add(u64::from(c - b'0'));
+            j += 1;
+        }
+        if b.get(j) == Some(&b')') {
+            let c =
+                u32::try_from(n).map_err(|_| LineError { offset: i, expected: "a CPU number" })?;
+            cpu = Some(c);
+            i = j + 1;
         }
     }
     if abstime.is_none() && cpu.is_none() {
@@ -209,11 +214,6 @@ fn parse_graph_or_event(line: &str, start: usize) -> Res<Line<'_>> {
             body: Body::Irq { enter: t.starts_with('=') },
         });
     }
-    if !rest.contains('|')
-        && let Some((prev, next)) = parse_banner(rest)
-    {
-        return Ok(Line::Banner { cpu, prev, next });
-    }
     graph_after_columns(line, i, abstime, cpu, None)
 }
 
@@ -229,7 +229,13 @@ fn graph_after_columns<'a>(
     // Up to three `|`-terminated columns: proc, latency flags, duration.
     for _ in 0..3 {
         let Some(bar) = memchr::memchr(b'|', &b[i..]).map(|k| i + k) else {
-            // No duration column (nofuncgraph-duration): the body follows `N) ` directly.
+            // No `|` at all: a task-switch banner ` N) prev => next`, or a line without a
+            // duration column (nofuncgraph-duration) whose body follows `N) ` directly.
+            if task.is_none()
+                && let Some((prev, next)) = parse_banner(&line[i..])
+            {
+                return Ok(Line::Banner { cpu, prev, next });
+            }
             // Depth = (spaces after `)` - 1) / 2.
             let body_start = skip_spaces(b, i);
             let spaces = body_start - i;
