@@ -114,6 +114,13 @@ impl PausedChild {
         }
     }
 
+    /// Give up the pause: the child gets the closed pipe and exits with 127 if it was never
+    /// resumed. Returns the [`Child`] to wait on.
+    pub fn into_child(mut self) -> Child {
+        self.go = None;
+        self.child
+    }
+
     /// The underlying [`Child`].
     pub fn child_mut(&mut self) -> &mut Child {
         &mut self.child

@@ -230,7 +230,14 @@ impl Tracefs {
                 if funcs.is_empty() { empty_filter_text(base) } else { format!("{}\n", funcs.join("\n")) };
             return fs::write(&path, text);
         }
-        let text = if value.is_empty() { String::new() } else { format!("{}\n", value.trim_end()) };
+        let text = match base {
+            // Older kernels and the function pid files show this for an empty list.
+            "set_ftrace_pid" | "set_ftrace_notrace_pid" if value.trim().is_empty() => {
+                "no pid\n".to_owned()
+            }
+            _ if value.is_empty() => String::new(),
+            _ => format!("{}\n", value.trim_end()),
+        };
         fs::write(&path, text)
     }
 

@@ -14,10 +14,10 @@
 //! let fs = Tracefs::discover(true)?;
 //! let cfg = SessionConfig::new(Mode::events(["kvm:kvm_cpuid"]));
 //! let mut session = Session::start(&fs, &cfg)?;
-//! let mut out = std::fs::File::create("exitscope.trace").map_err(|e| {
-//!     exitscope_tracefs::Error::Output { path: "exitscope.trace".into(), source: e }
-//! })?;
-//! let summary = session.capture(&mut out, &mut |_| {
+//! let path = std::path::Path::new("exitscope.trace");
+//! let mut out = std::fs::File::create(path)
+//!     .map_err(|e| exitscope_tracefs::Error::Output { path: path.into(), source: e })?;
+//! let summary = session.capture(&mut out, path, &mut |_| {
 //!     // Stop after the first poll; real callers watch a child, a timer and signals.
 //!     Some(StopWhen::Duration)
 //! })?;
