@@ -21,12 +21,16 @@ struct Cli {
 enum Command {
     /// Parse function_graph or event traces and explain them as call trees and statistics.
     Report(cmd::report::Args),
+    /// Record the VM-exit path from tracefs (function_graph or kvm tracepoints) to a file,
+    /// leaving tracefs exactly as it was.
+    Record(cmd::record::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(a) => cmd::report::run(a),
+        Command::Record(a) => cmd::record::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
