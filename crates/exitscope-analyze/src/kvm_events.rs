@@ -400,7 +400,7 @@ impl KvmEventStats {
         }
         if self.lost_markers > 0 {
             notes.push(format!(
-                "the kernel lost {} events ({} markers); pairs spanning them were dropped",
+                "the kernel lost {} events ({} LOST lines); pairs spanning them were dropped",
                 self.lost_events, self.lost_markers
             ));
         }
@@ -524,7 +524,10 @@ fn us(ns: Option<u64>) -> String {
 /// # Errors
 /// Whatever `w` returns.
 pub fn render_table(report: &KvmEventReport, w: &mut dyn Write) -> io::Result<()> {
-    let span = report.span_ns.map_or_else(String::new, |s| format!(" in {:.3} s", s as f64 / 1e9));
+    let span = report.span_ns.map_or_else(String::new, |s| match s {
+        s if s >= 1_000_000_000 => format!(" in {:.3} s", s as f64 / 1e9),
+        s => format!(" in {:.3} ms", s as f64 / 1e6),
+    });
     let width = report.exit_reasons.iter().map(|r| r.reason.len()).max().unwrap_or(0).max(16);
     match report.timing {
         TimingSource::ExitEntryPairs => {
@@ -544,11 +547,11 @@ pub fn render_table(report: &KvmEventReport, w: &mut dyn Write) -> io::Result<()
             for r in &report.exit_reasons {
                 writeln!(
                     w,
-                    "{:>width$} {:>9} {:>8.2}% {:>7.2}% {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                    "{:>width$} {:>9} {:>8.2}% {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
                     r.reason,
                     r.count,
                     r.samples_pct,
-                    r.time_pct.unwrap_or(0.0),
+                    r.time_pct.map_or_else(|| "-".to_owned(), |t| format!("{t:.2}%")),
                     us(r.min_ns),
                     us(r.max_ns),
                     us(r.mean_ns),
@@ -579,7 +582,8 @@ pub fn render_table(report: &KvmEventReport, w: &mut dyn Write) -> io::Result<()
                 "REASON", "Samples", "Samples%", "Rate(/s)", "gap min", "gap p50", "gap p90",
                 "gap p99", "gap max"
             )?;
-            writeln!(w, "{:>width$} {:>9} {:>9} {:>11}   {:^54}", "", "", "", "", "(inter-arrival per vCPU, us)")?;
+            let sub = format!("{:>width$} {:>9} {:>9} {:>11}   {:^54}", "", "", "", "", "(inter-arrival per vCPU, us)");
+            writeln!(w, "{}", sub.trim_end())?;
             for r in &report.exit_reasons {
                 let ia = r.inter_arrival.as_ref();
                 writeln!(
