@@ -285,7 +285,9 @@ impl KvmEventStats {
                 let reason = exit_reason(text).unwrap_or("?");
                 let reason = normalize_reason(reason);
                 self.exits.entry(reason.clone()).or_default().arrival(key, rec.timestamp, rec.cpu);
-                let prev = self.pending.insert(key, PendingExit { reason, ts: rec.timestamp, cpu: rec.cpu });
+                let prev = self
+                    .pending
+                    .insert(key, PendingExit { reason, ts: rec.timestamp, cpu: rec.cpu });
                 if prev.is_some() {
                     self.unpaired_exits += 1;
                 }
@@ -376,11 +378,8 @@ impl KvmEventStats {
                 }
             })
             .collect();
-        let total_handling: Option<u64> = if have_exits {
-            Some(rows.iter().filter_map(|r| r.total_ns).sum())
-        } else {
-            None
-        };
+        let total_handling: Option<u64> =
+            if have_exits { Some(rows.iter().filter_map(|r| r.total_ns).sum()) } else { None };
         if let Some(t) = total_handling {
             for r in &mut rows {
                 r.time_pct = r.total_ns.map(|x| pct(x, t));
@@ -455,7 +454,11 @@ fn pct(part: u64, whole: u64) -> f64 {
 pub fn exit_reason(text: &str) -> Option<&str> {
     let start = text.find("reason ")? + "reason ".len();
     let rest = &text[start..];
-    let end = [" rip 0x", " rip ", " info"].iter().filter_map(|m| rest.find(m)).min().unwrap_or(rest.len());
+    let end = [" rip 0x", " rip ", " info"]
+        .iter()
+        .filter_map(|m| rest.find(m))
+        .min()
+        .unwrap_or(rest.len());
     let r = rest[..end].trim();
     (!r.is_empty()).then_some(r)
 }
@@ -541,8 +544,16 @@ pub fn render_table(report: &KvmEventReport, w: &mut dyn Write) -> io::Result<()
             writeln!(
                 w,
                 "{:>width$} {:>9} {:>9} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-                "VM-EXIT", "Samples", "Samples%", "Time%", "Min(us)", "Max(us)", "Mean(us)",
-                "p50(us)", "p90(us)", "p99(us)"
+                "VM-EXIT",
+                "Samples",
+                "Samples%",
+                "Time%",
+                "Min(us)",
+                "Max(us)",
+                "Mean(us)",
+                "p50(us)",
+                "p90(us)",
+                "p99(us)"
             )?;
             for r in &report.exit_reasons {
                 writeln!(
@@ -579,10 +590,20 @@ pub fn render_table(report: &KvmEventReport, w: &mut dyn Write) -> io::Result<()
             writeln!(
                 w,
                 "{:>width$} {:>9} {:>9} {:>11}   {:>10} {:>10} {:>10} {:>10} {:>10}",
-                "REASON", "Samples", "Samples%", "Rate(/s)", "gap min", "gap p50", "gap p90",
-                "gap p99", "gap max"
+                "REASON",
+                "Samples",
+                "Samples%",
+                "Rate(/s)",
+                "gap min",
+                "gap p50",
+                "gap p90",
+                "gap p99",
+                "gap max"
             )?;
-            let sub = format!("{:>width$} {:>9} {:>9} {:>11}   {:^54}", "", "", "", "", "(inter-arrival per vCPU, us)");
+            let sub = format!(
+                "{:>width$} {:>9} {:>9} {:>11}   {:^54}",
+                "", "", "", "", "(inter-arrival per vCPU, us)"
+            );
             writeln!(w, "{}", sub.trim_end())?;
             for r in &report.exit_reasons {
                 let ia = r.inter_arrival.as_ref();
@@ -623,10 +644,15 @@ mod tests {
 
     #[test]
     fn reasons_from_every_kernel_variant() {
-        assert_eq!(exit_reason("reason EPT_VIOLATION rip 0x40359f info 582 0"), Some("EPT_VIOLATION"));
+        assert_eq!(
+            exit_reason("reason EPT_VIOLATION rip 0x40359f info 582 0"),
+            Some("EPT_VIOLATION")
+        );
         assert_eq!(exit_reason("vcpu 1 reason npf rip 0xfd11d info 100000014 fd000"), Some("npf"));
         assert_eq!(
-            exit_reason("vcpu 0 reason PF excp rip 0x1 info1 0x0000000000000000 info2 0x0 intr_info 0x00000000 error_code 0x00000000"),
+            exit_reason(
+                "vcpu 0 reason PF excp rip 0x1 info1 0x0000000000000000 info2 0x0 intr_info 0x00000000 error_code 0x00000000"
+            ),
             Some("PF excp")
         );
         assert_eq!(
@@ -634,7 +660,10 @@ mod tests {
             Some("EPT_VIOLATION FAILED_VMENTRY")
         );
         assert_eq!(exit_reason("reason UNKNOWN (78) rip 0x1 info 0 0"), Some("UNKNOWN (78)"));
-        assert_eq!(exit_reason("reason EXIT_NPF rip 0xffffffff81000000 native_safe_halt+0x6 info 0 0"), Some("EXIT_NPF"));
+        assert_eq!(
+            exit_reason("reason EXIT_NPF rip 0xffffffff81000000 native_safe_halt+0x6 info 0 0"),
+            Some("EXIT_NPF")
+        );
         assert_eq!(exit_reason("vcpu 0 reason"), None);
     }
 

@@ -29,7 +29,9 @@ fn split_line(line_no: u64, line: &str) -> Option<Record<'_>> {
     }
     // The CPU field: the first "[digits]".
     let open = t.match_indices('[').map(|(i, _)| i).find(|&i| {
-        t[i + 1..].find(']').is_some_and(|j| j > 0 && t[i + 1..i + 1 + j].bytes().all(|b| b.is_ascii_digit()))
+        t[i + 1..]
+            .find(']')
+            .is_some_and(|j| j > 0 && t[i + 1..i + 1 + j].bytes().all(|b| b.is_ascii_digit()))
     })?;
     let close = open + 1 + t[open + 1..].find(']')?;
     let cpu: u32 = t[open + 1..close].parse().ok()?;
@@ -81,10 +83,11 @@ fn golden(case: &str, file: &str, actual: &str) {
     }
     let expected = std::fs::read_to_string(&path).unwrap();
     if expected != actual {
-        let line = expected.lines().zip(actual.lines()).position(|(a, b)| a != b).map_or_else(
-            || expected.lines().count().min(actual.lines().count()) + 1,
-            |i| i + 1,
-        );
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(|| expected.lines().count().min(actual.lines().count()) + 1, |i| i + 1);
         let tmp = std::env::temp_dir().join(format!("exitscope-{case}-{file}"));
         std::fs::write(&tmp, actual).unwrap();
         panic!(
@@ -106,7 +109,8 @@ fn check_goldens(case: &str) -> KvmEventReport {
 
 /// (reason, count, paired, min, max, p50) for compact assertions.
 fn row(r: &KvmEventReport, reason: &str) -> (u64, u64, Option<u64>, Option<u64>, Option<u64>) {
-    let x = r.exit_reasons.iter().find(|x| x.reason == reason).unwrap_or_else(|| panic!("no {reason}"));
+    let x =
+        r.exit_reasons.iter().find(|x| x.reason == reason).unwrap_or_else(|| panic!("no {reason}"));
     (x.count, x.paired, x.min_ns, x.max_ns, x.p50_ns)
 }
 
@@ -200,10 +204,15 @@ fn pvm_counts_reason_tracepoints_without_handling_time() {
 
 #[test]
 fn splitter_reads_the_context_variants() {
-    let r = split_line(1, "<...>-35787 [038] d...  2825.959000: kvm_exit: vcpu 1 reason npf rip 0x1 info 1 0").unwrap();
+    let r = split_line(
+        1,
+        "<...>-35787 [038] d...  2825.959000: kvm_exit: vcpu 1 reason npf rip 0x1 info 1 0",
+    )
+    .unwrap();
     assert_eq!(r.task, Some(Task { comm: "<...>", pid: 35787 }));
     assert_eq!(r.timestamp, Some(2_825_959_000_000));
-    let r = split_line(1, "  kworker/3:1-12  [003]    140.314684: kvm_pio: pio_read at 0x21").unwrap();
+    let r =
+        split_line(1, "  kworker/3:1-12  [003]    140.314684: kvm_pio: pio_read at 0x21").unwrap();
     assert_eq!(r.task.unwrap().comm, "kworker/3:1");
     assert_eq!(r.kind, RecordKind::Event { name: "kvm_pio", text: "pio_read at 0x21" });
 }

@@ -135,11 +135,23 @@ fn fake_sigint_to_exitscope_restores_and_exits_130() {
     let before = snapshot_dir(&dir.0);
     let out = dir.0.join(".out.txt");
     let root = dir.0.to_str().unwrap();
-    let child =
-        spawn(&["record", "--fake-tracefs", root, "--events", "-o", out.to_str().unwrap(), "--", "sleep", "30"]);
+    let child = spawn(&[
+        "record",
+        "--fake-tracefs",
+        root,
+        "--events",
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+        "sleep",
+        "30",
+    ]);
     // Wait until recording has started (tracing_on 1 in the log), then interrupt.
     let start = Instant::now();
-    while !fs::read_to_string(dir.0.join(".ops.log")).unwrap_or_default().contains("tracing_on \"1\"") {
+    while !fs::read_to_string(dir.0.join(".ops.log"))
+        .unwrap_or_default()
+        .contains("tracing_on \"1\"")
+    {
         assert!(start.elapsed() < Duration::from_secs(10), "recording never started");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -191,7 +203,15 @@ fn fake_eperm_for_function_graph_says_use_events_and_exits_3() {
     put(&dir.0, ".fail-writes", "current_tracer function_graph 1\n");
     let before = snapshot_dir(&dir.0);
     let out = dir.0.join(".out.txt");
-    let o = run(&["record", "--fake-tracefs", dir.0.to_str().unwrap(), "-o", out.to_str().unwrap(), "--", "true"]);
+    let o = run(&[
+        "record",
+        "--fake-tracefs",
+        dir.0.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.starts_with("exitscope: error: function_graph cannot be used"), "{e}");
@@ -237,7 +257,10 @@ fn skip_unless_hw() -> bool {
     match hw_missing() {
         None => false,
         Some(why) => {
-            assert!(std::env::var_os("EXITSCOPE_REQUIRE_HW").is_none_or(|v| v != "1"), "EXITSCOPE_REQUIRE_HW=1 but {why}");
+            assert!(
+                std::env::var_os("EXITSCOPE_REQUIRE_HW").is_none_or(|v| v != "1"),
+                "EXITSCOPE_REQUIRE_HW=1 but {why}"
+            );
             println!("SKIP: {why}");
             true
         }
@@ -289,7 +312,10 @@ fn snapshot_tracefs() -> BTreeMap<String, String> {
 }
 
 fn helper() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/kvm_cpuid_loop.py").to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/helpers/kvm_cpuid_loop.py")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Test-only splitter for the event lines of a recording (the real parser is exitscope-ftrace).
@@ -305,7 +331,8 @@ fn split(line: &str) -> Option<Record<'_>> {
     let rest = &t[close + 1..];
     let colon = rest.find(": ")?;
     let (secs, frac) = rest[..colon].split_whitespace().last()?.split_once('.')?;
-    let ts = secs.parse::<u64>().ok()? * 1_000_000_000 + format!("{frac:0<9}")[..9].parse::<u64>().ok()?;
+    let ts = secs.parse::<u64>().ok()? * 1_000_000_000
+        + format!("{frac:0<9}")[..9].parse::<u64>().ok()?;
     let (name, text) = rest[colon + 2..].split_once(": ")?;
     Some(Record {
         line: 0,
@@ -325,7 +352,16 @@ fn real_events_record_counts_the_programs_kvm_cpuid_and_restores_tracefs() {
     let out = dir.0.join("t.txt");
     let before = snapshot_tracefs();
     let started = Instant::now();
-    let o = run(&["record", "--events", "-o", out.to_str().unwrap(), "--", "python3", &helper(), "500"]);
+    let o = run(&[
+        "record",
+        "--events",
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+        "python3",
+        &helper(),
+        "500",
+    ]);
     let took = started.elapsed();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(snapshot_tracefs(), before, "tracefs differs after the run");
@@ -374,7 +410,10 @@ fn real_sigint_mid_recording_leaves_tracefs_as_it_was() {
         assert!(start.elapsed() < Duration::from_secs(10), "recording never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(fs::read_to_string(instance.join("events/kvm/kvm_cpuid/enable")).unwrap().trim(), "1");
+    assert_eq!(
+        fs::read_to_string(instance.join("events/kvm/kvm_cpuid/enable")).unwrap().trim(),
+        "1"
+    );
     std::thread::sleep(Duration::from_millis(200));
     sigint(&child);
     let o = wait_timeout(child, Duration::from_secs(10));

@@ -140,7 +140,12 @@ struct LineCopier {
 }
 
 impl LineCopier {
-    fn push(&mut self, data: &[u8], out: &mut dyn Write, sum: &mut CaptureSummary) -> io::Result<()> {
+    fn push(
+        &mut self,
+        data: &[u8],
+        out: &mut dyn Write,
+        sum: &mut CaptureSummary,
+    ) -> io::Result<()> {
         self.partial.extend_from_slice(data);
         let Some(last_nl) = self.partial.iter().rposition(|&b| b == b'\n') else { return Ok(()) };
         let complete: Vec<u8> = self.partial.drain(..=last_nl).collect();
@@ -180,15 +185,14 @@ fn read_stats(fs: &crate::Tracefs, dir: &str) -> BTreeMap<u32, u64> {
     let Ok(rd) = std::fs::read_dir(fs.path(&format!("{dir}per_cpu"))) else { return m };
     for e in rd.flatten() {
         let name = e.file_name();
-        let Some(cpu) = name.to_str().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse().ok())
+        let Some(cpu) =
+            name.to_str().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse().ok())
         else {
             continue;
         };
         let Ok(text) = fs.read(&format!("{dir}per_cpu/cpu{cpu}/stats")) else { continue };
         let field = |k: &str| -> u64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())
-                .unwrap_or(0)
+            text.lines().find_map(|l| l.strip_prefix(k)?.trim().parse().ok()).unwrap_or(0)
         };
         m.insert(cpu, field("overrun:") + field("dropped events:"));
     }

@@ -1,10 +1,10 @@
 //! Start the traced command paused, so that pid filters are in place before it runs a single
 //! instruction of its own (the trace-cmd/perf approach: fork, wait on a pipe, exec).
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::ffi::OsString;
 use std::process::{Child, Command, ExitStatus};
 
 use crate::error::Error;
@@ -45,12 +45,7 @@ impl PausedChild {
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let rfd = read_end.as_raw_fd();
         let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(SHIM)
-            .arg("exitscope-shim")
-            .arg(rfd.to_string())
-            .arg(program)
-            .args(args);
+        cmd.arg("-c").arg(SHIM).arg("exitscope-shim").arg(rfd.to_string()).arg(program).args(args);
         // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2),
         // which is async-signal-safe; it allocates nothing, touches no locks, never blocks.
         unsafe {

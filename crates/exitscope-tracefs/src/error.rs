@@ -81,7 +81,9 @@ pub enum Error {
         source: io::Error,
     },
     /// The top level is in use by someone else's tracing session and no instance can be used.
-    #[error("tracefs top level is in use ({what}); exitscope will not change someone else's session")]
+    #[error(
+        "tracefs top level is in use ({what}); exitscope will not change someone else's session"
+    )]
     Busy {
         /// What shows that it is in use (`current_tracer is function`).
         what: String,

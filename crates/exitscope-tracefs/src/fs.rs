@@ -35,7 +35,11 @@ impl std::fmt::Display for Op {
         match self {
             Op::Write { path, value, errno: None } => write!(f, "write {path} {value:?}"),
             Op::Write { path, value, errno: Some(e) } => {
-                write!(f, "write {path} {value:?} -> {}", crate::errno_name(&io::Error::from_raw_os_error(*e)))
+                write!(
+                    f,
+                    "write {path} {value:?} -> {}",
+                    crate::errno_name(&io::Error::from_raw_os_error(*e))
+                )
             }
             Op::Mkdir(p) => write!(f, "mkdir {p}"),
             Op::Rmdir(p) => write!(f, "rmdir {p}"),
@@ -138,7 +142,10 @@ impl Tracefs {
         // SAFETY: `c` is a valid NUL-terminated path that lives across the call.
         let rc = unsafe { libc::umount(c.as_ptr()) };
         if rc != 0 {
-            return Err(Error::Mount { path: self.root.clone(), source: io::Error::last_os_error() });
+            return Err(Error::Mount {
+                path: self.root.clone(),
+                source: io::Error::last_os_error(),
+            });
         }
         self.mounted_by_us = false;
         Ok(())
@@ -184,13 +191,18 @@ impl Tracefs {
     /// # Errors
     /// [`Error::Write`] naming the file and the errno.
     pub fn write(&self, rel: &str, value: &str) -> Result<(), Error> {
-        let result = if self.fake { self.fake_write(rel, value) } else { self.real_write(rel, value) };
+        let result =
+            if self.fake { self.fake_write(rel, value) } else { self.real_write(rel, value) };
         self.log_op(Op::Write {
             path: rel.to_owned(),
             value: value.to_owned(),
             errno: result.as_ref().err().map(|e| e.raw_os_error().unwrap_or(libc::EIO)),
         });
-        result.map_err(|source| Error::Write { path: self.path(rel), value: value.to_owned(), source })
+        result.map_err(|source| Error::Write {
+            path: self.path(rel),
+            value: value.to_owned(),
+            source,
+        })
     }
 
     fn real_write(&self, rel: &str, value: &str) -> io::Result<()> {
@@ -226,8 +238,11 @@ impl Tracefs {
                 return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
             let funcs: Vec<&str> = value.split_whitespace().collect();
-            let text =
-                if funcs.is_empty() { empty_filter_text(base) } else { format!("{}\n", funcs.join("\n")) };
+            let text = if funcs.is_empty() {
+                empty_filter_text(base)
+            } else {
+                format!("{}\n", funcs.join("\n"))
+            };
             return fs::write(&path, text);
         }
         let text = match base {

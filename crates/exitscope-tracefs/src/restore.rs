@@ -76,7 +76,11 @@ impl RestoreState {
                 failures.push(e.to_string());
             }
         }
-        if failures.is_empty() { Ok(()) } else { Err(Error::Restore { failures: failures.join("; ") }) }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Restore { failures: failures.join("; ") })
+        }
     }
 }
 
@@ -86,19 +90,24 @@ pub(crate) fn restore_value(rel: &str, before: &str) -> String {
     let t = before.trim();
     match base {
         "set_ftrace_pid" | "set_event_pid" | "set_ftrace_notrace_pid" | "set_event_notrace_pid" => {
-            if t == "no pid" { String::new() } else { t.split_whitespace().collect::<Vec<_>>().join(" ") }
+            if t == "no pid" {
+                String::new()
+            } else {
+                t.split_whitespace().collect::<Vec<_>>().join(" ")
+            }
         }
-        "set_graph_function" | "set_graph_notrace" | "set_ftrace_filter" | "set_ftrace_notrace" => t
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#') && *l != ALL_FUNCTIONS_ENABLED)
-            .map(|l| match l.split_once(" [") {
-                // `func [mod]` reads back; `func:mod:mod` is how it is written.
-                Some((f, m)) => format!("{f}:mod:{}", m.trim_end_matches(']')),
-                None => l.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
+        "set_graph_function" | "set_graph_notrace" | "set_ftrace_filter" | "set_ftrace_notrace" => {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#') && *l != ALL_FUNCTIONS_ENABLED)
+                .map(|l| match l.split_once(" [") {
+                    // `func [mod]` reads back; `func:mod:mod` is how it is written.
+                    Some((f, m)) => format!("{f}:mod:{}", m.trim_end_matches(']')),
+                    None => l.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
         "trace_clock" => match (t.find('['), t.find(']')) {
             (Some(a), Some(b)) if a < b => t[a + 1..b].to_owned(),
             _ => t.to_owned(),

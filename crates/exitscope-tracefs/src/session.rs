@@ -72,7 +72,10 @@ impl Mode {
 
     /// The [`DEFAULT_EVENTS`], missing ones skipped.
     pub fn default_events() -> Mode {
-        Mode::Events { events: DEFAULT_EVENTS.iter().map(|s| (*s).to_owned()).collect(), strict: false }
+        Mode::Events {
+            events: DEFAULT_EVENTS.iter().map(|s| (*s).to_owned()).collect(),
+            strict: false,
+        }
     }
 
     /// The tracer this mode needs.
@@ -225,7 +228,10 @@ impl Session {
                 Err(e) => self.notes.push(format!("{e}; using the top level")),
             }
         } else if cfg.placement == Placement::Instance {
-            return Err(Error::Invalid(format!("{} has no instances directory", fs.root().display())));
+            return Err(Error::Invalid(format!(
+                "{} has no instances directory",
+                fs.root().display()
+            )));
         }
         // Top level: refuse to touch someone else's session.
         let current = fs.read("current_tracer")?;
@@ -241,7 +247,12 @@ impl Session {
         Ok(())
     }
 
-    fn set_pids(&self, cfg: &SessionConfig, pid_file: &str, fork_option: &str) -> Result<(), Error> {
+    fn set_pids(
+        &self,
+        cfg: &SessionConfig,
+        pid_file: &str,
+        fork_option: &str,
+    ) -> Result<(), Error> {
         if cfg.pids.is_empty() {
             return Ok(());
         }
@@ -272,7 +283,9 @@ impl Session {
             }
         }
         if roots.is_empty() && *fallback {
-            if let Some(f) = GRAPH_FALLBACK_FUNCTIONS.iter().find(|f| fs.lists_function(f) == Some(true)) {
+            if let Some(f) =
+                GRAPH_FALLBACK_FUNCTIONS.iter().find(|f| fs.lists_function(f) == Some(true))
+            {
                 self.notes.push(format!("falling back to graph root {f}"));
                 roots.push((*f).to_owned());
             }
@@ -354,7 +367,11 @@ impl Session {
         let mut enables = Vec::new();
         for spec in events {
             let (sys, ev) = parse_event(spec)?;
-            let rel = if ev == "*" { format!("events/{sys}/enable") } else { format!("events/{sys}/{ev}/enable") };
+            let rel = if ev == "*" {
+                format!("events/{sys}/enable")
+            } else {
+                format!("events/{sys}/{ev}/enable")
+            };
             if fs.exists(&format!("{}{rel}", self.dir)) {
                 enables.push((format!("{sys}:{ev}"), rel));
             } else if *strict {
@@ -431,7 +448,9 @@ impl Drop for Session {
 /// `kvm:kvm_exit` → (`kvm`, `kvm_exit`); `kvm_exit` → (`kvm`, `kvm_exit`); `kvm:*`.
 fn parse_event(spec: &str) -> Result<(String, String), Error> {
     let (sys, ev) = spec.split_once(':').unwrap_or(("kvm", spec));
-    let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let ok = |s: &str| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
     if !ok(sys) || !(ok(ev) || ev == "*") {
         return Err(Error::Invalid(format!("bad event {spec:?}: expected system:event or event")));
     }

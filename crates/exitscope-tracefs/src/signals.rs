@@ -32,7 +32,10 @@ impl SignalWatcher {
         for sig in Self::SIGNALS {
             let value = usize::try_from(sig).unwrap_or(usize::MAX);
             let id = signal_hook::flag::register_usize(sig, Arc::clone(&flag), value).map_err(
-                |source: io::Error| Error::Process { what: format!("installing a handler for signal {sig}"), source },
+                |source: io::Error| Error::Process {
+                    what: format!("installing a handler for signal {sig}"),
+                    source,
+                },
             )?;
             ids.push(id);
         }

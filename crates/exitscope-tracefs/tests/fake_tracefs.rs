@@ -52,7 +52,10 @@ fn fake_top_level(root: &Path) {
         ("tracing_on", "1\n"),
         ("current_tracer", "nop\n"),
         ("available_tracers", "function_graph function nop\n"),
-        ("available_filter_functions", "vcpu_enter_guest [kvm]\nvcpu_run [kvm]\nkvm_arch_vcpu_ioctl_run [kvm]\nschedule\n"),
+        (
+            "available_filter_functions",
+            "vcpu_enter_guest [kvm]\nvcpu_run [kvm]\nkvm_arch_vcpu_ioctl_run [kvm]\nschedule\n",
+        ),
         ("set_graph_function", "#### all functions enabled ####\n"),
         ("set_graph_notrace", ""),
         ("set_ftrace_filter", "#### all functions enabled ####\n"),
@@ -149,7 +152,11 @@ fn graph_mode_top_level_exact_writes_and_full_restore() {
     let fs = Tracefs::fake(&dir.0);
     let s = Session::start(&fs, &graph_config(4242)).unwrap();
     assert_eq!(s.instance(), None);
-    assert!(s.notes().iter().any(|n| n.contains("does not support function_graph in tracefs instances")));
+    assert!(
+        s.notes()
+            .iter()
+            .any(|n| n.contains("does not support function_graph in tracefs instances"))
+    );
     assert_eq!(fs::read_to_string(dir.0.join("current_tracer")).unwrap(), "function_graph\n");
     assert_eq!(fs::read_to_string(dir.0.join("set_graph_function")).unwrap(), "vcpu_enter_guest\n");
     s.finish().unwrap();
@@ -273,12 +280,15 @@ fn empty_graph_filter_after_write_aborts_before_tracing() {
     let err = Session::start(&fs, &graph_config(1)).unwrap_err();
     assert!(matches!(err, Error::GraphFilterEmpty { .. }), "{err:?}");
     assert!(!fs.ops().contains(&w("current_tracer", "function_graph")));
-    assert!(!fs.ops().contains(&w("tracing_on", "1")) || {
-        // tracing_on 1 may only appear as the restore of the saved value, after the failure.
-        let ops = fs.ops();
-        let fail = ops.iter().position(|o| matches!(o, Op::Write { errno: Some(_), .. })).unwrap();
-        ops.iter().position(|o| *o == w("tracing_on", "1")).unwrap() > fail
-    });
+    assert!(
+        !fs.ops().contains(&w("tracing_on", "1")) || {
+            // tracing_on 1 may only appear as the restore of the saved value, after the failure.
+            let ops = fs.ops();
+            let fail =
+                ops.iter().position(|o| matches!(o, Op::Write { errno: Some(_), .. })).unwrap();
+            ops.iter().position(|o| *o == w("tracing_on", "1")).unwrap() > fail
+        }
+    );
     assert_eq!(snapshot(&dir.0), before);
 }
 
@@ -290,7 +300,13 @@ fn none_traceable_is_an_error_before_any_write() {
     let fs = Tracefs::fake(&dir.0);
     let err = Session::start(&fs, &graph_config(1)).unwrap_err();
     assert!(matches!(err, Error::NoTraceableFunction { .. }), "{err:?}");
-    assert_eq!(fs.ops(), [Op::Mkdir("instances/exitscope-test".into()), Op::Rmdir("instances/exitscope-test".into())]);
+    assert_eq!(
+        fs.ops(),
+        [
+            Op::Mkdir("instances/exitscope-test".into()),
+            Op::Rmdir("instances/exitscope-test".into())
+        ]
+    );
 }
 
 #[test]
@@ -427,7 +443,10 @@ fn child_killed_restores(sig: i32) {
     let mut cfg = graph_config(child.pid());
     cfg.placement = Placement::TopLevel;
     let mut s = Session::start(&fs, &cfg).unwrap();
-    assert_eq!(fs::read_to_string(dir.0.join("set_ftrace_pid")).unwrap(), format!("{}\n", child.pid()));
+    assert_eq!(
+        fs::read_to_string(dir.0.join("set_ftrace_pid")).unwrap(),
+        format!("{}\n", child.pid())
+    );
     child.resume().unwrap();
     let mut out = Vec::new();
     let mut signalled = false;
@@ -470,8 +489,7 @@ mod libc_sig {
 fn paused_child_does_not_run_the_command_if_never_resumed() {
     let dir = TempDir::new("paused");
     let marker = dir.0.join("ran");
-    let argv: Vec<OsString> =
-        vec!["touch".into(), marker.clone().into_os_string()];
+    let argv: Vec<OsString> = vec!["touch".into(), marker.clone().into_os_string()];
     let child = PausedChild::spawn(&argv).unwrap();
     let mut c = child.into_child();
     assert_eq!(c.wait().unwrap().code(), Some(127));

@@ -105,7 +105,11 @@ fn validate(a: &Args) -> Result<Config, Failure> {
         if a.max_depth.is_some() {
             return Err(Failure::input(anyhow!("--max-depth only applies to --graph")));
         }
-        if a.event.is_empty() { Mode::default_events() } else { Mode::events(a.event.iter().cloned()) }
+        if a.event.is_empty() {
+            Mode::default_events()
+        } else {
+            Mode::events(a.event.iter().cloned())
+        }
     } else {
         let (functions, fallback) = if a.graph.is_empty() {
             (vec!["vcpu_enter_guest".to_owned()], true)
@@ -153,9 +157,9 @@ fn failure(e: TfError, mode: &Mode) -> Failure {
             "function_graph cannot be used on this kernel (lockdown or not built in); \
              record kvm tracepoints instead: exitscope record --events ...",
         ),
-        TfError::GraphFilterEmpty { .. } | TfError::NoTraceableFunction { .. } => Some(
-            "name a traceable root with --graph FUNC, or record kvm tracepoints with --events",
-        ),
+        TfError::GraphFilterEmpty { .. } | TfError::NoTraceableFunction { .. } => {
+            Some("name a traceable root with --graph FUNC, or record kvm tracepoints with --events")
+        }
         TfError::Busy { .. } => Some("stop the other session, or drop --top-level"),
         _ => None,
     };
@@ -198,7 +202,8 @@ pub fn run(args: Args) -> CmdResult {
             child = Some(c);
         }
         Target::Pid(p) => {
-            session_cfg.pids = exitscope_tracefs::threads_of(*p).map_err(|e| failure(e, &cfg.mode))?;
+            session_cfg.pids =
+                exitscope_tracefs::threads_of(*p).map_err(|e| failure(e, &cfg.mode))?;
         }
         Target::Everyone => {}
     }
