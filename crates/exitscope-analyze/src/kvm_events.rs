@@ -242,10 +242,10 @@ impl ReasonAcc {
     fn arrival(&mut self, key: VcpuKey, ts: Option<Nanos>, cpu: Option<u32>) {
         self.count += 1;
         let Some(ts) = ts else { return };
-        if let Some((prev, _)) = self.last.insert(key, (ts, cpu)) {
-            if ts >= prev {
-                self.gaps.push(ts - prev);
-            }
+        if let Some((prev, _)) = self.last.insert(key, (ts, cpu))
+            && ts >= prev
+        {
+            self.gaps.push(ts - prev);
         }
     }
 }
@@ -403,13 +403,13 @@ impl KvmEventStats {
                 self.lost_events, self.lost_markers
             ));
         }
-        if let Some(n) = self.events.get("kvm_emulate_insn") {
-            if !have_exits {
-                notes.push(format!(
-                    "{n} kvm_emulate_insn events: instructions emulated by KVM (on PVM every \
+        if let Some(n) = self.events.get("kvm_emulate_insn")
+            && !have_exits
+        {
+            notes.push(format!(
+                "{n} kvm_emulate_insn events: instructions emulated by KVM (on PVM every \
                      exit goes through the emulator); not counted as exits"
-                ));
-            }
+            ));
         }
         KvmEventReport {
             events: self.events,

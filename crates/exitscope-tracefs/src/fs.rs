@@ -319,12 +319,11 @@ impl Tracefs {
     }
 
     fn log_op(&self, op: Op) {
-        if self.fake {
-            if let Ok(mut f) =
+        if self.fake
+            && let Ok(mut f) =
                 OpenOptions::new().create(true).append(true).open(self.root.join(".ops.log"))
-            {
-                let _ = writeln!(f, "{op}");
-            }
+        {
+            let _ = writeln!(f, "{op}");
         }
         self.log.lock().unwrap_or_else(PoisonError::into_inner).push(op);
     }

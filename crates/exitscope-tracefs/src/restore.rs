@@ -145,10 +145,10 @@ pub(crate) fn restore_all() {
             Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
-        if let Some(mut g) = guard {
-            if let Err(e) = g.restore() {
-                eprintln!("exitscope: {e}");
-            }
+        if let Some(mut g) = guard
+            && let Err(e) = g.restore()
+        {
+            eprintln!("exitscope: {e}");
         }
     }
 }

@@ -282,13 +282,13 @@ impl Session {
                 }
             }
         }
-        if roots.is_empty() && *fallback {
-            if let Some(f) =
+        if roots.is_empty()
+            && *fallback
+            && let Some(f) =
                 GRAPH_FALLBACK_FUNCTIONS.iter().find(|f| fs.lists_function(f) == Some(true))
-            {
-                self.notes.push(format!("falling back to graph root {f}"));
-                roots.push((*f).to_owned());
-            }
+        {
+            self.notes.push(format!("falling back to graph root {f}"));
+            roots.push((*f).to_owned());
         }
         if roots.is_empty() {
             let mut tried: Vec<&str> = functions.iter().map(String::as_str).collect();

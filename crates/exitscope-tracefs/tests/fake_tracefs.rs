@@ -456,10 +456,7 @@ fn child_killed_restores(sig: i32) {
                 child.signal(sig);
                 signalled = true;
             }
-            match child.try_wait().unwrap() {
-                Some(_) => Some(StopWhen::TargetExited),
-                None => None,
-            }
+            child.try_wait().unwrap().map(|_| StopWhen::TargetExited)
         })
         .unwrap();
     assert_eq!(sum.stop, Some(StopWhen::TargetExited));

@@ -246,25 +246,25 @@ pub fn run(args: Args) -> CmdResult {
     let mut signalled_child = false;
     let result = session.capture(&mut out, &args.output, &mut |elapsed| {
         if let Some(sig) = signals.pending() {
-            if let Some(c) = child.as_mut() {
-                if !signalled_child {
-                    // Pass it on (a terminal's Ctrl-C reaches both of us anyway).
-                    c.signal(sig);
-                    signalled_child = true;
-                }
+            if let Some(c) = child.as_mut()
+                && !signalled_child
+            {
+                // Pass it on (a terminal's Ctrl-C reaches both of us anyway).
+                c.signal(sig);
+                signalled_child = true;
             }
             return Some(StopWhen::Signal(sig));
         }
-        if let Some(c) = child.as_mut() {
-            if let Ok(Some(st)) = c.try_wait() {
-                exit_status = Some(st);
-                return Some(StopWhen::TargetExited);
-            }
+        if let Some(c) = child.as_mut()
+            && let Ok(Some(st)) = c.try_wait()
+        {
+            exit_status = Some(st);
+            return Some(StopWhen::TargetExited);
         }
-        if let Some(Target::Pid(p)) = Some(&cfg.target) {
-            if !std::path::Path::new(&format!("/proc/{p}")).exists() {
-                return Some(StopWhen::TargetExited);
-            }
+        if let Some(Target::Pid(p)) = Some(&cfg.target)
+            && !std::path::Path::new(&format!("/proc/{p}")).exists()
+        {
+            return Some(StopWhen::TargetExited);
         }
         match cfg.duration {
             Some(d) if elapsed >= d => Some(StopWhen::Duration),
@@ -309,10 +309,10 @@ pub fn run(args: Args) -> CmdResult {
             Err(Failure { code, error: anyhow!("interrupted by {name}; tracefs restored") })
         }
         _ => {
-            if let Some(st) = exit_status {
-                if !st.success() {
-                    eprintln!("exitscope: the traced command exited with {st}");
-                }
+            if let Some(st) = exit_status
+                && !st.success()
+            {
+                eprintln!("exitscope: the traced command exited with {st}");
             }
             Ok(OK)
         }
