@@ -109,10 +109,10 @@ fn run(args: &[&str]) -> Output {
     spawn(args).wait_with_output().unwrap()
 }
 
-fn sigint(child: &Child) {
+fn signal(child: &Child, sig: i32) {
     let pid = i32::try_from(child.id()).unwrap();
     // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our unreaped child.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
 }
 
 fn wait_timeout(mut child: Child, limit: Duration) -> Output {
@@ -130,7 +130,23 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn fake_sigint_to_exitscope_restores_and_exits_130() {
-    let dir = TempDir::new("sigint");
+    signal_to_exitscope_restores(libc::SIGINT, 130, "SIGINT");
+}
+
+#[test]
+fn fake_sigterm_to_exitscope_restores_and_exits_143() {
+    signal_to_exitscope_restores(libc::SIGTERM, 143, "SIGTERM");
+}
+
+#[test]
+fn fake_sighup_to_exitscope_restores_and_exits_129() {
+    signal_to_exitscope_restores(libc::SIGHUP, 129, "SIGHUP");
+}
+
+fn signal_to_exitscope_restores(sig: i32, code: i32, name: &str) {
+    let dir = TempDir::new("sig");
+    // A stale instance of a killed exitscope is cleaned up; a live one would be kept.
+    fs::create_dir_all(dir.0.join("instances/exitscope-4000000000")).unwrap();
     fake(&dir.0);
     let before = snapshot_dir(&dir.0);
     let out = dir.0.join(".out.txt");
@@ -155,13 +171,20 @@ fn fake_sigint_to_exitscope_restores_and_exits_130() {
         assert!(start.elapsed() < Duration::from_secs(10), "recording never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    sigint(&child);
+    signal(&child, sig);
     let o = wait_timeout(child, Duration::from_secs(10));
-    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    assert!(stderr(&o).contains("interrupted by SIGINT; tracefs restored"), "{}", stderr(&o));
-    assert_eq!(snapshot_dir(&dir.0), before);
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("interrupted by {name}; tracefs restored")),
+        "{}",
+        stderr(&o)
+    );
+    let mut expected = before;
+    expected.remove("instances/exitscope-4000000000/");
+    assert_eq!(snapshot_dir(&dir.0), expected);
     let log = fs::read_to_string(dir.0.join(".ops.log")).unwrap();
-    let first = log.lines().next().unwrap();
+    assert!(log.starts_with("rmdir instances/exitscope-4000000000\n"), "{log}");
+    let first = log.lines().nth(1).unwrap();
     let last = log.lines().last().unwrap();
     assert!(first.starts_with("mkdir instances/exitscope-"), "{log}");
     assert!(last.starts_with("rmdir instances/exitscope-"), "{log}");
@@ -415,7 +438,7 @@ fn real_sigint_mid_recording_leaves_tracefs_as_it_was() {
         "1"
     );
     std::thread::sleep(Duration::from_millis(200));
-    sigint(&child);
+    signal(&child, libc::SIGINT);
     let o = wait_timeout(child, Duration::from_secs(10));
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(!instance.exists(), "instance {} left behind", instance.display());

@@ -308,6 +308,32 @@ impl Tracefs {
         }
     }
 
+    /// Remove `instances/exitscope-<pid>` directories left behind by exitscope processes
+    /// that no longer run (killed with SIGKILL, so they could not clean up). An instance whose
+    /// pid is alive and named `exitscope` is left alone. Returns the instances removed.
+    ///
+    /// # Errors
+    /// [`Error::Rmdir`] for an instance that could not be removed.
+    pub fn remove_stale_instances(&self) -> Result<Vec<String>, Error> {
+        let mut removed = Vec::new();
+        let Ok(rd) = fs::read_dir(self.path("instances")) else { return Ok(removed) };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("exitscope-").and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "exitscope" || pid == std::process::id() {
+                continue;
+            }
+            let rel = format!("instances/{name}");
+            self.rmdir(&rel)?;
+            removed.push(rel);
+        }
+        Ok(removed)
+    }
+
     /// Open `rel` for non-blocking reads (`trace_pipe`).
     pub(crate) fn open_nonblocking(&self, rel: &str) -> Result<File, Error> {
         let path = self.path(rel);

@@ -45,6 +45,7 @@ pub use error::{Error, errno_name};
 pub use fs::{Op, Tracefs};
 pub use restore::install_panic_hook;
 pub use session::{
-    DEFAULT_EVENTS, GRAPH_FALLBACK_FUNCTIONS, Mode, Placement, Session, SessionConfig, threads_of,
+    DEFAULT_EVENTS, GRAPH_FALLBACK_FUNCTIONS, Mode, Placement, Session, SessionConfig,
+    process_tree_threads, threads_of,
 };
 pub use signals::SignalWatcher;

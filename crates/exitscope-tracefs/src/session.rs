@@ -457,7 +457,40 @@ fn parse_event(spec: &str) -> Result<(String, String), Error> {
     Ok((sys.to_owned(), ev.to_owned()))
 }
 
-/// All thread ids of process `pid` (`/proc/<pid>/task`), for `--pid`.
+/// All thread ids of process `pid` and of its current descendant processes (`/proc`), for
+/// `--pid`: a wrapper (a shell, pyenv's shim) has often forked the real VMM already.
+///
+/// # Errors
+/// [`Error::Process`] when the process does not exist.
+pub fn process_tree_threads(pid: u32) -> Result<Vec<u32>, Error> {
+    let mut tids = threads_of(pid)?;
+    // ppid of every process, from /proc/N/stat field 4 (after the parenthesised comm).
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+            let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else { continue };
+            if let Some(ppid) = after.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
+                children.entry(ppid).or_default().push(p);
+            }
+        }
+    }
+    let mut todo = children.remove(&pid).unwrap_or_default();
+    while let Some(c) = todo.pop() {
+        if let Ok(t) = threads_of(c) {
+            tids.extend(t);
+        }
+        todo.extend(children.remove(&c).unwrap_or_default());
+    }
+    tids.sort_unstable();
+    tids.dedup();
+    Ok(tids)
+}
+
+/// All thread ids of process `pid` (`/proc/<pid>/task`).
 ///
 /// # Errors
 /// [`Error::Process`] when the process does not exist.

@@ -45,13 +45,14 @@ pub struct Args {
     /// Leave out the comm-pid column (funcgraph-proc).
     #[arg(long)]
     pub no_proc: bool,
-    /// Output file.
+    /// Output file (`-` for stdout).
     #[arg(short = 'o', long, value_name = "FILE", default_value = "exitscope.trace")]
     pub output: PathBuf,
     /// Per-CPU ring buffer size in KiB (buffer_size_kb).
     #[arg(long, value_name = "KB")]
     pub buffer_size: Option<u64>,
-    /// Trace this running process (all its threads, and children it forks).
+    /// Trace this running process: all its threads, its current child processes, and
+    /// whatever they fork from now on.
     #[arg(long, value_name = "PID", conflicts_with = "command")]
     pub pid: Option<u32>,
     /// Run a built-in benchmark guest as the target (not available yet).
@@ -182,15 +183,29 @@ pub fn run(args: Args) -> CmdResult {
         )));
     }
     // Create the output first: a bad path fails before tracefs is touched.
-    let file = File::create(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))
-        .map_err(Failure::input)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let fs = match (&args.fake_tracefs, &args.tracefs) {
+    let sink: Box<dyn Write> = if args.output.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(
+            File::create(&args.output)
+                .with_context(|| format!("creating {}", args.output.display()))
+                .map_err(Failure::input)?,
+        )
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, sink);
+    let mut fs = match (&args.fake_tracefs, &args.tracefs) {
         (Some(d), _) => Tracefs::fake(d),
         (None, Some(d)) => Tracefs::real(d),
         (None, None) => Tracefs::discover(true).map_err(|e| failure(e, &cfg.mode))?,
     };
+    match fs.remove_stale_instances() {
+        Ok(gone) => {
+            for g in gone {
+                eprintln!("exitscope: removed {g}, left behind by a killed exitscope");
+            }
+        }
+        Err(e) => eprintln!("exitscope: warning: {e}"),
+    }
     let signals = SignalWatcher::install().map_err(|e| failure(e, &cfg.mode))?;
 
     let mut session_cfg = cfg.session;
@@ -203,7 +218,7 @@ pub fn run(args: Args) -> CmdResult {
         }
         Target::Pid(p) => {
             session_cfg.pids =
-                exitscope_tracefs::threads_of(*p).map_err(|e| failure(e, &cfg.mode))?;
+                exitscope_tracefs::process_tree_threads(*p).map_err(|e| failure(e, &cfg.mode))?;
         }
         Target::Everyone => {}
     }
@@ -273,6 +288,9 @@ pub fn run(args: Args) -> CmdResult {
     });
     let restored = session.finish();
     drop(signals);
+    if let Err(e) = fs.unmount_if_mounted() {
+        eprintln!("exitscope: warning: {e}");
+    }
     let summary = result.map_err(|e| failure(e, &cfg.mode))?;
     restored.map_err(|e| failure(e, &cfg.mode))?;
 
