@@ -462,3 +462,36 @@ fn real_function_graph_is_refused_plainly_and_nothing_changes() {
     assert!(stderr(&o).contains("exitscope record --events"), "{}", stderr(&o));
     assert_eq!(snapshot_tracefs(), before);
 }
+
+#[test]
+fn real_pid_target_follows_the_process_and_stops_when_it_exits() {
+    if skip_unless_hw() {
+        return;
+    }
+    let dir = TempDir::new("realpid");
+    let out = dir.0.join("t.txt");
+    // A wrapper that has already forked (sleep) and later runs the KVM program.
+    let mut target = Command::new("sh")
+        .arg("-c")
+        .arg(format!("sleep 1; python3 {} 200 >/dev/null", helper()))
+        .spawn()
+        .unwrap();
+    let pid = target.id().to_string();
+    let before = snapshot_tracefs();
+    let o = run(&[
+        "record",
+        "-e",
+        "kvm:kvm_cpuid",
+        "-o",
+        out.to_str().unwrap(),
+        "--pid",
+        &pid,
+        "--duration",
+        "20",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(target.wait().unwrap().success());
+    assert_eq!(snapshot_tracefs(), before);
+    let text = fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().filter(|l| l.contains(" kvm_cpuid: ")).count(), 200, "{}", stderr(&o));
+}

@@ -150,6 +150,13 @@ fn validate(a: &Args) -> Result<Config, Failure> {
     Ok(Config { mode, target, duration, session })
 }
 
+/// Whether process `pid` still runs (a zombie, not yet reaped by its parent, does not).
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X") | None)
+}
+
 /// Map a tracefs error to an exit code, with advice where there is some.
 fn failure(e: TfError, mode: &Mode) -> Failure {
     let graph = matches!(mode, Mode::Graph { .. });
@@ -276,8 +283,8 @@ pub fn run(args: Args) -> CmdResult {
             exit_status = Some(st);
             return Some(StopWhen::TargetExited);
         }
-        if let Some(Target::Pid(p)) = Some(&cfg.target)
-            && !std::path::Path::new(&format!("/proc/{p}")).exists()
+        if let Target::Pid(p) = &cfg.target
+            && !alive(*p)
         {
             return Some(StopWhen::TargetExited);
         }
@@ -327,10 +334,15 @@ pub fn run(args: Args) -> CmdResult {
             Err(Failure { code, error: anyhow!("interrupted by {name}; tracefs restored") })
         }
         _ => {
-            if let Some(st) = exit_status
-                && !st.success()
-            {
-                eprintln!("exitscope: the traced command exited with {st}");
+            let still_running = child.as_mut().map(|c| (c.pid(), matches!(c.try_wait(), Ok(None))));
+            match (exit_status, still_running) {
+                (Some(st), _) if !st.success() => {
+                    eprintln!("exitscope: the traced command exited with {st}");
+                }
+                (None, Some((pid, true))) => eprintln!(
+                    "exitscope: --duration reached; the command (pid {pid}) keeps running untraced"
+                ),
+                _ => {}
             }
             Ok(OK)
         }
