@@ -495,3 +495,28 @@ fn real_pid_target_follows_the_process_and_stops_when_it_exits() {
     let text = fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().filter(|l| l.contains(" kvm_cpuid: ")).count(), 200, "{}", stderr(&o));
 }
+
+#[test]
+fn fake_output_error_mid_recording_still_restores() {
+    let dir = TempDir::new("full");
+    fake(&dir.0);
+    let before = snapshot_dir(&dir.0);
+    let o = run(&[
+        "record",
+        "--fake-tracefs",
+        dir.0.to_str().unwrap(),
+        "--events",
+        "-o",
+        "/dev/full",
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/dev/full") && stderr(&o).contains("ENOSPC"), "{}", stderr(&o));
+    assert_eq!(snapshot_dir(&dir.0), before);
+    let log = fs::read_to_string(dir.0.join(".ops.log")).unwrap();
+    assert!(
+        log.trim_end().lines().last().unwrap().starts_with("rmdir instances/exitscope-"),
+        "{log}"
+    );
+}
