@@ -179,6 +179,17 @@ fn parse_lost(line: &[u8]) -> Option<(u32, u64)> {
     Some((cpu.parse().ok()?, n.parse().ok()?))
 }
 
+/// Sum of `entries:` over `<dir>per_cpu/cpuN/stats`: what sits unread in the ring buffer.
+pub(crate) fn buffered_entries(fs: &crate::Tracefs, dir: &str) -> u64 {
+    let Ok(rd) = std::fs::read_dir(fs.path(&format!("{dir}per_cpu"))) else { return 0 };
+    rd.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stats")).ok())
+        .filter_map(|t| {
+            t.lines().find_map(|l| l.strip_prefix("entries:")?.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 /// Per CPU, `overrun + dropped events` from `<dir>per_cpu/cpuN/stats` (missing files: none).
 fn read_stats(fs: &crate::Tracefs, dir: &str) -> BTreeMap<u32, u64> {
     let mut m = BTreeMap::new();

@@ -243,6 +243,25 @@ impl Session {
             if let Some(first) = set.lines().find(|l| !l.trim().is_empty()) {
                 return Err(Error::Busy { what: format!("set_event lists {}", first.trim()) });
             }
+            // Switching the tracer clears the buffer; enabling events does not, and the top
+            // level's buffer is not ours to clear.
+            let old = crate::capture::buffered_entries(fs, "");
+            if old > 0 {
+                self.notes.push(format!(
+                    "the top-level ring buffer already holds {old} entries from before; they \
+                     will appear at the start of the output"
+                ));
+            }
+        }
+        if matches!(cfg.mode, Mode::Graph { .. }) && fs.exists("set_ftrace_filter") {
+            let filter = fs.read("set_ftrace_filter").unwrap_or_default();
+            let n = filter.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count();
+            if n > 0 {
+                self.notes.push(format!(
+                    "set_ftrace_filter lists {n} functions (left as it is): the graph shows only \
+                     those"
+                ));
+            }
         }
         Ok(())
     }
