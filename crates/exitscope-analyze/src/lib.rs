@@ -26,6 +26,7 @@
 pub mod calls;
 pub mod funcs;
 pub mod histogram;
+pub mod kvm_events;
 pub mod merge;
 pub mod report;
 

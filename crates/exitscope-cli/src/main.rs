@@ -23,6 +23,9 @@ enum Command {
     Report(cmd::report::Args),
     /// Run VM-exit microbenchmarks on exitscope's built-in VMM (no QEMU needed).
     Bench(cmd::bench::Args),
+    /// Record the VM-exit path from tracefs (function_graph or kvm tracepoints) to a file,
+    /// leaving tracefs exactly as it was.
+    Record(cmd::record::Args),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Report(a) => cmd::report::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Record(a) => cmd::record::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,4 +1,5 @@
 //! One module per subcommand. Each has an `Args` (clap) and a `run(Args) -> CmdResult`.
 
 pub mod bench;
+pub mod record;
 pub mod report;
