@@ -21,12 +21,15 @@ struct Cli {
 enum Command {
     /// Parse function_graph or event traces and explain them as call trees and statistics.
     Report(cmd::report::Args),
+    /// Compare two traces call path by call path (AMD vs Intel, before vs after).
+    Diff(cmd::diff::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(a) => cmd::report::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
