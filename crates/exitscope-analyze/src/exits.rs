@@ -590,24 +590,20 @@ fn classify_one(
         evidence.push(format!("kvm_exit: {raw}"));
     }
     let after = unit.members.get(unit.run + 1..).unwrap_or(&[]);
-    let mut stack: Vec<u32> = after.iter().rev().copied().collect();
-    let mut saw_dispatcher = false;
+    // What the dispatchers called (through nested dispatchers), else the after phase's calls.
+    let is_dispatcher = |i: u32| role_of(roles, &root.nodes[i as usize]) == Role::Dispatcher;
+    let mut stack: Vec<u32> = after.iter().rev().copied().filter(|&i| is_dispatcher(i)).collect();
     let mut called = Vec::new();
+    if stack.is_empty() {
+        called = after.iter().map(|&i| i as usize).collect();
+    }
     while let Some(i) = stack.pop() {
-        let n = &root.nodes[i as usize];
-        if n.interrupt {
-            continue;
-        }
-        if role_of(roles, n) == Role::Dispatcher {
-            saw_dispatcher = true;
+        if is_dispatcher(i) {
             let kids: Vec<u32> = root.children(i).collect();
             stack.extend(kids.into_iter().rev());
-        } else {
+        } else if !root.nodes[i as usize].interrupt {
             called.push(i as usize);
         }
-    }
-    if !saw_dispatcher {
-        called = after.iter().map(|&i| i as usize).collect();
     }
     for i in called {
         let n = name(i);
@@ -740,8 +736,13 @@ impl<'t> ExitCollector<'t> {
                 Source::Handler => a.by_handler += 1,
                 Source::None => {}
             }
-            for e in c.evidence {
-                *a.evidence.entry(e).or_insert(0) += 1;
+            if c.reason.is_some() {
+                // The chain that decided it, as one entry: `kvm_exit: npf + handle_mmio_page_fault`.
+                *a.evidence.entry(c.evidence.join(" + ")).or_insert(0) += 1;
+            } else {
+                for e in c.evidence {
+                    *a.evidence.entry(e).or_insert(0) += 1;
+                }
             }
             a.total.add(p.total());
             a.before.add(p.before);
