@@ -351,3 +351,5 @@ impl RecordSink for Analysis<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;
