@@ -167,7 +167,9 @@ impl NormTable {
         self.collapse.iter().any(|s| s.name == name && s.module_ok(module))
     }
 
-    /// The comparison key of `name [module]`: canonical name and module.
+    /// The comparison key of `name [module]`: for a function an alias or pattern names,
+    /// `canonical [*]` (the group is the identity, whatever the modules); otherwise the name
+    /// and the module after [modules] (`clear_foo [kvm_vendor]`).
     pub fn key(&self, name: &str, module: Option<&str>) -> String {
         let name = base_name(name);
         let canonical = self
@@ -182,11 +184,13 @@ impl NormTable {
                         format!("{pre}{mid}{post}")
                     })
                 })
-            })
-            .unwrap_or_else(|| name.to_string());
-        match module {
-            Some(m) => format!("{canonical} [{}]", self.modules.get(m).map_or(m, String::as_str)),
-            None => canonical,
+            });
+        match (canonical, module) {
+            (Some(c), _) => format!("{c} [*]"),
+            (None, Some(m)) => {
+                format!("{name} [{}]", self.modules.get(m).map_or(m, String::as_str))
+            }
+            (None, None) => name.to_string(),
         }
     }
 }
@@ -370,7 +374,8 @@ impl Normalizer<'_> {
     fn level(&mut self, nodes: &[TreeNode], out: &mut Vec<NNode>, at_root: bool) -> Nanos {
         let mut moved: Nanos = 0;
         for n in nodes {
-            let collapse = self.table.is_some_and(|t| t.collapses(&n.function, n.module.as_deref()));
+            let collapse =
+                self.table.is_some_and(|t| t.collapses(&n.function, n.module.as_deref()));
             if collapse {
                 let own = n.self_ns.unwrap_or(0);
                 let e = self

@@ -243,7 +243,11 @@ impl ExitTable {
 
     /// What `name` (as printed, suffixes allowed) is to the exit view.
     pub fn role(&self, name: &str) -> Role {
-        self.roles.get(name).or_else(|| self.roles.get(base_name(name))).copied().unwrap_or(Role::Other)
+        self.roles
+            .get(name)
+            .or_else(|| self.roles.get(base_name(name)))
+            .copied()
+            .unwrap_or(Role::Other)
     }
 
     /// The reason a handler function identifies, if any.
@@ -381,15 +385,19 @@ impl ExitUnit {
         };
         let run = self.run.min(self.members.len());
         let other = if self.whole_root && self.parent != NO_PARENT {
-            root.nodes.get(self.parent as usize).and_then(|p| {
-                if p.return_lost { None } else { p.self_ns() }
-            })
+            root.nodes
+                .get(self.parent as usize)
+                .and_then(|p| if p.return_lost { None } else { p.self_ns() })
         } else {
             Some(0)
         };
         Phases {
             before: sum(&self.members[..run]),
-            run: self.members.get(run).and_then(|&r| root.nodes.get(r as usize)).and_then(duration_of),
+            run: self
+                .members
+                .get(run)
+                .and_then(|&r| root.nodes.get(r as usize))
+                .and_then(duration_of),
             after: sum(self.members.get(run + 1..).unwrap_or(&[])),
             other,
         }
@@ -572,9 +580,9 @@ fn classify_one(
     if let Some(mut cur) = current {
         // Refine: at most one step per reason, so no cycle can loop forever.
         for _ in 0..table.reasons.len() {
-            let better = matches.iter().find(|(_, r)| {
-                table.reasons.get(*r).is_some_and(|d| d.refines.contains(&cur))
-            });
+            let better = matches
+                .iter()
+                .find(|(_, r)| table.reasons.get(*r).is_some_and(|d| d.refines.contains(&cur)));
             match better {
                 Some(&(i, r)) => {
                     cur = r;
@@ -750,9 +758,7 @@ impl<'t> ExitCollector<'t> {
             a.after.add(p.after);
             a.other.add(p.other);
         }
-        if split
-            && let (Some(c), Some(d)) = (covered, root.nodes.first().and_then(duration_of))
-        {
+        if split && let (Some(c), Some(d)) = (covered, root.nodes.first().and_then(duration_of)) {
             self.unattributed_ns = self.unattributed_ns.saturating_add(d.saturating_sub(c));
         }
         units

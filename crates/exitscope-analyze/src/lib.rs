@@ -288,7 +288,11 @@ impl<'a> Analysis<'a> {
             diagnostics: self.diagnostics,
             diagnostic_counts: self.counts,
             percentiles_exact: exact,
-            exits: if self.opts.exits { self.exits.as_ref().map(ExitCollector::report) } else { None },
+            exits: if self.opts.exits {
+                self.exits.as_ref().map(ExitCollector::report)
+            } else {
+                None
+            },
         }
     }
 }

@@ -99,9 +99,7 @@ pub fn analyse_text(text: &str, opts: AnalysisOptions) -> Report {
 
 /// Options with the exit view on.
 pub fn exits_opts() -> AnalysisOptions {
-    let mut o = AnalysisOptions::default();
-    o.exits = true;
-    o
+    AnalysisOptions { exits: true, ..Default::default() }
 }
 
 /// A seed trace's text.

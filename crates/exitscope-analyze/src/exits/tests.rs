@@ -104,15 +104,27 @@ fn vmx_svm_and_trace_cmd_vocabularies_meet() {
 #[test]
 fn every_handler_family_classifies() {
     let cases = [
-        ("handle_exit [kvm_amd] 50 {\n cpuid_interception [kvm_amd] 60 {\n kvm_emulate_cpuid [kvm] 300\n }\n }", "CPUID"),
+        (
+            "handle_exit [kvm_amd] 50 {\n cpuid_interception [kvm_amd] 60 {\n kvm_emulate_cpuid [kvm] 300\n }\n }",
+            "CPUID",
+        ),
         ("vmx_handle_exit [kvm_intel] 50 {\n kvm_emulate_cpuid [kvm] 300\n }", "CPUID"),
-        ("vmx_handle_exit [kvm_intel] 50 {\n handle_io [kvm_intel] 80 {\n kvm_fast_pio [kvm] 200\n }\n }", "IO"),
+        (
+            "vmx_handle_exit [kvm_intel] 50 {\n handle_io [kvm_intel] 80 {\n kvm_fast_pio [kvm] 200\n }\n }",
+            "IO",
+        ),
         ("svm_handle_exit [kvm_amd] 50 {\n io_interception [kvm_amd] 80\n }", "IO"),
         ("vmx_handle_exit [kvm_intel] 50 {\n handle_ept_violation [kvm_intel] 900\n }", "EPT_NPF"),
         ("svm_handle_exit [kvm_amd] 50 {\n npf_interception [kvm_amd] 900\n }", "EPT_NPF"),
         ("vmx_handle_exit [kvm_intel] 50 {\n handle_ept_misconfig [kvm_intel] 900\n }", "MMIO"),
-        ("vmx_handle_exit [kvm_intel] 50 {\n handle_rdmsr [kvm_intel] 90 {\n kvm_emulate_rdmsr [kvm] 200\n }\n }", "MSR_READ"),
-        ("svm_handle_exit [kvm_amd] 50 {\n msr_interception [kvm_amd] 90 {\n kvm_emulate_wrmsr [kvm] 200\n }\n }", "MSR_WRITE"),
+        (
+            "vmx_handle_exit [kvm_intel] 50 {\n handle_rdmsr [kvm_intel] 90 {\n kvm_emulate_rdmsr [kvm] 200\n }\n }",
+            "MSR_READ",
+        ),
+        (
+            "svm_handle_exit [kvm_amd] 50 {\n msr_interception [kvm_amd] 90 {\n kvm_emulate_wrmsr [kvm] 200\n }\n }",
+            "MSR_WRITE",
+        ),
         ("svm_handle_exit [kvm_amd] 50 {\n msr_interception [kvm_amd] 90\n }", "MSR"),
         ("vmx_handle_exit [kvm_intel] 50 {\n kvm_emulate_halt [kvm] 300\n }", "HLT"),
         ("handle_exit [kvm_amd] 50 {\n halt_interception [kvm_amd] 300\n }", "HLT"),
@@ -120,15 +132,27 @@ fn every_handler_family_classifies() {
             "vmx_handle_exit_irqoff [kvm_intel] 50 {\n handle_external_interrupt_irqoff [kvm_intel] 400\n }\n vmx_handle_exit [kvm_intel] 50 {\n handle_external_interrupt [kvm_intel] 30\n }",
             "EXTERNAL_INTERRUPT",
         ),
-        ("svm_handle_exit [kvm_amd] 50 {\n intr_interception [kvm_amd] 30\n }", "EXTERNAL_INTERRUPT"),
-        ("vmx_handle_exit [kvm_intel] 50 {\n handle_interrupt_window [kvm_intel] 30\n }", "INTERRUPT_WINDOW"),
-        ("vmx_handle_exit [kvm_intel] 50 {\n handle_vmcall [kvm_intel] 30 {\n kvm_emulate_hypercall [kvm] 200\n }\n }", "HYPERCALL"),
+        (
+            "svm_handle_exit [kvm_amd] 50 {\n intr_interception [kvm_amd] 30\n }",
+            "EXTERNAL_INTERRUPT",
+        ),
+        (
+            "vmx_handle_exit [kvm_intel] 50 {\n handle_interrupt_window [kvm_intel] 30\n }",
+            "INTERRUPT_WINDOW",
+        ),
+        (
+            "vmx_handle_exit [kvm_intel] 50 {\n handle_vmcall [kvm_intel] 30 {\n kvm_emulate_hypercall [kvm] 200\n }\n }",
+            "HYPERCALL",
+        ),
         ("svm_handle_exit [kvm_amd] 50 {\n pf_interception [kvm_amd] 300\n }", "EXCEPTION"),
         ("vmx_handle_exit [kvm_intel] 50 {\n handle_cr [kvm_intel] 300\n }", "CR_ACCESS"),
         ("vmx_handle_exit [kvm_intel] 50 {\n handle_pause [kvm_intel] 300\n }", "PAUSE"),
         ("vmx_handle_exit [kvm_intel] 50 {\n handle_apic_write [kvm_intel] 300\n }", "APIC"),
         ("vmx_handle_exit [kvm_intel] 50 {\n handle_xsetbv [kvm_intel] 300\n }", "XSETBV"),
-        ("vmx_handle_exit [kvm_intel] 50 {\n handle_preemption_timer [kvm_intel] 300\n }", "PREEMPTION_TIMER"),
+        (
+            "vmx_handle_exit [kvm_intel] 50 {\n handle_preemption_timer [kvm_intel] 300\n }",
+            "PREEMPTION_TIMER",
+        ),
     ];
     for (handling, want) in cases {
         let ex = exits_of(&veg("", handling));
@@ -250,11 +274,17 @@ fn a_big_root_is_cut_at_each_run_call() {
     let by = |name: &str| ex.reasons.iter().find(|x| x.reason == name).unwrap();
     // First exit: from the container's first child (vcpu_load) to its dispatcher.
     let c = by("CPUID");
-    assert_eq!((c.before.mean_ns, c.run.mean_ns, c.after.mean_ns), (Some(350), Some(2000), Some(390)));
+    assert_eq!(
+        (c.before.mean_ns, c.run.mean_ns, c.after.mean_ns),
+        (Some(350), Some(2000), Some(390))
+    );
     assert_eq!(c.other.mean_ns, Some(0));
     // Second: what followed the first dispatcher is its `before`.
     let io = by("IO");
-    assert_eq!((io.before.mean_ns, io.run.mean_ns, io.after.mean_ns), (Some(130), Some(2100), Some(590)));
+    assert_eq!(
+        (io.before.mean_ns, io.run.mean_ns, io.after.mean_ns),
+        (Some(130), Some(2100), Some(590))
+    );
     let hlt = by("HLT");
     assert_eq!((hlt.before.mean_ns, hlt.after.mean_ns), (Some(0), Some(750)));
     // vcpu_put after the last dispatcher and the container's self time are outside every exit.
@@ -308,7 +338,10 @@ fn split_exits_build_the_merged_tree_from_units() {
     let r = analyse_text(&graph(IOCTL), o);
     assert_eq!(r.tree.len(), 1);
     let v = &r.tree[0];
-    assert_eq!((v.function.as_str(), v.module.as_deref(), v.count), ("vcpu_enter_guest", Some("kvm"), 3));
+    assert_eq!(
+        (v.function.as_str(), v.module.as_deref(), v.count),
+        ("vcpu_enter_guest", Some("kvm"), 3)
+    );
     assert_eq!(v.self_ns, Some(0), "a synthetic unit has no self time");
     let run = v.children.iter().find(|c| c.function == "svm_vcpu_run").unwrap();
     assert_eq!((run.count, run.total_ns), (3, Some(6300)));
@@ -317,8 +350,7 @@ fn split_exits_build_the_merged_tree_from_units() {
     // The flat profile still sees the real root.
     assert!(r.flat.iter().any(|f| f.function == "kvm_arch_vcpu_ioctl_run"));
     // A vcpu_enter_guest trace is left alone.
-    let mut o = crate::AnalysisOptions::default();
-    o.split_exits = true;
+    let o = crate::AnalysisOptions { split_exits: true, ..Default::default() };
     let s = analyse_text(&seed("cpuid-amd.fgraph.txt"), o);
     assert_eq!(s.tree[0].self_ns, Some(541));
     assert!(s.exits.is_none());
@@ -326,7 +358,9 @@ fn split_exits_build_the_merged_tree_from_units() {
 
 #[test]
 fn run_call_roots_and_roots_without_exits() {
-    let ex = exits_of("svm_vcpu_run [kvm_amd] 2000 {\n  kvm_load_guest_xsave_state [kvm] 90\n}\ncpuid_interception [kvm_amd] 100\n");
+    let ex = exits_of(
+        "svm_vcpu_run [kvm_amd] 2000 {\n  kvm_load_guest_xsave_state [kvm] 90\n}\ncpuid_interception [kvm_amd] 100\n",
+    );
     assert_eq!((ex.exits, ex.whole_roots, ex.roots_without_run), (1, 1, 1));
     assert_eq!(only_reason(&ex), UNKNOWN);
     assert_eq!(ex.reasons[0].run.mean_ns, Some(2090));

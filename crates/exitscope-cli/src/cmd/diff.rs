@@ -9,9 +9,7 @@ use exitscope_analyze::diff::{self, DiffReport, DiffSort, DiffStatus, NormTable}
 use exitscope_analyze::report::Report;
 use exitscope_analyze::{Analysis, AnalysisOptions};
 
-use crate::cmd::report::{
-    ColorChoice, analyse_inputs, open_output, print_diagnostics, style_for,
-};
+use crate::cmd::report::{ColorChoice, analyse_inputs, open_output, print_diagnostics, style_for};
 use crate::exit::{self, CmdResult, Failure};
 
 /// Arguments of `exitscope diff`.
@@ -88,8 +86,7 @@ fn load_table(args: &Args) -> Result<Option<NormTable>, Failure> {
     if let Some(path) = &args.map {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read normalization map {path}"))?;
-        let user = NormTable::parse(&text)
-            .map_err(|e| Failure::input(anyhow!("{path}: {e}")))?;
+        let user = NormTable::parse(&text).map_err(|e| Failure::input(anyhow!("{path}: {e}")))?;
         table.extend_with(user);
     }
     Ok(Some(table))
