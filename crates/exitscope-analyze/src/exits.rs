@@ -437,6 +437,27 @@ pub fn exit_units(root: &RootCall, roles: &[Role]) -> Vec<ExitUnit> {
             None => groups.push((p, vec![r])),
         }
     }
+    // Run calls under different parents are separate groups. A group nested below another
+    // group's container is part of that group's exits (never counted twice): keep only the
+    // outermost groups. Real traces have one group per root.
+    let is_below = |mut n: u32, ancestor: u32| {
+        while let Some(p) = nodes.get(n as usize).map(|x| x.parent) {
+            if p == ancestor {
+                return true;
+            }
+            n = p;
+        }
+        false
+    };
+    groups.sort_by_key(|g| (nodes.get(g.0 as usize).map_or(0, |n| n.depth), g.1[0]));
+    let mut kept: Vec<(u32, Vec<u32>)> = Vec::with_capacity(groups.len());
+    for g in groups {
+        if !kept.iter().any(|k| is_below(g.0, k.0)) {
+            kept.push(g);
+        }
+    }
+    kept.sort_by_key(|g| g.1[0]);
+    let groups = kept;
     let whole = groups.len() == 1
         && groups[0].0 == 0
         && groups[0].1.len() == 1
@@ -505,22 +526,25 @@ pub fn classify_units(
     // The first exit event of each unit: by node when it sits inside a member's subtree,
     // else by input line (an event printed at the container's level).
     let mut raw_events: Vec<Option<&str>> = vec![None; units.len()];
+    // Units are disjoint and in pre-order, so both lookups are binary searches.
     let ranges: Vec<(usize, usize)> = units.iter().map(|u| u.node_range(root)).collect();
+    let first_lines: Vec<u64> = units
+        .iter()
+        .map(|u| u.members.first().and_then(|&m| root.nodes.get(m as usize)).map_or(0, |n| n.line))
+        .collect();
     for ev in root.events.iter().filter(|e| table.is_exit_event(&e.name)) {
         let Some(raw) = exit_event_reason(&ev.text) else { continue };
         let node = ev.node as usize;
-        let by_node = ranges.iter().position(|&(a, b)| node >= a && node < b);
+        let k = ranges.partition_point(|&(a, _)| a <= node);
+        let by_node = k.checked_sub(1).filter(|&k| node < ranges[k].1);
         let unit = by_node.or_else(|| {
             if units.len() == 1 {
                 return Some(0);
             }
-            let line_of = |u: &ExitUnit| {
-                u.members.first().and_then(|&m| root.nodes.get(m as usize)).map_or(0, |n| n.line)
-            };
             if ev.line == 0 {
                 return None;
             }
-            units.iter().rposition(|u| line_of(u) <= ev.line)
+            first_lines.partition_point(|&l| l <= ev.line).checked_sub(1)
         });
         if let Some(u) = unit
             && raw_events[u].is_none()

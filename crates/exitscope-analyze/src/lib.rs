@@ -6,6 +6,12 @@
 //!   migrations, lost events and interrupts) as a [`calls::RootCall`];
 //! - [`merge::MergedTree`] merges root calls by call path (count, total, self, min, max,
 //!   mean, p50, p99), [`merge::FlatProfile`] totals them per function;
+//! - [`exits::ExitCollector`] cuts roots into VM exits (one per `svm_vcpu_run` /
+//!   `vmx_vcpu_run` call, big `kvm_arch_vcpu_ioctl_run` roots included), classifies each from
+//!   `kvm_exit` events or handler functions (table: `exit_handlers.toml`) and splits its time
+//!   into before / run / after / other phases (`report --exits`);
+//! - [`diff::diff`] aligns two merged trees by call path after vendor normalization
+//!   (`svm_*` ↔ `vmx_*`, table: `diff_normalize.toml`) for `exitscope diff`;
 //! - [`Analysis`] wires these together as a [`RecordSink`] and produces a [`report::Report`],
 //!   the document every renderer reads.
 //!

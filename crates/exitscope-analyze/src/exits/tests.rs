@@ -392,3 +392,77 @@ fn events_printed_at_the_container_level_go_to_their_exit_by_line() {
     got.sort_unstable();
     assert_eq!(got, ["HLT", "IO"]);
 }
+
+/// Random call trees made of the names the exit view cares about: never a panic, and the
+/// numbers always add up.
+#[test]
+fn random_trees_never_panic_and_always_add_up() {
+    const NAMES: &[&str] = &[
+        "vcpu_enter_guest [kvm]",
+        "kvm_arch_vcpu_ioctl_run [kvm]",
+        "vcpu_run [kvm]",
+        "svm_vcpu_run [kvm_amd]",
+        "vmx_vcpu_run [kvm_intel]",
+        "svm_handle_exit [kvm_amd]",
+        "vmx_handle_exit [kvm_intel]",
+        "kvm_emulate_cpuid [kvm]",
+        "handle_io [kvm_intel]",
+        "npf_interception [kvm_amd]",
+        "handle_mmio_page_fault [kvm]",
+        "__sysvec_apic_timer_interrupt",
+        "kvm_load_guest_xsave_state [kvm]",
+        "schedule",
+    ];
+    let mut seed: u64 = 0x5eed;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for _ in 0..300 {
+        let mut out = String::new();
+        let mut depth = 0usize;
+        for _ in 0..(5 + next(40)) {
+            let name = NAMES[next(NAMES.len() as u64) as usize];
+            let ind = "  ".repeat(depth);
+            match next(4) {
+                0 if depth > 0 => {
+                    depth -= 1;
+                    out.push_str(&format!("{}}}\n", "  ".repeat(depth)));
+                }
+                1 => {
+                    out.push_str(&format!("{ind}{name} {} {{\n", next(500)));
+                    depth += 1;
+                }
+                2 => out.push_str(&format!(
+                    "{ind}# kvm_exit: vcpu 0 reason {} rip 0x1\n",
+                    ["cpuid", "io", "npf", "0x7"][next(4) as usize]
+                )),
+                _ => out.push_str(&format!("{ind}{name} {}\n", next(500))),
+            }
+        }
+        while depth > 0 {
+            depth -= 1;
+            out.push_str(&format!("{}}}\n", "  ".repeat(depth)));
+        }
+        let text = graph(&out);
+        let r = analyse_text(
+            &text,
+            crate::AnalysisOptions { exits: true, split_exits: true, ..Default::default() },
+        );
+        let ex = r.exits.unwrap();
+        let counted: u64 = ex.reasons.iter().map(|x| x.count).sum();
+        assert_eq!(counted, ex.exits, "{out}");
+        for x in &ex.reasons {
+            let sum = [&x.before, &x.run, &x.after, &x.other]
+                .iter()
+                .map(|p| p.total_ns.unwrap_or(0))
+                .sum::<u64>();
+            assert_eq!(x.total.total_ns.unwrap_or(0), sum, "{out}");
+        }
+        // Every root's time is in an exit, unattributed, or in a root without exits.
+        let plain = analyse_text(&text, crate::AnalysisOptions::default());
+        let all: u64 = plain.tree.iter().filter_map(|n| n.total_ns).sum();
+        let in_exits: u64 = ex.reasons.iter().filter_map(|x| x.total.total_ns).sum();
+        assert!(in_exits + ex.unattributed_ns <= all, "{out}");
+    }
+}
