@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! # delta = B - A (mean per call); positive means B is slower; ratio = B / A
-//!        A MEAN (N)        B MEAN (N)          DELTA    RATIO     SELF DELTA  FUNCTION CALLS
-//!    4.278 us (1)      5.684 us (1)      +1.406 us    ×1.33      +0.248 us  vcpu_enter_guest [kvm]() {
+//!          A MEAN (N)          B MEAN (N)         DELTA    RATIO     SELF DELTA  FUNCTION CALLS
+//!        4.278 us (1)        5.684 us (1)     +1.406 us    ×1.33      +0.248 us  vcpu_enter_guest [kvm]() {
 //! ```
 
 use std::io::{self, Write};
@@ -13,8 +13,17 @@ use exitscope_analyze::diff::{DiffNode, DiffReport, DiffSide, DiffStatus};
 use crate::units::duration;
 use crate::{Style, colors};
 
-const HEADER: &str =
-    "       A MEAN (N)        B MEAN (N)          DELTA    RATIO     SELF DELTA  FUNCTION CALLS";
+/// Width of the A and B columns: `mean (count)`.
+const SIDE: usize = 19;
+/// Width of everything before the function column.
+const STATS: usize = SIDE * 2 + 13 + 8 + 14 + 4;
+
+fn header() -> String {
+    format!(
+        "{:>SIDE$} {:>SIDE$} {:>13} {:>8} {:>14}  FUNCTION CALLS",
+        "A MEAN (N)", "B MEAN (N)", "DELTA", "RATIO", "SELF DELTA"
+    )
+}
 
 /// Faster in B.
 const FASTER: &str = "32";
@@ -65,7 +74,7 @@ pub fn write(d: &DiffReport, style: &Style, w: &mut impl Write) -> io::Result<()
             "; names compared as they are"
         }
     )?;
-    writeln!(w, "{}", style.paint(colors::HEADER, HEADER))?;
+    writeln!(w, "{}", style.paint(colors::HEADER, &header()))?;
     for root in &d.tree {
         node(root, 0, style, w)?;
         writeln!(w)?;
@@ -111,7 +120,7 @@ fn node(n: &DiffNode, depth: usize, style: &Style, w: &mut impl Write) -> io::Re
     let ratio = n.ratio.map_or_else(|| "-".to_string(), |r| format!("\u{d7}{r:.2}"));
     let self_delta = n.self_delta_ns.map_or_else(|| "-".to_string(), signed_duration);
     let stats = format!(
-        "{:>17} {:>17} {delta_col} {ratio:>8} {self_delta:>14}",
+        "{:>SIDE$} {:>SIDE$} {delta_col} {ratio:>8} {self_delta:>14}",
         side(n.a.as_ref()),
         side(n.b.as_ref()),
     );
@@ -128,7 +137,7 @@ fn node(n: &DiffNode, depth: usize, style: &Style, w: &mut impl Write) -> io::Re
         for c in &n.children {
             node(c, depth + 1, style, w)?;
         }
-        writeln!(w, "{:>73}  {indent}{}", "", style.paint(colors::DIM, "}"))
+        writeln!(w, "{:>STATS$}  {indent}{}", "", style.paint(colors::DIM, "}"))
     }
 }
 

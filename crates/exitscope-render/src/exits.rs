@@ -138,3 +138,56 @@ fn reason(r: &ReasonReport, style: &Style, w: &mut impl Write) -> io::Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use exitscope_analyze::exits::{ExitsReport, NameCount, PhaseStats, ReasonReport};
+
+    use super::*;
+
+    fn phase(mean: u64) -> PhaseStats {
+        PhaseStats {
+            timed: 1,
+            total_ns: Some(mean),
+            mean_ns: Some(mean),
+            p50_ns: Some(mean),
+            p99_ns: Some(mean),
+            min_ns: Some(mean),
+            max_ns: Some(mean),
+        }
+    }
+
+    #[test]
+    fn one_block_per_reason_with_shares() {
+        let report = Report {
+            exits: Some(ExitsReport {
+                exits: 1,
+                whole_roots: 1,
+                reasons: vec![ReasonReport {
+                    reason: "CPUID".into(),
+                    count: 1,
+                    by_handler: 1,
+                    evidence: vec![NameCount { name: "cpuid_interception".into(), count: 1 }],
+                    total: phase(4278),
+                    before: phase(160),
+                    run: phase(2265),
+                    after: phase(1312),
+                    other: phase(541),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        write(&report, &Style::plain(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("CPUID                     1  total      4.278 us"), "{text}");
+        assert!(text.contains("run        2.265 us"), "{text}");
+        assert!(text.contains("52.9%"), "{text}");
+        assert!(text.contains("classified by: cpuid_interception (1)"), "{text}");
+        let mut out = Vec::new();
+        write(&Report::default(), &Style::plain(), &mut out).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("run with --exits"));
+    }
+}
