@@ -36,9 +36,11 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 pub fn write_exits(ex: &ExitsReport, style: &Style, w: &mut impl Write) -> io::Result<()> {
     writeln!(
         w,
-        "# {}: {} one exit each, {} cut into exits",
+        "# {} from {} that {} one exit (vcpu_enter_guest) and {} cut at each run call \
+         (kvm_arch_vcpu_ioctl_run, vcpu_run)",
         plural(ex.exits, "exit", "exits"),
         plural(ex.whole_roots, "root", "roots"),
+        if ex.whole_roots == 1 { "is" } else { "are" },
         plural(ex.split_roots, "bigger root", "bigger roots"),
     )?;
     writeln!(
