@@ -169,7 +169,7 @@ impl NormTable {
 
     /// The comparison key of `name [module]`: for a function an alias or pattern names,
     /// `canonical [*]` (the group is the identity, whatever the modules); otherwise the name
-    /// and the module after [modules] (`clear_foo [kvm_vendor]`).
+    /// and the module after `[modules]` (`clear_foo [kvm_vendor]`).
     pub fn key(&self, name: &str, module: Option<&str>) -> String {
         let name = base_name(name);
         let canonical = self

@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = SortChoice::Tree)]
     pub sort: SortChoice,
     /// A TOML file of extra normalization rules (same format as the built-in
-    /// `diff_normalize.toml`: collapse, [modules], [[alias]], [[pattern]]), checked first.
+    /// `diff_normalize.toml`: `collapse`, `[modules]`, `[[alias]]`, `[[pattern]]`), checked first.
     #[arg(long, value_name = "FILE", conflicts_with = "no_normalize")]
     pub map: Option<String>,
     /// Compare names as they are (same vendor, e.g. one host before/after a kernel change).
