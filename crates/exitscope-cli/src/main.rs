@@ -26,6 +26,8 @@ enum Command {
     /// Record the VM-exit path from tracefs (function_graph or kvm tracepoints) to a file,
     /// leaving tracefs exactly as it was.
     Record(cmd::record::Args),
+    /// Compare two traces call path by call path (AMD vs Intel, before vs after).
+    Diff(cmd::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd::report::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Record(a) => cmd::record::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
