@@ -174,9 +174,12 @@ pub struct ExitReasonStats {
 /// JSON of `exitscope report --json`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct KvmEventReport {
-    /// Count of every event seen, by name (`"kvm_cpuid": 1000`).
+    /// Count of every event seen, by name (`"kvm_cpuid": 1000`). (Inside a `Report` these
+    /// are moved to its top level, so they are skipped here when empty.)
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub events: BTreeMap<String, u64>,
     /// Per exit reason, most samples first (ties by name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exit_reasons: Vec<ExitReasonStats>,
     /// Where the numbers come from.
     pub timing: TimingSource,
@@ -278,7 +281,9 @@ impl KvmEventStats {
     }
 
     fn on_event(&mut self, rec: &Record<'_>, name: &str, text: &str) {
-        *self.events.entry(name.to_owned()).or_default() += 1;
+        // trace_printk / trace_marker comments carry no event name.
+        let key = if name.is_empty() { "trace_printk" } else { name };
+        *self.events.entry(key.to_owned()).or_default() += 1;
         let key = key_of(rec);
         match name {
             "kvm_exit" => {

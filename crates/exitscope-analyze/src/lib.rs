@@ -38,7 +38,7 @@ pub mod kvm_events;
 pub mod merge;
 pub mod report;
 
-use exitscope_model::{Diagnostic, Flow, Record, RecordSink, Severity};
+use exitscope_model::{Diagnostic, Flow, Record, RecordKind, RecordSink, Severity};
 
 use calls::{CallSink, CallTreeBuilder, RootCall};
 use exits::{ExitCollector, ExitTable};
@@ -133,6 +133,8 @@ pub struct Analysis<'a> {
     extra_records: Vec<&'a mut dyn RecordSink>,
     exits: Option<ExitCollector<'static>>,
     split: Option<FuncId>,
+    kvm_events: kvm_events::KvmEventStats,
+    saw_events: bool,
     inputs: Vec<InputSummary>,
     diagnostics: Vec<Diagnostic>,
     counts: DiagnosticCounts,
@@ -156,6 +158,8 @@ impl<'a> Analysis<'a> {
             flat: FlatProfile::default(),
             extra: Vec::new(),
             extra_records: Vec::new(),
+            kvm_events: kvm_events::KvmEventStats::new(),
+            saw_events: false,
             exits,
             split,
             inputs: Vec::new(),
@@ -283,6 +287,12 @@ impl<'a> Analysis<'a> {
             events: lo.lost_events,
             uncounted_markers: lo.lost_uncounted,
         };
+        let (events, exit_reasons, event_analysis) = if self.saw_events {
+            let mut k = self.kvm_events.finish();
+            (std::mem::take(&mut k.events), std::mem::take(&mut k.exit_reasons), Some(k))
+        } else {
+            Default::default()
+        };
         Report {
             schema_version: SCHEMA_VERSION,
             inputs: self.inputs,
@@ -295,6 +305,9 @@ impl<'a> Analysis<'a> {
             diagnostics: self.diagnostics,
             diagnostic_counts: self.counts,
             percentiles_exact: exact,
+            events,
+            exit_reasons,
+            event_analysis,
             exits: if self.opts.exits {
                 self.exits.as_ref().map(ExitCollector::report)
             } else {
@@ -345,6 +358,14 @@ impl RecordSink for Analysis<'_> {
             split: self.split,
         };
         self.builder.record(rec, &mut consumers);
+        // Event statistics only need events, LOST markers and task switches.
+        if !matches!(
+            rec.kind,
+            RecordKind::Entry { .. } | RecordKind::Exit { .. } | RecordKind::Leaf { .. }
+        ) {
+            self.saw_events |= matches!(rec.kind, RecordKind::Event { .. });
+            let _ = self.kvm_events.record(rec);
+        }
         let mut flow = Flow::Continue;
         for s in self.extra_records.iter_mut() {
             if s.record(rec) == Flow::Stop {

@@ -69,6 +69,15 @@ pub struct Report {
     /// False when some distribution had too many distinct values and percentiles are
     /// bucketed (relative error < 0.2 %).
     pub percentiles_exact: bool,
+    /// Count of every event (tracepoint line or graph comment) by name; empty when none.
+    pub events: std::collections::BTreeMap<String, u64>,
+    /// Per exit reason from kvm tracepoints (`kvm_exit`/`kvm_entry` pairs, or the
+    /// reason-specific tracepoints where those do not fire); empty when none.
+    pub exit_reasons: Vec<crate::kvm_events::ExitReasonStats>,
+    /// The rest of the kvm event analysis (timing source, totals, notes), when the trace had
+    /// events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_analysis: Option<crate::kvm_events::KvmEventReport>,
     /// The exit view (`report --exits`), absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exits: Option<crate::exits::ExitsReport>,

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod diff;
+pub mod events;
 pub mod exits;
 pub mod flat;
 pub mod json;

@@ -163,8 +163,16 @@ pub fn run(args: Args) -> CmdResult {
         exitscope_render::exits::write(&report, &style, &mut out)?;
     } else if args.flat {
         exitscope_render::flat::write(&report, &style, &mut out)?;
+    } else if report.tree.is_empty() && report.event_analysis.is_some() {
+        // An event trace (kvm tracepoints, no function_graph): the exit-reason table.
+        exitscope_render::events::write(&report, &mut out)?;
+        exitscope_render::tree::footer(&report, &mut out)?;
     } else {
         exitscope_render::tree::write(&report, &style, &mut out)?;
+        if report.event_analysis.is_some() {
+            writeln!(out)?;
+            exitscope_render::events::write(&report, &mut out)?;
+        }
     }
     out.flush()?;
     Ok(exit::OK)
