@@ -243,13 +243,6 @@ fn fake_eperm_for_function_graph_says_use_events_and_exits_3() {
 }
 
 #[test]
-fn bench_is_not_available_yet() {
-    let o = run(&["record", "--bench", "cpuid"]);
-    assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("not available"), "{}", stderr(&o));
-}
-
-#[test]
 fn nothing_to_trace_is_a_usage_error() {
     let o = run(&["record", "--events"]);
     assert_eq!(o.status.code(), Some(2));
@@ -413,6 +406,29 @@ fn real_events_record_counts_the_programs_kvm_cpuid_and_restores_tracefs() {
         cpuid.inter_arrival.as_ref().map_or(0, |d| d.p50_ns),
         cpuid.rate_per_s.unwrap_or(0.0)
     );
+}
+
+/// `--bench TEST` records exitscope's own VMM; `exitscope report` of the file counts the exits.
+#[test]
+fn real_bench_target_records_its_port_io_exits_and_report_counts_them() {
+    if skip_unless_hw() {
+        return;
+    }
+    let dir = TempDir::new("bench");
+    let out = dir.0.join("t.txt");
+    let before = snapshot_tracefs();
+    let o = run(&["record", "--events", "--bench", "inl_from_kernel", "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(snapshot_tracefs(), before, "tracefs differs after the run");
+    let rep = Command::new(BIN).args(["report", "--json", out.to_str().unwrap()]).output().unwrap();
+    assert!(rep.status.success(), "{}", stderr(&rep));
+    let v: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    let pio = v["events"]["kvm_pio"].as_u64().unwrap_or(0);
+    // --quick runs at least 2^26 cycles of ~3-20 us exits, three times: thousands of exits.
+    assert!(pio > 1000, "kvm_pio {pio}: {}", v["events"]);
+    let io = v["exit_reasons"].as_array().unwrap().iter().find(|r| r["reason"] == "IO").unwrap();
+    assert_eq!(io["count"].as_u64(), Some(pio));
+    eprintln!("record --bench inl_from_kernel: {pio} kvm_pio events");
 }
 
 #[test]

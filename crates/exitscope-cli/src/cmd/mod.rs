@@ -4,3 +4,4 @@ pub mod bench;
 pub mod diff;
 pub mod record;
 pub mod report;
+pub mod run;

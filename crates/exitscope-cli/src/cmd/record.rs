@@ -55,7 +55,8 @@ pub struct Args {
     /// whatever they fork from now on.
     #[arg(long, value_name = "PID", conflicts_with = "command")]
     pub pid: Option<u32>,
-    /// Run a built-in benchmark guest as the target (not available yet).
+    /// Run a built-in benchmark as the target (`exitscope bench --quick TEST`; see
+    /// `exitscope bench --list`).
     #[arg(long, value_name = "TEST", conflicts_with_all = ["command", "pid"])]
     pub bench: Option<String>,
     /// Stop after this many seconds (decimals allowed); without a target it traces every task.
@@ -94,14 +95,6 @@ enum Target {
 }
 
 fn validate(a: &Args) -> Result<Config, Failure> {
-    if let Some(t) = &a.bench {
-        // TODO(bench): wire the built-in VMM (branch `vmm`) as a target: start it paused like a
-        // command, or in-process with its vCPU thread's tid in the pid filter.
-        return Err(Failure::environment(anyhow!(
-            "--bench {t}: the built-in benchmark VMM is not available in this build yet; \
-             run a KVM program after `--` instead"
-        )));
-    }
     let mode = if a.events || !a.event.is_empty() {
         if a.max_depth.is_some() {
             return Err(Failure::input(anyhow!("--max-depth only applies to --graph")));
@@ -130,7 +123,9 @@ fn validate(a: &Args) -> Result<Config, Failure> {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => return Err(Failure::input(anyhow!("--duration {s}: expected seconds > 0"))),
     };
-    let target = if !a.command.is_empty() {
+    let target = if let Some(test) = &a.bench {
+        Target::Command(bench_command(test, &["--quick"])?)
+    } else if !a.command.is_empty() {
         Target::Command(a.command.clone())
     } else if let Some(p) = a.pid {
         Target::Pid(p)
@@ -148,6 +143,17 @@ fn validate(a: &Args) -> Result<Config, Failure> {
         session.placement = Placement::TopLevel;
     }
     Ok(Config { mode, target, duration, session })
+}
+
+/// `exitscope bench EXTRA... TEST` with this very binary, so the traced VMM is exitscope's own.
+pub fn bench_command(test: &str, extra: &[&str]) -> Result<Vec<OsString>, Failure> {
+    let exe = std::env::current_exe()
+        .context("finding the exitscope binary to run the benchmark")
+        .map_err(Failure::environment)?;
+    let mut argv = vec![exe.into_os_string(), "bench".into()];
+    argv.extend(extra.iter().map(OsString::from));
+    argv.push(test.into());
+    Ok(argv)
 }
 
 /// Whether process `pid` still runs (a zombie, not yet reaped by its parent, does not).
