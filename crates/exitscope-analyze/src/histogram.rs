@@ -1,25 +1,27 @@
 //! Latency distributions with bounded memory.
 //!
-//! Values are kept exactly (a sparse value → count map) until a distribution holds more than
-//! [`EXACT_LIMIT`] distinct values; then it folds into log-linear buckets with 512 sub-buckets
-//! per power of two (relative error < 0.2 %, exact below 1024 ns). So percentiles of typical
-//! KVM exit paths (few distinct durations at the text's precision) are exact, and memory per
-//! distribution never exceeds a few tens of KB however long the trace.
-
-use rustc_hash::FxHashMap;
+//! The first [`EXACT_LIMIT`] values of a distribution are kept as they are, so percentiles of
+//! small sets (most call paths of a trace) are exact. Beyond that the distribution switches to
+//! log-linear buckets: 512 sub-buckets per power of two (relative error < 0.2 %, exact below
+//! 1024 ns), stored as one lazily allocated array per power of two, so recording a value is an
+//! array increment and memory per distribution stays a few KB however long the trace.
 
 use exitscope_model::Nanos;
 
-/// Distinct values kept exactly before folding into buckets.
+/// Values kept exactly before switching to buckets.
 pub const EXACT_LIMIT: usize = 4096;
 const SUB_BITS: u32 = 9;
+const SUBS: usize = 1 << SUB_BITS;
 const LINEAR_LIMIT: u64 = 1 << (SUB_BITS + 1); // 1024: below this every value is its own bucket
 
 /// A distribution of durations.
 #[derive(Clone, Debug, Default)]
 pub struct Histogram {
-    counts: FxHashMap<u64, u64>,
-    /// True once `counts` holds bucket indexes instead of exact values.
+    /// Raw values while there are at most EXACT_LIMIT of them.
+    exact: Vec<Nanos>,
+    /// Bucket counts per "octave" (index 0: values 0..1024 one per value, split in two arrays
+    /// of 512; index k >= 2: values in [2^(k+8), 2^(k+9)) in 512 buckets).
+    octaves: Vec<Option<Box<[u64; SUBS]>>>,
     bucketed: bool,
     total: u64,
 }
@@ -27,39 +29,61 @@ pub struct Histogram {
 impl Histogram {
     /// Record one value.
     pub fn add(&mut self, v: Nanos) {
-        self.add_n(v, 1);
+        self.total += 1;
+        if !self.bucketed {
+            self.exact.push(v);
+            if self.exact.len() > EXACT_LIMIT {
+                self.fold();
+            }
+            return;
+        }
+        self.bump(v, 1);
     }
 
     /// Record `n` copies of `v`.
     pub fn add_n(&mut self, v: Nanos, n: u64) {
-        let key = if self.bucketed { bucket_of(v) } else { v };
-        *self.counts.entry(key).or_insert(0) += n;
-        self.total += n;
-        if !self.bucketed && self.counts.len() > EXACT_LIMIT {
+        if n == 0 {
+            return;
+        }
+        if !self.bucketed
+            && self.exact.len() + usize::try_from(n).unwrap_or(usize::MAX) <= EXACT_LIMIT
+        {
+            self.total += n;
+            self.exact.extend(std::iter::repeat_n(v, n as usize));
+            return;
+        }
+        if !self.bucketed {
             self.fold();
         }
+        self.total += n;
+        self.bump(v, n);
+    }
+
+    fn bump(&mut self, v: Nanos, n: u64) {
+        let k = bucket_of(v);
+        let (oct, sub) = (k as usize / SUBS, k as usize % SUBS);
+        if self.octaves.len() <= oct {
+            self.octaves.resize_with(oct + 1, || None);
+        }
+        let arr = self.octaves[oct].get_or_insert_with(|| Box::new([0u64; SUBS]));
+        arr[sub] += n;
     }
 
     /// Merge another distribution into this one.
     pub fn merge(&mut self, other: &Histogram) {
-        if other.bucketed && !self.bucketed {
-            self.fold();
-        }
-        for (&k, &n) in &other.counts {
-            let v = if other.bucketed { bucket_low(k) } else { k };
+        for (v, n) in other.sorted() {
             self.add_n(v, n);
         }
     }
 
     fn fold(&mut self) {
-        let old = std::mem::take(&mut self.counts);
         self.bucketed = true;
-        for (v, n) in old {
-            *self.counts.entry(bucket_of(v)).or_insert(0) += n;
+        for v in std::mem::take(&mut self.exact) {
+            self.bump(v, 1);
         }
     }
 
-    /// Whether percentiles are exact (no folding happened).
+    /// Whether percentiles are exact (no switch to buckets happened).
     pub fn is_exact(&self) -> bool {
         !self.bucketed
     }
@@ -69,16 +93,31 @@ impl Histogram {
         self.total
     }
 
-    /// Sorted (value, count) pairs; for a folded histogram the value is the bucket's lower
-    /// bound.
+    /// Sorted (value, count) pairs; once bucketed, the value is the bucket's lower bound.
     pub fn sorted(&self) -> Vec<(Nanos, u64)> {
-        let mut v: Vec<(Nanos, u64)> = self
-            .counts
-            .iter()
-            .map(|(&k, &n)| (if self.bucketed { bucket_low(k) } else { k }, n))
-            .collect();
-        v.sort_unstable();
-        v
+        if !self.bucketed {
+            let mut v = self.exact.clone();
+            v.sort_unstable();
+            let mut out: Vec<(Nanos, u64)> = Vec::new();
+            for x in v {
+                match out.last_mut() {
+                    Some((y, n)) if *y == x => *n += 1,
+                    _ => out.push((x, 1)),
+                }
+            }
+            return out;
+        }
+        let mut out = Vec::new();
+        for (oct, arr) in self.octaves.iter().enumerate() {
+            if let Some(arr) = arr {
+                for (sub, &n) in arr.iter().enumerate() {
+                    if n > 0 {
+                        out.push((bucket_low((oct * SUBS + sub) as u64), n));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Nearest-rank percentiles (`q` in 0..=100) for several `q` at once; `None` when empty.
@@ -215,13 +254,15 @@ mod tests {
     }
 
     #[test]
-    fn many_distinct_values_fold_and_memory_stays_bounded() {
+    fn many_values_fold_and_memory_stays_bounded() {
         let mut h = Histogram::default();
         for v in 0..1_000_000u64 {
             h.add(v * 7 + 1000);
         }
         assert!(!h.is_exact());
-        assert!(h.counts.len() < 20_000, "{}", h.counts.len());
+        assert!(h.exact.is_empty());
+        let arrays = h.octaves.iter().filter(|o| o.is_some()).count();
+        assert!(arrays <= 14, "{arrays}");
         let p50 = h.percentiles(&[50.0])[0].unwrap();
         let exact = 499_999 * 7 + 1000;
         assert!((p50 as f64 - exact as f64).abs() / (exact as f64) < 0.002, "{p50} vs {exact}");

@@ -28,6 +28,16 @@ enum Command {
     Export(cmd::export::Args),
     /// One self-contained HTML report (tables, histograms, flame graph); `--diff A B` to compare.
     Html(cmd::html::Args),
+    /// Run VM-exit microbenchmarks on exitscope's built-in VMM (no QEMU needed).
+    Bench(cmd::bench::Args),
+    /// Record the VM-exit path from tracefs (function_graph or kvm tracepoints) to a file,
+    /// leaving tracefs exactly as it was.
+    Record(cmd::record::Args),
+    /// The whole experiment in one command: run a built-in benchmark, record its exit path
+    /// (function_graph where the kernel allows it, else kvm tracepoints) and explain it.
+    Run(cmd::run::Args),
+    /// Compare two traces call path by call path (AMD vs Intel, before vs after).
+    Diff(cmd::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +47,10 @@ fn main() -> ExitCode {
         Command::Flame(a) => cmd::flame::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Html(a) => cmd::html::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Record(a) => cmd::record::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -236,12 +236,17 @@ impl TextParser {
                     return Flow::Continue;
                 }
                 let kind = body_kind(body);
-                // Borrow the banner task from self, then release before pushing.
-                let banner = if task.is_none() { self.banner_task(cpu) } else { None };
-                let owned_banner = banner.map(|t| (t.comm.to_string(), t.pid));
-                let task = task.or(owned_banner.as_ref().map(|(c, p)| Task { comm: c, pid: *p }));
+                self.summary.records += 1;
+                // The banner task is borrowed from the parser's state, not copied per line.
+                let task = task.or_else(|| {
+                    let slot = match cpu {
+                        Some(c) => self.cpu_tasks.get(c as usize).and_then(Option::as_ref),
+                        None => self.no_cpu_task.as_ref(),
+                    };
+                    slot.map(|(comm, pid)| Task { comm, pid: *pid })
+                });
                 let rec = Record { line: lineno, cpu, task, timestamp: abstime, kind };
-                self.push(&rec, sink)
+                sink.record(&rec)
             }
             Line::TraceCmdGraph { task, cpu, timestamp, body } => {
                 self.summary.record_lines += 1;

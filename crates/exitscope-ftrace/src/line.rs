@@ -168,13 +168,18 @@ fn parse_graph_or_event(line: &str, start: usize) -> Res<Line<'_>> {
     }
     // CPU: `N)`
     if b.get(i).is_some_and(u8::is_ascii_digit) {
-        let d_end = scan_digits(b, i);
-        if b.get(d_end) == Some(&b')') {
-            cpu = line[i..d_end].parse::<u32>().ok();
-            if cpu.is_none() {
-                return err(i, "a CPU number");
-            }
-            i = d_end + 1;
+        // Scan and convert in one pass; this runs on every line.
+        let mut j = i;
+        let mut n: u64 = 0;
+        while let Some(&c) = b.get(j).filter(|c| c.is_ascii_digit()) {
+            n = n.saturating_mul(10).saturating_add(u64::from(c - b'0'));
+            j += 1;
+        }
+        if b.get(j) == Some(&b')') {
+            let c =
+                u32::try_from(n).map_err(|_| LineError { offset: i, expected: "a CPU number" })?;
+            cpu = Some(c);
+            i = j + 1;
         }
     }
     if abstime.is_none() && cpu.is_none() {
@@ -200,7 +205,7 @@ fn parse_graph_or_event(line: &str, start: usize) -> Res<Line<'_>> {
     }
     // After `N)`: a banner, an irq marker, proc / latency flags / duration columns, or a body.
     let rest = &line[i..];
-    let t = rest.trim_start();
+    let t = rest.trim_ascii_start();
     if t.starts_with("==========>") || t.starts_with("<==========") {
         return Ok(Line::Graph {
             abstime,
@@ -208,11 +213,6 @@ fn parse_graph_or_event(line: &str, start: usize) -> Res<Line<'_>> {
             task: None,
             body: Body::Irq { enter: t.starts_with('=') },
         });
-    }
-    if !rest.contains('|')
-        && let Some((prev, next)) = parse_banner(rest)
-    {
-        return Ok(Line::Banner { cpu, prev, next });
     }
     graph_after_columns(line, i, abstime, cpu, None)
 }
@@ -229,7 +229,13 @@ fn graph_after_columns<'a>(
     // Up to three `|`-terminated columns: proc, latency flags, duration.
     for _ in 0..3 {
         let Some(bar) = memchr::memchr(b'|', &b[i..]).map(|k| i + k) else {
-            // No duration column (nofuncgraph-duration): the body follows `N) ` directly.
+            // No `|` at all: a task-switch banner ` N) prev => next`, or a line without a
+            // duration column (nofuncgraph-duration) whose body follows `N) ` directly.
+            if task.is_none()
+                && let Some((prev, next)) = parse_banner(&line[i..])
+            {
+                return Ok(Line::Banner { cpu, prev, next });
+            }
             // Depth = (spaces after `)` - 1) / 2.
             let body_start = skip_spaces(b, i);
             let spaces = body_start - i;
@@ -238,7 +244,7 @@ fn graph_after_columns<'a>(
             let body = parse_body(line, body_start, None, depth_u32(depth))?;
             return Ok(Line::Graph { abstime, cpu, task, body });
         };
-        let seg = line[i..bar].trim();
+        let seg = line[i..bar].trim_ascii();
         if task.is_none() && is_proc_column(seg) {
             task = split_comm_pid(seg);
             i = bar + 1;
@@ -271,7 +277,7 @@ fn graph_after_columns<'a>(
                             body: with_depth(body, depth_u32(depth)),
                         });
                     }
-                    let off = i + (line[i..bar].len() - line[i..bar].trim_start().len());
+                    let off = i + (line[i..bar].len() - line[i..bar].trim_ascii_start().len());
                     return err(off, "a duration like \"0.080 us\" before `|`");
                 }
             }
@@ -301,15 +307,15 @@ fn with_depth(body: Body<'_>, d: u32) -> Body<'_> {
 
 /// The function part: `f() {`, `f();`, `}`, `} /* f */`, `/* comment */`.
 fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> Res<Body<'_>> {
-    let s = line[start..].trim_end();
+    let s = line[start..].trim_ascii_end();
     if s.is_empty() {
         return err(start, "a function call, `}` or a `/* comment */`");
     }
     let b = s.as_bytes();
     if b[0] == b'}' {
-        let rest = s[1..].trim_start();
+        let rest = s[1..].trim_ascii_start();
         let func = if let Some(c) = rest.strip_prefix("/*") {
-            let inner = c.strip_suffix("*/").unwrap_or(c).trim();
+            let inner = c.strip_suffix("*/").unwrap_or(c).trim_ascii();
             tail_func(inner)
         } else if rest.is_empty() {
             None
@@ -326,7 +332,7 @@ fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> 
             Some(x) => (x, false),
             None => (inner, true),
         };
-        let inner = inner.trim();
+        let inner = inner.trim_ascii();
         let (name, text) = split_event_text(inner);
         return Ok(Body::Comment { name, text, open });
     }
@@ -335,10 +341,10 @@ fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> 
     if s.ends_with("*/")
         && let Some(k) = s.rfind("/*")
     {
-        code = s[..k].trim_end();
+        code = s[..k].trim_ascii_end();
     }
     let (is_entry, call) = if let Some(c) = code.strip_suffix('{') {
-        (true, c.trim_end())
+        (true, c.trim_ascii_end())
     } else if let Some(c) = code.strip_suffix(';') {
         (false, c)
     } else {
@@ -355,8 +361,8 @@ fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> 
 fn parse_call(call: &str) -> Option<Func<'_>> {
     let call = call.strip_suffix(')')?;
     // The argument list can contain parentheses; the name cannot contain `(` or spaces.
-    let open = call.find('(')?;
-    let head = call[..open].trim_end();
+    let open = memchr::memchr(b'(', call.as_bytes())?;
+    let head = call[..open].trim_ascii_end();
     parse_func_name(head)
 }
 
@@ -365,11 +371,11 @@ fn parse_func_name(head: &str) -> Option<Func<'_>> {
     if head.is_empty() {
         return None;
     }
-    match head.find(' ') {
+    match memchr::memchr(b' ', head.as_bytes()) {
         None => Some(Func::new(head, None)),
         Some(sp) => {
             let name = &head[..sp];
-            let m = head[sp..].trim();
+            let m = head[sp..].trim_ascii();
             let module = m.strip_prefix('[')?.strip_suffix(']')?;
             if module.is_empty() || module.contains(' ') {
                 return None;
@@ -387,7 +393,7 @@ fn tail_func(inner: &str) -> Option<Func<'_>> {
             end = end.min(k);
         }
     }
-    let head = inner[..end].trim();
+    let head = inner[..end].trim_ascii();
     // A bare `=` at the end (`f =`), or a retval without name, is not a name.
     let head = head.strip_suffix(" =").unwrap_or(head);
     if head.starts_with("<-") || head.starts_with("ret=") || head.starts_with('=') {
@@ -407,7 +413,7 @@ fn split_event_text(inner: &str) -> (&str, &str) {
             !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
         let rest = &inner[k + 1..];
         if is_ident && (rest.is_empty() || rest.starts_with(' ')) {
-            return (name, rest.trim_start());
+            return (name, rest.trim_ascii_start());
         }
     }
     ("", inner)
@@ -423,11 +429,59 @@ fn irq_marker(seg: &str) -> Option<bool> {
     }
 }
 
-/// `[mark] NUMBER unit`, with mark one of ` + ! # * @ $`.
+/// `[mark] NUMBER unit`, with mark one of ` + ! # * @ $` (already trimmed of spaces).
+/// Hand-rolled: this runs on most lines of a trace.
 fn parse_duration_column(seg: &str) -> Option<Nanos> {
-    let s = seg.trim_start_matches(['+', '!', '#', '*', '@', '$']).trim_start();
-    let (num, unit) = s.split_once(' ').map(|(n, u)| (n, u.trim()))?;
-    parse_duration(num, unit)
+    let b = seg.as_bytes();
+    let mut i = 0;
+    if matches!(b.first(), Some(b'+' | b'!' | b'#' | b'*' | b'@' | b'$')) {
+        i = 1;
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+    }
+    let num_start = i;
+    let mut int = 0u64;
+    while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        int = int.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        i += 1;
+    }
+    if i == num_start {
+        return None;
+    }
+    let mut frac = 0u64;
+    let mut frac_digits = 0u32;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            if frac_digits < 9 {
+                frac = frac * 10 + u64::from(c - b'0');
+                frac_digits += 1;
+            }
+            i += 1;
+        }
+    }
+    if b.get(i) != Some(&b' ') {
+        return None;
+    }
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let scale_digits: u32 = match &b[i..] {
+        b"us" => 3,
+        b"ns" => 0,
+        b"ms" => 6,
+        b"s" => 9,
+        _ => return None,
+    };
+    let whole = int.checked_mul(10u64.pow(scale_digits))?;
+    // Fraction digits beyond the unit's nanosecond precision are truncated, like the kernel.
+    let frac_ns = if frac_digits <= scale_digits {
+        frac * 10u64.pow(scale_digits - frac_digits)
+    } else {
+        frac / 10u64.pow(frac_digits - scale_digits)
+    };
+    whole.checked_add(frac_ns)
 }
 
 /// Decimal `num` in `unit` to integer nanoseconds, exactly (no floats).
@@ -463,7 +517,7 @@ fn looks_like_duration_column(line: &str, start: usize) -> bool {
     let b = line.as_bytes();
     match memchr::memchr(b'|', &b[start..]) {
         Some(k) => {
-            let seg = line[start..start + k].trim();
+            let seg = line[start..start + k].trim_ascii();
             seg.is_empty() || parse_duration_column(seg).is_some() || irq_marker(seg).is_some()
         }
         None => false,
@@ -478,12 +532,16 @@ pub fn split_comm_pid(s: &str) -> Option<Task<'_>> {
 }
 
 fn is_proc_column(seg: &str) -> bool {
-    !seg.is_empty() && !seg.contains(' ') && split_comm_pid(seg).is_some()
+    // Durations end in a unit letter; a proc column ends in the pid's digits.
+    seg.as_bytes().last().is_some_and(u8::is_ascii_digit)
+        && !seg.contains(' ')
+        && split_comm_pid(seg).is_some()
 }
 
 /// Latency flags like `...1.`, `d.h1.`, `dNs2.`: 4–7 flag characters and no digits-only run.
 fn is_latency_flags(seg: &str) -> bool {
     (4..=7).contains(&seg.len())
+        && !seg.ends_with('s')
         && seg.bytes().all(|c| c == b'.' || c.is_ascii_alphanumeric())
         && seg.bytes().any(|c| c == b'.' || c.is_ascii_alphabetic())
         && parse_duration_column(seg).is_none()
@@ -492,7 +550,7 @@ fn is_latency_flags(seg: &str) -> bool {
 /// ` prev => next` (banners), tolerating the centring spaces.
 fn parse_banner(rest: &str) -> Option<(Task<'_>, Task<'_>)> {
     let (a, b) = rest.split_once("=>")?;
-    Some((split_comm_pid(a.trim())?, split_comm_pid(b.trim())?))
+    Some((split_comm_pid(a.trim_ascii())?, split_comm_pid(b.trim_ascii())?))
 }
 
 fn parse_lost(line: &str, i: usize) -> Res<Line<'_>> {
@@ -501,16 +559,16 @@ fn parse_lost(line: &str, i: usize) -> Res<Line<'_>> {
     let cpu = s[..d_end]
         .parse::<u32>()
         .map_err(|_| LineError { offset: i + 4, expected: "a CPU number after `CPU:`" })?;
-    let rest = s[d_end..].trim();
+    let rest = s[d_end..].trim_ascii();
     let inner = rest
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
         .ok_or(LineError { offset: i + 4 + d_end, expected: "`[LOST n EVENTS]`" })?;
     let count = if let Some(x) = inner.strip_prefix("LOST ") {
         // `LOST 12 EVENTS` or `LOST EVENTS`
-        x.strip_suffix(" EVENTS").and_then(|n| n.trim().parse::<u64>().ok())
+        x.strip_suffix(" EVENTS").and_then(|n| n.trim_ascii().parse::<u64>().ok())
     } else if let Some(x) = inner.strip_suffix(" EVENTS DROPPED") {
-        x.trim().parse::<u64>().ok()
+        x.trim_ascii().parse::<u64>().ok()
     } else if inner == "EVENTS DROPPED" {
         None
     } else {
@@ -534,14 +592,14 @@ fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
         }
         search = k + 1;
     };
-    let mut head = line[start..lb].trim_end();
+    let mut head = line[start..lb].trim_ascii_end();
     // record-tgid: `(  123)` or `(-------)` before the CPU.
     if head.ends_with(')')
         && let Some(p) = head.rfind('(')
     {
-        head = head[..p].trim_end();
+        head = head[..p].trim_ascii_end();
     }
-    let Some(task) = split_comm_pid(head.trim_start()) else {
+    let Some(task) = split_comm_pid(head.trim_ascii_start()) else {
         return Ok(None);
     };
     let cpu = line[lb + 1..rb]
@@ -573,13 +631,13 @@ fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
     if name.is_empty() || name.contains(' ') {
         return err(i, "an event name followed by `:`");
     }
-    let text = line[colon + 1..].trim_start();
+    let text = line[colon + 1..].trim_ascii_start();
     if name == "funcgraph_entry" || name == "funcgraph_exit" {
         // trace-cmd report: duration column and graph body follow.
         let tb = colon + 1 + (line[colon + 1..].len() - text.len());
         let (duration, body_start, depth) = match memchr::memchr(b'|', &b[tb..]).map(|k| tb + k) {
             Some(bar) => {
-                let seg = line[tb..bar].trim();
+                let seg = line[tb..bar].trim_ascii();
                 let d = if seg.is_empty() {
                     None
                 } else {
@@ -596,7 +654,7 @@ fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
         let body = parse_body(line, body_start, duration, depth)?;
         return Ok(Some(Line::TraceCmdGraph { task, cpu, timestamp, body }));
     }
-    Ok(Some(Line::Event { task, cpu, timestamp, name, text: text.trim_end() }))
+    Ok(Some(Line::Event { task, cpu, timestamp, name, text: text.trim_ascii_end() }))
 }
 
 /// `secs.fraction` (6 decimals from the kernel, 9 with trace-cmd `--ts-ns`) or a raw counter.
@@ -608,6 +666,9 @@ fn parse_timestamp(ts: &str) -> Option<Nanos> {
             let mut ns = 0u64;
             let mut place = 100_000_000u64;
             for c in f.bytes().take(9) {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
                 ns += u64::from(c - b'0') * place;
                 place /= 10;
             }

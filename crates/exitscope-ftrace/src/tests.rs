@@ -394,3 +394,11 @@ fn line_grammar_direct() {
         Line::Graph { body: Body::Leaf { .. }, .. }
     ));
 }
+
+/// Found by the `ftrace_text` fuzz target: a timestamp with two dots underflowed.
+#[test]
+fn regression_fuzz_timestamp_with_two_dots() {
+    let c = parse("  a-1 [000] 1.2.3: e: x\n");
+    assert!(c.out.is_empty());
+    assert_eq!(c.diags.len(), 1);
+}

@@ -21,6 +21,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod diff;
+pub mod events;
+pub mod exits;
 pub mod flame;
 pub mod flat;
 pub mod folded;

@@ -40,8 +40,11 @@ fn node(
         Some(m) => format!("{} {}", n.function, style.paint(colors::MODULE, &format!("[{m}]"))),
         None => n.function.clone(),
     };
-    let name =
-        if n.interrupt { format!("{name} {}", style.paint(colors::IRQ, "<irq>")) } else { name };
+    let irq = if n.interrupt {
+        format!("  {}", style.paint(colors::IRQ, "<irq>"))
+    } else {
+        String::new()
+    };
     let pct = n.total_ns.map_or_else(|| "-".to_string(), |t| percent(t, root_total));
     let self_col = format!("{:>11}", opt_duration(n.self_ns));
     let self_col = match (n.self_ns, root_total) {
@@ -60,9 +63,9 @@ fn node(
         pct
     );
     if n.children.is_empty() {
-        writeln!(w, "{stats}  {indent}{name}();")?;
+        writeln!(w, "{stats}  {indent}{name}();{irq}")?;
     } else {
-        writeln!(w, "{stats}  {indent}{name}() {{")?;
+        writeln!(w, "{stats}  {indent}{name}() {{{irq}")?;
         for c in &n.children {
             node(c, depth + 1, root_total, style, w)?;
         }

@@ -1,0 +1,104 @@
+//! The crate's only `unsafe` code: the guest memory slot, the stats fd ioctl and the
+//! vCPU kick signal. Each operation is wrapped in a safe function or owner type whose
+//! invariants make the `unsafe` sound; everything else uses kvm-ioctls' safe API.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::FromRawFd;
+use std::sync::OnceLock;
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use libc::{c_int, c_void, siginfo_t};
+use vm_memory::{
+    Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    MemoryRegionAddress,
+};
+use vmm_sys_util::ioctl::ioctl;
+use vmm_sys_util::ioctl_io_nr;
+use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
+
+use crate::vm::SetupError;
+
+/// `KVMIO`, the ioctl type of every KVM ioctl.
+const KVMIO: u32 = 0xae;
+ioctl_io_nr!(KVM_GET_STATS_FD, KVMIO, 0xce);
+
+/// A VM with its guest memory and its single vCPU.
+///
+/// The field order is the drop order: the vCPU and VM fds are closed before the memory
+/// they point at is unmapped, which is what makes registering the memory sound.
+#[derive(Debug)]
+pub(crate) struct Machine {
+    /// The vCPU (id 0).
+    pub(crate) vcpu: VcpuFd,
+    /// Kept open for the VM's lifetime; dropped after the vCPU and before `mem`.
+    _vm: VmFd,
+    /// Guest RAM, one region at guest-physical 0.
+    pub(crate) mem: GuestMemoryMmap,
+}
+
+impl Machine {
+    /// Creates a VM with `ram_size` bytes of RAM at guest-physical 0, the in-kernel irqchip
+    /// (PIC, IOAPIC, LAPIC: it must exist before any vCPU) and vCPU 0.
+    pub(crate) fn new(kvm: &Kvm, ram_size: usize) -> Result<Self, SetupError> {
+        let vm = kvm.create_vm().map_err(SetupError::CreateVm)?;
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), ram_size)])
+            .map_err(|e| SetupError::Memory(e.to_string()))?;
+        for (slot, region) in (0u32..).zip(mem.iter()) {
+            let host = region
+                .get_host_address(MemoryRegionAddress(0))
+                .map_err(|e| SetupError::Memory(e.to_string()))?;
+            let desc = kvm_userspace_memory_region {
+                slot,
+                flags: 0,
+                guest_phys_addr: region.start_addr().raw_value(),
+                memory_size: region.len(),
+                userspace_addr: host as u64,
+            };
+            // SAFETY: `host..host+len` is a live anonymous mapping owned by `mem`, which is
+            // stored in the returned `Machine` next to `vm` and dropped only after `vm` and
+            // the vCPU fd are closed (field order), so KVM never sees a dangling mapping.
+            // The slot numbers are distinct and the regions do not overlap.
+            unsafe { vm.set_user_memory_region(desc) }.map_err(SetupError::MemorySlot)?;
+        }
+        vm.create_irq_chip().map_err(SetupError::Irqchip)?;
+        let vcpu = vm.create_vcpu(0).map_err(SetupError::CreateVcpu)?;
+        Ok(Machine { vcpu, _vm: vm, mem })
+    }
+
+    /// Opens the vCPU's binary statistics fd (`KVM_GET_STATS_FD`, Linux 5.14+).
+    pub(crate) fn vcpu_stats_fd(&self) -> io::Result<File> {
+        // SAFETY: KVM_GET_STATS_FD takes no argument and only returns a new fd or -1;
+        // `self.vcpu` is a valid open vCPU fd for the duration of the call.
+        let fd = unsafe { ioctl(&self.vcpu, KVM_GET_STATS_FD()) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the ioctl just returned this fd to us; nothing else owns it, so the
+        // `File` becomes its only owner and closes it exactly once.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+}
+
+extern "C" fn kick_handler(_: c_int, _: *mut siginfo_t, _: *mut c_void) {
+    // Nothing to do: delivering the signal makes a blocked KVM_RUN return EINTR.
+}
+
+/// The real-time signal used to kick a vCPU thread out of `KVM_RUN`; its handler is
+/// installed (without SA_RESTART) the first time this is called.
+///
+/// # Errors
+///
+/// If the handler cannot be installed.
+pub(crate) fn kick_signal() -> Result<c_int, String> {
+    static SIGNAL: OnceLock<Result<c_int, String>> = OnceLock::new();
+    SIGNAL
+        .get_or_init(|| {
+            let sig = SIGRTMIN();
+            register_signal_handler(sig, kick_handler)
+                .map(|()| sig)
+                .map_err(|e| format!("installing the vCPU kick signal handler: {e}"))
+        })
+        .clone()
+}
