@@ -419,10 +419,13 @@
   // ---------- vendor-normalized side-by-side tree (exitscope_analyze::diff::DiffReport) ----------
   function normalizedDiffTree(D, A, B) {
     var s = section("difftree-section", "Side by side: " + A.label + " vs " + B.label,
-      (D.normalized ? "Vendor-normalized (svm_*/vmx_* aligned, vendor-only wrappers collapsed). " : "Not vendor-normalized. ") + D.sign + ".");
+      (D.normalized ? "Vendor-normalized (svm_*/vmx_* aligned, vendor-only wrappers collapsed). " : "Not vendor-normalized. ") + D.sign + "." +
+      ((D.collapsed || []).length ? " Collapsed wrappers: " + D.collapsed.map(function (c) {
+        return c.function + (c.module ? " [" + c.module + "]" : "") + " (" + (c.side === "a" ? A.label : B.label) + ", " + fmtInt(c.count) + "×" + (c.at_root ? ", root: self time left out" : "") + ")";
+      }).join(", ") + "." : ""));
     var t = el("table", { id: "difftree" });
     t.appendChild(el("thead", {}, [
-      el("tr", {}, [th("", "l"), th(A.label, "grp", { colspan: 2 }), th(B.label, "grp", { colspan: 2 }), th("Δ (B − A)", "grp", { colspan: 3 })]),
+      el("tr", {}, [th("", "l"), th("A: " + A.label, "grp", { colspan: 2 }), th("B: " + B.label, "grp", { colspan: 2 }), th("Δ (B − A)", "grp", { colspan: 3 })]),
       el("tr", {}, [th("Function", "l"), th("Calls", "sep"), th("Mean"), th("Calls", "sep"), th("Mean"), th("Mean", "sep"), th("Self"), th("Ratio")]),
     ]));
     var body = el("tbody"), rows = [];
@@ -431,11 +434,11 @@
     (function walk(nodes, depth) {
       nodes.forEach(function (n) {
         var who = n.a || n.b || { function: n.key };
-        var label = { function: n.a && n.b && n.a.function !== n.b.function ? n.a.function + " ≈ " + n.b.function : who.function, module: n.a && n.b && n.a.module !== n.b.module ? null : who.module };
+        var label = { function: n.a && n.b && n.a.function !== n.b.function ? n.a.function + " ↔ " + n.b.function : who.function, module: n.a && n.b && n.a.module !== n.b.module ? null : who.module };
         var kids = n.children || [];
         var tw = el("span", { cls: "tw" + (kids.length ? "" : " leaf"), text: kids.length ? "▾" : "·" });
         var fc = fnCell(label, depth, tw);
-        if (n.status !== "both") fc.appendChild(el("span", { cls: "irq", text: n.status === "only_a" ? "only " + A.label : "only " + B.label }));
+        if (n.status !== "both") fc.appendChild(el("span", { cls: "irq", text: n.status === "only_a" ? "only A" : "only B", title: "only in " + (n.status === "only_a" ? A.label : B.label) }));
         var sa = side(n.a), sb = side(n.b);
         sa[0].className += " sep"; sb[0].className += " sep";
         var dm = d(n.delta_ns); dm.className += " sep";

@@ -1,15 +1,21 @@
 //! Flame graphs (SVG) of the merged call tree, drawn by [inferno] from the folded stacks of
 //! [`crate::folded`]: frame widths are total time in nanoseconds, not samples.
 //!
-//! [`write_diff`] draws a differential flame graph of two reports (inferno's `differential`
-//! stage): frames are sized by the second report and colored by the change in self time from
-//! the first (red: slower, blue: faster). Frames are matched by exact call path, so functions
-//! that exist only on one side (`svm_*` against `vmx_*`) show as wholly new or wholly gone.
+//! Differential flame graphs are sized by the second trace and colored by the change in self
+//! time from the first (red: slower, blue: faster), in two flavours:
+//!
+//! - [`write_normalized_diff`] draws a [`DiffReport`] (`exitscope diff`): frames are the
+//!   vendor-normalized call paths it aligned (`vendor_vcpu_run [*]` for `svm_vcpu_run` and
+//!   `vmx_vcpu_run`), with each side's self time. This is the one to compare AMD with Intel.
+//! - [`write_diff`] runs two reports' folded stacks through inferno's `differential` stage:
+//!   frames are matched by exact call path, so functions that exist only on one side
+//!   (`svm_*` against `vmx_*`) show as wholly new or wholly gone (`--no-normalize`).
 
 use std::io::{self, Write};
 
 use inferno::flamegraph::{self, Options};
 
+use exitscope_analyze::diff::{DiffNode, DiffReport};
 use exitscope_analyze::report::Report;
 
 use crate::folded;
@@ -110,6 +116,45 @@ pub fn write_diff(
     w: &mut impl Write,
 ) -> io::Result<()> {
     let lines = diff_lines(before, after)?;
+    if lines.is_empty() {
+        return Err(nothing_to_draw());
+    }
+    flamegraph::from_lines(&mut inferno_options(opts), lines.iter().map(String::as_str), w)
+}
+
+/// The two-column folded lines (`stack a_self_ns b_self_ns`, sorted) of a [`DiffReport`]:
+/// one per aligned path, frames named by the normalized key the sides were aligned on.
+pub fn normalized_diff_lines(d: &DiffReport) -> Vec<String> {
+    fn walk(n: &DiffNode, prefix: &str, out: &mut Vec<String>) {
+        let frame = n.key.replace(';', ":");
+        let path = if prefix.is_empty() { frame } else { format!("{prefix};{frame}") };
+        let a = n.a.as_ref().and_then(|s| s.self_ns).unwrap_or(0);
+        let b = n.b.as_ref().and_then(|s| s.self_ns).unwrap_or(0);
+        if a > 0 || b > 0 {
+            out.push(format!("{path} {a} {b}"));
+        }
+        for c in &n.children {
+            walk(c, &path, out);
+        }
+    }
+    let mut out = Vec::new();
+    for n in &d.tree {
+        walk(n, "", &mut out);
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Draw the vendor-normalized differential flame graph of `d` as a standalone SVG.
+///
+/// # Errors
+/// I/O errors from `w`, or `InvalidData` when neither side has timed calls.
+pub fn write_normalized_diff(
+    d: &DiffReport,
+    opts: &FlameOptions,
+    w: &mut impl Write,
+) -> io::Result<()> {
+    let lines = normalized_diff_lines(d);
     if lines.is_empty() {
         return Err(nothing_to_draw());
     }

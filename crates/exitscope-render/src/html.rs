@@ -16,6 +16,7 @@ use std::io::{self, Write};
 
 use serde_json::{Value, json};
 
+use exitscope_analyze::diff::DiffReport;
 use exitscope_analyze::report::Report;
 
 use crate::flame::{self, FlameOptions};
@@ -102,36 +103,51 @@ pub fn write_diff(
     write_diff_with(a, b, None, opts, w)
 }
 
-/// [`write_diff`] with a vendor-normalized comparison document for the side-by-side tree
-/// (see [`Page::diff`]).
+/// [`write_diff`] with the comparison `diff` of the two reports (`exitscope diff`): the
+/// side-by-side tree and the differential flame graph then follow its alignment (vendor
+/// normalized unless it was made without a table), instead of exact call paths.
 ///
 /// # Errors
 /// I/O errors from `w`.
 pub fn write_diff_with(
     a: (&str, &Report),
     b: (&str, &Report),
-    diff: Option<Value>,
+    diff: Option<&DiffReport>,
     opts: &HtmlOptions,
     w: &mut impl Write,
 ) -> io::Result<()> {
+    let normalized = diff.is_some_and(|d| d.normalized);
     let fo = FlameOptions {
         subtitle: Some(format!(
-            "{} → {}: widths from {}; red = slower, blue = faster",
-            a.0, b.0, b.0
+            "{} → {}: widths from {}; red = slower, blue = faster{}",
+            a.0,
+            b.0,
+            b.0,
+            if normalized { "; vendor-normalized" } else { "" }
         )),
         ..FlameOptions::titled("Differential flame graph")
     };
-    let flame_svg = flame::to_string(|buf| flame::write_diff(a.1, b.1, &fo, buf)).ok();
+    let flame_svg = match diff {
+        Some(d) => flame::to_string(|buf| flame::write_normalized_diff(d, &fo, buf)).ok(),
+        None => flame::to_string(|buf| flame::write_diff(a.1, b.1, &fo, buf)).ok(),
+    };
+    let flame_caption = match diff {
+        Some(d) if d.normalized => format!(
+            "Frames are the call paths aligned by the vendor-normalized comparison              (vendor_* stands for svm_*/vmx_*), sized by {} and colored by the change in self              time from {}.",
+            b.0, a.0
+        ),
+        _ => format!(
+            "Frames sized by {} and colored by the change in self time from {} (matched by              exact call path; not vendor-normalized).",
+            b.0, a.0
+        ),
+    };
+    let diff = diff.map(|d| serde_json::to_value(d).map_err(io::Error::other)).transpose()?;
     let page = Page {
         title: opts.title.clone().unwrap_or_else(|| "exitscope diff".into()),
         mode: "diff",
         reports: vec![(a.0.to_string(), to_value(a.1)?), (b.0.to_string(), to_value(b.1)?)],
         flame_svg,
-        flame_caption: format!(
-            "Frames sized by {} and colored by the change in self time from {} (matched by \
-             exact call path; not vendor-normalized).",
-            b.0, a.0
-        ),
+        flame_caption,
         diff,
     };
     write_page(&page, w)

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{analyse_seed, check_golden, seed_dir};
+use exitscope_analyze::AnalysisOptions;
 use exitscope_analyze::report::TreeNode;
 use exitscope_render::{flame, folded};
 
@@ -30,6 +31,25 @@ fn seed_amd_vs_intel_differential_folded() {
     let lines = flame::diff_lines(&a, &b).unwrap();
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     check_golden(&seed_dir().join("expected/cpuid-amd-vs-intel.diff.folded"), &text);
+}
+
+/// The vendor-normalized differential stacks, from `exitscope diff`'s comparison of the
+/// seeds analysed as that command does (exits split out).
+#[test]
+fn seed_amd_vs_intel_normalized_differential_folded() {
+    use exitscope_analyze::diff::{DiffSort, NormTable, diff};
+    let analyse = |name: &str| {
+        let mut o = AnalysisOptions::default();
+        o.exits = true;
+        o.split_exits = true;
+        common::analyse_seed_with(&[name], o)
+    };
+    let (a, b) = (analyse("cpuid-amd.fgraph.txt"), analyse("cpuid-intel.fgraph.txt"));
+    let d = diff(&a, &b, Some(&NormTable::builtin()), DiffSort::Tree);
+    let lines = flame::normalized_diff_lines(&d);
+    assert!(lines.iter().any(|l| l.starts_with("vcpu_enter_guest [kvm];vendor_vcpu_run [*] ")));
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    check_golden(&seed_dir().join("expected/cpuid-amd-vs-intel.normalized.diff.folded"), &text);
 }
 
 /// What a flame graph draws from the folded lines must be the tree: summing each path's

@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::anyhow;
 use clap::Args as ClapArgs;
 
+use exitscope_analyze::diff::{self, DiffSort, NormTable};
 use exitscope_analyze::report::Report;
 use exitscope_analyze::{Analysis, AnalysisOptions};
 use exitscope_render::flame::{self, FlameOptions};
@@ -19,10 +20,13 @@ pub struct Args {
     #[arg(value_name = "FILE", required_unless_present = "diff", conflicts_with = "diff")]
     pub files: Vec<String>,
     /// Differential flame graph of trace A (before) against trace B (after): frames sized by
-    /// B, colored by the change in self time (red slower, blue faster). Matched by exact call
-    /// path, not vendor-normalized.
+    /// B, colored by the change in self time (red slower, blue faster), aligned like
+    /// `exitscope diff` (vendor-normalized: svm_* and vmx_* meet as vendor_*).
     #[arg(long, num_args = 2, value_names = ["A", "B"])]
     pub diff: Option<Vec<String>>,
+    /// With --diff: match frames by exact call path instead of vendor-normalized names.
+    #[arg(long, requires = "diff")]
+    pub no_normalize: bool,
     /// Write folded stacks (`frame;frame value`, value = self time in ns) instead of SVG: the
     /// format of flamegraph.pl, inferno and speedscope. With --diff: `stack A B`.
     #[arg(long)]
@@ -49,10 +53,24 @@ pub fn label(files: &[String]) -> String {
         .join(", ")
 }
 
+/// How much analysis a picture needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// Tree and flat profile (flame graphs, folded stacks).
+    Tree,
+    /// Plus the exit view (`report --exits`): the HTML report.
+    Exits,
+    /// As `exitscope diff` analyses each side: exits, and roots holding several exits split
+    /// into one `vcpu_enter_guest`-like root per exit.
+    Diff,
+}
+
 /// Analyse `files` together into one report, printing its diagnostics.
-pub fn analyse(files: &[String], max_diagnostics: usize) -> Result<Report, Failure> {
+pub fn analyse(files: &[String], max_diagnostics: usize, depth: Depth) -> Result<Report, Failure> {
     let mut opts = AnalysisOptions::default();
     opts.max_diagnostics = max_diagnostics;
+    opts.exits = depth != Depth::Tree;
+    opts.split_exits = depth == Depth::Diff;
     let mut analysis = Analysis::new(opts);
     analyse_inputs(files, &mut analysis)?;
     let report = analysis.finish();
@@ -71,10 +89,16 @@ pub fn run(args: Args) -> CmdResult {
         }
     };
     if let Some(pair) = &args.diff {
-        let a = analyse(&pair[..1], args.max_diagnostics)?;
-        let b = analyse(&pair[1..], args.max_diagnostics)?;
+        let a = analyse(&pair[..1], args.max_diagnostics, Depth::Diff)?;
+        let b = analyse(&pair[1..], args.max_diagnostics, Depth::Diff)?;
+        let normalized = (!args.no_normalize)
+            .then(|| diff::diff(&a, &b, Some(&NormTable::builtin()), DiffSort::Tree));
         if args.folded {
-            for l in flame::diff_lines(&a, &b)? {
+            let lines = match &normalized {
+                Some(d) => flame::normalized_diff_lines(d),
+                None => flame::diff_lines(&a, &b)?,
+            };
+            for l in lines {
                 writeln!(out, "{l}")?;
             }
         } else {
@@ -82,14 +106,19 @@ pub fn run(args: Args) -> CmdResult {
                 args.title.clone().unwrap_or_else(|| "Differential flame graph".into()),
             );
             fo.subtitle = Some(format!(
-                "{} → {}: widths from the second; red = slower, blue = faster",
+                "{} → {}: widths from the second; red = slower, blue = faster{}",
                 label(&pair[..1]),
-                label(&pair[1..])
+                label(&pair[1..]),
+                if normalized.is_some() { "; vendor-normalized" } else { "" }
             ));
-            flame::write_diff(&a, &b, &fo, &mut out).map_err(no_timing)?;
+            match &normalized {
+                Some(d) => flame::write_normalized_diff(d, &fo, &mut out),
+                None => flame::write_diff(&a, &b, &fo, &mut out),
+            }
+            .map_err(no_timing)?;
         }
     } else {
-        let report = analyse(&args.files, args.max_diagnostics)?;
+        let report = analyse(&args.files, args.max_diagnostics, Depth::Tree)?;
         if args.folded {
             exitscope_render::folded::write(&report, &mut out)?;
         } else {

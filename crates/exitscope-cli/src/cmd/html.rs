@@ -4,9 +4,10 @@ use std::io::Write;
 
 use clap::Args as ClapArgs;
 
+use exitscope_analyze::diff::{self, DiffSort, NormTable};
 use exitscope_render::html::{self, HtmlOptions};
 
-use crate::cmd::flame::{analyse, label};
+use crate::cmd::flame::{Depth, analyse, label};
 use crate::cmd::report::open_output;
 use crate::exit::{self, CmdResult};
 
@@ -17,9 +18,12 @@ pub struct Args {
     #[arg(value_name = "FILE", required_unless_present = "diff", conflicts_with = "diff")]
     pub files: Vec<String>,
     /// Compare trace A (left) with trace B (right): both summaries, a side-by-side tree with
-    /// deltas (by exact call path, not vendor-normalized) and a differential flame graph.
+    /// deltas and a differential flame graph, aligned like `exitscope diff` (vendor-normalized).
     #[arg(long, num_args = 2, value_names = ["A", "B"])]
     pub diff: Option<Vec<String>>,
+    /// With --diff: align by exact call path instead of vendor-normalized names.
+    #[arg(long, requires = "diff")]
+    pub no_normalize: bool,
     /// Page title.
     #[arg(long, value_name = "TEXT")]
     pub title: Option<String>,
@@ -37,12 +41,14 @@ pub fn run(args: Args) -> CmdResult {
     let mut opts = HtmlOptions::default();
     opts.title = args.title.clone();
     if let Some(pair) = &args.diff {
-        let a = analyse(&pair[..1], args.max_diagnostics)?;
-        let b = analyse(&pair[1..], args.max_diagnostics)?;
+        let a = analyse(&pair[..1], args.max_diagnostics, Depth::Diff)?;
+        let b = analyse(&pair[1..], args.max_diagnostics, Depth::Diff)?;
         let (la, lb) = (label(&pair[..1]), label(&pair[1..]));
-        html::write_diff((&la, &a), (&lb, &b), &opts, &mut out)?;
+        let table = (!args.no_normalize).then(NormTable::builtin);
+        let d = diff::diff(&a, &b, table.as_ref(), DiffSort::Tree);
+        html::write_diff_with((&la, &a), (&lb, &b), Some(&d), &opts, &mut out)?;
     } else {
-        let report = analyse(&args.files, args.max_diagnostics)?;
+        let report = analyse(&args.files, args.max_diagnostics, Depth::Exits)?;
         html::write(&report, &label(&args.files), &opts, &mut out)?;
     }
     out.flush()?;

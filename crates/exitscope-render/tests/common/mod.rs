@@ -44,9 +44,19 @@ pub fn analyse_with(
 
 /// Analyse seed files by name.
 pub fn analyse_seed(names: &[&str]) -> Report {
-    let texts: Vec<(String, String)> = names.iter().map(|n| (n.to_string(), seed(n))).collect();
-    let inputs: Vec<(&str, &str)> = texts.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-    analyse_with(&inputs, None, None, |_| {})
+    analyse_seed_with(names, AnalysisOptions::default())
+}
+
+/// Analyse seed files by name with `opts`.
+pub fn analyse_seed_with(names: &[&str], opts: AnalysisOptions) -> Report {
+    let mut a = Analysis::new(opts);
+    for name in names {
+        let text = seed(name);
+        a.begin_input(name, "ftrace-text");
+        let s = exitscope_ftrace::parse_reader(name, text.as_bytes(), &mut a).unwrap();
+        a.end_input(&InputCounts { lines: s.lines, records: s.records, ..Default::default() });
+    }
+    a.finish()
 }
 
 /// Compare `actual` with the golden file `expected` (inferno's scheme): a mismatch names
