@@ -82,6 +82,20 @@ fn export_perfetto_is_trace_event_json() {
     assert_eq!(doc["otherData"]["synthetic_time"], true);
     let xs = doc["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").count();
     assert!(xs > 30, "{xs}");
+    // Root slices carry the exit reason (report --exits classification), the function stays
+    // in args.
+    let out = exitscope(&["export", "--perfetto", &seed("cpuid-amd.fgraph.txt")]);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let roots: Vec<(&str, &str)> = doc["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["args"]["depth"] == 0)
+        .map(|e| (e["name"].as_str().unwrap(), e["args"]["function"].as_str().unwrap()))
+        .collect();
+    assert_eq!(roots[0], ("CPUID", "vcpu_enter_guest"));
+    // Roots that hold no vendor run call keep their function's name.
+    assert_eq!(roots[1], ("cpuid_interception [kvm_amd]", "cpuid_interception"));
 }
 
 #[test]
@@ -369,9 +383,9 @@ fn flame_svg_renders_in_chromium() {
 #[test]
 fn optional_sections_render_in_chromium() {
     let hist = |lo: u64| {
-        json!([{"low_ns": lo, "high_ns": lo * 5 / 4, "count": 3},
-               {"low_ns": lo * 2, "high_ns": lo * 5 / 2, "count": 7},
-               {"low_ns": lo * 8, "high_ns": lo * 10, "count": 1}])
+        json!([{"lo_ns": lo, "hi_ns": lo * 2, "count": 3},
+               {"lo_ns": lo * 2, "hi_ns": lo * 4, "count": 7},
+               {"lo_ns": lo * 8, "hi_ns": lo * 16, "count": 1}])
     };
     let phase = |mean: u64| {
         json!({"timed": 10, "total_ns": mean * 10, "mean_ns": mean, "p50_ns": mean,
@@ -389,6 +403,7 @@ fn optional_sections_render_in_chromium() {
         "percentiles_exact": true,
         "host": {"cpu": "AMD EPYC 7B13", "kernel": "6.8.0", "vendor": "amd"},
         "events": {"kvm_exit": 11, "kvm_entry": 11, "kvm_msr": 4},
+        "event_analysis": {"total_exits": 11, "notes": ["the kernel lost 12 events (1 LOST lines)"]},
         "exit_reasons": [
             {"reason": "CPUID", "count": 10, "total_ns": 15000, "mean_ns": 1500, "min_ns": 900,
              "max_ns": 9000, "p50_ns": 1100, "p90_ns": 2400, "p99_ns": 9000, "histogram": hist(900)},
@@ -486,4 +501,24 @@ fn normalized_diff_renders_in_chromium() {
     assert!(dom.contains("Vendor-normalized"));
     assert!(dom.contains(">only B<"));
     assert!(dom.contains("1.33×"));
+}
+
+/// A real event-statistics report (kvm_exit/kvm_entry pairs from a VMX trace, a fixture of
+/// the kvm-events analysis): its exit-reason table and histograms render without errors.
+#[test]
+fn kvm_event_report_renders_in_chromium() {
+    let d = scratch("events");
+    let page = d.join("events.html");
+    let input = "crates/exitscope-analyze/tests/data/kvm_events/vmx-5.10/input.txt";
+    exitscope(&["html", input, "-o", page.to_str().unwrap()]);
+    let json: Value = serde_json::from_str(&exitscope(&["report", "--json", input])).unwrap();
+    let reasons = json["exit_reasons"].as_array().unwrap().len();
+    assert!(reasons > 0, "fixture has exit reasons");
+    let Some(b) = browser() else { return };
+    let dom = rendered_dom(b, &page);
+    assert!(dom.contains("data-rendered=\"true\""));
+    assert_eq!(table_rows(&dom, "reasons"), reasons + 1);
+    assert!(dom.contains("id=\"reason-hists\""), "per-reason histograms");
+    assert!(!dom.contains("NaN"), "every number drawn");
+    assert_eq!(table_rows(&dom, "events"), json["events"].as_object().unwrap().len() + 1);
 }

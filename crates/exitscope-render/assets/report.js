@@ -109,7 +109,15 @@
   }
 
   // ---------- histograms (log-scaled time axis) ----------
+  // Bins are {low_ns, high_ns, count} (call statistics) or {lo_ns, hi_ns, count} (kvm event
+  // statistics); anything else is dropped rather than drawn wrong.
+  function normBins(bins) {
+    return (bins || []).map(function (b) {
+      return { low_ns: isNum(b.low_ns) ? b.low_ns : b.lo_ns, high_ns: isNum(b.high_ns) ? b.high_ns : b.hi_ns, count: b.count };
+    }).filter(function (b) { return isNum(b.low_ns) && isNum(b.high_ns) && isNum(b.count) && b.high_ns >= b.low_ns; });
+  }
   function histogram(bins, opts) {
+    bins = normBins(bins);
     opts = opts || {};
     var W = opts.width || 340, H = opts.height || 120, padL = 30, padB = 18, padT = 6, padR = 8;
     var svg = svgEl("svg", { "class": "h", width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img" });
@@ -153,6 +161,7 @@
     return svg;
   }
   function sparkline(bins) {
+    bins = normBins(bins);
     var W = 90, H = 18;
     var svg = svgEl("svg", { "class": "spark", width: W, height: H, viewBox: "0 0 " + W + " " + H });
     if (!bins || !bins.length) return svg;
@@ -190,7 +199,8 @@
       var cards = el("div", { cls: "cards" });
       function card(k, v, warn) { cards.appendChild(el("div", { cls: "card" }, [el("div", { cls: "k", text: k }), el("div", { cls: "v" + (warn ? " warn" : ""), text: v })])); }
       var exits = r.exits && isNum(r.exits.exits) ? r.exits.exits
-        : Array.isArray(r.exit_reasons) ? r.exit_reasons.reduce(function (a, x) { return a + (x.count || 0); }, 0) : null;
+        : r.event_analysis && isNum(r.event_analysis.total_exits) ? r.event_analysis.total_exits
+        : Array.isArray(r.exit_reasons) && r.exit_reasons.length ? r.exit_reasons.reduce(function (a, x) { return a + (x.count || 0); }, 0) : null;
       if (exits !== null) card("Total exits", fmtInt(exits));
       card("Root calls", fmtInt(r.roots));
       var tracedNs = (r.tree || []).reduce(function (a, n) { return a + (n.total_ns || 0); }, 0);
@@ -253,11 +263,20 @@
     if (!Array.isArray(r.exit_reasons) || !r.exit_reasons.length) return;
     var s = section("reasons-section", "Exit reasons" + (label ? ": " + label : ""), "Per exit reason, from the kvm_exit/kvm_entry events. Histogram: latency on a log-scaled axis.");
     var t = el("table", { id: uid("reasons") });
-    t.appendChild(el("tr", {}, [th("Reason", "l"), th("Count"), th("Total"), th("Mean"), th("Min"), th("p50"), th("p90"), th("p99"), th("Max"), th("Distribution", "l")]));
+    var pctCols = r.exit_reasons.some(function (x) { return isNum(x.samples_pct); });
+    var pct1 = function (v) { return isNum(v) ? v.toFixed(1) + "%" : "–"; };
+    t.appendChild(el("tr", {}, [th("Reason", "l"), th("Count")].concat(pctCols ? [th("% exits"), th("% time")] : [],
+      [th("Total"), th("Mean"), th("Min"), th("p50"), th("p90"), th("p99"), th("Max"), th("Distribution", "l")])));
     r.exit_reasons.forEach(function (x) {
-      t.appendChild(el("tr", {}, [el("td", { cls: "l fn", text: x.reason }), num(x.count, fmtInt), num(x.total_ns), num(x.mean_ns), num(x.min_ns), num(x.p50_ns), num(x.p90_ns), num(x.p99_ns), num(x.max_ns), el("td", { cls: "l" }, [sparkline(x.histogram)])]));
+      t.appendChild(el("tr", {}, [el("td", { cls: "l fn", text: x.reason }), num(x.count, fmtInt)].concat(
+        pctCols ? [num(x.samples_pct, pct1), num(x.time_pct, pct1)] : [],
+        [num(x.total_ns), num(x.mean_ns), num(x.min_ns), num(x.p50_ns), num(x.p90_ns), num(x.p99_ns), num(x.max_ns), el("td", { cls: "l" }, [sparkline(x.histogram)])])));
     });
     s.appendChild(el("div", { cls: "scroll" }, [t]));
+    var ea = r.event_analysis;
+    if (ea && Array.isArray(ea.notes) && ea.notes.length) {
+      s.appendChild(el("ul", { cls: "notes" }, ea.notes.map(function (n) { return el("li", { text: n }); })));
+    }
   }
 
   // Exit classification: rendered generically (scalar fields as columns).
@@ -345,7 +364,7 @@
   }
 
   function histograms(r) {
-    var reasons = Array.isArray(r.exit_reasons) ? r.exit_reasons.filter(function (x) { return x.histogram && x.histogram.length; }) : [];
+    var reasons = Array.isArray(r.exit_reasons) ? r.exit_reasons.filter(function (x) { return normBins(x.histogram).length; }) : [];
     var funcs = (r.flat || []).filter(function (x) { return x.histogram && x.histogram.length; }).slice(0, 6);
     if (!reasons.length && !funcs.length) return;
     var s = section("hist-section", "Latency histograms", "Counts per log-scaled latency bin (4 bins per power of two). Hover a bar for its range.");
