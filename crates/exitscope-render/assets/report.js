@@ -162,7 +162,7 @@
   }
   function sparkline(bins) {
     bins = normBins(bins);
-    var W = 90, H = 18;
+    var W = 72, H = 18;
     var svg = svgEl("svg", { "class": "spark", width: W, height: H, viewBox: "0 0 " + W + " " + H });
     if (!bins || !bins.length) return svg;
     var lo = Math.log10(Math.max(bins[0].low_ns, 1)), hi = Math.log10(Math.max(bins[bins.length - 1].high_ns, 2));
@@ -180,8 +180,8 @@
   function histCard(title, sub, bins) {
     return el("div", { cls: "hist" }, [el("h3", { text: title }), el("div", { cls: "meta", text: sub }), histogram(bins)]);
   }
-  function statLine(o) {
-    var parts = [fmtInt(o.count) + " calls"];
+  function statLine(o, noun) {
+    var parts = [fmtInt(o.count) + " " + noun + (o.count === 1 ? "" : "s")];
     if (isNum(o.p50_ns)) parts.push("p50 " + fmtNs(o.p50_ns));
     if (isNum(o.p99_ns)) parts.push("p99 " + fmtNs(o.p99_ns));
     if (isNum(o.max_ns)) parts.push("max " + fmtNs(o.max_ns));
@@ -198,7 +198,7 @@
       var s = el("section", { cls: "summary" }, [el("h2", { text: entries.length > 1 ? "Summary: " + e.label : "Summary" })]);
       var cards = el("div", { cls: "cards" });
       function card(k, v, warn) { cards.appendChild(el("div", { cls: "card" }, [el("div", { cls: "k", text: k }), el("div", { cls: "v" + (warn ? " warn" : ""), text: v })])); }
-      var exits = r.exits && isNum(r.exits.exits) ? r.exits.exits
+      var exits = r.exits && r.exits.exits > 0 ? r.exits.exits
         : r.event_analysis && isNum(r.event_analysis.total_exits) ? r.event_analysis.total_exits
         : Array.isArray(r.exit_reasons) && r.exit_reasons.length ? r.exit_reasons.reduce(function (a, x) { return a + (x.count || 0); }, 0) : null;
       if (exits !== null) card("Total exits", fmtInt(exits));
@@ -314,6 +314,7 @@
   function exitPhases(x, label) {
     if (!x) return;
     if (!Array.isArray(x.reasons)) { genericTable("Exits", "exits", x); return; }
+    if (!x.reasons.length) return; // no vendor run calls (an event trace): nothing to split
     var note = "Each exit split into phases whose means add up to the total: before = calls before the vendor run call, run = the run call (world switch + guest), after = exit handling, other = the root's own self time. " +
       fmtInt(x.exits) + " exits in " + fmtInt(x.whole_roots) + " whole and " + fmtInt(x.split_roots) + " split roots" +
       (x.unattributed_ns ? "; " + fmtNs(x.unattributed_ns) + " of split roots outside every exit" : "") + ".";
@@ -367,17 +368,17 @@
     var reasons = Array.isArray(r.exit_reasons) ? r.exit_reasons.filter(function (x) { return normBins(x.histogram).length; }) : [];
     var funcs = (r.flat || []).filter(function (x) { return x.histogram && x.histogram.length; }).slice(0, 6);
     if (!reasons.length && !funcs.length) return;
-    var s = section("hist-section", "Latency histograms", "Counts per log-scaled latency bin (4 bins per power of two). Hover a bar for its range.");
+    var s = section("hist-section", "Latency histograms", "Counts per latency bin on a log-scaled time axis. Hover a bar for its range and count.");
     if (reasons.length) {
       s.appendChild(el("h3", { text: "Per exit reason" }));
       var g = el("div", { cls: "hists", id: "reason-hists" });
-      reasons.forEach(function (x) { g.appendChild(histCard(x.reason, statLine(x), x.histogram)); });
+      reasons.forEach(function (x) { g.appendChild(histCard(x.reason, statLine(x, "exit"), x.histogram)); });
       s.appendChild(g);
     }
     if (funcs.length) {
       s.appendChild(el("h3", { text: "Top functions by total time" }));
       var g2 = el("div", { cls: "hists", id: "func-hists" });
-      funcs.forEach(function (x) { g2.appendChild(histCard(x.function + (x.module ? " [" + x.module + "]" : ""), statLine(x), x.histogram)); });
+      funcs.forEach(function (x) { g2.appendChild(histCard(x.function + (x.module ? " [" + x.module + "]" : ""), statLine(x, "call"), x.histogram)); });
       s.appendChild(g2);
     }
   }

@@ -191,7 +191,7 @@ pub fn write_page(page: &Page, w: &mut impl Write) -> io::Result<()> {
         None => write!(
             w,
             "<section id=\"flame-section\">\n<h2>Flame graph</h2>\n<p class=\"note\">No flame \
-             graph: the report has no timed calls.</p>\n</section>\n"
+             graph: the trace has no function_graph calls with durations.</p>\n</section>\n"
         )?,
     }
     write!(
