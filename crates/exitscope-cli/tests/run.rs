@@ -61,7 +61,7 @@ fn run_records_explains_and_keeps_its_files() {
     assert_eq!(tracefs_state(), before, "tracefs changed");
     assert!(stdout.contains("# bench inl_from_kernel:"), "{stdout}");
     assert!(stdout.contains("1.00 exits/iter"), "{stdout}");
-    for f in ["trace.txt", "bench.json", "report.json"] {
+    for f in ["trace.txt", "bench.json", "report.json", "report.html"] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let report: serde_json::Value =

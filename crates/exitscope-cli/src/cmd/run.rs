@@ -22,13 +22,13 @@ use crate::exit::{CmdResult, Failure, OK};
 #[command(after_help = "\
 Examples:
   exitscope run cpuid                  # function_graph of the exit path, or kvm events
-  exitscope run inl_from_kernel -o out # keep out/trace.txt, out/bench.json, out/report.json
+  exitscope run inl_from_kernel -o out # keep trace.txt, bench.json, report.json, report.html
   exitscope run --events mmio_from_vmm")]
 pub struct Args {
     /// The benchmark to run and trace (`exitscope bench --list`).
     #[arg(value_name = "TEST")]
     pub test: String,
-    /// Keep the raw trace, the benchmark's JSON and the report's JSON in this directory.
+    /// Keep the raw trace, the benchmark's JSON, the report's JSON and the HTML report here.
     #[arg(short = 'o', long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Record kvm tracepoints even where function_graph is available.
@@ -215,7 +215,20 @@ pub fn run(args: Args) -> CmdResult {
     exitscope_render::json::write(&report, &mut f)?;
     f.flush()?;
     if work.keep {
-        writeln!(out, "# kept {}: trace.txt, bench.json, report.json", work.path.display())?;
+        let html_path = work.path.join("report.html");
+        let mut h = std::io::BufWriter::new(
+            std::fs::File::create(&html_path)
+                .with_context(|| format!("creating {}", html_path.display()))?,
+        );
+        let mut opts = exitscope_render::html::HtmlOptions::default();
+        opts.title = Some(format!("exitscope run {}", args.test));
+        exitscope_render::html::write(&report, &format!("run {}", args.test), &opts, &mut h)?;
+        h.flush()?;
+        writeln!(
+            out,
+            "# kept {}: trace.txt, bench.json, report.json, report.html",
+            work.path.display()
+        )?;
     }
     out.flush()?;
     Ok(OK)
