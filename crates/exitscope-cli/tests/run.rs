@@ -50,7 +50,7 @@ fn run_records_explains_and_keeps_its_files() {
     if skip() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("exitscope-run-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("exitscope-runtest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let before = tracefs_state();
     let out =
@@ -82,6 +82,14 @@ fn run_without_output_dir_leaves_no_files_and_explains_silent_exits() {
     if skip() {
         return;
     }
+    let run_dirs = || -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("exitscope-run-"))
+            .collect()
+    };
+    let before = run_dirs();
     let out = exitscope(&["run", "cpuid", "--color", "never"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -90,15 +98,12 @@ fn run_without_output_dir_leaves_no_files_and_explains_silent_exits() {
     if stdout.contains("0.00 exits/iter") {
         assert!(stdout.contains("does not exit"), "{stdout}");
     }
-    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("exitscope-run-"))
-        .filter(|e| {
-            e.file_name().to_string_lossy() != format!("exitscope-run-test-{}", std::process::id())
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "temporary run directories left: {leftovers:?}");
+    let after = run_dirs();
+    assert!(
+        after.is_subset(&before),
+        "temporary run directories left: {:?}",
+        after.difference(&before)
+    );
 }
 
 #[test]
