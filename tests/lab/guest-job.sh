@@ -60,6 +60,9 @@ step() {
 	stamp "step $name: rc=$rc, $(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b-a}')s guest time ($(cat "$O/$name.mode" 2>/dev/null || echo real))"
 }
 
+# buffer_size_kb as a writable number: "7 (expanded: 1408)" (not yet allocated) gives 1408
+buf_kb() { sed -E 's/^.*expanded: ([0-9]+)\).*$/\1/' $T/buffer_size_kb; }
+
 has_record() { exitscope record --help >/dev/null 2>&1; }
 has_run() { exitscope run --help >/dev/null 2>&1; }
 
@@ -80,7 +83,7 @@ fallback_graph() {
 		grep -E '^(vcpu_enter_guest|vcpu_run|kvm_arch_vcpu_ioctl_run|svm_vcpu_run|svm_handle_exit|cpuid_interception|kvm_emulate_cpuid)[ .]' $T/available_filter_functions | sed 's/^/available: /'
 	} > "$O/graph.meta"
 	[ -n "$root" ] || { echo "fallback_graph: no traceable root" >&2; return 3; }
-	s_tracer=$(cat $T/current_tracer) s_on=$(cat $T/tracing_on) s_buf=$(cat $T/buffer_size_kb)
+	s_tracer=$(cat $T/current_tracer) s_on=$(cat $T/tracing_on) s_buf=$(buf_kb)
 	s_abs=$(cat $T/options/funcgraph-abstime) s_proc=$(cat $T/options/funcgraph-proc)
 	echo 0 > $T/tracing_on
 	echo nop > $T/current_tracer
@@ -114,7 +117,7 @@ EVENTS="kvm_exit kvm_entry kvm_cpuid kvm_pio kvm_mmio kvm_msr kvm_hypercall kvm_
 	kvm_emulate_insn kvm_inj_exception kvm_cr kvm_nested_vmexit"
 fallback_events() {
 	out=$1; shift
-	s_on=$(cat $T/tracing_on) s_buf=$(cat $T/buffer_size_kb) s_events=$(cat $T/set_event)
+	s_on=$(cat $T/tracing_on) s_buf=$(buf_kb) s_events=$(cat $T/set_event)
 	echo 0 > $T/tracing_on
 	echo "$BUF_KB" > $T/buffer_size_kb
 	echo > $T/trace
