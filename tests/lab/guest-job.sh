@@ -17,6 +17,8 @@
 #   REPEAT       --repeat for every bench       (default 1)
 #   BUF_KB       per-CPU ring buffer for the fallbacks / record --buffer-size (default 65536)
 #   RUN_ARGS     extra arguments for `exitscope run` (default none)
+#   GRAPH_FUNC   the graph root asked for (default vcpu_enter_guest, as in the issue; set it
+#                empty to call `exitscope record` without --graph, i.e. its default graph mode)
 #
 # The parts marked FALLBACK do by hand, with tracefs echo commands, what an exitscope command
 # does once it is merged; each is chosen only when that command is missing
@@ -24,7 +26,7 @@
 T=/sys/kernel/tracing
 O=/out
 : "${STEPS:=bench graph events run}" "${MIN_CYCLES:=2^21}" "${REPEAT:=1}" "${BUF_KB:=65536}"
-: "${RUN_ARGS:=}"
+: "${RUN_ARGS:=}" "${GRAPH_FUNC=vcpu_enter_guest}"
 BENCH_OPTS="--cpl 0 --json --min-cycles $MIN_CYCLES --repeat $REPEAT --timeout 600"
 
 stamp() { echo "[$(cut -d' ' -f1 /proc/uptime)] $*"; }
@@ -142,11 +144,11 @@ graph_step() {
 	if has_record; then
 		echo real > $O/graph.mode
 		# REAL (issue 8 part 1): record's own fallback picks kvm_arch_vcpu_ioctl_run here
-		exitscope record --graph vcpu_enter_guest --buffer-size "$BUF_KB" -o $O/graph.txt -- \
+		exitscope record ${GRAPH_FUNC:+--graph "$GRAPH_FUNC"} --buffer-size "$BUF_KB" -o $O/graph.txt -- \
 			exitscope bench $BENCH_OPTS cpuid > $O/graph-bench.json 2> $O/graph.stderr
 	else
 		echo fallback > $O/graph.mode
-		fallback_graph vcpu_enter_guest $O/graph.txt \
+		fallback_graph "${GRAPH_FUNC:-vcpu_enter_guest}" $O/graph.txt \
 			exitscope bench $BENCH_OPTS cpuid > $O/graph-bench.json 2> $O/graph.stderr
 	fi
 }
@@ -193,7 +195,7 @@ stamp "job start"
 	echo "exitscope: $(exitscope --version 2>&1)"
 	echo "record: $(has_record && echo yes || echo no, fallback)"
 	echo "run: $(has_run && echo yes || echo no, fallback)"
-	echo "STEPS=$STEPS MIN_CYCLES=$MIN_CYCLES REPEAT=$REPEAT BUF_KB=$BUF_KB RUN_ARGS=$RUN_ARGS"
+	echo "STEPS=$STEPS MIN_CYCLES=$MIN_CYCLES REPEAT=$REPEAT BUF_KB=$BUF_KB RUN_ARGS=$RUN_ARGS GRAPH_FUNC=$GRAPH_FUNC"
 } > $O/guest-env.txt
 
 load_mod kvm_amd > $O/kvm-load.txt 2>&1
