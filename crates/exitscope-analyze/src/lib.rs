@@ -6,6 +6,12 @@
 //!   migrations, lost events and interrupts) as a [`calls::RootCall`];
 //! - [`merge::MergedTree`] merges root calls by call path (count, total, self, min, max,
 //!   mean, p50, p99), [`merge::FlatProfile`] totals them per function;
+//! - [`exits::ExitCollector`] cuts roots into VM exits (one per `svm_vcpu_run` /
+//!   `vmx_vcpu_run` call, big `kvm_arch_vcpu_ioctl_run` roots included), classifies each from
+//!   `kvm_exit` events or handler functions (table: `exit_handlers.toml`) and splits its time
+//!   into before / run / after / other phases (`report --exits`);
+//! - [`diff::diff`] aligns two merged trees by call path after vendor normalization
+//!   (`svm_*` ↔ `vmx_*`, table: `diff_normalize.toml`) for `exitscope diff`;
 //! - [`Analysis`] wires these together as a [`RecordSink`] and produces a [`report::Report`],
 //!   the document every renderer reads.
 //!
@@ -24,15 +30,19 @@
 #![deny(missing_docs)]
 
 pub mod calls;
+pub mod diff;
+pub mod exits;
 pub mod funcs;
 pub mod histogram;
+pub mod kvm_events;
 pub mod merge;
 pub mod report;
 
-use exitscope_model::{Diagnostic, Flow, Record, RecordSink, Severity};
+use exitscope_model::{Diagnostic, Flow, Record, RecordKind, RecordSink, Severity};
 
 use calls::{CallSink, CallTreeBuilder, RootCall};
-use funcs::FuncTable;
+use exits::{ExitCollector, ExitTable};
+use funcs::{FuncId, FuncTable};
 use merge::{FlatProfile, MergedTree};
 use report::{
     DiagnosticCounts, FlatEntry, Incomplete, IncompleteFunction, InputSummary, LostEvents,
@@ -45,11 +55,20 @@ use report::{
 pub struct AnalysisOptions {
     /// Diagnostics kept for the report (all are counted).
     pub max_diagnostics: usize,
+    /// Cut roots into exits and classify them: fills [`report::Report::exits`]
+    /// (`exitscope report --exits`; see [`exits`]).
+    pub exits: bool,
+    /// Build the merged tree from per-exit units for roots that hold more than one exit
+    /// (`kvm_arch_vcpu_ioctl_run`, `vcpu_run`): each exit becomes a root of its own named by
+    /// the exit table's `synthetic_root` (`vcpu_enter_guest [kvm]`), so such traces compare
+    /// with `vcpu_enter_guest` graphs (`exitscope diff`). Work outside every exit is left out
+    /// of the tree (see [`exits::ExitsReport::unattributed_ns`]). The flat profile is unchanged.
+    pub split_exits: bool,
 }
 
 impl Default for AnalysisOptions {
     fn default() -> Self {
-        AnalysisOptions { max_diagnostics: 20 }
+        AnalysisOptions { max_diagnostics: 20, exits: false, split_exits: false }
     }
 }
 
@@ -75,11 +94,25 @@ struct Consumers<'s, 'a> {
     merged: &'s mut MergedTree,
     flat: &'s mut FlatProfile,
     extra: &'s mut ExtraCallSinks<'a>,
+    exits: Option<&'s mut ExitCollector<'static>>,
+    /// The synthetic root's function when splitting big roots for the merged tree.
+    split: Option<FuncId>,
 }
 
 impl CallSink for Consumers<'_, '_> {
     fn root(&mut self, root: &RootCall, funcs: &FuncTable) {
-        self.merged.add(root);
+        let units = match self.exits.as_mut() {
+            Some(x) => x.observe(root, funcs),
+            None => Vec::new(),
+        };
+        match self.split {
+            Some(synthetic) if ExitCollector::is_split(&units) => {
+                for u in &units {
+                    self.merged.add(&exits::unit_root(root, u, synthetic));
+                }
+            }
+            _ => self.merged.add(root),
+        }
         self.flat.root(root, funcs);
         for e in self.extra.iter_mut() {
             e.root(root, funcs);
@@ -98,6 +131,10 @@ pub struct Analysis<'a> {
     pub flat: FlatProfile,
     extra: ExtraCallSinks<'a>,
     extra_records: Vec<&'a mut dyn RecordSink>,
+    exits: Option<ExitCollector<'static>>,
+    split: Option<FuncId>,
+    kvm_events: kvm_events::KvmEventStats,
+    saw_events: bool,
     inputs: Vec<InputSummary>,
     diagnostics: Vec<Diagnostic>,
     counts: DiagnosticCounts,
@@ -106,13 +143,25 @@ pub struct Analysis<'a> {
 impl<'a> Analysis<'a> {
     /// A fresh analysis.
     pub fn new(opts: AnalysisOptions) -> Self {
+        let table = ExitTable::builtin();
+        let mut builder = CallTreeBuilder::new();
+        // Interned up front: the call sinks only see the function table read-only.
+        let split = opts.split_exits.then(|| {
+            let (name, module) = &table.synthetic_root;
+            builder.funcs.intern(exitscope_model::Func::new(name, module.as_deref()))
+        });
+        let exits = (opts.exits || opts.split_exits).then(|| ExitCollector::new(table));
         Analysis {
             opts,
-            builder: CallTreeBuilder::new(),
+            builder,
             merged: MergedTree::default(),
             flat: FlatProfile::default(),
             extra: Vec::new(),
             extra_records: Vec::new(),
+            kvm_events: kvm_events::KvmEventStats::new(),
+            saw_events: false,
+            exits,
+            split,
             inputs: Vec::new(),
             diagnostics: Vec::new(),
             counts: DiagnosticCounts::default(),
@@ -238,6 +287,12 @@ impl<'a> Analysis<'a> {
             events: lo.lost_events,
             uncounted_markers: lo.lost_uncounted,
         };
+        let (events, exit_reasons, event_analysis) = if self.saw_events {
+            let mut k = self.kvm_events.finish();
+            (std::mem::take(&mut k.events), std::mem::take(&mut k.exit_reasons), Some(k))
+        } else {
+            Default::default()
+        };
         Report {
             schema_version: SCHEMA_VERSION,
             inputs: self.inputs,
@@ -250,6 +305,14 @@ impl<'a> Analysis<'a> {
             diagnostics: self.diagnostics,
             diagnostic_counts: self.counts,
             percentiles_exact: exact,
+            events,
+            exit_reasons,
+            event_analysis,
+            exits: if self.opts.exits {
+                self.exits.as_ref().map(ExitCollector::report)
+            } else {
+                None
+            },
         }
     }
 }
@@ -287,9 +350,22 @@ fn tree_node(t: &MergedTree, funcs: &FuncTable, i: u32) -> TreeNode {
 
 impl RecordSink for Analysis<'_> {
     fn record(&mut self, rec: &Record<'_>) -> Flow {
-        let mut consumers =
-            Consumers { merged: &mut self.merged, flat: &mut self.flat, extra: &mut self.extra };
+        let mut consumers = Consumers {
+            merged: &mut self.merged,
+            flat: &mut self.flat,
+            extra: &mut self.extra,
+            exits: self.exits.as_mut(),
+            split: self.split,
+        };
         self.builder.record(rec, &mut consumers);
+        // Event statistics only need events, LOST markers and task switches.
+        if !matches!(
+            rec.kind,
+            RecordKind::Entry { .. } | RecordKind::Exit { .. } | RecordKind::Leaf { .. }
+        ) {
+            self.saw_events |= matches!(rec.kind, RecordKind::Event { .. });
+            let _ = self.kvm_events.record(rec);
+        }
         let mut flow = Flow::Continue;
         for s in self.extra_records.iter_mut() {
             if s.record(rec) == Flow::Stop {
@@ -307,3 +383,5 @@ impl RecordSink for Analysis<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;

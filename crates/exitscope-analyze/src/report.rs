@@ -15,7 +15,19 @@
 //!   "lost_events": {"markers", "events", "uncounted_markers"},
 //!   "diagnostics": [{"file","line","column","severity","message"}],   // first --max-diagnostics
 //!   "diagnostic_counts": {"errors", "warnings"},
-//!   "percentiles_exact": bool }
+//!   "percentiles_exact": bool,
+//!   "exits": Exits }               // only with `report --exits`; see `crate::exits`
+//! Exits = {"exits": int,            // one per vendor run call (svm_vcpu_run / vmx_vcpu_run)
+//!          "whole_roots", "split_roots", "roots_without_run": int,
+//!          "unattributed_ns": int,  // time of split roots outside every exit
+//!          "reasons": [{"reason": str,   // CPUID, IO, EPT_NPF, MMIO, MSR_READ, ..., "unknown"
+//!                       "count", "by_event", "by_handler": int,
+//!                       "evidence": [{"name", "count"}],  // what decided it / what was seen
+//!                       "total", "before", "run", "after", "other": Phase}]}  // most frequent first
+//! Phase = {"timed": int, "total_ns", "mean_ns", "p50_ns", "p99_ns", "min_ns", "max_ns": int|null}
+//!         // before + run + after + other = total for every exit (so means add up too):
+//!         // before = calls before the run call, run = the run call (world switch + guest),
+//!         // after = exit handling, other = a whole root's own self time (0 for split roots)
 //! Node = {"function": str, "module": str|null, "count": int, "total_ns", "self_ns", "min_ns",
 //!         "max_ns", "mean_ns", "p50_ns", "p99_ns": int (null when the trace has no durations),
 //!         "interrupt": bool, "children": [Node]}
@@ -57,6 +69,18 @@ pub struct Report {
     /// False when some distribution had too many distinct values and percentiles are
     /// bucketed (relative error < 0.2 %).
     pub percentiles_exact: bool,
+    /// Count of every event (tracepoint line or graph comment) by name; empty when none.
+    pub events: std::collections::BTreeMap<String, u64>,
+    /// Per exit reason from kvm tracepoints (`kvm_exit`/`kvm_entry` pairs, or the
+    /// reason-specific tracepoints where those do not fire); empty when none.
+    pub exit_reasons: Vec<crate::kvm_events::ExitReasonStats>,
+    /// The rest of the kvm event analysis (timing source, totals, notes), when the trace had
+    /// events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_analysis: Option<crate::kvm_events::KvmEventReport>,
+    /// The exit view (`report --exits`), absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exits: Option<crate::exits::ExitsReport>,
 }
 
 /// What one input contained.

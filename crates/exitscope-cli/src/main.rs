@@ -23,6 +23,14 @@ enum Command {
     Report(cmd::report::Args),
     /// Run VM-exit microbenchmarks on exitscope's built-in VMM (no QEMU needed).
     Bench(cmd::bench::Args),
+    /// Record the VM-exit path from tracefs (function_graph or kvm tracepoints) to a file,
+    /// leaving tracefs exactly as it was.
+    Record(cmd::record::Args),
+    /// The whole experiment in one command: run a built-in benchmark, record its exit path
+    /// (function_graph where the kernel allows it, else kvm tracepoints) and explain it.
+    Run(cmd::run::Args),
+    /// Compare two traces call path by call path (AMD vs Intel, before vs after).
+    Diff(cmd::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +38,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Report(a) => cmd::report::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Record(a) => cmd::record::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

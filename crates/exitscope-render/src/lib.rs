@@ -17,6 +17,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod diff;
+pub mod events;
+pub mod exits;
 pub mod flat;
 pub mod json;
 pub mod tree;

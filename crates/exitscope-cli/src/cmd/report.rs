@@ -24,6 +24,10 @@ pub struct Args {
     /// Print the flat per-function profile instead of the tree.
     #[arg(long)]
     pub flat: bool,
+    /// Print the exit view instead of the tree: one exit per svm_vcpu_run/vmx_vcpu_run call,
+    /// classified by reason, with before/run/after phases (with --json: adds "exits").
+    #[arg(long, conflicts_with = "flat")]
+    pub exits: bool,
     /// Fail (exit 2) if any line could not be read, instead of skipping it.
     #[arg(long)]
     pub strict: bool,
@@ -141,6 +145,7 @@ pub fn run(args: Args) -> CmdResult {
     let (mut out, tty) = open_output(args.output.as_deref())?;
     let mut opts = AnalysisOptions::default();
     opts.max_diagnostics = args.max_diagnostics;
+    opts.exits = args.exits;
     let mut analysis = Analysis::new(opts);
     analyse_inputs(&args.files, &mut analysis)?;
     let report = analysis.finish();
@@ -154,10 +159,20 @@ pub fn run(args: Args) -> CmdResult {
     let style = style_for(args.color, tty);
     if args.json {
         exitscope_render::json::write(&report, &mut out)?;
+    } else if args.exits {
+        exitscope_render::exits::write(&report, &style, &mut out)?;
     } else if args.flat {
         exitscope_render::flat::write(&report, &style, &mut out)?;
+    } else if report.tree.is_empty() && report.event_analysis.is_some() {
+        // An event trace (kvm tracepoints, no function_graph): the exit-reason table.
+        exitscope_render::events::write(&report, &mut out)?;
+        exitscope_render::tree::footer(&report, &mut out)?;
     } else {
         exitscope_render::tree::write(&report, &style, &mut out)?;
+        if report.event_analysis.is_some() {
+            writeln!(out)?;
+            exitscope_render::events::write(&report, &mut out)?;
+        }
     }
     out.flush()?;
     Ok(exit::OK)

@@ -1,0 +1,139 @@
+//! `exitscope diff A B`: compare two traces call path by call path.
+
+use std::io::Write;
+
+use anyhow::{Context, anyhow};
+use clap::{Args as ClapArgs, ValueEnum};
+
+use exitscope_analyze::diff::{self, DiffReport, DiffSort, DiffStatus, NormTable};
+use exitscope_analyze::report::Report;
+use exitscope_analyze::{Analysis, AnalysisOptions};
+
+use crate::cmd::report::{ColorChoice, analyse_inputs, open_output, print_diagnostics, style_for};
+use crate::exit::{self, CmdResult, Failure};
+
+/// Arguments of `exitscope diff`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// The baseline trace (ftrace function_graph text; `-` reads stdin).
+    #[arg(value_name = "A")]
+    pub a: String,
+    /// The trace compared with it. Δ = B − A: positive means B is slower.
+    #[arg(value_name = "B")]
+    pub b: String,
+    /// Print one JSON document (schema: `exitscope_analyze::diff::DiffReport`).
+    #[arg(long)]
+    pub json: bool,
+    /// Sibling order: `tree` (as traced) or `delta` (largest |Δ| first at every level).
+    #[arg(long, value_enum, default_value_t = SortChoice::Tree)]
+    pub sort: SortChoice,
+    /// A TOML file of extra normalization rules (same format as the built-in
+    /// `diff_normalize.toml`: `collapse`, `[modules]`, `[[alias]]`, `[[pattern]]`), checked first.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_normalize")]
+    pub map: Option<String>,
+    /// Compare names as they are (same vendor, e.g. one host before/after a kernel change).
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Exit 1 when a root present in both traces is more than PCT percent slower in B
+    /// (mean per call), e.g. `--fail-above 5` or `5%`.
+    #[arg(long, value_name = "PCT", value_parser = parse_pct)]
+    pub fail_above: Option<f64>,
+    /// Print at most this many diagnostics per trace (all are counted).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub max_diagnostics: usize,
+    /// Write the output here instead of stdout (`-` = stdout).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
+    /// Color the terminal tree.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// `--sort` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SortChoice {
+    /// As traced.
+    Tree,
+    /// Largest |Δ| first.
+    Delta,
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let t = s.trim().trim_end_matches('%').trim();
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a percentage like 5 or 5%, found {s:?}")),
+    }
+}
+
+fn analyse(file: &str, max_diagnostics: usize) -> Result<Report, Failure> {
+    let mut opts = AnalysisOptions::default();
+    opts.max_diagnostics = max_diagnostics;
+    opts.exits = true;
+    opts.split_exits = true;
+    let mut analysis = Analysis::new(opts);
+    analyse_inputs(&[file.to_string()], &mut analysis)?;
+    let report = analysis.finish();
+    print_diagnostics(&report);
+    Ok(report)
+}
+
+fn load_table(args: &Args) -> Result<Option<NormTable>, Failure> {
+    if args.no_normalize {
+        return Ok(None);
+    }
+    let mut table = NormTable::builtin();
+    if let Some(path) = &args.map {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read normalization map {path}"))?;
+        let user = NormTable::parse(&text).map_err(|e| Failure::input(anyhow!("{path}: {e}")))?;
+        table.extend_with(user);
+    }
+    Ok(Some(table))
+}
+
+/// Roots in both traces that are slower in B by more than `pct` percent.
+fn over_threshold(d: &DiffReport, pct: f64) -> Vec<String> {
+    d.tree
+        .iter()
+        .filter(|n| n.status == DiffStatus::Both)
+        .filter_map(|n| {
+            let a = n.a.as_ref()?.mean_ns?;
+            let b = n.b.as_ref()?.mean_ns?;
+            if a == 0 {
+                return None;
+            }
+            let change = (b as f64 - a as f64) / a as f64 * 100.0;
+            (change > pct).then(|| format!("{} {:+.1}%", n.key, change))
+        })
+        .collect()
+}
+
+/// Run `exitscope diff`.
+pub fn run(args: Args) -> CmdResult {
+    let table = load_table(&args)?;
+    let (mut out, tty) = open_output(args.output.as_deref())?;
+    let a = analyse(&args.a, args.max_diagnostics)?;
+    let b = analyse(&args.b, args.max_diagnostics)?;
+    let sort = match args.sort {
+        SortChoice::Tree => DiffSort::Tree,
+        SortChoice::Delta => DiffSort::Delta,
+    };
+    let d = diff::diff(&a, &b, table.as_ref(), sort);
+    if args.json {
+        exitscope_render::json::write(&d, &mut out)?;
+    } else {
+        exitscope_render::diff::write(&d, &style_for(args.color, tty), &mut out)?;
+    }
+    out.flush()?;
+    if let Some(pct) = args.fail_above {
+        let slow = over_threshold(&d, pct);
+        if !slow.is_empty() {
+            return Err(Failure::check(anyhow!(
+                "B is slower than A by more than {pct}% (--fail-above): {}",
+                slow.join(", ")
+            )));
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,263 @@
+//! End-to-end tests of `exitscope report --exits` and `exitscope diff` against golden files.
+//!
+//! Goldens live in `tests/data/<case>/expected.*`; `EXITSCOPE_BLESS=1 cargo test` rewrites
+//! them. A mismatch names `expected_file:line`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exitscope"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run exitscope")
+}
+
+fn stdout_ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "exitscope {args:?} failed ({:?}): {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn golden(expected: &str, actual: &str) {
+    let path = root().join(expected);
+    let bless = std::env::var_os("EXITSCOPE_BLESS").is_some_and(|v| v == "1");
+    let want = std::fs::read_to_string(&path).ok();
+    if bless || want.is_none() {
+        std::fs::write(&path, actual).unwrap();
+        assert!(bless, "{expected}: created (was missing); check it and commit it");
+        return;
+    }
+    let want = want.unwrap_or_default();
+    if want == actual {
+        return;
+    }
+    let (w, a): (Vec<&str>, Vec<&str>) = (want.lines().collect(), actual.lines().collect());
+    let line = (0..w.len().max(a.len())).find(|&i| w.get(i) != a.get(i)).unwrap_or(0);
+    panic!(
+        "{expected}:{}: expected\n    {}\nfound\n    {}\n(EXITSCOPE_BLESS=1 cargo test rewrites the golden files)",
+        line + 1,
+        w.get(line).unwrap_or(&"<end of file>"),
+        a.get(line).unwrap_or(&"<end of output>")
+    );
+}
+
+const AMD: &str = "tests/data/seed/cpuid-amd.fgraph.txt";
+const INTEL: &str = "tests/data/seed/cpuid-intel.fgraph.txt";
+const IOCTL: &str = "tests/data/ioctl-run/input.fgraph.txt";
+const IOCTL_EVENTS: &str = "tests/data/ioctl-run-events/input.fgraph.txt";
+
+fn exits_json(file: &str) -> String {
+    let out = stdout_ok(&["report", "--exits", "--json", file]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    serde_json::to_string_pretty(&v["exits"]).unwrap() + "\n"
+}
+
+#[test]
+fn report_exits_seed_goldens() {
+    let amd = stdout_ok(&["report", "--exits", "--color", "never", AMD]);
+    golden("tests/data/exits-seed/expected.amd.txt", &amd);
+    golden(
+        "tests/data/exits-seed/expected.intel.txt",
+        &stdout_ok(&["report", "--exits", "--color", "never", INTEL]),
+    );
+    golden("tests/data/exits-seed/expected.amd.exits.json", &exits_json(AMD));
+    golden("tests/data/exits-seed/expected.intel.exits.json", &exits_json(INTEL));
+    // What the goldens must say, independent of layout.
+    assert!(amd.contains("CPUID"));
+    for v in ["4.278 us", "0.160 us", "2.265 us", "1.312 us", "0.541 us"] {
+        assert!(amd.contains(v), "{v} missing:\n{amd}");
+    }
+    for (file, phases) in
+        [(AMD, [160, 2265, 1312, 541, 4278]), (INTEL, [856, 2090, 1949, 789, 5684])]
+    {
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout_ok(&["report", "--exits", "--json", file])).unwrap();
+        let r = &v["exits"]["reasons"][0];
+        assert_eq!(r["reason"], "CPUID");
+        assert_eq!(r["count"], 1);
+        let got: Vec<u64> = ["before", "run", "after", "other", "total"]
+            .iter()
+            .map(|p| r[p]["mean_ns"].as_u64().unwrap())
+            .collect();
+        assert_eq!(got, phases, "{file}");
+    }
+}
+
+#[test]
+fn report_without_exits_has_no_exits_member() {
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout_ok(&["report", "--json", AMD])).unwrap();
+    assert!(v.get("exits").is_none());
+}
+
+#[test]
+fn report_exits_big_root_goldens() {
+    golden(
+        "tests/data/ioctl-run/expected.exits.txt",
+        &stdout_ok(&["report", "--exits", "--color", "never", IOCTL]),
+    );
+    golden("tests/data/ioctl-run/expected.exits.json", &exits_json(IOCTL));
+    let v: serde_json::Value = serde_json::from_str(&exits_json(IOCTL)).unwrap();
+    assert_eq!((v["exits"].as_u64(), v["split_roots"].as_u64()), (Some(9), Some(2)));
+    let reasons: Vec<(&str, u64)> = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["reason"].as_str().unwrap(), r["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(reasons, [("CPUID", 6), ("IO", 2), ("EXTERNAL_INTERRUPT", 1)]);
+}
+
+#[test]
+fn report_exits_with_event_comments() {
+    golden(
+        "tests/data/ioctl-run-events/expected.exits.txt",
+        &stdout_ok(&["report", "--exits", "--color", "never", IOCTL_EVENTS]),
+    );
+    golden("tests/data/ioctl-run-events/expected.exits.json", &exits_json(IOCTL_EVENTS));
+    let v: serde_json::Value = serde_json::from_str(&exits_json(IOCTL_EVENTS)).unwrap();
+    let mut reasons: Vec<(String, u64)> = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["reason"].as_str().unwrap().to_string(), r["by_event"].as_u64().unwrap()))
+        .collect();
+    reasons.sort();
+    let want = ["CPUID", "EXTERNAL_INTERRUPT", "IO", "MMIO", "MSR_WRITE", "unknown"];
+    assert_eq!(reasons.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), want);
+    assert!(reasons.iter().filter(|r| r.0 != "unknown").all(|r| r.1 == 1), "{reasons:?}");
+}
+
+#[test]
+fn diff_seed_goldens() {
+    let text = stdout_ok(&["diff", "--color", "never", AMD, INTEL]);
+    golden("tests/data/diff-seed/expected.txt", &text);
+    golden(
+        "tests/data/diff-seed/expected.sort-delta.txt",
+        &stdout_ok(&["diff", "--color", "never", "--sort", "delta", AMD, INTEL]),
+    );
+    let json = stdout_ok(&["diff", "--json", AMD, INTEL]);
+    golden("tests/data/diff-seed/expected.json", &json);
+    assert!(text.contains("positive means B is slower"));
+    let first = text.lines().find(|l| l.contains("vcpu_enter_guest")).unwrap();
+    for v in ["4.278 us (1)", "5.684 us (1)", "+1.406 us", "\u{d7}1.33"] {
+        assert!(first.contains(v), "{v} missing in {first}");
+    }
+    assert!(text.contains("svm_vcpu_run [kvm_amd] \u{2194} vmx_vcpu_run [kvm_intel]"));
+    assert!(text.contains("handle_exit [kvm_amd] \u{2194} vmx_handle_exit [kvm_intel]"));
+    assert!(text.lines().any(|l| l.contains("vmx_sync_pir_to_irr") && l.contains("only in B")));
+
+    // The JSON carries the same pairs.
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    let root = &v["tree"][0];
+    assert_eq!(
+        (root["a"]["mean_ns"].as_u64(), root["b"]["mean_ns"].as_u64()),
+        (Some(4278), Some(5684))
+    );
+    assert_eq!((root["delta_ns"].as_i64(), root["ratio"].as_f64()), (Some(1406), Some(1.3287)));
+    let find = |n: &serde_json::Value, f: &str| -> Option<serde_json::Value> {
+        fn walk(n: &serde_json::Value, f: &str) -> Option<serde_json::Value> {
+            if n["a"]["function"] == f || n["b"]["function"] == f {
+                return Some(n.clone());
+            }
+            n["children"].as_array()?.iter().find_map(|c| walk(c, f))
+        }
+        walk(n, f)
+    };
+    let run = find(root, "vmx_vcpu_run").unwrap();
+    assert_eq!(
+        (run["a"]["function"].as_str(), run["a"]["mean_ns"].as_u64()),
+        (Some("svm_vcpu_run"), Some(2265))
+    );
+    assert_eq!(run["b"]["mean_ns"].as_u64(), Some(2090));
+    let he = find(root, "vmx_handle_exit").unwrap();
+    assert_eq!(
+        (he["a"]["function"].as_str(), he["a"]["mean_ns"].as_u64()),
+        (Some("handle_exit"), Some(1232))
+    );
+    assert_eq!(he["b"]["mean_ns"].as_u64(), Some(1840));
+    assert_eq!(find(root, "vmx_sync_pir_to_irr").unwrap()["status"], "only_b");
+    let slow = &v["tree"][1];
+    let msr = find(slow, "__kvm_get_msr").unwrap();
+    assert_eq!(
+        (msr["status"].as_str(), msr["a"]["mean_ns"].as_u64(), msr["b"]["mean_ns"].as_u64()),
+        (Some("both"), Some(1443), Some(3104))
+    );
+    let pmu = find(slow, "kvm_pmu_is_valid_msr").unwrap();
+    assert_eq!(pmu["status"], "both");
+}
+
+#[test]
+fn diff_big_root_against_seed_golden() {
+    golden(
+        "tests/data/ioctl-run/expected.diff-vs-seed-amd.txt",
+        &stdout_ok(&["diff", "--color", "never", AMD, IOCTL]),
+    );
+}
+
+#[test]
+fn diff_fail_above_is_a_check() {
+    let o = run(&["diff", "--fail-above", "10%", AMD, INTEL]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("vcpu_enter_guest") && err.contains("+32.9%"), "{err}");
+    assert!(!o.stdout.is_empty(), "the diff is still printed");
+    let o = run(&["diff", "--fail-above", "150", AMD, INTEL]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = run(&["diff", "--fail-above", "ten", AMD, INTEL]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn diff_map_file_and_no_normalize() {
+    let dir = std::env::temp_dir().join(format!("exitscope-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let map = dir.join("map.toml");
+    std::fs::write(
+        &map,
+        "[[alias]]\ncanonical = \"set_or_get_cr8\"\nfunctions = [\"kvm_set_cr8 [kvm]\", \"clear_atomic_switch_msr [kvm_intel]\"]\n",
+    )
+    .unwrap();
+    let map_s = map.to_str().unwrap();
+    let text = stdout_ok(&["diff", "--color", "never", "--map", map_s, AMD, INTEL]);
+    assert!(
+        text.contains("kvm_set_cr8 [kvm] \u{2194} clear_atomic_switch_msr [kvm_intel]"),
+        "{text}"
+    );
+    std::fs::write(&map, "[[alias]]\ncanonical = \n").unwrap();
+    let o = run(&["diff", "--map", map_s, AMD, INTEL]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("map.toml") && err.contains("line 2"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let raw = stdout_ok(&["diff", "--color", "never", "--no-normalize", AMD, INTEL]);
+    assert!(raw.contains("names compared as they are"));
+    assert!(raw.lines().any(|l| l.contains("svm_vcpu_run") && l.contains("only in A")));
+    // Same trace twice: nothing differs.
+    let same = stdout_ok(&["diff", "--json", "--no-normalize", AMD, AMD]);
+    let v: serde_json::Value = serde_json::from_str(&same).unwrap();
+    assert_eq!(v["tree"][0]["delta_ns"], 0);
+}
+
+#[test]
+fn diff_bad_inputs_exit_2() {
+    let o = run(&["diff", AMD, "tests/data/does-not-exist.txt"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does-not-exist"));
+    let o = run(&["diff", AMD]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -1,0 +1,114 @@
+//! `exitscope run` on this machine: the whole experiment (bench + record + report). Needs root,
+//! tracefs and /dev/kvm; prints `SKIP: <reason>` without them (a failure under
+//! `EXITSCOPE_REQUIRE_HW=1`).
+
+mod common;
+
+use std::path::Path;
+
+use common::exitscope;
+
+fn hw_missing() -> Option<String> {
+    if !Path::new("/dev/kvm").exists() {
+        return Some("no /dev/kvm".into());
+    }
+    if !Path::new("/sys/kernel/tracing/tracing_on").exists() {
+        return Some("no tracefs at /sys/kernel/tracing".into());
+    }
+    if std::fs::OpenOptions::new().write(true).open("/sys/kernel/tracing/tracing_on").is_err() {
+        return Some("tracefs not writable (not root?)".into());
+    }
+    None
+}
+
+fn skip() -> bool {
+    match hw_missing() {
+        None => false,
+        Some(why) => {
+            assert!(
+                std::env::var_os("EXITSCOPE_REQUIRE_HW").is_none_or(|v| v != "1"),
+                "EXITSCOPE_REQUIRE_HW=1 but {why}"
+            );
+            println!("SKIP: {why}");
+            true
+        }
+    }
+}
+
+fn tracefs_state() -> Vec<(String, String)> {
+    ["current_tracer", "tracing_on", "set_event", "set_event_pid", "buffer_size_kb"]
+        .iter()
+        .map(|f| {
+            let p = format!("/sys/kernel/tracing/{f}");
+            (f.to_string(), std::fs::read_to_string(p).unwrap_or_default())
+        })
+        .collect()
+}
+
+#[test]
+fn run_records_explains_and_keeps_its_files() {
+    if skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("exitscope-run-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let before = tracefs_state();
+    let out =
+        exitscope(&["run", "inl_from_kernel", "--color", "never", "-o", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(tracefs_state(), before, "tracefs changed");
+    assert!(stdout.contains("# bench inl_from_kernel:"), "{stdout}");
+    assert!(stdout.contains("1.00 exits/iter"), "{stdout}");
+    for f in ["trace.txt", "bench.json", "report.json"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let io = report["exit_reasons"].as_array().unwrap().iter().find(|r| r["reason"] == "IO");
+    let io_count = io.and_then(|r| r["count"].as_u64()).unwrap_or(0);
+    assert!(io_count > 100, "{}", report["exit_reasons"]);
+    // Either mode is fine; it must say which one ran.
+    assert!(
+        stdout.contains("recorded kvm tracepoints") || stdout.contains("recorded function_graph")
+    );
+    println!("run inl_from_kernel: {io_count} IO exits recorded");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn run_without_output_dir_leaves_no_files_and_explains_silent_exits() {
+    if skip() {
+        return;
+    }
+    let out = exitscope(&["run", "cpuid", "--color", "never"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("# bench cpuid:"), "{stdout}");
+    // On hosts where CPUID does not exit to this KVM the bench says so instead of a number.
+    if stdout.contains("0.00 exits/iter") {
+        assert!(stdout.contains("does not exit"), "{stdout}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("exitscope-run-"))
+        .filter(|e| {
+            e.file_name().to_string_lossy() != format!("exitscope-run-test-{}", std::process::id())
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temporary run directories left: {leftovers:?}");
+}
+
+#[test]
+fn run_unknown_test_is_a_usage_error_before_tracing() {
+    let out = exitscope(&["run", "no_such_test"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown test \"no_such_test\"") && err.contains("inl_from_kernel"),
+        "{err}"
+    );
+    assert!(!err.contains("recording"), "nothing may be recorded: {err}");
+}

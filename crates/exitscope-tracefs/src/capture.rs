@@ -1,0 +1,237 @@
+//! Streaming `trace_pipe` to a file, and lost events from `per_cpu/cpuN/stats`.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::session::Session;
+
+/// Why a capture stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopWhen {
+    /// The traced command exited.
+    TargetExited,
+    /// The requested duration passed.
+    Duration,
+    /// A signal (SIGINT, SIGTERM, SIGHUP) arrived.
+    Signal(i32),
+}
+
+/// What a capture wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaptureSummary {
+    /// Bytes written to the output (including LOST lines appended at the end).
+    pub bytes: u64,
+    /// Lines copied from `trace_pipe`.
+    pub lines: u64,
+    /// Per CPU: events the kernel reported lost inside the stream (`CPU:N [LOST n EVENTS]`).
+    pub lost_in_stream: BTreeMap<u32, u64>,
+    /// Per CPU: further events lost according to `per_cpu/cpuN/stats` (overrun + dropped
+    /// events since the start), appended as LOST lines at the end.
+    pub lost_from_stats: BTreeMap<u32, u64>,
+    /// Why it stopped.
+    pub stop: Option<StopWhen>,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl CaptureSummary {
+    /// All lost events, in the stream and from the stats.
+    pub fn lost_total(&self) -> u64 {
+        self.lost_in_stream.values().chain(self.lost_from_stats.values()).sum()
+    }
+}
+
+/// How often to look at the pipe, the stop condition and the signals when nothing arrives.
+const POLL: Duration = Duration::from_millis(20);
+
+impl Session {
+    /// Copy `trace_pipe` (the merged, time-ordered stream of all CPUs) to `out` until `stop`
+    /// returns `Some` (it is called with the elapsed time after every read attempt). Then turn
+    /// tracing off, drain what is left, and append a `CPU:N [LOST n EVENTS]` line for each CPU
+    /// whose stats show losses the stream did not already report. Tracing stays off and
+    /// nothing is restored yet (see [`Session::finish`]).
+    ///
+    /// # Errors
+    /// [`Error::Read`] for the pipe or stats, [`Error::Output`] naming `out_name`.
+    pub fn capture(
+        &mut self,
+        out: &mut dyn Write,
+        out_name: &Path,
+        stop: &mut dyn FnMut(Duration) -> Option<StopWhen>,
+    ) -> Result<CaptureSummary, Error> {
+        let started = Instant::now();
+        let fs = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).fs.clone();
+        let before = read_stats(&fs, &self.dir);
+        let pipe_rel = format!("{}trace_pipe", self.dir);
+        let pipe = fs.open_nonblocking(&pipe_rel)?;
+        self.with_pipe(|p| *p = Some(pipe));
+        let mut sum = CaptureSummary::default();
+        let mut lines = LineCopier::default();
+        let out_err = |source| Error::Output { path: out_name.to_owned(), source };
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = self.read_pipe(&mut buf, &fs, &pipe_rel)?;
+            if n > 0 {
+                lines.push(&buf[..n], out, &mut sum).map_err(out_err)?;
+            }
+            if let Some(why) = stop(started.elapsed()) {
+                sum.stop = Some(why);
+                break;
+            }
+            if n == 0 {
+                std::thread::sleep(POLL);
+            }
+        }
+        self.stop_tracing()?;
+        // Drain: everything recorded before tracing_on went to 0. A bound keeps a flood from
+        // another writer from keeping us here forever.
+        for _ in 0..10_000 {
+            let n = self.read_pipe(&mut buf, &fs, &pipe_rel)?;
+            if n == 0 {
+                break;
+            }
+            lines.push(&buf[..n], out, &mut sum).map_err(out_err)?;
+        }
+        lines.finish(out, &mut sum).map_err(out_err)?;
+        self.with_pipe(|p| *p = None);
+        let after = read_stats(&fs, &self.dir);
+        for (cpu, total) in after {
+            let lost = total.saturating_sub(before.get(&cpu).copied().unwrap_or(0));
+            let seen = sum.lost_in_stream.get(&cpu).copied().unwrap_or(0);
+            if lost > seen {
+                let line = format!("CPU:{cpu} [LOST {} EVENTS]\n", lost - seen);
+                out.write_all(line.as_bytes()).map_err(out_err)?;
+                sum.bytes += line.len() as u64;
+                sum.lost_from_stats.insert(cpu, lost - seen);
+            }
+        }
+        out.flush().map_err(out_err)?;
+        sum.elapsed = started.elapsed();
+        Ok(sum)
+    }
+
+    fn with_pipe<R>(&self, f: impl FnOnce(&mut Option<std::fs::File>) -> R) -> R {
+        f(&mut self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pipe)
+    }
+
+    /// One non-blocking read; 0 when nothing is available now.
+    fn read_pipe(&self, buf: &mut [u8], fs: &crate::Tracefs, rel: &str) -> Result<usize, Error> {
+        self.with_pipe(|p| {
+            let Some(f) = p.as_mut() else { return Ok(0) };
+            loop {
+                return match f.read(buf) {
+                    Ok(n) => Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(source) => Err(Error::Read { path: fs.path(rel), source }),
+                };
+            }
+        })
+    }
+}
+
+/// Copies whole lines and notices the kernel's LOST lines on the way.
+#[derive(Default)]
+struct LineCopier {
+    partial: Vec<u8>,
+}
+
+impl LineCopier {
+    fn push(
+        &mut self,
+        data: &[u8],
+        out: &mut dyn Write,
+        sum: &mut CaptureSummary,
+    ) -> io::Result<()> {
+        self.partial.extend_from_slice(data);
+        let Some(last_nl) = self.partial.iter().rposition(|&b| b == b'\n') else { return Ok(()) };
+        let complete: Vec<u8> = self.partial.drain(..=last_nl).collect();
+        for line in complete.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            sum.lines += 1;
+            if let Some((cpu, n)) = parse_lost(line) {
+                *sum.lost_in_stream.entry(cpu).or_default() += n;
+            }
+        }
+        out.write_all(&complete)?;
+        sum.bytes += complete.len() as u64;
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut dyn Write, sum: &mut CaptureSummary) -> io::Result<()> {
+        if !self.partial.is_empty() {
+            self.partial.push(b'\n');
+            let rest = std::mem::take(&mut self.partial);
+            self.push(&rest, out, sum)?;
+        }
+        Ok(())
+    }
+}
+
+/// `CPU:3 [LOST 120 EVENTS]` → (3, 120).
+fn parse_lost(line: &[u8]) -> Option<(u32, u64)> {
+    let s = std::str::from_utf8(line).ok()?.trim();
+    let rest = s.strip_prefix("CPU:")?;
+    let (cpu, rest) = rest.split_once(' ')?;
+    let n = rest.strip_prefix("[LOST ")?.strip_suffix(" EVENTS]")?;
+    Some((cpu.parse().ok()?, n.parse().ok()?))
+}
+
+/// Sum of `entries:` over `<dir>per_cpu/cpuN/stats`: what sits unread in the ring buffer.
+pub(crate) fn buffered_entries(fs: &crate::Tracefs, dir: &str) -> u64 {
+    let Ok(rd) = std::fs::read_dir(fs.path(&format!("{dir}per_cpu"))) else { return 0 };
+    rd.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stats")).ok())
+        .filter_map(|t| {
+            t.lines().find_map(|l| l.strip_prefix("entries:")?.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// Per CPU, `overrun + dropped events` from `<dir>per_cpu/cpuN/stats` (missing files: none).
+fn read_stats(fs: &crate::Tracefs, dir: &str) -> BTreeMap<u32, u64> {
+    let mut m = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(fs.path(&format!("{dir}per_cpu"))) else { return m };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(cpu) =
+            name.to_str().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = fs.read(&format!("{dir}per_cpu/cpu{cpu}/stats")) else { continue };
+        let field = |k: &str| -> u64 {
+            text.lines().find_map(|l| l.strip_prefix(k)?.trim().parse().ok()).unwrap_or(0)
+        };
+        m.insert(cpu, field("overrun:") + field("dropped events:"));
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_lines_are_recognised() {
+        assert_eq!(parse_lost(b"CPU:3 [LOST 120 EVENTS]"), Some((3, 120)));
+        assert_eq!(parse_lost(b"CPU:3 [LOST EVENTS]"), None);
+        assert_eq!(parse_lost(b" python3-1 [000] ....: kvm_cpuid: x"), None);
+    }
+
+    #[test]
+    fn copier_keeps_partial_lines_until_complete() {
+        let mut c = LineCopier::default();
+        let mut out = Vec::new();
+        let mut sum = CaptureSummary::default();
+        c.push(b"a\nCPU:1 [LOST 2 EV", &mut out, &mut sum).unwrap();
+        assert_eq!(out, b"a\n");
+        c.push(b"ENTS]\nb", &mut out, &mut sum).unwrap();
+        c.finish(&mut out, &mut sum).unwrap();
+        assert_eq!(out, b"a\nCPU:1 [LOST 2 EVENTS]\nb\n");
+        assert_eq!(sum.lines, 3);
+        assert_eq!(sum.lost_in_stream.get(&1), Some(&2));
+    }
+}
