@@ -42,7 +42,7 @@ fi
 echo "== lab: cargo build --release -p exitscope-cli"
 t=$(date +%s)
 (cd "$REPO" && cargo build --release --quiet -p exitscope-cli) || die "cargo build --release failed"
-BIN=$REPO/target/release/exitscope
+BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/exitscope
 T_CARGO=$(since "$t")
 
 echo "== lab: build kernel + initramfs under $LAB"
