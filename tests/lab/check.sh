@@ -182,7 +182,7 @@ check_events() {
 # ---- run -----------------------------------------------------------------------------------
 if [ -f "$R/run.cmd" ]; then
 	D=$R/run-cpuid
-	benchf= tracef=
+	benchf='' tracef=''
 	for f in $(find "$D" -type f 2>/dev/null | sort); do
 		if jq -e '.results' "$f" >/dev/null 2>&1; then [ -n "$benchf" ] || benchf=$f
 		elif jq -e . "$f" >/dev/null 2>&1; then :
@@ -190,11 +190,11 @@ if [ -f "$R/run.cmd" ]; then
 		fi
 	done
 	if [ -n "$benchf" ]; then check_bench "$benchf" "run (${benchf#"$R/"})" cpuid
-	else fail "run: no bench JSON (a file with \"results\") in $D: $(ls "$D" 2>/dev/null | xargs)"; fi
+	else fail "run: no bench JSON (a file with \"results\") in $D: $(cd "$D" 2>/dev/null && echo *)"; fi
 	if [ -n "$tracef" ]; then
 		tb=$benchf; [ -f "$D/traced-bench.json" ] && tb=$D/traced-bench.json
 		check_graph "$tracef" "$tb" "run (${tracef#"$R/"})"
-	else fail "run: no function_graph trace with roots in $D: $(ls "$D" 2>/dev/null | xargs)"; fi
+	else fail "run: no function_graph trace with roots in $D: $(cd "$D" 2>/dev/null && echo *)"; fi
 fi
 
 # ---- tracefs restored ----------------------------------------------------------------------
