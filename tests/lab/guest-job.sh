@@ -27,7 +27,7 @@ T=/sys/kernel/tracing
 O=/out
 : "${STEPS:=bench graph events run}" "${MIN_CYCLES:=2^21}" "${REPEAT:=1}" "${BUF_KB:=65536}"
 : "${RUN_ARGS:=}" "${GRAPH_FUNC=vcpu_enter_guest}"
-BENCH_OPTS="--cpl 0 --json --min-cycles $MIN_CYCLES --repeat $REPEAT --timeout 600"
+BENCH_OPTS="--cpl 0 --json --min-cycles $MIN_CYCLES --repeat $REPEAT --timeout 300"
 
 stamp() { echo "[$(cut -d' ' -f1 /proc/uptime)] $*"; }
 want() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }

@@ -11,7 +11,7 @@
 # exits 0 when the lab cannot be built here (no qemu and no apt, no network for the kernel
 # package, kernel package not found, not x86_64); exits 1 on a real failure.
 #
-# Env: LAB (/tmp/exitscope-lab)  TIMEOUT (QEMU deadline, s; 900)  KPKG (kernel package)
+# Env: LAB (/tmp/exitscope-lab)  TIMEOUT (QEMU deadline, s; 420)  KPKG (kernel package)
 #      NO_APT=1 (never call apt)  STEPS MIN_CYCLES REPEAT BUF_KB RUN_ARGS (guest job knobs)
 #      EXITSCOPE_LAB_SKIP=1 (print SKIP and exit 0, e.g. for a quick CI run)
 #      RESULTS (also copy the run directory there)
@@ -20,7 +20,7 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 export LAB=${LAB:-/tmp/exitscope-lab}
-export TIMEOUT=${TIMEOUT:-900}
+export TIMEOUT=${TIMEOUT:-420}
 T0=$(date +%s)
 since() { echo $(( $(date +%s) - $1 )); }
 skip() { echo "SKIP: lab test: $*"; exit 0; }
