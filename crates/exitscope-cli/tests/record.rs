@@ -219,6 +219,55 @@ fn fake_graph_child_killed_by_sigkill_restores() {
     assert!(log.trim_end().ends_with("write tracing_on \"1\""), "{log}");
 }
 
+/// Issue 8: an explicit `--graph vcpu_enter_guest` that the compiler inlined falls back to the
+/// nearest traceable root on KVM's exit path and says so; any other missing function is an
+/// error, never an empty filter.
+#[test]
+fn fake_explicit_inlined_exit_path_root_falls_back_and_others_do_not() {
+    let dir = TempDir::new("fallback");
+    fake(&dir.0);
+    put(&dir.0, "available_filter_functions", "kvm_arch_vcpu_ioctl_run [kvm]\nschedule\n");
+    let before = snapshot_dir(&dir.0);
+    let out = dir.0.join(".out.txt");
+    let fake_dir = dir.0.to_str().unwrap();
+    let o = run(&[
+        "record",
+        "--fake-tracefs",
+        fake_dir,
+        "--graph",
+        "vcpu_enter_guest",
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("vcpu_enter_guest is not traceable"), "{e}");
+    assert!(e.contains("kvm_arch_vcpu_ioctl_run"), "{e}");
+    let log = fs::read_to_string(dir.0.join(".ops.log")).unwrap();
+    assert!(log.contains("write set_graph_function \"kvm_arch_vcpu_ioctl_run\""), "{log}");
+    assert_eq!(snapshot_dir(&dir.0), before);
+
+    fs::remove_file(dir.0.join(".ops.log")).unwrap();
+    let o = run(&[
+        "record",
+        "--fake-tracefs",
+        fake_dir,
+        "--graph",
+        "handle_io",
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("handle_io"), "{}", stderr(&o));
+    let log = fs::read_to_string(dir.0.join(".ops.log")).unwrap_or_default();
+    assert!(!log.contains("current_tracer \"function_graph\""), "{log}");
+    assert_eq!(snapshot_dir(&dir.0), before);
+}
+
 #[test]
 fn fake_eperm_for_function_graph_says_use_events_and_exits_3() {
     let dir = TempDir::new("eperm");

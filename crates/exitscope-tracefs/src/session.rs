@@ -199,8 +199,19 @@ impl Session {
         let want_instance = cfg.placement != Placement::TopLevel;
         if want_instance && fs.exists("instances") {
             let rel = format!("instances/{}", cfg.instance_name);
+            // On kernels with one global "buffer expanded" flag (seen on 6.1), creating an
+            // instance expands nothing at the top level but clears its pending expansion: a
+            // top level that read `7 (expanded: 1408)` stays at 7 KB for good. Save it first
+            // so the restore writes the size the kernel would have expanded to.
+            let top_buffer = fs.read("buffer_size_kb").ok().filter(|b| b.contains("(expanded:"));
             match fs.mkdir(&rel) {
                 Ok(()) => {
+                    if let Some(b) = top_buffer {
+                        let mut st = self.lock();
+                        if !st.saved.iter().any(|(p, _)| p == "buffer_size_kb") {
+                            st.saved.push(("buffer_size_kb".to_owned(), b));
+                        }
+                    }
                     self.lock().instance = Some(rel.clone());
                     self.dir = format!("{rel}/");
                     let supported = match &cfg.mode {

@@ -382,6 +382,32 @@ fn events_mode_uses_a_private_instance_and_streams_lost_events() {
     assert_eq!(snapshot(&dir.0), before);
 }
 
+/// Found by the lab test on Debian 6.1: the "buffer expanded" flag is global there, so using an
+/// instance leaves an unexpanded top level (`7 (expanded: 1408)`) at 7 KB for good. The session
+/// saves it and writes back the size the kernel would have expanded to.
+#[test]
+fn unexpanded_top_level_buffer_is_restored_to_its_expansion_size() {
+    let dir = TempDir::new("expanded");
+    fake_top_level(&dir.0);
+    fake_instance_template(&dir.0);
+    put(&dir.0, "buffer_size_kb", "7 (expanded: 1408)\n");
+    let fs = Tracefs::fake(&dir.0);
+    let s = Session::start(&fs, &events_config(77)).unwrap();
+    assert_eq!(s.instance().as_deref(), Some("instances/exitscope-test"));
+    s.finish().unwrap();
+    let ops = fs.ops();
+    assert_eq!(ops.iter().filter(|o| **o == w("buffer_size_kb", "1408")).count(), 1, "{ops:?}");
+    // An expanded top level is never written.
+    let dir2 = TempDir::new("expanded2");
+    fake_top_level(&dir2.0);
+    fake_instance_template(&dir2.0);
+    let fs2 = Tracefs::fake(&dir2.0);
+    Session::start(&fs2, &events_config(77)).unwrap().finish().unwrap();
+    assert!(
+        !fs2.ops().iter().any(|o| matches!(o, Op::Write { path, .. } if path == "buffer_size_kb"))
+    );
+}
+
 #[test]
 fn events_mode_at_top_level_saves_and_restores_each_enable_file() {
     let dir = TempDir::new("eventstop");

@@ -108,7 +108,10 @@ fn validate(a: &Args) -> Result<Config, Failure> {
         let (functions, fallback) = if a.graph.is_empty() {
             (vec!["vcpu_enter_guest".to_owned()], true)
         } else {
-            (a.graph.clone(), false)
+            // A root on KVM's exit path that the compiler inlined (vcpu_enter_guest, vcpu_run
+            // on stock kernels) falls back to the nearest traceable caller, as the default does.
+            let on_exit_path = a.graph.iter().any(|f| f == "vcpu_enter_guest" || f == "vcpu_run");
+            (a.graph.clone(), on_exit_path)
         };
         Mode::Graph {
             functions,
