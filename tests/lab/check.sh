@@ -183,7 +183,10 @@ check_events() {
 if [ -f "$R/run.cmd" ]; then
 	D=$R/run-cpuid
 	benchf='' tracef=''
-	for f in $(find "$D" -type f 2>/dev/null | sort); do
+	# `exitscope run -o DIR` names its files: trace.txt, bench.json, report.json, report.html.
+	[ -f "$D/bench.json" ] && benchf=$D/bench.json
+	[ -f "$D/trace.txt" ] && tracef=$D/trace.txt
+	for f in $(find "$D" -type f ! -name '*.html' 2>/dev/null | sort); do
 		if jq -e '.results' "$f" >/dev/null 2>&1; then [ -n "$benchf" ] || benchf=$f
 		elif jq -e . "$f" >/dev/null 2>&1; then :
 		elif "$E" report --json "$f" 2>/dev/null | jq -e '.roots > 0' >/dev/null 2>&1; then [ -n "$tracef" ] || tracef=$f
