@@ -1,0 +1,294 @@
+//! Kernel-style ftrace text from a trace.dat (`exitscope convert`).
+//!
+//! Files with function-graph records are written in the kernel's function_graph layout
+//! with the `funcgraph-abstime`, `funcgraph-cpu`, `funcgraph-proc` and `funcgraph-tail`
+//! columns on (other events become `/* name: text */` comments, task switches get the
+//! kernel's banners, an entry immediately followed on its CPU by its return is merged
+//! into a leaf `f();`). Other files are written as the `trace` file's event lines
+//! (`comm-pid [cpu] flags secs.usecs: name: text`).
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::{Error, Graph, Merged, TraceDat};
+
+/// Output layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// function_graph if the trace has function-graph records, else events.
+    Auto,
+    /// Event lines.
+    Events,
+    /// function_graph lines.
+    Graph,
+}
+
+/// Error of [`write_text`].
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    /// Reading the trace failed.
+    #[error(transparent)]
+    Read(#[from] Error),
+    /// Writing the output failed.
+    #[error("writing the text: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Statistics of a conversion.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextStats {
+    /// Records read.
+    pub records: u64,
+    /// Lines written.
+    pub lines: u64,
+}
+
+fn lat_flags(flags: u8, pc: u8, out: &mut String) {
+    let irqs_off = flags & 0x01 != 0;
+    let bh_off = flags & 0x80 != 0;
+    out.push(match (irqs_off, bh_off) {
+        (true, true) => 'D',
+        (true, false) => 'd',
+        (false, true) => 'b',
+        _ => '.',
+    });
+    let nr = flags & 0x04 != 0;
+    let pr = flags & 0x20 != 0;
+    let lazy = flags & 0x02 != 0;
+    out.push(match (nr, pr, lazy) {
+        (true, true, _) => 'N',
+        (true, false, true) => 'B',
+        (true, false, false) => 'n',
+        (false, true, _) => 'p',
+        (false, false, true) => 'L',
+        _ => '.',
+    });
+    let nmi = flags & 0x40 != 0;
+    let hard = flags & 0x08 != 0;
+    let soft = flags & 0x10 != 0;
+    out.push(match (nmi, hard, soft) {
+        (true, true, _) => 'Z',
+        (true, false, _) => 'z',
+        (false, true, true) => 'H',
+        (false, true, false) => 'h',
+        (false, false, true) => 's',
+        _ => '.',
+    });
+    for n in [pc & 0x0f, pc >> 4] {
+        out.push(if n == 0 { '.' } else { char::from_digit(u32::from(n), 16).unwrap_or('?') });
+    }
+}
+
+/// `comm-pid` truncated to 7 chars of comm and centred in 14 columns.
+fn proc_col(comm: &str, pid: i32, out: &mut String) {
+    let start = out.len();
+    let c: String = comm.chars().take(7).collect();
+    let s = format!("{c}-{pid}");
+    let spaces = 14usize.saturating_sub(s.len());
+    let _ = start;
+    out.extend(std::iter::repeat_n(' ', spaces / 2));
+    out.push_str(&s);
+    out.extend(std::iter::repeat_n(' ', spaces - spaces / 2));
+}
+
+fn duration_col(ns: u64, out: &mut String) {
+    let mark = match ns {
+        n if n > 1_000_000_000 => '$',
+        n if n > 100_000_000 => '@',
+        n if n > 10_000_000 => '*',
+        n if n > 1_000_000 => '#',
+        n if n > 100_000 => '!',
+        n if n > 10_000 => '+',
+        _ => ' ',
+    };
+    out.push(mark);
+    out.push(' ');
+    let start = out.len();
+    let us = ns / 1000;
+    let rem = ns % 1000;
+    let _ = write!(out, "{us}");
+    let digits = out.len() - start;
+    if digits < 7 {
+        let rem = format!("{rem:03}");
+        out.push('.');
+        out.push_str(rem.get(..(7 - digits).min(3)).unwrap_or(""));
+    }
+    let len = out.len() - start;
+    out.push_str(" us ");
+    out.extend(std::iter::repeat_n(' ', 8usize.saturating_sub(len)));
+    out.push_str("|  ");
+}
+
+/// Writes the whole trace as kernel-style text.
+///
+/// # Errors
+/// Reading errors of the trace and I/O errors of `w`.
+pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Result<TextStats, TextError> {
+    let graph = match layout {
+        Layout::Graph => true,
+        Layout::Events => false,
+        Layout::Auto => {
+            let mut m = t.merge()?;
+            let mut found = false;
+            while let Some(it) = m.next()? {
+                if let Merged::Event(e) = it {
+                    if t.graph(e.payload).is_some() {
+                        found = true;
+                        break;
+                    }
+                }
+            }
+            found
+        }
+    };
+    let ncpu = t.header.cpu_count.max(1);
+    let cpu_w = (ncpu - 1).max(1).to_string().len();
+    let mut stats = TextStats::default();
+    let mut line = String::with_capacity(512);
+    let mut text = String::with_capacity(256);
+    if graph {
+        writeln!(w, "# tracer: function_graph\n#\n#     TIME        CPU  TASK/PID         DURATION                  FUNCTION CALLS\n#      |          |     |    |           |   |                     |   |   |   |")?;
+    } else {
+        writeln!(w, "# tracer: nop\n#\n#                                _-----=> irqs-off/BH-disabled\n#                               / _----=> need-resched\n#                              | / _---=> hardirq/softirq\n#                              || / _--=> preempt-depth\n#                              ||| / _-=> migrate-disable\n#                              |||| /     delay\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n#              | |         |   |||||     |         |")?;
+    }
+    let nstreams = t.streams.len();
+    let mut skip_exit = vec![false; nstreams];
+    let mut last_pid: Vec<Option<i32>> = vec![None; ncpu as usize + 1];
+    let mut depth: Vec<u32> = vec![0; ncpu as usize + 1];
+    let mut m = t.merge()?;
+    while let Some(it) = m.next()? {
+        stats.records += 1;
+        line.clear();
+        match it {
+            Merged::Lost { cpu, count, .. } => {
+                let _ = match count {
+                    Some(n) => writeln!(line, "CPU:{cpu} [LOST {n} EVENTS]"),
+                    None => writeln!(line, "CPU:{cpu} [LOST EVENTS]"),
+                };
+            }
+            Merged::Event(ev) => {
+                let Some(fmt) = t.format_of(ev.payload) else { continue };
+                let pid = t.pid(ev.payload);
+                let comm = t.header.cmdlines.comm(pid as u32).unwrap_or("<...>");
+                let secs = ev.ts / 1_000_000_000;
+                let usecs = (ev.ts % 1_000_000_000) / 1000;
+                if !graph {
+                    let _ = write!(line, "{comm:>16}-{pid:<7} [{:03}] ", ev.cpu);
+                    let (f, pc) = t.flags(ev.payload);
+                    lat_flags(f, pc, &mut line);
+                    let _ = write!(line, " {secs:>5}.{usecs:06}: {}: ", fmt.name);
+                    if let Some(g) = t.graph(ev.payload) {
+                        // Raw function-graph records in event layout.
+                        match g {
+                            Graph::Entry { func, depth } => {
+                                line.push_str("--> ");
+                                t.write_func(func, &mut line);
+                                let _ = write!(line, " ({depth})");
+                            }
+                            Graph::Exit { func, depth, duration } => {
+                                line.push_str("<-- ");
+                                t.write_func(func, &mut line);
+                                let _ = write!(line, " ({depth}) duration: {}", duration.unwrap_or(0));
+                            }
+                        }
+                    } else {
+                        t.render(ev.payload, &mut line);
+                    }
+                    line.push('\n');
+                } else {
+                    let ci = (ev.cpu as usize).min(ncpu as usize);
+                    // Task-switch banner.
+                    if let Some(slot) = last_pid.get_mut(ci) {
+                        if let Some(prev) = *slot {
+                            if prev != pid {
+                                let pcomm = t.header.cmdlines.comm(prev as u32).unwrap_or("<...>");
+                                line.push(' ');
+                                line.extend(std::iter::repeat_n('-', 42));
+                                let _ = write!(line, "\n {:>cpu_w$}) ", ev.cpu);
+                                proc_col(pcomm, prev, &mut line);
+                                line.push_str(" => ");
+                                proc_col(comm, pid, &mut line);
+                                line.push_str("\n ");
+                                line.extend(std::iter::repeat_n('-', 42));
+                                line.push_str("\n\n");
+                            }
+                        }
+                        *slot = Some(pid);
+                    }
+                    let g = t.graph(ev.payload);
+                    if let (Some(Graph::Exit { .. }), Some(skip)) = (g, skip_exit.get_mut(ev.stream)) {
+                        if *skip {
+                            *skip = false;
+                            continue;
+                        }
+                    }
+                    let _ = write!(line, "{secs:>5}.{usecs:06} |  {:>cpu_w$}) ", ev.cpu);
+                    proc_col(comm, pid, &mut line);
+                    line.push_str(" | ");
+                    let d = depth.get_mut(ci);
+                    match g {
+                        Some(Graph::Entry { func, depth: dep }) => {
+                            // Leaf: the next record on this CPU is the matching return.
+                            let leaf = match m.peek_stream(ev.stream) {
+                                Some(Merged::Event(n)) => match t.graph(n.payload) {
+                                    Some(Graph::Exit { func: f2, depth: d2, duration }) if f2 == func && d2 == dep && t.pid(n.payload) == pid => duration,
+                                    _ => None,
+                                },
+                                _ => None,
+                            };
+                            match leaf {
+                                Some(dur) => {
+                                    duration_col(dur, &mut line);
+                                    line.extend(std::iter::repeat_n(' ', dep as usize * 2));
+                                    t.write_func(func, &mut line);
+                                    line.push_str("();\n");
+                                    if let Some(s) = skip_exit.get_mut(ev.stream) {
+                                        *s = true;
+                                    }
+                                    if let Some(d) = d {
+                                        *d = dep.saturating_sub(1);
+                                    }
+                                }
+                                None => {
+                                    line.push_str("              |  ");
+                                    line.extend(std::iter::repeat_n(' ', dep as usize * 2));
+                                    t.write_func(func, &mut line);
+                                    line.push_str("() {\n");
+                                    if let Some(d) = d {
+                                        *d = dep;
+                                    }
+                                }
+                            }
+                        }
+                        Some(Graph::Exit { func, depth: dep, duration }) => {
+                            match duration {
+                                Some(dur) => duration_col(dur, &mut line),
+                                None => line.push_str("              |  "),
+                            }
+                            line.extend(std::iter::repeat_n(' ', dep as usize * 2));
+                            line.push_str("} /* ");
+                            t.write_func(func, &mut line);
+                            line.push_str(" */\n");
+                            if let Some(d) = d {
+                                *d = dep.saturating_sub(1);
+                            }
+                        }
+                        None => {
+                            line.push_str("              |  ");
+                            let cur = d.map_or(0, |d| *d);
+                            if cur > 0 {
+                                line.extend(std::iter::repeat_n(' ', (cur as usize + 1) * 2));
+                            }
+                            text.clear();
+                            t.render(ev.payload, &mut text);
+                            let _ = writeln!(line, "/* {}: {} */", fmt.name, text.trim_end_matches('\n'));
+                        }
+                    }
+                }
+            }
+        }
+        stats.lines += line.matches('\n').count() as u64;
+        w.write_all(line.as_bytes())?;
+    }
+    Ok(stats)
+}
