@@ -21,12 +21,15 @@ struct Cli {
 enum Command {
     /// Parse function_graph or event traces and explain them as call trees and statistics.
     Report(cmd::report::Args),
+    /// Write a trace-cmd trace.dat (v6/v7) as kernel-style ftrace text.
+    Convert(cmd::convert::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(a) => cmd::report::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

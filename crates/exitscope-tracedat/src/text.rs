@@ -222,7 +222,7 @@ pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Resul
                             continue;
                         }
                     }
-                    let _ = write!(line, "{secs:>5}.{usecs:06} |  {:>cpu_w$}) ", ev.cpu);
+                    let _ = write!(line, "{secs:>5}.{usecs:06} |   {:>cpu_w$}) ", ev.cpu);
                     proc_col(comm, pid, &mut line);
                     line.push_str(" | ");
                     let d = depth.get_mut(ci);
