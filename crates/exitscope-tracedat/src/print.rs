@@ -532,6 +532,9 @@ fn parse_printf(fmt: &str) -> Result<Vec<Piece>, String> {
             }
             i += 1;
         }
+        if s.width > 1024 || s.precision.is_some_and(|p| p > 1024) {
+            return Err("conversion width or precision too large".into());
+        }
         s.conv = *b.get(i).ok_or("truncated conversion")?;
         i += 1;
         if s.conv == b'p' {
@@ -678,9 +681,8 @@ fn pad(out: &mut String, spec: &Spec, start: usize) {
                     at += 2;
                 }
             }
-            for _ in 0..n {
-                out.insert(at, fill);
-            }
+            let fill: String = std::iter::repeat_n(fill, n).collect();
+            out.insert_str(at, &fill);
         }
     }
 }
@@ -751,9 +753,8 @@ fn conv(cx: &Ctx<'_>, spec: &Spec, e: &Expr, out: &mut String) {
             if let Some(p) = spec.precision {
                 let digits = out.len() - start;
                 if digits < p {
-                    for _ in 0..p - digits {
-                        out.insert(start, '0');
-                    }
+                    let zeros: String = std::iter::repeat_n('0', p - digits).collect();
+                    out.insert_str(start, &zeros);
                 }
             }
         }

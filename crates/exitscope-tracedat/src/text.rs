@@ -79,6 +79,12 @@ fn lat_flags(flags: u8, pc: u8, out: &mut String) {
     }
 }
 
+/// Indentation of a call depth (2 columns per level), capped so that a corrupt depth
+/// cannot produce gigabytes of spaces.
+fn indent(depth: u32) -> usize {
+    depth.min(1024) as usize * 2
+}
+
 /// `comm-pid` truncated to 7 chars of comm and centred in 14 columns.
 fn proc_col(comm: &str, pid: i32, out: &mut String) {
     let start = out.len();
@@ -239,7 +245,7 @@ pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Resul
                             match leaf {
                                 Some(dur) => {
                                     duration_col(dur, &mut line);
-                                    line.extend(std::iter::repeat_n(' ', dep as usize * 2));
+                                    line.extend(std::iter::repeat_n(' ', indent(dep)));
                                     t.write_func(func, &mut line);
                                     line.push_str("();\n");
                                     if let Some(s) = skip_exit.get_mut(ev.stream) {
@@ -251,7 +257,7 @@ pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Resul
                                 }
                                 None => {
                                     line.push_str("              |  ");
-                                    line.extend(std::iter::repeat_n(' ', dep as usize * 2));
+                                    line.extend(std::iter::repeat_n(' ', indent(dep)));
                                     t.write_func(func, &mut line);
                                     line.push_str("() {\n");
                                     if let Some(d) = d {
@@ -265,7 +271,7 @@ pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Resul
                                 Some(dur) => duration_col(dur, &mut line),
                                 None => line.push_str("              |  "),
                             }
-                            line.extend(std::iter::repeat_n(' ', dep as usize * 2));
+                            line.extend(std::iter::repeat_n(' ', indent(dep)));
                             line.push_str("} /* ");
                             t.write_func(func, &mut line);
                             line.push_str(" */\n");
@@ -277,7 +283,7 @@ pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Resul
                             line.push_str("              |  ");
                             let cur = d.map_or(0, |d| *d);
                             if cur > 0 {
-                                line.extend(std::iter::repeat_n(' ', (cur as usize + 1) * 2));
+                                line.extend(std::iter::repeat_n(' ', indent(cur.saturating_add(1))));
                             }
                             text.clear();
                             t.render(ev.payload, &mut text);

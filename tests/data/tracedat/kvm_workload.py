@@ -25,15 +25,20 @@ KVM_SET_SREGS = 0x4138AE84
 EXIT_IO, EXIT_HLT, EXIT_MMIO = 2, 5, 6
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-code = bytes(
-    [0xBE]) + struct.pack("<H", n) + bytes([  # mov si, n (cpuid clobbers cx)
+if n <= 0xFFFF:
+    # 16-bit counter: the code the small fixtures were recorded with.
+    head, dec, back = bytes([0xBE]) + struct.pack("<H", n), bytes([0x4E]), 0xF1  # mov si, n / dec si
+else:
+    # 32-bit counter for long runs (the benchmark file).
+    head, dec, back = bytes([0x66, 0xBE]) + struct.pack("<I", n), bytes([0x66, 0x4E]), 0xF0
+code = head + bytes([
     0xB0, 0x41,                               # loop: mov al, 0x41
     0xE6, 0x10,                               # out 0x10, al
     0x66, 0x31, 0xC0,                         # xor eax, eax
-    0x0F, 0xA2,                               # cpuid
+    0x0F, 0xA2,                               # cpuid (clobbers ecx, so the counter is esi)
     0xA2, 0x00, 0x90,                         # mov [0x9000], al  (MMIO)
-    0x4E,                                     # dec si
-    0x75, 0xF1,                               # jnz loop
+]) + dec + bytes([
+    0x75, back,                               # jnz loop
     0xF4,                                     # hlt
 ])
 
