@@ -66,6 +66,7 @@ pub type CmdResult = Result<u8, Failure>;
 /// ends the process quietly with 0.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }

@@ -270,7 +270,10 @@ mod tests {
 
     #[test]
     fn func_display_has_module_suffix_like_ps() {
-        assert_eq!(Func::new("vcpu_enter_guest", Some("kvm")).to_string(), "vcpu_enter_guest [kvm]");
+        assert_eq!(
+            Func::new("vcpu_enter_guest", Some("kvm")).to_string(),
+            "vcpu_enter_guest [kvm]"
+        );
         assert_eq!(Func::new("schedule", None).to_string(), "schedule");
     }
 

@@ -114,9 +114,18 @@ fn slice_cow<'a>(c: &Cow<'a, [u8]>, s: &[u8]) -> Cow<'a, [u8]> {
 }
 
 /// Decompresses one block into `dst` (appending exactly `usize` bytes).
-pub(crate) fn decompress(algo: Compression, src: &[u8], usize_: u64, offset: u64, dst: &mut Vec<u8>) -> Result<(), Error> {
+pub(crate) fn decompress(
+    algo: Compression,
+    src: &[u8],
+    usize_: u64,
+    offset: u64,
+    dst: &mut Vec<u8>,
+) -> Result<(), Error> {
     if usize_ > MAX_UNCOMPRESSED {
-        return Err(Error::Malformed { offset, what: format!("uncompressed size {usize_} is too large") });
+        return Err(Error::Malformed {
+            offset,
+            what: format!("uncompressed size {usize_} is too large"),
+        });
     }
     let n = usize_ as usize;
     let old = dst.len();
@@ -128,26 +137,45 @@ pub(crate) fn decompress(algo: Compression, src: &[u8], usize_: u64, offset: u64
             .map_err(|e| Error::Decompress { offset, algo: "zstd", msg: e.to_string() })?,
         Compression::Zlib => {
             let mut d = flate2::read::ZlibDecoder::new(src);
-            d.read_exact(out).map_err(|e| Error::Decompress { offset, algo: "zlib", msg: e.to_string() })?;
+            d.read_exact(out).map_err(|e| Error::Decompress {
+                offset,
+                algo: "zlib",
+                msg: e.to_string(),
+            })?;
             n
         }
         Compression::None => {
-            return Err(Error::Malformed { offset, what: "compressed flag set in an uncompressed file".into() });
+            return Err(Error::Malformed {
+                offset,
+                what: "compressed flag set in an uncompressed file".into(),
+            });
         }
     };
     if got != n {
-        return Err(Error::Decompress { offset, algo: "zstd", msg: format!("got {got} bytes, expected {n}") });
+        return Err(Error::Decompress {
+            offset,
+            algo: "zstd",
+            msg: format!("got {got} bytes, expected {n}"),
+        });
     }
     Ok(())
 }
 
-fn parse_formats(system: &str, mut c: Bytes<'_>, n: u32, out: &mut Vec<EventFormat>) -> Result<(), Error> {
+fn parse_formats(
+    system: &str,
+    mut c: Bytes<'_>,
+    n: u32,
+    out: &mut Vec<EventFormat>,
+) -> Result<(), Error> {
     for _ in 0..n {
         let size = c.u64("event format size")?;
         let at = c.offset();
         let t = c.read_bytes_u64(size, "event format text")?;
         let t = String::from_utf8_lossy(t);
-        let f = EventFormat::parse(system, &t).map_err(|what| Error::Malformed { offset: at, what: format!("event format ({system}): {what}") })?;
+        let f = EventFormat::parse(system, &t).map_err(|what| Error::Malformed {
+            offset: at,
+            what: format!("event format ({system}): {what}"),
+        })?;
         out.push(f);
     }
     Ok(())
@@ -185,14 +213,12 @@ fn parse_ftrace(c: &mut Bytes<'_>, out: &mut Vec<EventFormat>) -> Result<(), Err
 fn long_size_from_header_page(text: &[u8]) -> usize {
     let t = String::from_utf8_lossy(text);
     for line in t.lines() {
-        if line.contains(" commit;") {
-            if let Some(s) = line.split(';').find_map(|p| p.trim().strip_prefix("size:")) {
-                if let Ok(n) = s.trim().parse::<usize>() {
-                    if n == 4 || n == 8 {
-                        return n;
-                    }
-                }
-            }
+        if line.contains(" commit;")
+            && let Some(s) = line.split(';').find_map(|p| p.trim().strip_prefix("size:"))
+            && let Ok(n) = s.trim().parse::<usize>()
+            && (n == 4 || n == 8)
+        {
+            return n;
         }
     }
     8
@@ -222,7 +248,12 @@ impl<'a> Header<'a> {
         let endian = match c.u8("endianness")? {
             0 => Endian::Little,
             1 => Endian::Big,
-            e => return Err(Error::Malformed { offset: c.offset() - 1, what: format!("endianness byte {e}") }),
+            e => {
+                return Err(Error::Malformed {
+                    offset: c.offset() - 1,
+                    what: format!("endianness byte {e}"),
+                });
+            }
         };
         c.set_endian(endian);
         let user_long_size = c.u8("long size")?;
@@ -273,7 +304,8 @@ impl<'a> Header<'a> {
     }
 
     fn options(&mut self, c: &mut Bytes<'_>) -> Result<Options, Error> {
-        let mut o = Options { buffers: Vec::new(), v6_buffers: Vec::new(), sections: Vec::new(), next: 0 };
+        let mut o =
+            Options { buffers: Vec::new(), v6_buffers: Vec::new(), sections: Vec::new(), next: 0 };
         loop {
             let id = c.u16("option id")?;
             if id == 0 && self.version == 6 {
@@ -307,7 +339,10 @@ impl<'a> Header<'a> {
                         let size = b.u64("cpu data size")?;
                         cpus.push(CpuData { cpu, offset, size });
                     }
-                    o.buffers.push((Buffer { name, clock, page_size, compressed: false, cpus }, section));
+                    o.buffers.push((
+                        Buffer { name, clock, page_size, compressed: false, cpus },
+                        section,
+                    ));
                 }
                 4 => self.trace_clock = Some(s()),
                 5 => self.uname = Some(s()),
@@ -332,7 +367,8 @@ impl<'a> Header<'a> {
         parse_ftrace(&mut c, &mut self.formats)?;
         parse_systems(&mut c, &mut self.formats)?;
         let n = c.u32("kallsyms size")?;
-        self.symbols = Symbols::parse(String::from_utf8_lossy(c.read_bytes(n as usize, "kallsyms")?));
+        self.symbols =
+            Symbols::parse(String::from_utf8_lossy(c.read_bytes(n as usize, "kallsyms")?));
         let n = c.u32("printk size")?;
         self.printk = String::from_utf8_lossy(c.read_bytes(n as usize, "printk formats")?);
         let n = c.u64("cmdlines size")?;
@@ -352,20 +388,33 @@ impl<'a> Header<'a> {
                     return Ok(());
                 }
                 b"flyrecord\0" => break,
-                _ => return Err(Error::Malformed { offset: at, what: "expected options/latency/flyrecord tag".into() }),
+                _ => {
+                    return Err(Error::Malformed {
+                        offset: at,
+                        what: "expected options/latency/flyrecord tag".into(),
+                    });
+                }
             }
         }
         let top = read_cpu_table(&mut c, cpus)?;
         let page_size = self.page_size;
-        let clock = self.trace_clock.as_deref().map(selected_clock).unwrap_or_else(|| "local".into());
-        self.buffers.push(Buffer { name: String::new(), clock: clock.clone(), page_size, compressed: false, cpus: top });
+        let clock =
+            self.trace_clock.as_deref().map(selected_clock).unwrap_or_else(|| "local".into());
+        self.buffers.push(Buffer {
+            name: String::new(),
+            clock: clock.clone(),
+            page_size,
+            compressed: false,
+            cpus: top,
+        });
         for (off, name) in opts.map(|o| o.v6_buffers).unwrap_or_default() {
-            let at = usize::try_from(off).ok().filter(|&o| o <= data.len()).ok_or(Error::Truncated {
-                offset: off,
-                what: "instance buffer",
-                needed: 10,
-                available: 0,
-            })?;
+            let at =
+                usize::try_from(off).ok().filter(|&o| o <= data.len()).ok_or(Error::Truncated {
+                    offset: off,
+                    what: "instance buffer",
+                    needed: 10,
+                    available: 0,
+                })?;
             let mut b = Bytes::new(data.get(at..).unwrap_or_default(), off, self.endian);
             loop {
                 let tat = b.offset();
@@ -374,11 +423,22 @@ impl<'a> Header<'a> {
                         self.options(&mut b)?;
                     }
                     b"flyrecord\0" => break,
-                    _ => return Err(Error::Malformed { offset: tat, what: "expected instance flyrecord tag".into() }),
+                    _ => {
+                        return Err(Error::Malformed {
+                            offset: tat,
+                            what: "expected instance flyrecord tag".into(),
+                        });
+                    }
                 }
             }
             let cpus = read_cpu_table(&mut b, cpus)?;
-            self.buffers.push(Buffer { name, clock: clock.clone(), page_size, compressed: false, cpus });
+            self.buffers.push(Buffer {
+                name,
+                clock: clock.clone(),
+                page_size,
+                compressed: false,
+                cpus,
+            });
         }
         Ok(())
     }
@@ -389,7 +449,11 @@ impl<'a> Header<'a> {
             b"none" | b"" => Compression::None,
             b"zlib" => Compression::Zlib,
             b"zstd" => Compression::Zstd,
-            other => return Err(Error::UnsupportedCompression(String::from_utf8_lossy(other).into_owned())),
+            other => {
+                return Err(Error::UnsupportedCompression(
+                    String::from_utf8_lossy(other).into_owned(),
+                ));
+            }
         };
         c.cstr("compression version")?;
         let mut next = c.u64("first options offset")?;
@@ -399,11 +463,17 @@ impl<'a> Header<'a> {
         while next != 0 {
             seen += 1;
             if seen > 1000 {
-                return Err(Error::Malformed { offset: next, what: "options sections form a loop".into() });
+                return Err(Error::Malformed {
+                    offset: next,
+                    what: "options sections form a loop".into(),
+                });
             }
             let (id, body, base) = self.section(data, next)?;
             if id != 0 {
-                return Err(Error::Malformed { offset: next, what: format!("expected an OPTIONS section, found id {id}") });
+                return Err(Error::Malformed {
+                    offset: next,
+                    what: format!("expected an OPTIONS section, found id {id}"),
+                });
             }
             let mut b = Bytes::new(&body, base, self.endian);
             let o = self.options(&mut b)?;
@@ -412,35 +482,35 @@ impl<'a> Header<'a> {
             next = o.next;
         }
         for (id, off) in sections {
-            match id {
-                16..=21 => {
-                    let (sid, body, base) = self.section(data, off)?;
-                    if sid != id {
-                        return Err(Error::Malformed { offset: off, what: format!("section id {sid}, option said {id}") });
+            if let 16..=21 = id {
+                let (sid, body, base) = self.section(data, off)?;
+                if sid != id {
+                    return Err(Error::Malformed {
+                        offset: off,
+                        what: format!("section id {sid}, option said {id}"),
+                    });
+                }
+                let mut b = Bytes::new(&body, base, self.endian);
+                match id {
+                    16 => self.header_info(&mut b)?,
+                    17 => parse_ftrace(&mut b, &mut self.formats)?,
+                    18 => parse_systems(&mut b, &mut self.formats)?,
+                    19 => {
+                        let n = b.u32("kallsyms size")?;
+                        let s = b.read_bytes(n as usize, "kallsyms")?;
+                        self.symbols = Symbols::parse(text(slice_cow(&body, s)));
                     }
-                    let mut b = Bytes::new(&body, base, self.endian);
-                    match id {
-                        16 => self.header_info(&mut b)?,
-                        17 => parse_ftrace(&mut b, &mut self.formats)?,
-                        18 => parse_systems(&mut b, &mut self.formats)?,
-                        19 => {
-                            let n = b.u32("kallsyms size")?;
-                            let s = b.read_bytes(n as usize, "kallsyms")?;
-                            self.symbols = Symbols::parse(text(slice_cow(&body, s)));
-                        }
-                        20 => {
-                            let n = b.u32("printk size")?;
-                            let s = b.read_bytes(n as usize, "printk formats")?;
-                            self.printk = text(slice_cow(&body, s));
-                        }
-                        _ => {
-                            let n = b.u64("cmdlines size")?;
-                            let s = b.read_bytes_u64(n, "cmdlines")?;
-                            self.cmdlines = Cmdlines::parse(text(slice_cow(&body, s)));
-                        }
+                    20 => {
+                        let n = b.u32("printk size")?;
+                        let s = b.read_bytes(n as usize, "printk formats")?;
+                        self.printk = text(slice_cow(&body, s));
+                    }
+                    _ => {
+                        let n = b.u64("cmdlines size")?;
+                        let s = b.read_bytes_u64(n, "cmdlines")?;
+                        self.cmdlines = Cmdlines::parse(text(slice_cow(&body, s)));
                     }
                 }
-                _ => {}
             }
         }
         for (mut b, off) in buffers {
@@ -451,14 +521,22 @@ impl<'a> Header<'a> {
                 // BUFFER FLYRECORD section header: only its compression flag matters.
                 let (id, flags, _, _) = section_header(data, off, self.endian)?;
                 if id != 3 {
-                    return Err(Error::Malformed { offset: off, what: format!("expected a BUFFER section, found id {id}") });
+                    return Err(Error::Malformed {
+                        offset: off,
+                        what: format!("expected a BUFFER section, found id {id}"),
+                    });
                 }
                 b.compressed = flags & 1 != 0;
             }
             self.buffers.push(b);
         }
         if self.cpu_count == 0 {
-            self.cpu_count = self.buffers.iter().flat_map(|b| b.cpus.iter().map(|c| c.cpu + 1)).max().unwrap_or(0);
+            self.cpu_count = self
+                .buffers
+                .iter()
+                .flat_map(|b| b.cpus.iter().map(|c| c.cpu + 1))
+                .max()
+                .unwrap_or(0);
         }
         Ok(())
     }
@@ -466,7 +544,8 @@ impl<'a> Header<'a> {
     /// Reads a v7 section: (id, body decompressed if needed, file offset of the body).
     fn section(&self, data: &'a [u8], off: u64) -> Result<(u16, Cow<'a, [u8]>, u64), Error> {
         let (id, flags, size, body_at) = section_header(data, off, self.endian)?;
-        let mut c = Bytes::new(data.get(body_at as usize..).unwrap_or_default(), body_at, self.endian);
+        let mut c =
+            Bytes::new(data.get(body_at as usize..).unwrap_or_default(), body_at, self.endian);
         let body = c.read_bytes_u64(size, "section body")?;
         if flags & 1 == 0 {
             return Ok((id, Cow::Borrowed(body), body_at));

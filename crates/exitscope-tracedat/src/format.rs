@@ -168,7 +168,11 @@ fn parse_field(line: &str) -> Result<Field, String> {
     let is_char = ty.split_whitespace().any(|w| w == "char");
     let kind = match kind {
         FieldKind::Int if !array.is_empty() => {
-            if is_char { FieldKind::CharArray } else { FieldKind::Array }
+            if is_char {
+                FieldKind::CharArray
+            } else {
+                FieldKind::Array
+            }
         }
         k => k,
     };

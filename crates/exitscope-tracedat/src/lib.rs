@@ -91,7 +91,9 @@ pub enum Error {
     },
     /// A CPU's data lies (partly) outside the file: typically a file truncated while
     /// recording.
-    #[error("cpu {cpu}: data at byte {offset:#x} of {size} bytes runs past the end of the file ({file_len} bytes)")]
+    #[error(
+        "cpu {cpu}: data at byte {offset:#x} of {size} bytes runs past the end of the file ({file_len} bytes)"
+    )]
     CpuData {
         /// CPU number.
         cpu: u32,
@@ -266,17 +268,36 @@ impl<'a> TraceDat<'a> {
                 let range = end
                     .filter(|&e| e <= data.len() as u64)
                     .and_then(|e| data.get(c.offset as usize..e as usize))
-                    .ok_or(Error::CpuData { cpu: c.cpu, offset: c.offset, size: c.size, file_len: data.len() as u64 })?;
+                    .ok_or(Error::CpuData {
+                        cpu: c.cpu,
+                        offset: c.offset,
+                        size: c.size,
+                        file_len: data.len() as u64,
+                    })?;
                 let bytes = if b.compressed {
-                    Cow::Owned(decompress_stream(header.compression, range, c.offset, header.endian)?)
+                    Cow::Owned(decompress_stream(
+                        header.compression,
+                        range,
+                        c.offset,
+                        header.endian,
+                    )?)
                 } else {
                     Cow::Borrowed(range)
                 };
                 let page_size = b.page_size as usize;
                 if page_size < 8 + header.long_size {
-                    return Err(Error::Malformed { offset: c.offset, what: format!("page size {page_size} is too small") });
+                    return Err(Error::Malformed {
+                        offset: c.offset,
+                        what: format!("page size {page_size} is too small"),
+                    });
                 }
-                streams.push(Stream { buffer: bi, cpu: c.cpu, file_offset: c.offset, data: bytes, page_size });
+                streams.push(Stream {
+                    buffer: bi,
+                    cpu: c.cpu,
+                    file_offset: c.offset,
+                    data: bytes,
+                    page_size,
+                });
             }
         }
         let mut kinds = vec![Kind::Unknown; 1 << 16];
@@ -284,11 +305,20 @@ impl<'a> TraceDat<'a> {
             let i = i as u32;
             let graph = |f: &EventFormat| -> Option<GraphFields> {
                 let idx = |n: &str| f.fields.iter().position(|x| x.name == n);
-                Some(GraphFields { func: idx("func")?, depth: idx("depth")?, calltime: idx("calltime"), rettime: idx("rettime") })
+                Some(GraphFields {
+                    func: idx("func")?,
+                    depth: idx("depth")?,
+                    calltime: idx("calltime"),
+                    rettime: idx("rettime"),
+                })
             };
             let k = match (f.system.as_str(), f.name.as_str()) {
-                ("ftrace", "funcgraph_entry" | "fgraph_retaddr_entry") => graph(f).map_or(Kind::Event(i), |g| Kind::Entry(i, g)),
-                ("ftrace", "funcgraph_exit") => graph(f).map_or(Kind::Event(i), |g| Kind::Exit(i, g)),
+                ("ftrace", "funcgraph_entry" | "fgraph_retaddr_entry") => {
+                    graph(f).map_or(Kind::Event(i), |g| Kind::Entry(i, g))
+                }
+                ("ftrace", "funcgraph_exit") => {
+                    graph(f).map_or(Kind::Event(i), |g| Kind::Exit(i, g))
+                }
                 _ => Kind::Event(i),
             };
             if let Some(slot) = kinds.get_mut(usize::from(f.id)) {
@@ -303,8 +333,14 @@ impl<'a> TraceDat<'a> {
     pub fn merge(&self) -> Result<Merge<'_, 'a>, Error> {
         let mut cursors = Vec::with_capacity(self.streams.len());
         for s in &self.streams {
-            let mut c = ring::CpuCursor::new(s.cpu, s.file_offset, s.page_size, self.header.long_size, self.header.endian);
-            let first = c.next(&s.data)?;
+            let mut c = ring::CpuCursor::new(
+                s.cpu,
+                s.file_offset,
+                s.page_size,
+                self.header.long_size,
+                self.header.endian,
+            );
+            let first = c.next_item(&s.data)?;
             cursors.push((c, first));
         }
         Ok(Merge { trace: self, cursors })
@@ -313,10 +349,10 @@ impl<'a> TraceDat<'a> {
     /// Converts a raw ring-buffer timestamp to nanoseconds.
     fn ns(&self, stream: usize, ts: u64) -> u64 {
         let mut t = ts;
-        if let (Some((mult, shift)), Some(s)) = (self.header.tsc2nsec, self.streams.get(stream)) {
-            if self.header.buffers.get(s.buffer).is_some_and(|b| b.clock == "x86-tsc") {
-                t = ((u128::from(ts) * u128::from(mult)) >> shift) as u64;
-            }
+        if let (Some((mult, shift)), Some(s)) = (self.header.tsc2nsec, self.streams.get(stream))
+            && self.header.buffers.get(s.buffer).is_some_and(|b| b.clock == "x86-tsc")
+        {
+            t = ((u128::from(ts) * u128::from(mult)) >> shift) as u64;
         }
         t.wrapping_add_signed(self.header.ts_offset)
     }
@@ -330,7 +366,9 @@ impl<'a> TraceDat<'a> {
     pub fn format_of(&self, payload: &[u8]) -> Option<&EventFormat> {
         match self.kind(payload).1 {
             Kind::Unknown => None,
-            Kind::Event(i) | Kind::Entry(i, _) | Kind::Exit(i, _) => self.header.formats.get(i as usize),
+            Kind::Event(i) | Kind::Entry(i, _) | Kind::Exit(i, _) => {
+                self.header.formats.get(i as usize)
+            }
         }
     }
 
@@ -375,7 +413,13 @@ impl<'a> TraceDat<'a> {
         let e = self.header.endian;
         match &f.print {
             Some(p) => {
-                let cx = print::Ctx { payload, fields: &f.fields, endian: e, long_size: self.header.long_size, syms: &self.header.symbols };
+                let cx = print::Ctx {
+                    payload,
+                    fields: &f.fields,
+                    endian: e,
+                    long_size: self.header.long_size,
+                    syms: &self.header.symbols,
+                };
                 p.render(&cx, out);
             }
             None => {
@@ -391,13 +435,21 @@ impl<'a> TraceDat<'a> {
                     match fl.kind {
                         FieldKind::Int => {
                             let v = fl.int(payload, e).unwrap_or(0);
-                            let _ = if fl.signed { write!(out, "{v}") } else { write!(out, "{}", v as u64) };
+                            let _ = if fl.signed {
+                                write!(out, "{v}")
+                            } else {
+                                write!(out, "{}", v as u64)
+                            };
                         }
                         _ if fl.is_char => {
-                            out.push_str(&String::from_utf8_lossy(fl.str(payload, e).unwrap_or_default()));
+                            out.push_str(&String::from_utf8_lossy(
+                                fl.str(payload, e).unwrap_or_default(),
+                            ));
                         }
                         _ => {
-                            for (i, b) in fl.bytes(payload, e).unwrap_or_default().iter().enumerate() {
+                            for (i, b) in
+                                fl.bytes(payload, e).unwrap_or_default().iter().enumerate()
+                            {
                                 if i > 0 {
                                     out.push(',');
                                 }
@@ -429,7 +481,11 @@ impl<'a> TraceDat<'a> {
     }
 
     /// Streams this trace into `sink`; see [`read`].
-    pub fn read_into(&self, input_name: &str, sink: &mut impl RecordSink) -> Result<Summary, Error> {
+    pub fn read_into(
+        &self,
+        input_name: &str,
+        sink: &mut impl RecordSink,
+    ) -> Result<Summary, Error> {
         let mut sum = Summary {
             version: self.header.version,
             compression: match self.header.compression {
@@ -445,12 +501,18 @@ impl<'a> TraceDat<'a> {
         let mut text = String::with_capacity(256);
         let mut fname = String::with_capacity(64);
         let mut merge = self.merge()?;
-        while let Some(item) = merge.next()? {
+        while let Some(item) = merge.next_event()? {
             let (rec, flow) = match item {
                 Merged::Lost { cpu, ts, count } => {
                     sum.lost_markers += 1;
                     sum.lost_events += count.unwrap_or(0);
-                    let r = Record { line: 0, cpu: Some(cpu), task: None, timestamp: Some(ts), kind: RecordKind::Lost { count } };
+                    let r = Record {
+                        line: 0,
+                        cpu: Some(cpu),
+                        task: None,
+                        timestamp: Some(ts),
+                        kind: RecordKind::Lost { count },
+                    };
                     (true, sink.record(&r))
                 }
                 Merged::Event(ev) => {
@@ -463,7 +525,10 @@ impl<'a> TraceDat<'a> {
                                 line: 0,
                                 column: ev.offset,
                                 severity: Severity::Warning,
-                                message: format!("cpu {}: record with unknown event id {id} skipped", ev.cpu),
+                                message: format!(
+                                    "cpu {}: record with unknown event id {id} skipped",
+                                    ev.cpu
+                                ),
                             };
                             if sink.diagnostic(d) == Flow::Stop {
                                 sum.stopped = true;
@@ -483,9 +548,11 @@ impl<'a> TraceDat<'a> {
                         Some(Graph::Entry { func, depth }) => {
                             RecordKind::Entry { func: self.func(func, &mut fname), depth }
                         }
-                        Some(Graph::Exit { func, depth, duration }) => {
-                            RecordKind::Exit { func: Some(self.func(func, &mut fname)), duration, depth }
-                        }
+                        Some(Graph::Exit { func, depth, duration }) => RecordKind::Exit {
+                            func: Some(self.func(func, &mut fname)),
+                            duration,
+                            depth,
+                        },
                         None => {
                             text.clear();
                             self.render(ev.payload, &mut text);
@@ -493,7 +560,8 @@ impl<'a> TraceDat<'a> {
                             RecordKind::Event { name, text: &text }
                         }
                     };
-                    let r = Record { line: 0, cpu: Some(ev.cpu), task, timestamp: Some(ev.ts), kind };
+                    let r =
+                        Record { line: 0, cpu: Some(ev.cpu), task, timestamp: Some(ev.ts), kind };
                     (true, sink.record(&r))
                 }
             };
@@ -525,7 +593,12 @@ impl<'a> TraceDat<'a> {
     }
 }
 
-fn decompress_stream(algo: Compression, data: &[u8], offset: u64, e: Endian) -> Result<Vec<u8>, Error> {
+fn decompress_stream(
+    algo: Compression,
+    data: &[u8],
+    offset: u64,
+    e: Endian,
+) -> Result<Vec<u8>, Error> {
     let mut c = bytes::Bytes::new(data, offset, e);
     let n = c.u32("chunk count")?;
     let mut out = Vec::new();
@@ -556,14 +629,15 @@ impl<'t, 'a> Merge<'t, 'a> {
                 let data: &'t [u8] = s.map_or(&[][..], |s| &s.data);
                 let payload = data.get(start..start + len).unwrap_or_default();
                 let compressed = s.is_some_and(|s| matches!(s.data, Cow::Owned(_)));
-                let offset = s.map_or(0, |s| s.file_offset) + if compressed { 0 } else { start as u64 };
+                let offset =
+                    s.map_or(0, |s| s.file_offset) + if compressed { 0 } else { start as u64 };
                 Merged::Event(Event { ts: trace.ns(si, ts), cpu, stream: si, payload, offset })
             }
         }
     }
 
     /// The next item in timestamp order, `None` at the end.
-    pub fn next(&mut self) -> Result<Option<Merged<'t>>, Error> {
+    pub fn next_event(&mut self) -> Result<Option<Merged<'t>>, Error> {
         let mut best: Option<(usize, u64)> = None;
         for (i, (_, it)) in self.cursors.iter().enumerate() {
             if let Some(it) = it {
@@ -578,7 +652,7 @@ impl<'t, 'a> Merge<'t, 'a> {
         let Some((cur, slot)) = self.cursors.get_mut(i) else { return Ok(None) };
         let Some(item) = slot.take() else { return Ok(None) };
         let data: &[u8] = trace.streams.get(i).map_or(&[][..], |s| &s.data);
-        *slot = cur.next(data)?;
+        *slot = cur.next_item(data)?;
         Ok(Some(self.to_merged(i, item)))
     }
 

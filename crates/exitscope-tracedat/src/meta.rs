@@ -25,7 +25,9 @@ impl<'a> Symbols<'a> {
             pos += line.len();
             let l = line.trim_end_matches(['\n', '\r']);
             let mut it = l.splitn(3, ' ');
-            let (Some(addr), Some(_ty), Some(rest)) = (it.next(), it.next(), it.next()) else { continue };
+            let (Some(addr), Some(_ty), Some(rest)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
             let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
             if addr == 0 {
                 continue;
@@ -40,7 +42,9 @@ impl<'a> Symbols<'a> {
                 }
                 None => (rest.len(), None),
             };
-            let (Ok(no), Ok(nl)) = (u32::try_from(name_off), u16::try_from(name_len)) else { continue };
+            let (Ok(no), Ok(nl)) = (u32::try_from(name_off), u16::try_from(name_len)) else {
+                continue;
+            };
             let (mo, ml) = module.map_or((0, 0), |(o, l)| (o, l));
             let (Ok(mo), Ok(ml)) = (u32::try_from(mo), u16::try_from(ml)) else { continue };
             index.push((addr, no, nl, mo, ml));
@@ -64,7 +68,8 @@ impl<'a> Symbols<'a> {
         let i = self.index.partition_point(|e| e.0 <= addr).checked_sub(1)?;
         let &(a, no, nl, mo, ml) = self.index.get(i)?;
         let name = self.text.get(no as usize..no as usize + usize::from(nl))?;
-        let module = if ml == 0 { None } else { self.text.get(mo as usize..mo as usize + usize::from(ml)) };
+        let module =
+            if ml == 0 { None } else { self.text.get(mo as usize..mo as usize + usize::from(ml)) };
         Some((name, module, addr - a))
     }
 

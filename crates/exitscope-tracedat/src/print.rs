@@ -96,7 +96,10 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             out.push(Tok::Ident(s.get(start..i).unwrap_or("").to_string()));
         } else {
             let rest = s.get(i..).unwrap_or("");
-            let op = OPS.iter().find(|o| rest.starts_with(**o)).ok_or_else(|| format!("bad char {:?}", c as char))?;
+            let op = OPS
+                .iter()
+                .find(|o| rest.starts_with(**o))
+                .ok_or_else(|| format!("bad char {:?}", c as char))?;
             out.push(Tok::Op(op));
             i += op.len();
         }
@@ -162,8 +165,7 @@ impl Parser<'_> {
     }
     fn binary(&mut self, min_prec: u8) -> Result<Expr, String> {
         let mut lhs = self.unary()?;
-        loop {
-            let Some(Tok::Op(op)) = self.toks.get(self.pos).cloned() else { break };
+        while let Some(Tok::Op(op)) = self.toks.get(self.pos).cloned() {
             let prec = match op {
                 "||" => 1,
                 "&&" => 2,
@@ -208,7 +210,10 @@ impl Parser<'_> {
             }
             let is_type = !words.is_empty()
                 && self.peek_op(")")
-                && !self.toks.get(self.pos + 1).is_some_and(|t| matches!(t, Tok::Op(o) if [",", ")", "?", ":"].contains(o)))
+                && !self
+                    .toks
+                    .get(self.pos + 1)
+                    .is_some_and(|t| matches!(t, Tok::Op(o) if [",", ")", "?", ":"].contains(o)))
                 && words.iter().all(|w| is_type_word(w));
             if is_type {
                 self.pos += 1;
@@ -276,7 +281,9 @@ impl Parser<'_> {
                     self.expect("(")?;
                     let v = self.expr()?;
                     self.expect(",")?;
-                    let Some(Tok::Str(d)) = self.next() else { return Err("expected delimiter".into()) };
+                    let Some(Tok::Str(d)) = self.next() else {
+                        return Err("expected delimiter".into());
+                    };
                     let t = self.table()?;
                     self.expect(")")?;
                     Ok(Expr::Flags(Box::new(v), d, t))
@@ -336,9 +343,33 @@ impl Parser<'_> {
 fn is_type_word(w: &str) -> bool {
     matches!(
         w,
-        "void" | "unsigned" | "signed" | "int" | "long" | "short" | "char" | "bool" | "const"
-            | "u8" | "u16" | "u32" | "u64" | "s8" | "s16" | "s32" | "s64" | "size_t" | "__u8"
-            | "__u16" | "__u32" | "__u64" | "*" | "uint8_t" | "uint16_t" | "uint32_t" | "uint64_t"
+        "void"
+            | "unsigned"
+            | "signed"
+            | "int"
+            | "long"
+            | "short"
+            | "char"
+            | "bool"
+            | "const"
+            | "u8"
+            | "u16"
+            | "u32"
+            | "u64"
+            | "s8"
+            | "s16"
+            | "s32"
+            | "s64"
+            | "size_t"
+            | "__u8"
+            | "__u16"
+            | "__u32"
+            | "__u64"
+            | "*"
+            | "uint8_t"
+            | "uint16_t"
+            | "uint32_t"
+            | "uint64_t"
     )
 }
 
@@ -347,12 +378,21 @@ fn cast_type(words: &[String]) -> (u8, bool) {
     if words.iter().any(|w| w == "*") || words.iter().any(|w| w == "long") {
         return (0, false);
     }
-    let signed = !words.iter().any(|w| w == "unsigned" || w.starts_with('u') || w.starts_with("__u"));
-    let size = if words.iter().any(|w| matches!(w.as_str(), "char" | "u8" | "s8" | "__u8" | "uint8_t" | "bool")) {
+    let signed =
+        !words.iter().any(|w| w == "unsigned" || w.starts_with('u') || w.starts_with("__u"));
+    let size = if words
+        .iter()
+        .any(|w| matches!(w.as_str(), "char" | "u8" | "s8" | "__u8" | "uint8_t" | "bool"))
+    {
         1
-    } else if words.iter().any(|w| matches!(w.as_str(), "short" | "u16" | "s16" | "__u16" | "uint16_t")) {
+    } else if words
+        .iter()
+        .any(|w| matches!(w.as_str(), "short" | "u16" | "s16" | "__u16" | "uint16_t"))
+    {
         2
-    } else if words.iter().any(|w| matches!(w.as_str(), "int" | "u32" | "s32" | "__u32" | "uint32_t" | "unsigned" | "signed")) {
+    } else if words.iter().any(|w| {
+        matches!(w.as_str(), "int" | "u32" | "s32" | "__u32" | "uint32_t" | "unsigned" | "signed")
+    }) {
         4
     } else {
         0
@@ -448,7 +488,9 @@ pub(crate) struct PrintFmt {
 impl PrintFmt {
     pub(crate) fn parse(text: &str, fields: &[Field]) -> Result<PrintFmt, String> {
         let mut toks = tokenize(text)?.into_iter();
-        let Some(Tok::Str(fmt)) = toks.next() else { return Err("print fmt without string".into()) };
+        let Some(Tok::Str(fmt)) = toks.next() else {
+            return Err("print fmt without string".into());
+        };
         let mut p = Parser { toks: toks.collect(), pos: 0, fields };
         let mut args = Vec::new();
         while p.eat_op(",") {
@@ -499,7 +541,18 @@ fn parse_printf(fmt: &str) -> Result<Vec<Piece>, String> {
             lit_start = i;
             continue;
         }
-        let mut s = Spec { left: false, zero: false, alt: false, plus: false, space: false, width: 0, precision: None, len: 0, conv: 0, pext: 0 };
+        let mut s = Spec {
+            left: false,
+            zero: false,
+            alt: false,
+            plus: false,
+            space: false,
+            width: 0,
+            precision: None,
+            len: 0,
+            conv: 0,
+            pext: 0,
+        };
         while let Some(&f) = b.get(i) {
             match f {
                 b'-' => s.left = true,
@@ -537,14 +590,16 @@ fn parse_printf(fmt: &str) -> Result<Vec<Piece>, String> {
         }
         s.conv = *b.get(i).ok_or("truncated conversion")?;
         i += 1;
-        if s.conv == b'p' {
-            if let Some(&e) = b.get(i).filter(|e| e.is_ascii_alphabetic()) {
-                s.pext = e;
+        if s.conv == b'p'
+            && let Some(&e) = b.get(i).filter(|e| e.is_ascii_alphabetic())
+        {
+            s.pext = e;
+            i += 1;
+            // Skip further extension letters (`%pI4`, `%pISpc`).
+            while b.get(i).is_some_and(|e| e.is_ascii_alphanumeric())
+                && !matches!(s.pext, b's' | b'S' | b'F' | b'f' | b'B')
+            {
                 i += 1;
-                // Skip further extension letters (`%pI4`, `%pISpc`).
-                while b.get(i).is_some_and(|e| e.is_ascii_alphanumeric()) && !matches!(s.pext, b's' | b'S' | b'F' | b'f' | b'B') {
-                    i += 1;
-                }
             }
         }
         if !b"diuxXoscpe".contains(&s.conv) {
@@ -571,7 +626,12 @@ fn field_int(cx: &Ctx<'_>, f: usize) -> i64 {
 fn eval(cx: &Ctx<'_>, e: &Expr) -> i64 {
     match e {
         Expr::Num(n) => *n,
-        Expr::Str(_) | Expr::GetStr(_) | Expr::DynArray(_) | Expr::Hex(..) | Expr::Flags(..) | Expr::Symbolic(..) => 1,
+        Expr::Str(_)
+        | Expr::GetStr(_)
+        | Expr::DynArray(_)
+        | Expr::Hex(..)
+        | Expr::Flags(..)
+        | Expr::Symbolic(..) => 1,
         Expr::Field(f) => match cx.fields.get(*f) {
             Some(fl) if fl.kind != FieldKind::Int => 1,
             _ => field_int(cx, *f),
@@ -582,10 +642,18 @@ fn eval(cx: &Ctx<'_>, e: &Expr) -> i64 {
             binop(op, eval(cx, a), eval(cx, b))
         }
         Expr::Cond(c, a, b) => {
-            if eval(cx, c) != 0 { eval(cx, a) } else { eval(cx, b) }
+            if eval(cx, c) != 0 {
+                eval(cx, a)
+            } else {
+                eval(cx, b)
+            }
         }
         Expr::Cast(s, sg, a) => cast(*s, *sg, eval(cx, a)),
-        Expr::DynLen(f) => cx.fields.get(*f).and_then(|f| f.bytes(cx.payload, cx.endian)).map_or(0, |b| b.len() as i64),
+        Expr::DynLen(f) => cx
+            .fields
+            .get(*f)
+            .and_then(|f| f.bytes(cx.payload, cx.endian))
+            .map_or(0, |b| b.len() as i64),
         Expr::Unknown => 0,
     }
 }
@@ -602,7 +670,11 @@ fn write_str(cx: &Ctx<'_>, e: &Expr, out: &mut String) {
     match e {
         Expr::Str(s) => out.push_str(s),
         Expr::Cond(c, a, b) => {
-            if eval(cx, c) != 0 { write_str(cx, a, out) } else { write_str(cx, b, out) }
+            if eval(cx, c) != 0 {
+                write_str(cx, a, out)
+            } else {
+                write_str(cx, b, out)
+            }
         }
         Expr::Symbolic(v, table) => {
             let v = eval(cx, v);
@@ -639,7 +711,9 @@ fn write_str(cx: &Ctx<'_>, e: &Expr, out: &mut String) {
         Expr::Hex(a, l, as_str) => {
             let len = usize::try_from(eval(cx, l)).unwrap_or(0);
             let bytes = match &**a {
-                Expr::Field(f) | Expr::DynArray(f) => cx.fields.get(*f).and_then(|f| f.bytes(cx.payload, cx.endian)),
+                Expr::Field(f) | Expr::DynArray(f) => {
+                    cx.fields.get(*f).and_then(|f| f.bytes(cx.payload, cx.endian))
+                }
                 _ => None,
             }
             .unwrap_or_default();
@@ -703,7 +777,9 @@ fn conv(cx: &Ctx<'_>, spec: &Spec, e: &Expr, out: &mut String) {
         b'p' => {
             let v = eval(cx, e) as u64;
             match spec.pext {
-                b's' | b'S' | b'F' | b'f' | b'B' => cx.syms.write_sym(v, matches!(spec.pext, b'S' | b'F' | b'B'), out),
+                b's' | b'S' | b'F' | b'f' | b'B' => {
+                    cx.syms.write_sym(v, matches!(spec.pext, b'S' | b'F' | b'B'), out)
+                }
                 _ => {
                     let _ = write!(out, "0x{v:x}");
                 }

@@ -64,12 +64,35 @@ pub struct CpuCursor {
 
 impl CpuCursor {
     /// A cursor at the start of a stream.
-    pub fn new(cpu: u32, file_offset: u64, page_size: usize, long_size: usize, endian: Endian) -> Self {
-        CpuCursor { cpu, file_offset, page_size, long_size, endian, page_start: 0, page: 0, pos: 0, end: 0, ts: 0, started: false }
+    pub fn new(
+        cpu: u32,
+        file_offset: u64,
+        page_size: usize,
+        long_size: usize,
+        endian: Endian,
+    ) -> Self {
+        CpuCursor {
+            cpu,
+            file_offset,
+            page_size,
+            long_size,
+            endian,
+            page_start: 0,
+            page: 0,
+            pos: 0,
+            end: 0,
+            ts: 0,
+            started: false,
+        }
     }
 
     fn err(&self, at: usize, what: impl Into<String>) -> Error {
-        Error::Page { cpu: self.cpu, page: self.page, offset: self.file_offset + at as u64, what: what.into() }
+        Error::Page {
+            cpu: self.cpu,
+            page: self.page,
+            offset: self.file_offset + at as u64,
+            what: what.into(),
+        }
     }
 
     /// Loads the page at `page_start`; returns a Lost item if its header says so.
@@ -77,11 +100,15 @@ impl CpuCursor {
         let ps = self.page_start;
         let e = self.endian;
         let ts = read_uint(data, ps, 8, e).ok_or_else(|| self.err(ps, "truncated page header"))?;
-        let commit = read_uint(data, ps + 8, self.long_size, e).ok_or_else(|| self.err(ps, "truncated page header"))?;
+        let commit = read_uint(data, ps + 8, self.long_size, e)
+            .ok_or_else(|| self.err(ps, "truncated page header"))?;
         let hdr = 8 + self.long_size;
         let len = (commit & COMMIT_MASK) as usize;
         if hdr + len > self.page_size {
-            return Err(self.err(ps + 8, format!("page commit {len} exceeds the page size {}", self.page_size)));
+            return Err(self.err(
+                ps + 8,
+                format!("page commit {len} exceeds the page size {}", self.page_size),
+            ));
         }
         if ps + hdr + len > data.len() {
             return Err(self.err(ps, "page data is truncated"));
@@ -90,14 +117,18 @@ impl CpuCursor {
         self.pos = ps + hdr;
         self.end = ps + hdr + len;
         if commit & MISSED_EVENTS != 0 {
-            let count = if commit & MISSED_STORED != 0 { read_uint(data, self.end, self.long_size, e) } else { None };
+            let count = if commit & MISSED_STORED != 0 {
+                read_uint(data, self.end, self.long_size, e)
+            } else {
+                None
+            };
             return Ok(Some(Item::Lost { ts, count }));
         }
         Ok(None)
     }
 
     /// The next item of the stream, `None` at its end.
-    pub fn next(&mut self, data: &[u8]) -> Result<Option<Item>, Error> {
+    pub fn next_item(&mut self, data: &[u8]) -> Result<Option<Item>, Error> {
         let e = self.endian;
         loop {
             if !self.started {
@@ -124,12 +155,16 @@ impl CpuCursor {
                 continue;
             }
             let at = self.pos;
-            let w = read_uint(data, at, 4, e).ok_or_else(|| self.err(at, "truncated event header"))? as u32;
+            let w = read_uint(data, at, 4, e)
+                .ok_or_else(|| self.err(at, "truncated event header"))? as u32;
             let (type_len, delta) = match e {
                 Endian::Little => (w & 0x1f, u64::from(w >> 5)),
                 Endian::Big => (w >> 27, u64::from(w & ((1 << 27) - 1))),
             };
-            let array0 = || read_uint(data, at + 4, 4, e).ok_or_else(|| self.err(at, "truncated event array word"));
+            let array0 = || {
+                read_uint(data, at + 4, 4, e)
+                    .ok_or_else(|| self.err(at, "truncated event array word"))
+            };
             match type_len {
                 TYPE_PADDING => {
                     if delta == 0 {

@@ -129,19 +129,23 @@ fn duration_col(ns: u64, out: &mut String) {
 ///
 /// # Errors
 /// Reading errors of the trace and I/O errors of `w`.
-pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Result<TextStats, TextError> {
+pub fn write_text(
+    t: &TraceDat<'_>,
+    layout: Layout,
+    w: &mut impl Write,
+) -> Result<TextStats, TextError> {
     let graph = match layout {
         Layout::Graph => true,
         Layout::Events => false,
         Layout::Auto => {
             let mut m = t.merge()?;
             let mut found = false;
-            while let Some(it) = m.next()? {
-                if let Merged::Event(e) = it {
-                    if t.graph(e.payload).is_some() {
-                        found = true;
-                        break;
-                    }
+            while let Some(it) = m.next_event()? {
+                if let Merged::Event(e) = it
+                    && t.graph(e.payload).is_some()
+                {
+                    found = true;
+                    break;
                 }
             }
             found
@@ -153,16 +157,22 @@ pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Resul
     let mut line = String::with_capacity(512);
     let mut text = String::with_capacity(256);
     if graph {
-        writeln!(w, "# tracer: function_graph\n#\n#     TIME        CPU  TASK/PID         DURATION                  FUNCTION CALLS\n#      |          |     |    |           |   |                     |   |   |   |")?;
+        writeln!(
+            w,
+            "# tracer: function_graph\n#\n#     TIME        CPU  TASK/PID         DURATION                  FUNCTION CALLS\n#      |          |     |    |           |   |                     |   |   |   |"
+        )?;
     } else {
-        writeln!(w, "# tracer: nop\n#\n#                                _-----=> irqs-off/BH-disabled\n#                               / _----=> need-resched\n#                              | / _---=> hardirq/softirq\n#                              || / _--=> preempt-depth\n#                              ||| / _-=> migrate-disable\n#                              |||| /     delay\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n#              | |         |   |||||     |         |")?;
+        writeln!(
+            w,
+            "# tracer: nop\n#\n#                                _-----=> irqs-off/BH-disabled\n#                               / _----=> need-resched\n#                              | / _---=> hardirq/softirq\n#                              || / _--=> preempt-depth\n#                              ||| / _-=> migrate-disable\n#                              |||| /     delay\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n#              | |         |   |||||     |         |"
+        )?;
     }
     let nstreams = t.streams.len();
     let mut skip_exit = vec![false; nstreams];
     let mut last_pid: Vec<Option<i32>> = vec![None; ncpu as usize + 1];
     let mut depth: Vec<u32> = vec![0; ncpu as usize + 1];
     let mut m = t.merge()?;
-    while let Some(it) = m.next()? {
+    while let Some(it) = m.next_event()? {
         stats.records += 1;
         line.clear();
         match it {
@@ -194,7 +204,8 @@ pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Resul
                             Graph::Exit { func, depth, duration } => {
                                 line.push_str("<-- ");
                                 t.write_func(func, &mut line);
-                                let _ = write!(line, " ({depth}) duration: {}", duration.unwrap_or(0));
+                                let _ =
+                                    write!(line, " ({depth}) duration: {}", duration.unwrap_or(0));
                             }
                         }
                     } else {
@@ -205,28 +216,29 @@ pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Resul
                     let ci = (ev.cpu as usize).min(ncpu as usize);
                     // Task-switch banner.
                     if let Some(slot) = last_pid.get_mut(ci) {
-                        if let Some(prev) = *slot {
-                            if prev != pid {
-                                let pcomm = t.header.cmdlines.comm(prev as u32).unwrap_or("<...>");
-                                line.push(' ');
-                                line.extend(std::iter::repeat_n('-', 42));
-                                let _ = write!(line, "\n {:>cpu_w$}) ", ev.cpu);
-                                proc_col(pcomm, prev, &mut line);
-                                line.push_str(" => ");
-                                proc_col(comm, pid, &mut line);
-                                line.push_str("\n ");
-                                line.extend(std::iter::repeat_n('-', 42));
-                                line.push_str("\n\n");
-                            }
+                        if let Some(prev) = *slot
+                            && prev != pid
+                        {
+                            let pcomm = t.header.cmdlines.comm(prev as u32).unwrap_or("<...>");
+                            line.push(' ');
+                            line.extend(std::iter::repeat_n('-', 42));
+                            let _ = write!(line, "\n {:>cpu_w$}) ", ev.cpu);
+                            proc_col(pcomm, prev, &mut line);
+                            line.push_str(" => ");
+                            proc_col(comm, pid, &mut line);
+                            line.push_str("\n ");
+                            line.extend(std::iter::repeat_n('-', 42));
+                            line.push_str("\n\n");
                         }
                         *slot = Some(pid);
                     }
                     let g = t.graph(ev.payload);
-                    if let (Some(Graph::Exit { .. }), Some(skip)) = (g, skip_exit.get_mut(ev.stream)) {
-                        if *skip {
-                            *skip = false;
-                            continue;
-                        }
+                    if let (Some(Graph::Exit { .. }), Some(skip)) =
+                        (g, skip_exit.get_mut(ev.stream))
+                        && *skip
+                    {
+                        *skip = false;
+                        continue;
                     }
                     let _ = write!(line, "{secs:>5}.{usecs:06} |   {:>cpu_w$}) ", ev.cpu);
                     proc_col(comm, pid, &mut line);
@@ -237,7 +249,11 @@ pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Resul
                             // Leaf: the next record on this CPU is the matching return.
                             let leaf = match m.peek_stream(ev.stream) {
                                 Some(Merged::Event(n)) => match t.graph(n.payload) {
-                                    Some(Graph::Exit { func: f2, depth: d2, duration }) if f2 == func && d2 == dep && t.pid(n.payload) == pid => duration,
+                                    Some(Graph::Exit { func: f2, depth: d2, duration })
+                                        if f2 == func && d2 == dep && t.pid(n.payload) == pid =>
+                                    {
+                                        duration
+                                    }
                                     _ => None,
                                 },
                                 _ => None,
@@ -283,11 +299,19 @@ pub fn write_text(t: &TraceDat<'_>, layout: Layout, w: &mut impl Write) -> Resul
                             line.push_str("              |  ");
                             let cur = d.map_or(0, |d| *d);
                             if cur > 0 {
-                                line.extend(std::iter::repeat_n(' ', indent(cur.saturating_add(1))));
+                                line.extend(std::iter::repeat_n(
+                                    ' ',
+                                    indent(cur.saturating_add(1)),
+                                ));
                             }
                             text.clear();
                             t.render(ev.payload, &mut text);
-                            let _ = writeln!(line, "/* {}: {} */", fmt.name, text.trim_end_matches('\n'));
+                            let _ = writeln!(
+                                line,
+                                "/* {}: {} */",
+                                fmt.name,
+                                text.trim_end_matches('\n')
+                            );
                         }
                     }
                 }

@@ -45,11 +45,9 @@ fn pages(recs: &[(u64, Vec<u8>)], page_size: usize, missed: Option<u64>) -> Vec<
     let flush = |page: &mut Vec<u8>, out: &mut Vec<u8>, first: &mut bool| {
         if page.len() > HDR {
             let mut commit = (page.len() - HDR) as u64;
-            if *first {
-                if let Some(n) = missed {
-                    page.extend_from_slice(&n.to_le_bytes());
-                    commit |= (1 << 31) | (1 << 30);
-                }
+            if *first && let Some(n) = missed {
+                page.extend_from_slice(&n.to_le_bytes());
+                commit |= (1 << 31) | (1 << 30);
             }
             *first = false;
             if let Some(c) = page.get_mut(8..16) {
@@ -366,13 +364,14 @@ pub fn demo_funcgraph(version: u32, compression: Compression, iterations: u64) -
         let pid = 1000 + cpu as i32;
         let mut t = 1_000_000_000u64 + cpu as u64 * 333;
         let mut stack: Vec<(u64, u64)> = Vec::new();
-        let entry = |recs: &mut Vec<(u64, Vec<u8>)>, stack: &mut Vec<(u64, u64)>, t: u64, f: u64| {
-            let mut p = common(11, pid, 20);
-            put(&mut p, 8, &f.to_le_bytes());
-            put(&mut p, 16, &(stack.len() as i32).to_le_bytes());
-            stack.push((f, t));
-            recs.push((t, p));
-        };
+        let entry =
+            |recs: &mut Vec<(u64, Vec<u8>)>, stack: &mut Vec<(u64, u64)>, t: u64, f: u64| {
+                let mut p = common(11, pid, 20);
+                put(&mut p, 8, &f.to_le_bytes());
+                put(&mut p, 16, &(stack.len() as i32).to_le_bytes());
+                stack.push((f, t));
+                recs.push((t, p));
+            };
         let exit = |recs: &mut Vec<(u64, Vec<u8>)>, stack: &mut Vec<(u64, u64)>, t: u64| {
             let Some((f, ct)) = stack.pop() else { return };
             let mut p = common(10, pid, 40);

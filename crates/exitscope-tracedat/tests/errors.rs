@@ -16,7 +16,10 @@ fn not_a_trace_dat() {
     assert!(matches!(read(b"# tracer: nop\n"), Err(Error::NotTraceDat)));
     let mut v = b"\x17\x08\x44tracing".to_vec();
     v.extend_from_slice(b"9\0");
-    assert_eq!(read(&v).unwrap_err().to_string(), "unsupported trace.dat version \"9\" (supported: 6, 7)");
+    assert_eq!(
+        read(&v).unwrap_err().to_string(),
+        "unsupported trace.dat version \"9\" (supported: 6, 7)"
+    );
 }
 
 #[test]
@@ -73,7 +76,11 @@ fn random_byte_flips_never_panic() {
         }
         let _ = read(&b);
         if let Ok(t) = exitscope_tracedat::TraceDat::parse(&b) {
-            let _ = exitscope_tracedat::text::write_text(&t, exitscope_tracedat::text::Layout::Auto, &mut std::io::sink());
+            let _ = exitscope_tracedat::text::write_text(
+                &t,
+                exitscope_tracedat::text::Layout::Auto,
+                &mut std::io::sink(),
+            );
         }
     }
 }

@@ -125,7 +125,8 @@ fn read_records(name: &str) -> Vec<Rec> {
 fn call_trees_match_trace_cmd_rendering() {
     let recs = read_records("funcgraph-v7-zstd.dat");
     let mine = trees_from_records(&recs);
-    let report = std::fs::read_to_string(data_dir().join("funcgraph-v7-zstd.graph.report")).unwrap();
+    let report =
+        std::fs::read_to_string(data_dir().join("funcgraph-v7-zstd.graph.report")).unwrap();
     let theirs = trees_from_trace_cmd(&report);
     assert!(mine.len() >= 10, "{mine:?}");
     assert_eq!(mine, theirs);
@@ -141,8 +142,14 @@ fn call_trees_survive_conversion_to_kernel_text() {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("# tracer: function_graph"));
         assert!(text.contains("|    kvm_load_guest_xsave_state [kvm]();"), "leaf lines");
-        assert!(text.contains("/* kvm_exit: vcpu 0 reason CPUID rip 0xfff2 info1 0x0000000000000000"));
-        assert_eq!(trees_from_kernel_text(&text), trees_from_records(&read_records(name)), "{name}");
+        assert!(
+            text.contains("/* kvm_exit: vcpu 0 reason CPUID rip 0xfff2 info1 0x0000000000000000")
+        );
+        assert_eq!(
+            trees_from_kernel_text(&text),
+            trees_from_records(&read_records(name)),
+            "{name}"
+        );
     }
 }
 

@@ -30,7 +30,8 @@ fn parse_report(text: &str, buffers: &[String]) -> Vec<Line> {
         }
         if let Some(r) = l.strip_prefix("CPU:") {
             let (cpu, rest) = r.split_once(' ').unwrap();
-            let count = rest.trim_start_matches('[').split_once(' ').and_then(|(n, _)| n.parse().ok());
+            let count =
+                rest.trim_start_matches('[').split_once(' ').and_then(|(n, _)| n.parse().ok());
             out.push(Line::Dropped { cpu: cpu.parse().unwrap(), count });
             continue;
         }
@@ -97,7 +98,10 @@ fn check(fixture: &str) {
     assert_eq!(sum_counts, count(&want), "{fixture}: summary counts");
     // First and last timestamps.
     let ts = |v: &[Line]| {
-        let t: Vec<u64> = v.iter().filter_map(|l| if let Line::Event { ts, .. } = l { Some(*ts) } else { None }).collect();
+        let t: Vec<u64> = v
+            .iter()
+            .filter_map(|l| if let Line::Event { ts, .. } = l { Some(*ts) } else { None })
+            .collect();
         (t.first().copied(), t.last().copied())
     };
     assert_eq!(ts(&got), ts(&want), "{fixture}: first/last timestamps");

@@ -35,7 +35,8 @@ pub struct Args {
 
 /// Maps the input file read-only.
 fn map(path: &str) -> Result<memmap2::Mmap, Failure> {
-    let file = File::open(path).with_context(|| format!("opening {path}")).map_err(Failure::input)?;
+    let file =
+        File::open(path).with_context(|| format!("opening {path}")).map_err(Failure::input)?;
     // SAFETY: the map is read-only and private to this process; the reader only takes
     // `&[u8]` and checks every offset. A trace file truncated or rewritten by another
     // process while we read it would be undefined behaviour for the slice, which is the
@@ -49,7 +50,10 @@ fn map(path: &str) -> Result<memmap2::Mmap, Failure> {
 pub fn run(args: Args) -> CmdResult {
     let data = map(&args.input)?;
     if !exitscope_tracedat::is_trace_dat(&data) {
-        return Err(Failure::input(anyhow::anyhow!("{}: not a trace-cmd trace.dat file", args.input)));
+        return Err(Failure::input(anyhow::anyhow!(
+            "{}: not a trace-cmd trace.dat file",
+            args.input
+        )));
     }
     let trace = exitscope_tracedat::TraceDat::parse(&data)
         .with_context(|| args.input.clone())
@@ -61,13 +65,19 @@ pub fn run(args: Args) -> CmdResult {
     };
     let out: Box<dyn Write> = match args.output.as_deref() {
         None | Some("-") => Box::new(io::stdout().lock()),
-        Some(p) => Box::new(File::create(p).with_context(|| format!("creating {p}")).map_err(Failure::input)?),
+        Some(p) => Box::new(
+            File::create(p).with_context(|| format!("creating {p}")).map_err(Failure::input)?,
+        ),
     };
     let mut w = BufWriter::with_capacity(1 << 16, out);
     match write_text(&trace, layout, &mut w) {
         Ok(_) => {}
-        Err(TextError::Io(e)) => return Err(Failure::input(anyhow::Error::new(e).context("writing the text"))),
-        Err(TextError::Read(e)) => return Err(Failure::input(anyhow::Error::new(e).context(args.input.clone()))),
+        Err(TextError::Io(e)) => {
+            return Err(Failure::input(anyhow::Error::new(e).context("writing the text")));
+        }
+        Err(TextError::Read(e)) => {
+            return Err(Failure::input(anyhow::Error::new(e).context(args.input.clone())));
+        }
     }
     w.flush().context("writing the text").map_err(Failure::input)?;
     Ok(crate::exit::OK)

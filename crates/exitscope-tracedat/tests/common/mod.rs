@@ -1,5 +1,5 @@
 //! Shared test helpers: an owning record sink and fixture paths.
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs)]
 
 use std::path::PathBuf;
 
@@ -29,11 +29,20 @@ impl RecordSink for Collect {
         let cpu = r.cpu.unwrap_or(0);
         let (comm, pid) = r.task.map_or((String::new(), 0), |t| (t.comm.to_string(), t.pid));
         self.0.push(match r.kind {
-            RecordKind::Event { name, text } => Rec::Event { ts, cpu, comm, pid, name: name.into(), text: text.into() },
-            RecordKind::Entry { func, depth } => Rec::Entry { ts, cpu, pid, func: func.to_string(), depth },
-            RecordKind::Exit { func, duration, depth } => {
-                Rec::Exit { ts, cpu, pid, func: func.map(|f| f.to_string()).unwrap_or_default(), depth, duration }
+            RecordKind::Event { name, text } => {
+                Rec::Event { ts, cpu, comm, pid, name: name.into(), text: text.into() }
             }
+            RecordKind::Entry { func, depth } => {
+                Rec::Entry { ts, cpu, pid, func: func.to_string(), depth }
+            }
+            RecordKind::Exit { func, duration, depth } => Rec::Exit {
+                ts,
+                cpu,
+                pid,
+                func: func.map(|f| f.to_string()).unwrap_or_default(),
+                depth,
+                duration,
+            },
             RecordKind::Lost { count } => Rec::Lost { cpu, count },
             _ => Rec::Other,
         });
