@@ -837,3 +837,61 @@ fn conv(cx: &Ctx<'_>, spec: &Spec, e: &Expr, out: &mut String) {
     }
     pad(out, spec, start);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::EventFormat;
+    use crate::meta::Symbols;
+
+    fn render(format: &str, payload: &[u8]) -> String {
+        let f = EventFormat::parse("t", format).unwrap();
+        let p = f.print.as_ref().expect("print fmt parsed");
+        let syms = Symbols::parse("ffffffffc0800000 t vcpu_enter_guest\t[kvm]\n".into());
+        let cx =
+            Ctx { payload, fields: &f.fields, endian: Endian::Little, long_size: 8, syms: &syms };
+        let mut out = String::new();
+        p.render(&cx, &mut out);
+        out
+    }
+
+    const HEAD: &str = "name: t\nID: 1\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n";
+
+    #[test]
+    fn symbolic_flags_ternary_and_widths() {
+        let fmt = format!(
+            "{HEAD}\tfield:unsigned int reason;\toffset:8;\tsize:4;\tsigned:0;\n\tfield:int errno;\toffset:12;\tsize:4;\tsigned:1;\n\tfield:unsigned long state;\toffset:16;\tsize:8;\tsigned:0;\n\nprint fmt: \"reason %s (%d) st=%s %08x|%-4d|%5s|%#lx\", REC->errno < 0 ? (REC->errno == -4 ? \"restart\" : \"error\") : __print_symbolic(REC->reason, {{ 2, \"KVM_EXIT_\" \"IO\" }}, {{ 6, \"MMIO\" }}), REC->errno < 0 ? -REC->errno : REC->reason, REC->state ? __print_flags(REC->state, \"|\", {{ 1, \"S\" }}, {{ 2, \"D\" }}) : \"R\", REC->reason, REC->errno, \"ab\", REC->state\n"
+        );
+        let mut p = vec![0u8; 24];
+        p[8..12].copy_from_slice(&2u32.to_le_bytes());
+        p[16..24].copy_from_slice(&3u64.to_le_bytes());
+        assert_eq!(render(&fmt, &p), "reason KVM_EXIT_IO (2) st=S|D 00000002|0   |   ab|0x3");
+        p[12..16].copy_from_slice(&(-4i32).to_le_bytes());
+        p[8..12].copy_from_slice(&9u32.to_le_bytes());
+        p[16..24].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(render(&fmt, &p), "reason restart (4) st=R 00000009|-4  |   ab|0");
+    }
+
+    #[test]
+    fn hex_dynamic_strings_and_symbols() {
+        let fmt = format!(
+            "{HEAD}\tfield:unsigned long func;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:__data_loc char[] name;\toffset:16;\tsize:4;\tsigned:0;\n\tfield:u8 insn[4];\toffset:20;\tsize:4;\tsigned:0;\n\nprint fmt: \"%ps %pS %s [%s] %lx\", (void *)REC->func, (void *)REC->func, __get_str(name), __print_hex(REC->insn, 3), REC->func\n"
+        );
+        let mut p = vec![0u8; 32];
+        p[8..16].copy_from_slice(&0xffff_ffff_c080_0010u64.to_le_bytes());
+        p[16..20].copy_from_slice(&(24u32 | (4 << 16)).to_le_bytes());
+        p[20..24].copy_from_slice(&[0x0f, 0xa2, 0x90, 0xff]);
+        p[24..28].copy_from_slice(b"abc\0");
+        assert_eq!(
+            render(&fmt, &p),
+            "vcpu_enter_guest [kvm] vcpu_enter_guest+0x10 [kvm] abc [0f a2 90] ffffffffc0800010"
+        );
+    }
+
+    #[test]
+    fn unsupported_print_fmt_falls_back() {
+        let fmt = format!("{HEAD}\nprint fmt: \"%n\", REC->x\n");
+        let f = EventFormat::parse("t", &fmt).unwrap();
+        assert!(f.print.is_none());
+    }
+}

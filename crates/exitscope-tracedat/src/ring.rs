@@ -214,3 +214,116 @@ impl CpuCursor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds one 256-byte page from (type_len, time_delta, extra words) records.
+    fn page(e: Endian, ts: u64, words: &[u32]) -> Vec<u8> {
+        let mut p = Vec::new();
+        let u64b = |v: u64| if e == Endian::Little { v.to_le_bytes() } else { v.to_be_bytes() };
+        p.extend_from_slice(&u64b(ts));
+        p.extend_from_slice(&u64b(words.len() as u64 * 4));
+        for w in words {
+            p.extend_from_slice(&if e == Endian::Little {
+                w.to_le_bytes()
+            } else {
+                w.to_be_bytes()
+            });
+        }
+        p.resize(256, 0);
+        p
+    }
+
+    fn hdr(e: Endian, type_len: u32, delta: u32) -> u32 {
+        match e {
+            Endian::Little => type_len | (delta << 5),
+            Endian::Big => (type_len << 27) | delta,
+        }
+    }
+
+    fn items(e: Endian, data: &[u8]) -> Vec<Item> {
+        let mut c = CpuCursor::new(3, 0x1000, 256, 8, e);
+        let mut v = Vec::new();
+        while let Some(i) = c.next_item(data).unwrap() {
+            v.push(i);
+        }
+        v
+    }
+
+    #[test]
+    fn extends_absolute_stamps_large_records_and_padding() {
+        for e in [Endian::Little, Endian::Big] {
+            let words = [
+                hdr(e, 1, 5),
+                0xaaaa_aaaa, // 4-byte record at ts 1005
+                hdr(e, TYPE_TIME_EXTEND, 3),
+                1, // + (1 << 27) + 3
+                hdr(e, 2, 2),
+                1,
+                2, // 8-byte record
+                hdr(e, TYPE_PADDING, 1),
+                12,
+                0,
+                0, // discarded event: 4 + 12 bytes (array[0] counts itself), no time
+                hdr(e, TYPE_TIME_STAMP, 7),
+                2, // absolute (2 << 27) | 7
+                hdr(e, 0, 1),
+                12,
+                9,
+                9, // type_len 0: length 12 → 8 payload bytes
+            ];
+            let data = page(e, 1000, &words);
+            let got = items(e, &data);
+            let t1 = 1005;
+            let t2 = t1 + (1 << 27) + 3 + 2;
+            let t3 = (2 << 27 | 7) + 1;
+            assert_eq!(
+                got,
+                vec![
+                    Item::Record { ts: t1, start: 20, len: 4 },
+                    Item::Record { ts: t2, start: 36, len: 8 },
+                    Item::Record { ts: t3, start: 76, len: 8 },
+                ],
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missed_events_flag_and_count() {
+        let e = Endian::Little;
+        let mut data = page(e, 50, &[hdr(e, 1, 1), 7]);
+        let commit: u64 = 8 | (1 << 31) | (1 << 30);
+        data[8..16].copy_from_slice(&commit.to_le_bytes());
+        data[24..32].copy_from_slice(&99u64.to_le_bytes());
+        assert_eq!(
+            items(e, &data),
+            vec![
+                Item::Lost { ts: 50, count: Some(99) },
+                Item::Record { ts: 51, start: 20, len: 4 }
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_commit_is_a_page_error_with_cpu_and_page() {
+        let e = Endian::Little;
+        let mut data = page(e, 0, &[]);
+        data.extend(page(e, 0, &[]));
+        data[256 + 8..256 + 16].copy_from_slice(&1000u64.to_le_bytes());
+        let mut c = CpuCursor::new(3, 0x1000, 256, 8, e);
+        let err = loop {
+            match c.next_item(&data) {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("no error"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(
+            err.to_string(),
+            "cpu 3, page 1 (byte 0x1108): page commit 1000 exceeds the page size 256"
+        );
+    }
+}
