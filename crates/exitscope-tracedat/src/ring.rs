@@ -216,6 +216,7 @@ impl CpuCursor {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
 
