@@ -6,7 +6,7 @@ use std::io::Read as _;
 use crate::Error;
 use crate::bytes::{Bytes, Endian};
 use crate::format::EventFormat;
-use crate::meta::{Cmdlines, Symbols};
+use crate::meta::{Cmdlines, PrintkFormats, Symbols};
 
 /// The 10-byte magic: `0x17 0x08 0x44` + `tracing`.
 pub(crate) const MAGIC: &[u8; 10] = b"\x17\x08\x44tracing";
@@ -73,13 +73,13 @@ pub struct Header<'a> {
     pub symbols: Symbols<'a>,
     /// saved_cmdlines.
     pub cmdlines: Cmdlines<'a>,
-    /// printk formats text.
-    pub printk: Cow<'a, str>,
+    /// printk formats (for `bprint`/`bputs`).
+    pub printk: PrintkFormats,
     /// CPU count from the header or CPUCOUNT option.
     pub cpu_count: u32,
     /// Buffers with flyrecord data.
     pub buffers: Vec<Buffer>,
-    /// OFFSET option: added to every timestamp.
+    /// OFFSET and DATE options: added to every timestamp.
     pub ts_offset: i64,
     /// TSC2NSEC option: (mult, shift), applied when the clock is `x86-tsc`.
     pub tsc2nsec: Option<(u32, u32)>,
@@ -268,7 +268,7 @@ impl<'a> Header<'a> {
             formats: Vec::new(),
             symbols: Symbols::default(),
             cmdlines: Cmdlines::default(),
-            printk: Cow::Borrowed(""),
+            printk: PrintkFormats::default(),
             cpu_count: 0,
             buffers: Vec::new(),
             ts_offset: 0,
@@ -346,7 +346,20 @@ impl<'a> Header<'a> {
                 }
                 4 => self.trace_clock = Some(s()),
                 5 => self.uname = Some(s()),
-                7 => self.ts_offset = s().trim().parse::<i64>().unwrap_or(0),
+                7 => {
+                    self.ts_offset =
+                        self.ts_offset.wrapping_add(s().trim().parse::<i64>().unwrap_or(0))
+                }
+                1 => {
+                    // DATE: "0x..." offset to wall-clock time, added like trace-cmd report.
+                    let d = s();
+                    let d = d.trim();
+                    let v = match d.strip_prefix("0x") {
+                        Some(h) => u64::from_str_radix(h, 16).ok().map(|v| v as i64),
+                        None => d.parse::<i64>().ok(),
+                    };
+                    self.ts_offset = self.ts_offset.wrapping_add(v.unwrap_or(0));
+                }
                 8 => self.cpu_count = b.u32("cpu count")?,
                 9 => self.tracer_version = Some(s()),
                 14 => {
@@ -370,7 +383,9 @@ impl<'a> Header<'a> {
         self.symbols =
             Symbols::parse(String::from_utf8_lossy(c.read_bytes(n as usize, "kallsyms")?));
         let n = c.u32("printk size")?;
-        self.printk = String::from_utf8_lossy(c.read_bytes(n as usize, "printk formats")?);
+        self.printk = PrintkFormats::parse(&String::from_utf8_lossy(
+            c.read_bytes(n as usize, "printk formats")?,
+        ));
         let n = c.u64("cmdlines size")?;
         self.cmdlines = Cmdlines::parse(String::from_utf8_lossy(c.read_bytes_u64(n, "cmdlines")?));
         let cpus = c.u32("cpu count")?;
@@ -503,7 +518,7 @@ impl<'a> Header<'a> {
                     20 => {
                         let n = b.u32("printk size")?;
                         let s = b.read_bytes(n as usize, "printk formats")?;
-                        self.printk = text(slice_cow(&body, s));
+                        self.printk = PrintkFormats::parse(&String::from_utf8_lossy(s));
                     }
                     _ => {
                         let n = b.u64("cmdlines size")?;

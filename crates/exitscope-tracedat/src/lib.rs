@@ -52,7 +52,7 @@ use exitscope_model::{Diagnostic, Flow, Func, Record, RecordKind, RecordSink, Se
 pub use bytes::Endian;
 pub use file::{Buffer, Compression, CpuData, Header};
 pub use format::{EventFormat, Field, FieldKind};
-pub use meta::{Cmdlines, Symbols};
+pub use meta::{Cmdlines, PrintkFormats, Symbols};
 pub use ring::Item;
 
 /// Why a trace.dat could not be read. Offsets are absolute byte offsets in the file (for
@@ -66,6 +66,9 @@ pub enum Error {
     /// A version other than 6 or 7.
     #[error("unsupported trace.dat version {0:?} (supported: 6, 7)")]
     UnsupportedVersion(String),
+    /// A file kind this reader does not decode (latency-format text).
+    #[error("unsupported trace.dat content: {0}")]
+    Unsupported(&'static str),
     /// A compression algorithm other than none, zlib, zstd.
     #[error("unsupported compression algorithm {0:?} (supported: none, zlib, zstd)")]
     UnsupportedCompression(String),
@@ -255,6 +258,11 @@ impl<'a> TraceDat<'a> {
     /// CPU's data.
     pub fn parse(data: &'a [u8]) -> Result<TraceDat<'a>, Error> {
         let header = Header::parse(data)?;
+        if header.latency && header.buffers.iter().all(|b| b.cpus.iter().all(|c| c.size == 0)) {
+            return Err(Error::Unsupported(
+                "latency-format trace text (trace-cmd record with a latency tracer)",
+            ));
+        }
         let mut streams = Vec::new();
         for (bi, b) in header.buffers.iter().enumerate() {
             for c in &b.cpus {
@@ -411,6 +419,12 @@ impl<'a> TraceDat<'a> {
     pub fn render(&self, payload: &[u8], out: &mut String) {
         let Some(f) = self.format_of(payload) else { return };
         let e = self.header.endian;
+        if f.system == "ftrace"
+            && (f.name == "bprint" || f.name == "bputs")
+            && self.render_printk(f, payload, out)
+        {
+            return;
+        }
         match &f.print {
             Some(p) => {
                 let cx = print::Ctx {
@@ -460,6 +474,37 @@ impl<'a> TraceDat<'a> {
                 }
             }
         }
+    }
+
+    /// `trace_printk` records: `ip_sym: message`, the message from printk_formats (and,
+    /// for bprint, the packed arguments). False when the format is not in the file.
+    fn render_printk(&self, f: &EventFormat, payload: &[u8], out: &mut String) -> bool {
+        let e = self.header.endian;
+        let int = |n: &str| f.field(n).and_then(|x| x.int(payload, e)).map(|v| v as u64);
+        let (Some(ip), Some(fmt)) = (int("ip"), int("fmt").or_else(|| int("str"))) else {
+            return false;
+        };
+        let start = out.len();
+        self.header.symbols.write_sym(ip, false, out);
+        out.push_str(": ");
+        if f.name == "bputs" {
+            let Some(s) = self.header.printk.get(fmt) else {
+                out.truncate(start);
+                return false;
+            };
+            out.push_str(s);
+        } else {
+            let Some(b) = self.header.printk.bin(fmt) else {
+                out.truncate(start);
+                return false;
+            };
+            let buf = f.field("buf").and_then(|x| x.bytes(payload, e)).unwrap_or_default();
+            b.render(buf, e, self.header.long_size, &self.header.symbols, out);
+        }
+        while out.ends_with('\n') {
+            out.pop();
+        }
+        true
     }
 
     /// The function at `addr` (kallsyms), or its hex address written into `buf`.

@@ -126,3 +126,60 @@ impl<'a> Cmdlines<'a> {
         self.text.get(o as usize..o as usize + usize::from(l))
     }
 }
+
+/// `printk_formats`: address → parsed format string, for `bprint`/`bputs` records.
+#[derive(Debug, Default)]
+pub struct PrintkFormats {
+    map: FxHashMap<u64, (String, Option<crate::print::BinFmt>)>,
+}
+
+impl PrintkFormats {
+    /// Parses `0xffffffff8234abcd : "format string\n"` lines (C escapes undone).
+    pub fn parse(text: &str) -> Self {
+        let mut map = FxHashMap::default();
+        for line in text.lines() {
+            let Some((addr, fmt)) = line.split_once(" : ") else { continue };
+            let Ok(addr) = u64::from_str_radix(addr.trim().trim_start_matches("0x"), 16) else {
+                continue;
+            };
+            let fmt = fmt.trim();
+            let fmt = fmt.strip_prefix('"').and_then(|f| f.strip_suffix('"')).unwrap_or(fmt);
+            let mut s = String::with_capacity(fmt.len());
+            let mut it = fmt.chars();
+            while let Some(c) = it.next() {
+                if c == '\\' {
+                    match it.next() {
+                        Some('n') => s.push('\n'),
+                        Some('t') => s.push('\t'),
+                        Some(o) => s.push(o),
+                        None => {}
+                    }
+                } else {
+                    s.push(c);
+                }
+            }
+            let bin = crate::print::BinFmt::parse(&s);
+            map.insert(addr, (s, bin));
+        }
+        PrintkFormats { map }
+    }
+
+    /// The format string stored for `addr`.
+    pub fn get(&self, addr: u64) -> Option<&str> {
+        self.map.get(&addr).map(|(s, _)| s.as_str())
+    }
+
+    pub(crate) fn bin(&self, addr: u64) -> Option<&crate::print::BinFmt> {
+        self.map.get(&addr).and_then(|(_, b)| b.as_ref())
+    }
+
+    /// Number of formats.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}

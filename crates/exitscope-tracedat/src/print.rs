@@ -761,6 +761,132 @@ fn pad(out: &mut String, spec: &Spec, start: usize) {
     }
 }
 
+/// Formats an integer conversion (`d i u x X o`) of `v` (without padding).
+fn fmt_int(spec: &Spec, v: i64, long_size: usize, out: &mut String) {
+    let start = out.len();
+    // Width of the C type the conversion names.
+    let bits = match spec.len {
+        l if l <= -2 => 8,
+        -1 => 16,
+        0 => 32,
+        1 if long_size == 4 => 32,
+        _ => 64,
+    };
+    let u = if bits == 64 { v as u64 } else { (v as u64) & ((1u64 << bits) - 1) };
+    match spec.conv {
+        b'd' | b'i' => {
+            let s = if bits == 64 { v } else { ((u << (64 - bits)) as i64) >> (64 - bits) };
+            if spec.plus && s >= 0 {
+                out.push('+');
+            } else if spec.space && s >= 0 {
+                out.push(' ');
+            }
+            let _ = write!(out, "{s}");
+        }
+        b'u' => {
+            let _ = write!(out, "{u}");
+        }
+        b'x' => {
+            if spec.alt && u != 0 {
+                out.push_str("0x");
+            }
+            let _ = write!(out, "{u:x}");
+        }
+        b'X' => {
+            if spec.alt && u != 0 {
+                out.push_str("0X");
+            }
+            let _ = write!(out, "{u:X}");
+        }
+        b'o' => {
+            let _ = write!(out, "{u:o}");
+        }
+        _ => {}
+    }
+    if let Some(p) = spec.precision {
+        let digits = out.len() - start;
+        if digits < p {
+            let zeros: String = std::iter::repeat_n('0', p - digits).collect();
+            out.insert_str(start, &zeros);
+        }
+    }
+}
+
+/// A printf format from `printk_formats`, for `bprint` records.
+#[derive(Debug, Clone)]
+pub(crate) struct BinFmt {
+    pieces: Vec<Piece>,
+}
+
+impl BinFmt {
+    pub(crate) fn parse(fmt: &str) -> Option<BinFmt> {
+        parse_printf(fmt).ok().map(|pieces| BinFmt { pieces })
+    }
+
+    /// Renders the arguments `trace_printk` packed into `buf` (the kernel's vbin_printf
+    /// layout: strings inline and NUL-terminated, other values aligned to their size,
+    /// 8-byte values to 4).
+    pub(crate) fn render(
+        &self,
+        buf: &[u8],
+        e: Endian,
+        long_size: usize,
+        syms: &crate::meta::Symbols<'_>,
+        out: &mut String,
+    ) {
+        let mut pos = 0usize;
+        for p in &self.pieces {
+            let (spec, _) = match p {
+                Piece::Lit(s) => {
+                    out.push_str(s);
+                    continue;
+                }
+                Piece::Conv(spec, i) => (spec, i),
+            };
+            let start = out.len();
+            if spec.conv == b's' {
+                let rest = buf.get(pos..).unwrap_or_default();
+                let n = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+                push_bytes_str(out, rest.get(..n).unwrap_or_default());
+                pos += n + 1;
+            } else {
+                let size = match (spec.conv, spec.len) {
+                    (b'c', _) => 1,
+                    (b'p', _) => long_size,
+                    (_, l) if l <= -2 => 1,
+                    (_, -1) => 2,
+                    (_, 0) => 4,
+                    (_, 1) => long_size,
+                    _ => 8,
+                };
+                pos = pos.next_multiple_of(size.min(4));
+                let v = crate::bytes::read_uint(buf, pos, size, e).unwrap_or(0);
+                pos += size;
+                match spec.conv {
+                    b'c' => out.push(char::from(v as u8)),
+                    b'p' if matches!(spec.pext, b's' | b'S' | b'F' | b'f' | b'B') => {
+                        syms.write_sym(v, matches!(spec.pext, b'S' | b'F' | b'B'), out);
+                    }
+                    b'p' => {
+                        let _ = write!(out, "0x{v:x}");
+                    }
+                    _ => {
+                        // Sign-extend from the stored size; fmt_int truncates to the type.
+                        let sv = match size {
+                            1 => i64::from(v as u8 as i8),
+                            2 => i64::from(v as u16 as i16),
+                            4 => i64::from(v as u32 as i32),
+                            _ => v as i64,
+                        };
+                        fmt_int(spec, sv, long_size, out);
+                    }
+                }
+            }
+            pad(out, spec, start);
+        }
+    }
+}
+
 fn conv(cx: &Ctx<'_>, spec: &Spec, e: &Expr, out: &mut String) {
     let start = out.len();
     match spec.conv {
@@ -785,55 +911,7 @@ fn conv(cx: &Ctx<'_>, spec: &Spec, e: &Expr, out: &mut String) {
                 }
             }
         }
-        _ => {
-            let v = eval(cx, e);
-            // Width of the C type the conversion names.
-            let bits = match spec.len {
-                l if l <= -2 => 8,
-                -1 => 16,
-                0 => 32,
-                1 if cx.long_size == 4 => 32,
-                _ => 64,
-            };
-            let u = if bits == 64 { v as u64 } else { (v as u64) & ((1u64 << bits) - 1) };
-            match spec.conv {
-                b'd' | b'i' => {
-                    let s = if bits == 64 { v } else { ((u << (64 - bits)) as i64) >> (64 - bits) };
-                    if spec.plus && s >= 0 {
-                        out.push('+');
-                    } else if spec.space && s >= 0 {
-                        out.push(' ');
-                    }
-                    let _ = write!(out, "{s}");
-                }
-                b'u' => {
-                    let _ = write!(out, "{u}");
-                }
-                b'x' => {
-                    if spec.alt && u != 0 {
-                        out.push_str("0x");
-                    }
-                    let _ = write!(out, "{u:x}");
-                }
-                b'X' => {
-                    if spec.alt && u != 0 {
-                        out.push_str("0X");
-                    }
-                    let _ = write!(out, "{u:X}");
-                }
-                b'o' => {
-                    let _ = write!(out, "{u:o}");
-                }
-                _ => {}
-            }
-            if let Some(p) = spec.precision {
-                let digits = out.len() - start;
-                if digits < p {
-                    let zeros: String = std::iter::repeat_n('0', p - digits).collect();
-                    out.insert_str(start, &zeros);
-                }
-            }
-        }
+        _ => fmt_int(spec, eval(cx, e), cx.long_size, out),
     }
     pad(out, spec, start);
 }

@@ -26,6 +26,8 @@ pub struct Writer {
     pub systems: Vec<(String, Vec<String>)>,
     /// kallsyms text.
     pub kallsyms: String,
+    /// printk_formats text.
+    pub printk: String,
     /// saved_cmdlines text.
     pub cmdlines: String,
     /// Per CPU: (timestamp, payload) in timestamp order.
@@ -168,7 +170,8 @@ impl Writer {
             self.systems(&mut v);
             u32b(&mut v, self.kallsyms.len() as u32);
             v.extend_from_slice(self.kallsyms.as_bytes());
-            u32b(&mut v, 0);
+            u32b(&mut v, self.printk.len() as u32);
+            v.extend_from_slice(self.printk.as_bytes());
             u64b(&mut v, self.cmdlines.len() as u64);
             v.extend_from_slice(self.cmdlines.as_bytes());
             u32b(&mut v, self.cpus.len() as u32);
@@ -232,7 +235,8 @@ impl Writer {
         b.extend_from_slice(self.kallsyms.as_bytes());
         section_offsets.push((19, section(&mut v, 19, &b)));
         b.clear();
-        u32b(&mut b, 0);
+        u32b(&mut b, self.printk.len() as u32);
+        b.extend_from_slice(self.printk.as_bytes());
         section_offsets.push((20, section(&mut v, 20, &b)));
         b.clear();
         u64b(&mut b, self.cmdlines.len() as u64);
@@ -431,6 +435,7 @@ pub fn demo_funcgraph(version: u32, compression: Compression, iterations: u64) -
         ftrace_formats: vec![FUNCGRAPH_EXIT_FORMAT.into(), FUNCGRAPH_ENTRY_FORMAT.into()],
         systems: vec![("kvm".into(), vec![KVM_EXIT_FORMAT.into(), KVM_ENTRY_FORMAT.into()])],
         kallsyms,
+        printk: String::new(),
         cmdlines: "1000 qemu-vcpu0\n1001 qemu-vcpu1\n".into(),
         cpus,
         missed_first_page: Vec::new(),

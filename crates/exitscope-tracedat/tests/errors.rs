@@ -95,3 +95,50 @@ fn missed_events_become_lost_records() {
     assert_eq!(sum.lost_events, 1234);
     assert!(sink.0.contains(&Rec::Lost { cpu: 1, count: Some(1234) }));
 }
+
+#[test]
+fn trace_printk_records_use_printk_formats() {
+    let bprint = "name: bprint\nID: 6\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:const char * fmt;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:u32 buf[];\toffset:24;\tsize:0;\tsigned:0;\n\nprint fmt: \"%ps: %s\", (void *)REC->ip, REC->fmt\n";
+    let bputs = "name: bputs\nID: 15\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:const char * str;\toffset:16;\tsize:8;\tsigned:0;\n\nprint fmt: \"%ps: %s\", (void *)REC->ip, REC->str\n";
+    let mut w = write::demo_funcgraph(6, Compression::None, 0);
+    w.ftrace_formats.push(bprint.into());
+    w.ftrace_formats.push(bputs.into());
+    w.printk = "0xffffffff82000000 : \"exit %d at %#lx %s/%c %5u|\\n\"\n0xffffffff82000100 : \"hello\\n\"\n".into();
+    let ip = 0xffff_ffff_c080_0000u64 + 0x20; // vcpu_enter_guest [kvm]
+    let mut p = vec![0u8; 24];
+    p[0..2].copy_from_slice(&6u16.to_le_bytes());
+    p[4..8].copy_from_slice(&1000i32.to_le_bytes());
+    p[8..16].copy_from_slice(&ip.to_le_bytes());
+    p[16..24].copy_from_slice(&0xffff_ffff_8200_0000u64.to_le_bytes());
+    p.extend_from_slice(&(-12i32).to_le_bytes()); // %d
+    p.extend_from_slice(&0xfff0u64.to_le_bytes()); // %#lx, 8 bytes aligned to 4
+    p.extend_from_slice(b"ab\0"); // %s inline
+    p.push(b'Z'); // %c, 1 byte
+    p.extend_from_slice(&7u32.to_le_bytes()); // %5u, aligned to 4
+    let mut q = vec![0u8; 24];
+    q[0..2].copy_from_slice(&15u16.to_le_bytes());
+    q[4..8].copy_from_slice(&1000i32.to_le_bytes());
+    q[8..16].copy_from_slice(&ip.to_le_bytes());
+    q[16..24].copy_from_slice(&0xffff_ffff_8200_0100u64.to_le_bytes());
+    w.cpus = vec![vec![(10, p), (20, q)]];
+    let mut sink = Collect::default();
+    exitscope_tracedat::read(&w.to_bytes(), "t.dat", &mut sink).unwrap();
+    let texts: Vec<(String, String)> = sink
+        .0
+        .iter()
+        .filter_map(|r| match r {
+            Rec::Event { name, text, .. } => Some((name.clone(), text.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            (
+                "bprint".to_string(),
+                "vcpu_enter_guest [kvm]: exit -12 at 0xfff0 ab/Z     7|".to_string()
+            ),
+            ("bputs".to_string(), "vcpu_enter_guest [kvm]: hello".to_string()),
+        ]
+    );
+}
