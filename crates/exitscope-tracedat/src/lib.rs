@@ -46,6 +46,8 @@ pub mod text;
 pub mod write;
 
 use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use exitscope_model::{Diagnostic, Flow, Func, Record, RecordKind, RecordSink, Severity, Task};
 
@@ -351,7 +353,42 @@ impl<'a> TraceDat<'a> {
             let first = c.next_item(&s.data)?;
             cursors.push((c, first));
         }
-        Ok(Merge { trace: self, cursors })
+        let mut heap = BinaryHeap::new();
+        if cursors.len() > HEAP_STREAMS {
+            for (i, (_, it)) in cursors.iter().enumerate() {
+                if let Some(it) = it {
+                    heap.push(Reverse((it.ts(), i)));
+                }
+            }
+        }
+        Ok(Merge { trace: self, cursors, heap })
+    }
+
+    /// Whether the first records of any CPU (up to `per_stream` each) include
+    /// function-graph records: a cheap test for "this is a function_graph trace".
+    pub fn has_graph_records(&self, per_stream: usize) -> Result<bool, Error> {
+        for s in &self.streams {
+            let mut c = ring::CpuCursor::new(
+                s.cpu,
+                s.file_offset,
+                s.page_size,
+                self.header.long_size,
+                self.header.endian,
+            );
+            for _ in 0..per_stream {
+                match c.next_item(&s.data)? {
+                    None => break,
+                    Some(Item::Lost { .. }) => {}
+                    Some(Item::Record { start, len, .. }) => {
+                        let p = s.data.get(start..start + len).unwrap_or_default();
+                        if matches!(self.kind(p).1, Kind::Entry(..) | Kind::Exit(..)) {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Converts a raw ring-buffer timestamp to nanoseconds.
@@ -661,7 +698,13 @@ fn decompress_stream(
 pub struct Merge<'t, 'a> {
     trace: &'t TraceDat<'a>,
     cursors: Vec<(ring::CpuCursor, Option<Item>)>,
+    /// Min-heap of (timestamp, stream) for machines with many CPUs; with few streams a
+    /// linear scan is faster and the heap stays empty.
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
 }
+
+/// Above this many streams the merge uses a heap instead of a linear scan.
+const HEAP_STREAMS: usize = 8;
 
 impl<'t, 'a> Merge<'t, 'a> {
     fn to_merged(&self, si: usize, item: Item) -> Merged<'t> {
@@ -683,21 +726,31 @@ impl<'t, 'a> Merge<'t, 'a> {
 
     /// The next item in timestamp order, `None` at the end.
     pub fn next_event(&mut self) -> Result<Option<Merged<'t>>, Error> {
-        let mut best: Option<(usize, u64)> = None;
-        for (i, (_, it)) in self.cursors.iter().enumerate() {
-            if let Some(it) = it {
-                let ts = it.ts();
-                if best.is_none_or(|(_, b)| ts < b) {
-                    best = Some((i, ts));
+        let heap = self.cursors.len() > HEAP_STREAMS;
+        let i = if heap {
+            let Some(Reverse((_, i))) = self.heap.pop() else { return Ok(None) };
+            i
+        } else {
+            let mut best: Option<(usize, u64)> = None;
+            for (i, (_, it)) in self.cursors.iter().enumerate() {
+                if let Some(it) = it {
+                    let ts = it.ts();
+                    if best.is_none_or(|(_, b)| ts < b) {
+                        best = Some((i, ts));
+                    }
                 }
             }
-        }
-        let Some((i, _)) = best else { return Ok(None) };
+            let Some((i, _)) = best else { return Ok(None) };
+            i
+        };
         let trace = self.trace;
         let Some((cur, slot)) = self.cursors.get_mut(i) else { return Ok(None) };
         let Some(item) = slot.take() else { return Ok(None) };
         let data: &[u8] = trace.streams.get(i).map_or(&[][..], |s| &s.data);
         *slot = cur.next_item(data)?;
+        if heap && let Some(next) = slot {
+            self.heap.push(Reverse((next.ts(), i)));
+        }
         Ok(Some(self.to_merged(i, item)))
     }
 

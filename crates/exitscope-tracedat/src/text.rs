@@ -137,19 +137,7 @@ pub fn write_text(
     let graph = match layout {
         Layout::Graph => true,
         Layout::Events => false,
-        Layout::Auto => {
-            let mut m = t.merge()?;
-            let mut found = false;
-            while let Some(it) = m.next_event()? {
-                if let Merged::Event(e) = it
-                    && t.graph(e.payload).is_some()
-                {
-                    found = true;
-                    break;
-                }
-            }
-            found
-        }
+        Layout::Auto => t.has_graph_records(4096)?,
     };
     let ncpu = t.header.cpu_count.max(1);
     let cpu_w = (ncpu - 1).max(1).to_string().len();
