@@ -6,7 +6,10 @@ mod common;
 use common::{Collect, Rec};
 use exitscope_tracedat::{Compression, write};
 
-fn merged_timestamps(ncpu: usize) -> (Vec<(u64, u32)>, Vec<(u64, u32)>) {
+/// (timestamp, cpu) of each record.
+type Order = Vec<(u64, u32)>;
+
+fn merged_timestamps(ncpu: usize) -> (Order, Order) {
     let mut w = write::demo_funcgraph(7, Compression::Zstd, 0);
     let mut want = Vec::new();
     w.cpus = (0..ncpu)
