@@ -163,7 +163,7 @@ pub(crate) fn decompress(
 
 fn parse_formats(
     system: &str,
-    mut c: Bytes<'_>,
+    c: &mut Bytes<'_>,
     n: u32,
     out: &mut Vec<EventFormat>,
 ) -> Result<(), Error> {
@@ -186,27 +186,14 @@ fn parse_systems(c: &mut Bytes<'_>, out: &mut Vec<EventFormat>) -> Result<(), Er
     for _ in 0..n {
         let sys = String::from_utf8_lossy(c.cstr("event system name")?).into_owned();
         let count = c.u32("event count")?;
-        let mut sub = *c;
-        // parse_formats consumes from a copy; advance c by re-reading sizes.
-        parse_formats(&sys, sub, count, out)?;
-        for _ in 0..count {
-            let size = sub.u64("event format size")?;
-            sub.read_bytes_u64(size, "event format text")?;
-        }
-        *c = sub;
+        parse_formats(&sys, c, count, out)?;
     }
     Ok(())
 }
 
 fn parse_ftrace(c: &mut Bytes<'_>, out: &mut Vec<EventFormat>) -> Result<(), Error> {
     let n = c.u32("ftrace event count")?;
-    let start = *c;
-    parse_formats("ftrace", start, n, out)?;
-    for _ in 0..n {
-        let size = c.u64("event format size")?;
-        c.read_bytes_u64(size, "event format text")?;
-    }
-    Ok(())
+    parse_formats("ftrace", c, n, out)
 }
 
 /// Kernel long size from header_page's `commit` field.

@@ -200,7 +200,17 @@ pub struct TraceDat<'a> {
     pub header: Header<'a>,
     streams: Vec<Stream<'a>>,
     kinds: Vec<Kind>,
-    pid_field: Option<usize>,
+    common: Common,
+}
+
+/// Offsets and sizes of the common fields (the same in every format of a file; taken
+/// from the formats because PREEMPT_RT kernels add fields).
+#[derive(Clone, Copy, Debug)]
+struct Common {
+    type_: (usize, usize),
+    pid: (usize, usize),
+    flags: Option<usize>,
+    preempt: Option<usize>,
 }
 
 /// One record of the merged stream.
@@ -335,8 +345,15 @@ impl<'a> TraceDat<'a> {
                 *slot = k;
             }
         }
-        let pid_field = header.formats.first().and_then(|f| f.field("common_pid")).map(|_| 0);
-        Ok(TraceDat { header, streams, kinds, pid_field })
+        let find =
+            |n: &str| header.formats.iter().find_map(|f| f.field(n)).map(|f| (f.offset, f.size));
+        let common = Common {
+            type_: find("common_type").unwrap_or((0, 2)),
+            pid: find("common_pid").unwrap_or((4, 4)),
+            flags: find("common_flags").map(|f| f.0),
+            preempt: find("common_preempt_count").map(|f| f.0),
+        };
+        Ok(TraceDat { header, streams, kinds, common })
     }
 
     /// The merged record stream.
@@ -403,7 +420,8 @@ impl<'a> TraceDat<'a> {
     }
 
     fn kind(&self, payload: &[u8]) -> (u16, Kind) {
-        let id = bytes::read_uint(payload, 0, 2, self.header.endian).unwrap_or(0) as u16;
+        let (off, size) = self.common.type_;
+        let id = bytes::read_uint(payload, off, size, self.header.endian).unwrap_or(0) as u16;
         (id, self.kinds.get(usize::from(id)).copied().unwrap_or(Kind::Unknown))
     }
 
@@ -419,13 +437,14 @@ impl<'a> TraceDat<'a> {
 
     /// `common_pid` of a record.
     pub fn pid(&self, payload: &[u8]) -> i32 {
-        let _ = self.pid_field;
-        bytes::read_uint(payload, 4, 4, self.header.endian).unwrap_or(0) as u32 as i32
+        let (off, size) = self.common.pid;
+        bytes::read_uint(payload, off, size, self.header.endian).unwrap_or(0) as u32 as i32
     }
 
     /// `common_flags` and `common_preempt_count` of a record.
     pub fn flags(&self, payload: &[u8]) -> (u8, u8) {
-        (payload.get(2).copied().unwrap_or(0), payload.get(3).copied().unwrap_or(0))
+        let at = |o: Option<usize>| o.and_then(|o| payload.get(o)).copied().unwrap_or(0);
+        (at(self.common.flags), at(self.common.preempt))
     }
 
     /// Decodes a function-graph record, `None` for other events.
