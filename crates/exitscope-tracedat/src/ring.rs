@@ -293,6 +293,19 @@ mod tests {
     }
 
     #[test]
+    fn thirty_two_bit_kernel_page_header_is_12_bytes() {
+        let e = Endian::Little;
+        let mut data = vec![0u8; 256];
+        data[0..8].copy_from_slice(&500u64.to_le_bytes());
+        data[8..12].copy_from_slice(&8u32.to_le_bytes());
+        data[12..16].copy_from_slice(&hdr(e, 1, 4).to_le_bytes());
+        data[16..20].copy_from_slice(&7u32.to_le_bytes());
+        let mut c = CpuCursor::new(0, 0, 256, 4, e);
+        assert_eq!(c.next_item(&data).unwrap(), Some(Item::Record { ts: 504, start: 16, len: 4 }));
+        assert_eq!(c.next_item(&data).unwrap(), None);
+    }
+
+    #[test]
     fn missed_events_flag_and_count() {
         let e = Endian::Little;
         let mut data = page(e, 50, &[hdr(e, 1, 1), 7]);
