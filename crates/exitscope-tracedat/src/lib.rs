@@ -199,6 +199,9 @@ pub struct TraceDat<'a> {
     /// Everything but the records.
     pub header: Header<'a>,
     streams: Vec<Stream<'a>>,
+    /// Event id → index into `kinds` (`u32::MAX`: no format).
+    by_id: Vec<u32>,
+    /// Handling of each format, parallel to `header.formats`.
     kinds: Vec<Kind>,
     common: Common,
 }
@@ -320,7 +323,8 @@ impl<'a> TraceDat<'a> {
                 });
             }
         }
-        let mut kinds = vec![Kind::Unknown; 1 << 16];
+        let mut by_id = vec![u32::MAX; 1 << 16];
+        let mut kinds = Vec::with_capacity(header.formats.len());
         for (i, f) in header.formats.iter().enumerate() {
             let i = i as u32;
             let graph = |f: &EventFormat| -> Option<GraphFields> {
@@ -341,8 +345,9 @@ impl<'a> TraceDat<'a> {
                 }
                 _ => Kind::Event(i),
             };
-            if let Some(slot) = kinds.get_mut(usize::from(f.id)) {
-                *slot = k;
+            kinds.push(k);
+            if let Some(slot) = by_id.get_mut(usize::from(f.id)) {
+                *slot = i;
             }
         }
         let find =
@@ -353,7 +358,7 @@ impl<'a> TraceDat<'a> {
             flags: find("common_flags").map(|f| f.0),
             preempt: find("common_preempt_count").map(|f| f.0),
         };
-        Ok(TraceDat { header, streams, kinds, common })
+        Ok(TraceDat { header, streams, by_id, kinds, common })
     }
 
     /// The merged record stream.
@@ -422,7 +427,8 @@ impl<'a> TraceDat<'a> {
     fn kind(&self, payload: &[u8]) -> (u16, Kind) {
         let (off, size) = self.common.type_;
         let id = bytes::read_uint(payload, off, size, self.header.endian).unwrap_or(0) as u16;
-        (id, self.kinds.get(usize::from(id)).copied().unwrap_or(Kind::Unknown))
+        let k = self.by_id.get(usize::from(id)).and_then(|&i| self.kinds.get(i as usize));
+        (id, k.copied().unwrap_or(Kind::Unknown))
     }
 
     /// The event format of a record, `None` for an unknown id.
