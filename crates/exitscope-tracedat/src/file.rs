@@ -120,6 +120,7 @@ pub(crate) fn decompress(
     usize_: u64,
     offset: u64,
     dst: &mut Vec<u8>,
+    zstd_ctx: &mut Option<zstd::bulk::Decompressor<'static>>,
 ) -> Result<(), Error> {
     if usize_ > MAX_UNCOMPRESSED {
         return Err(Error::Malformed {
@@ -132,9 +133,17 @@ pub(crate) fn decompress(
     dst.resize(old + n, 0);
     let out = dst.get_mut(old..).unwrap_or_default();
     let got = match algo {
-        Compression::Zstd => zstd::bulk::Decompressor::new()
-            .and_then(|mut d| d.decompress_to_buffer(src, out))
-            .map_err(|e| Error::Decompress { offset, algo: "zstd", msg: e.to_string() })?,
+        Compression::Zstd => {
+            let zerr =
+                |e: std::io::Error| Error::Decompress { offset, algo: "zstd", msg: e.to_string() };
+            if zstd_ctx.is_none() {
+                *zstd_ctx = Some(zstd::bulk::Decompressor::new().map_err(zerr)?);
+            }
+            match zstd_ctx.as_mut() {
+                Some(d) => d.decompress_to_buffer(src, out).map_err(zerr)?,
+                None => 0,
+            }
+        }
         Compression::Zlib => {
             let mut d = flate2::read::ZlibDecoder::new(src);
             d.read_exact(out).map_err(|e| Error::Decompress {
@@ -557,7 +566,7 @@ impl<'a> Header<'a> {
         let usize_ = b.u32("uncompressed size")?;
         let src = b.read_bytes(csize as usize, "compressed section data")?;
         let mut out = Vec::new();
-        decompress(self.compression, src, u64::from(usize_), body_at, &mut out)?;
+        decompress(self.compression, src, u64::from(usize_), body_at, &mut out, &mut None)?;
         Ok((id, Cow::Owned(out), body_at))
     }
 }

@@ -174,6 +174,7 @@ struct Stream<'a> {
     file_offset: u64,
     data: Cow<'a, [u8]>,
     page_size: usize,
+    compressed: bool,
 }
 
 /// Field indices of a function-graph event.
@@ -297,16 +298,6 @@ impl<'a> TraceDat<'a> {
                         size: c.size,
                         file_len: data.len() as u64,
                     })?;
-                let bytes = if b.compressed {
-                    Cow::Owned(decompress_stream(
-                        header.compression,
-                        range,
-                        c.offset,
-                        header.endian,
-                    )?)
-                } else {
-                    Cow::Borrowed(range)
-                };
                 let page_size = b.page_size as usize;
                 if page_size < 8 + header.long_size {
                     return Err(Error::Malformed {
@@ -318,11 +309,13 @@ impl<'a> TraceDat<'a> {
                     buffer: bi,
                     cpu: c.cpu,
                     file_offset: c.offset,
-                    data: bytes,
+                    data: Cow::Borrowed(range),
                     page_size,
+                    compressed: b.compressed,
                 });
             }
         }
+        decompress_streams(&mut streams, header.compression, header.endian)?;
         let mut by_id = vec![u32::MAX; 1 << 16];
         let mut kinds = Vec::with_capacity(header.formats.len());
         for (i, f) in header.formats.iter().enumerate() {
@@ -709,14 +702,63 @@ fn decompress_stream(
     let mut c = bytes::Bytes::new(data, offset, e);
     let n = c.u32("chunk count")?;
     let mut out = Vec::new();
+    let mut zstd_ctx = None;
     for _ in 0..n {
         let at = c.offset();
         let csize = c.u32("chunk compressed size")?;
         let usize_ = c.u32("chunk uncompressed size")?;
         let src = c.read_bytes(csize as usize, "compressed chunk")?;
-        file::decompress(algo, src, u64::from(usize_), at, &mut out)?;
+        file::decompress(algo, src, u64::from(usize_), at, &mut out, &mut zstd_ctx)?;
     }
     Ok(out)
+}
+
+/// Decompresses the compressed streams, one CPU per thread (up to the available
+/// parallelism).
+fn decompress_streams(
+    streams: &mut [Stream<'_>],
+    algo: Compression,
+    e: Endian,
+) -> Result<(), Error> {
+    let todo: Vec<&mut Stream<'_>> = streams.iter_mut().filter(|s| s.compressed).collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(todo.len()).max(1);
+    let per = todo.len().div_ceil(threads);
+    let mut groups: Vec<Vec<&mut Stream<'_>>> = Vec::new();
+    let mut it = todo.into_iter();
+    loop {
+        let g: Vec<_> = it.by_ref().take(per).collect();
+        if g.is_empty() {
+            break;
+        }
+        groups.push(g);
+    }
+    let one = |g: Vec<&mut Stream<'_>>| -> Result<(), Error> {
+        for s in g {
+            let out = decompress_stream(algo, &s.data, s.file_offset, e)?;
+            s.data = Cow::Owned(out);
+        }
+        Ok(())
+    };
+    if groups.len() == 1 {
+        return groups.into_iter().try_for_each(one);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = groups.into_iter().map(|g| scope.spawn(move || one(g))).collect();
+        let mut result = Ok(());
+        for h in handles {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(Error::Malformed { offset: 0, what: "decompression thread panicked".into() })
+            });
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    })
 }
 
 /// The k-way merge of all CPU streams by timestamp (ties: lower stream index first).
@@ -741,7 +783,7 @@ impl<'t, 'a> Merge<'t, 'a> {
             Item::Record { ts, start, len } => {
                 let data: &'t [u8] = s.map_or(&[][..], |s| &s.data);
                 let payload = data.get(start..start + len).unwrap_or_default();
-                let compressed = s.is_some_and(|s| matches!(s.data, Cow::Owned(_)));
+                let compressed = s.is_some_and(|s| s.compressed);
                 let offset =
                     s.map_or(0, |s| s.file_offset) + if compressed { 0 } else { start as u64 };
                 Merged::Event(Event { ts: trace.ns(si, ts), cpu, stream: si, payload, offset })

@@ -721,7 +721,9 @@ fn write_str(cx: &Ctx<'_>, e: &Expr, out: &mut String) {
                 if i > 0 && !as_str {
                     out.push(' ');
                 }
-                let _ = write!(out, "{b:02x}");
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push(char::from(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0')));
+                out.push(char::from(HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0')));
             }
         }
         Expr::GetStr(f) | Expr::DynArray(f) | Expr::Field(f)
@@ -738,6 +740,9 @@ fn write_str(cx: &Ctx<'_>, e: &Expr, out: &mut String) {
 }
 
 fn pad(out: &mut String, spec: &Spec, start: usize) {
+    if spec.width == 0 {
+        return;
+    }
     let len = out.len() - start;
     if len < spec.width {
         let n = spec.width - len;
@@ -761,6 +766,27 @@ fn pad(out: &mut String, spec: &Spec, start: usize) {
     }
 }
 
+/// Appends `v` in base 10 or 16 (lowercase) without going through `core::fmt`: this is
+/// the hot path of rendering.
+pub(crate) fn push_radix(out: &mut String, mut v: u64, radix: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let (Some(slot), Some(d)) = (buf.get_mut(i), DIGITS.get((v % radix) as usize)) {
+            *slot = *d;
+        }
+        v /= radix;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    if let Some(Ok(s)) = buf.get(i..).map(std::str::from_utf8) {
+        out.push_str(s);
+    }
+}
+
 /// Formats an integer conversion (`d i u x X o`) of `v` (without padding).
 fn fmt_int(spec: &Spec, v: i64, long_size: usize, out: &mut String) {
     let start = out.len();
@@ -781,16 +807,17 @@ fn fmt_int(spec: &Spec, v: i64, long_size: usize, out: &mut String) {
             } else if spec.space && s >= 0 {
                 out.push(' ');
             }
-            let _ = write!(out, "{s}");
+            if s < 0 {
+                out.push('-');
+            }
+            push_radix(out, s.unsigned_abs(), 10);
         }
-        b'u' => {
-            let _ = write!(out, "{u}");
-        }
+        b'u' => push_radix(out, u, 10),
         b'x' => {
             if spec.alt && u != 0 {
                 out.push_str("0x");
             }
-            let _ = write!(out, "{u:x}");
+            push_radix(out, u, 16);
         }
         b'X' => {
             if spec.alt && u != 0 {
