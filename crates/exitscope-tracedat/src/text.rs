@@ -79,6 +79,34 @@ fn lat_flags(flags: u8, pc: u8, out: &mut String) {
     }
 }
 
+fn pad_to(out: &mut String, len: usize, width: usize) {
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(len)));
+}
+
+fn push_int(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    crate::print::push_radix(out, v.unsigned_abs(), 10);
+}
+
+/// `%5lu.%06lu`.
+fn push_time(out: &mut String, secs: u64, usecs: u64) {
+    let at = out.len();
+    crate::print::push_radix(out, secs, 10);
+    let n = out.len() - at;
+    if n < 5 {
+        out.insert_str(at, "     ".get(..5 - n).unwrap_or(""));
+    }
+    out.push('.');
+    let at = out.len();
+    crate::print::push_radix(out, usecs, 10);
+    let n = out.len() - at;
+    if n < 6 {
+        out.insert_str(at, "000000".get(..6 - n).unwrap_or(""));
+    }
+}
+
 /// Indentation of a call depth (2 columns per level), capped so that a corrupt depth
 /// cannot produce gigabytes of spaces.
 fn indent(depth: u32) -> usize {
@@ -177,10 +205,29 @@ pub fn write_text(
                 let secs = ev.ts / 1_000_000_000;
                 let usecs = (ev.ts % 1_000_000_000) / 1000;
                 if !graph {
-                    let _ = write!(line, "{comm:>16}-{pid:<7} [{:03}] ", ev.cpu);
+                    // "%16s-%-7d [%03d] "
+                    pad_to(&mut line, comm.len(), 16);
+                    line.push_str(comm);
+                    line.push('-');
+                    let at = line.len();
+                    push_int(&mut line, i64::from(pid));
+                    let n = line.len() - at;
+                    line.extend(std::iter::repeat_n(' ', 7usize.saturating_sub(n)));
+                    line.push_str(" [");
+                    let at = line.len();
+                    crate::print::push_radix(&mut line, u64::from(ev.cpu), 10);
+                    let n = line.len() - at;
+                    if n < 3 {
+                        line.insert_str(at, "00".get(..3 - n).unwrap_or(""));
+                    }
+                    line.push_str("] ");
                     let (f, pc) = t.flags(ev.payload);
                     lat_flags(f, pc, &mut line);
-                    let _ = write!(line, " {secs:>5}.{usecs:06}: {}: ", fmt.name);
+                    line.push(' ');
+                    push_time(&mut line, secs, usecs);
+                    line.push_str(": ");
+                    line.push_str(&fmt.name);
+                    line.push_str(": ");
                     if let Some(g) = t.graph(ev.payload) {
                         // Raw function-graph records in event layout.
                         match g {
