@@ -115,13 +115,20 @@ fn indent(depth: u32) -> usize {
 
 /// `comm-pid` truncated to 7 chars of comm and centred in 14 columns.
 fn proc_col(comm: &str, pid: i32, out: &mut String) {
-    let start = out.len();
-    let c: String = comm.chars().take(7).collect();
-    let s = format!("{c}-{pid}");
-    let spaces = 14usize.saturating_sub(s.len());
-    let _ = start;
+    let cut = comm.char_indices().nth(7).map_or(comm.len(), |(i, _)| i);
+    let comm = comm.get(..cut).unwrap_or(comm);
+    let mut digits = usize::from(pid < 0) + 1;
+    let mut p = pid.unsigned_abs() / 10;
+    while p > 0 {
+        digits += 1;
+        p /= 10;
+    }
+    let len = comm.chars().count() + 1 + digits;
+    let spaces = 14usize.saturating_sub(len);
     out.extend(std::iter::repeat_n(' ', spaces / 2));
-    out.push_str(&s);
+    out.push_str(comm);
+    out.push('-');
+    push_int(out, i64::from(pid));
     out.extend(std::iter::repeat_n(' ', spaces - spaces / 2));
 }
 
@@ -140,12 +147,14 @@ fn duration_col(ns: u64, out: &mut String) {
     let start = out.len();
     let us = ns / 1000;
     let rem = ns % 1000;
-    let _ = write!(out, "{us}");
+    crate::print::push_radix(out, us, 10);
     let digits = out.len() - start;
     if digits < 7 {
-        let rem = format!("{rem:03}");
         out.push('.');
-        out.push_str(rem.get(..(7 - digits).min(3)).unwrap_or(""));
+        let rem = [rem / 100, rem / 10 % 10, rem % 10];
+        for d in rem.iter().take((7 - digits).min(3)) {
+            out.push(char::from(b'0' + *d as u8));
+        }
     }
     let len = out.len() - start;
     out.push_str(" us ");
@@ -275,7 +284,15 @@ pub fn write_text(
                         *skip = false;
                         continue;
                     }
-                    let _ = write!(line, "{secs:>5}.{usecs:06} |   {:>cpu_w$}) ", ev.cpu);
+                    push_time(&mut line, secs, usecs);
+                    line.push_str(" |   ");
+                    let at = line.len();
+                    crate::print::push_radix(&mut line, u64::from(ev.cpu), 10);
+                    let n = line.len() - at;
+                    for _ in n..cpu_w {
+                        line.insert(at, ' ');
+                    }
+                    line.push_str(") ");
                     proc_col(comm, pid, &mut line);
                     line.push_str(" | ");
                     let d = depth.get_mut(ci);
