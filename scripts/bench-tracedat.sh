@@ -11,7 +11,8 @@ if [ -z "$file" ]; then
     file=target/bench/kvm-rec/raw.dat
     [ -f "$file" ] || tests/data/tracedat/record.sh target/bench/kvm-rec 130000 200000 >/dev/null 2>&1
 fi
-cargo build -q --release -p exitscope-cli -p exitscope-tracedat --example bench_read
+cargo build -q --release -p exitscope-cli
+cargo build -q --release -p exitscope-tracedat --example bench_read
 bin=target/release/exitscope
 best() { # best-of-3 wall seconds of "$@"
     b=
