@@ -52,6 +52,17 @@ pub struct Buffer {
     pub cpus: Vec<CpuData>,
 }
 
+/// A guest traced together with its host (`trace-cmd record -A`): GUEST option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Guest {
+    /// Guest name.
+    pub name: String,
+    /// Trace id of the guest's own trace file.
+    pub trace_id: u64,
+    /// (vCPU number, host thread pid running it).
+    pub vcpus: Vec<(u32, u32)>,
+}
+
 /// Everything read from a trace.dat except the ring-buffer records.
 #[derive(Debug)]
 pub struct Header<'a> {
@@ -91,6 +102,13 @@ pub struct Header<'a> {
     pub trace_clock: Option<String>,
     /// Whether the file holds latency-format text instead of records (not decoded).
     pub latency: bool,
+    /// Guests recorded with this host trace (vCPU → host pid maps).
+    pub guests: Vec<Guest>,
+    /// CPUSTAT options: each CPU's `per_cpu/cpuN/stats` text at the end of recording
+    /// (`entries:`, `overrun:`, `dropped events:`, ...).
+    pub cpu_stats: Vec<String>,
+    /// TRACEID option.
+    pub trace_id: Option<u64>,
 }
 
 fn text<'a>(b: Cow<'a, [u8]>) -> Cow<'a, str> {
@@ -273,6 +291,9 @@ impl<'a> Header<'a> {
             tracer_version: None,
             trace_clock: None,
             latency: false,
+            guests: Vec::new(),
+            cpu_stats: Vec::new(),
+            trace_id: None,
         };
         if version == 6 {
             h.parse_v6(data, c)?;
@@ -365,6 +386,20 @@ impl<'a> Header<'a> {
                 }
                 16..=21 | 23 | 25 => o.sections.push((id, b.u64("section offset")?)),
                 22 => self.latency = true,
+                2 => self.cpu_stats.push(s()),
+                11 => self.trace_id = Some(b.u64("trace id")?),
+                13 => {
+                    let name = String::from_utf8_lossy(b.cstr("guest name")?).into_owned();
+                    let trace_id = b.u64("guest trace id")?;
+                    let n = b.u32("guest vcpu count")?;
+                    let mut vcpus = Vec::new();
+                    for _ in 0..n {
+                        let vcpu = b.u32("guest vcpu")?;
+                        let pid = b.u32("guest vcpu host pid")?;
+                        vcpus.push((vcpu, pid));
+                    }
+                    self.guests.push(Guest { name, trace_id, vcpus });
+                }
                 _ => {}
             }
         }

@@ -52,7 +52,7 @@ use std::collections::BinaryHeap;
 use exitscope_model::{Diagnostic, Flow, Func, Record, RecordKind, RecordSink, Severity, Task};
 
 pub use bytes::Endian;
-pub use file::{Buffer, Compression, CpuData, Header};
+pub use file::{Buffer, Compression, CpuData, Guest, Header};
 pub use format::{EventFormat, Field, FieldKind};
 pub use meta::{Cmdlines, PrintkFormats, Symbols};
 pub use ring::Item;

@@ -34,6 +34,8 @@ pub struct Writer {
     pub cpus: Vec<Vec<(u64, Vec<u8>)>>,
     /// CPUs whose first page carries the missed-events flag with this count.
     pub missed_first_page: Vec<(usize, u64)>,
+    /// Further options written as-is: (id, data).
+    pub extra_options: Vec<(u16, Vec<u8>)>,
 }
 
 const HDR: usize = 16;
@@ -179,6 +181,11 @@ impl Writer {
             u16b(&mut v, 8);
             u32b(&mut v, 4);
             u32b(&mut v, self.cpus.len() as u32);
+            for (id, d) in &self.extra_options {
+                u16b(&mut v, *id);
+                u32b(&mut v, d.len() as u32);
+                v.extend_from_slice(d);
+            }
             u16b(&mut v, 0);
             v.extend_from_slice(b"flyrecord\0");
             let mut off = (v.len() + 16 * data.len()).next_multiple_of(ps) as u64;
@@ -283,6 +290,11 @@ impl Writer {
             u16b(&mut o, *id);
             u32b(&mut o, 8);
             u64b(&mut o, *off);
+        }
+        for (id, d) in &self.extra_options {
+            u16b(&mut o, *id);
+            u32b(&mut o, d.len() as u32);
+            o.extend_from_slice(d);
         }
         let mut bo = Vec::new();
         u64b(&mut bo, buf_at);
@@ -439,5 +451,6 @@ pub fn demo_funcgraph(version: u32, compression: Compression, iterations: u64) -
         cmdlines: "1000 qemu-vcpu0\n1001 qemu-vcpu1\n".into(),
         cpus,
         missed_first_page: Vec::new(),
+        extra_options: Vec::new(),
     }
 }

@@ -142,3 +142,37 @@ fn trace_printk_records_use_printk_formats() {
         ]
     );
 }
+
+#[test]
+fn guest_cpustat_and_offset_options_are_read() {
+    for version in [6, 7] {
+        let mut w = write::demo_funcgraph(version, Compression::Zlib, 2);
+        let mut guest = b"vm0\0".to_vec();
+        guest.extend_from_slice(&77u64.to_le_bytes());
+        guest.extend_from_slice(&2u32.to_le_bytes());
+        for (vcpu, pid) in [(0u32, 1000u32), (1, 1001)] {
+            guest.extend_from_slice(&vcpu.to_le_bytes());
+            guest.extend_from_slice(&pid.to_le_bytes());
+        }
+        w.extra_options = vec![
+            (13, guest),
+            (2, b"CPU: 0\nentries: 5\noverrun: 3\n\0".to_vec()),
+            (7, b"1000000\0".to_vec()),
+        ];
+        let bytes = w.to_bytes();
+        let t = exitscope_tracedat::TraceDat::parse(&bytes).unwrap();
+        assert_eq!(
+            t.header.guests,
+            vec![exitscope_tracedat::Guest {
+                name: "vm0".into(),
+                trace_id: 77,
+                vcpus: vec![(0, 1000), (1, 1001)]
+            }]
+        );
+        assert!(t.header.cpu_stats[0].contains("overrun: 3"));
+        assert_eq!(t.header.ts_offset, 1_000_000);
+        let mut sink = Collect::default();
+        let sum = t.read_into("t.dat", &mut sink).unwrap();
+        assert_eq!(sum.first_ts, Some(1_001_000_000), "OFFSET is added to timestamps");
+    }
+}
