@@ -285,19 +285,14 @@ impl<'a> TraceDat<'a> {
                 if c.size == 0 {
                     continue;
                 }
-                // Compressed streams: the size trace-cmd stores excludes the leading u32
-                // chunk count.
-                let stored = if b.compressed { c.size.saturating_add(4) } else { c.size };
-                let end = c.offset.checked_add(stored);
-                let range = end
-                    .filter(|&e| e <= data.len() as u64)
-                    .and_then(|e| data.get(c.offset as usize..e as usize))
-                    .ok_or(Error::CpuData {
-                        cpu: c.cpu,
-                        offset: c.offset,
-                        size: c.size,
-                        file_len: data.len() as u64,
-                    })?;
+                let file_len = data.len() as u64;
+                let cpu_err =
+                    Error::CpuData { cpu: c.cpu, offset: c.offset, size: c.size, file_len };
+                let end = c.offset.checked_add(c.size).filter(|&e| e <= file_len).ok_or(cpu_err)?;
+                // Compressed streams: the size trace-cmd 3.1 stores excludes the leading u32
+                // chunk count, so allow those 4 bytes when the file has them.
+                let end = if b.compressed { end.saturating_add(4).min(file_len) } else { end };
+                let range = data.get(c.offset as usize..end as usize).unwrap_or_default();
                 let page_size = b.page_size as usize;
                 if page_size < 8 + header.long_size {
                     return Err(Error::Malformed {
@@ -432,6 +427,18 @@ impl<'a> TraceDat<'a> {
                 self.header.formats.get(i as usize)
             }
         }
+    }
+
+    /// Integer field `name` of a record, read by its declared offset, size and
+    /// signedness (`exit_reason`, `guest_rip`, `vcpu_id`, ...).
+    pub fn field_int(&self, payload: &[u8], name: &str) -> Option<i64> {
+        self.format_of(payload)?.field(name)?.int(payload, self.header.endian)
+    }
+
+    /// String field `name` of a record (char array or `__data_loc` string), lossily decoded.
+    pub fn field_str<'p>(&self, payload: &'p [u8], name: &str) -> Option<Cow<'p, str>> {
+        let f = self.format_of(payload)?.field(name)?;
+        f.str(payload, self.header.endian).map(String::from_utf8_lossy)
     }
 
     /// `common_pid` of a record.

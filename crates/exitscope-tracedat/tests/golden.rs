@@ -131,3 +131,30 @@ fn v6_matches_trace_cmd_report() {
 fn v7_with_dropped_events_matches_trace_cmd_report() {
     check("kvm-drops-v7-zstd");
 }
+
+#[test]
+fn fields_are_read_by_name() {
+    let bytes = std::fs::read(data_dir().join("kvm-v7-zstd.dat")).unwrap();
+    let t = exitscope_tracedat::TraceDat::parse(&bytes).unwrap();
+    let mut m = t.merge().unwrap();
+    let (mut pio, mut exec) = (0, 0);
+    while let Some(it) = m.next_event().unwrap() {
+        let exitscope_tracedat::Merged::Event(e) = it else { continue };
+        match t.format_of(e.payload).map(|f| f.name.as_str()) {
+            Some("kvm_pio") => {
+                // "pio_write at 0x10 size 1 count 1 val 0x41"
+                assert_eq!(t.field_int(e.payload, "port"), Some(0x10));
+                assert_eq!(t.field_int(e.payload, "val"), Some(0x41));
+                assert_eq!(t.field_int(e.payload, "rw"), Some(1));
+                pio += 1;
+            }
+            Some("sched_process_exec") => {
+                let f = t.field_str(e.payload, "filename").unwrap();
+                assert!(f.starts_with('/'), "{f}");
+                exec += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((pio, exec), (20, 40));
+}
