@@ -34,6 +34,9 @@ pub struct Writer {
     pub cpus: Vec<Vec<(u64, Vec<u8>)>>,
     /// CPUs whose first page carries the missed-events flag with this count.
     pub missed_first_page: Vec<(usize, u64)>,
+    /// Write a big-endian file (headers, options, page and event headers; record
+    /// payloads are written as given).
+    pub big_endian: bool,
     /// Further options written as-is: (id, data).
     pub extra_options: Vec<(u16, Vec<u8>)>,
 }
@@ -41,7 +44,14 @@ pub struct Writer {
 const HDR: usize = 16;
 
 /// Packs records into ring-buffer pages.
-fn pages(recs: &[(u64, Vec<u8>)], page_size: usize, missed: Option<u64>) -> Vec<u8> {
+/// An event header word.
+fn hdr(be: bool, type_len: u32, delta: u32) -> u32 {
+    if be { (type_len << 27) | delta } else { type_len | (delta << 5) }
+}
+
+fn pages(recs: &[(u64, Vec<u8>)], page_size: usize, missed: Option<u64>, be: bool) -> Vec<u8> {
+    let w32 = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+    let w64 = |x: u64| if be { x.to_be_bytes() } else { x.to_le_bytes() };
     let mut out = Vec::new();
     let mut page: Vec<u8> = Vec::new();
     let mut last = 0u64;
@@ -50,12 +60,12 @@ fn pages(recs: &[(u64, Vec<u8>)], page_size: usize, missed: Option<u64>) -> Vec<
         if page.len() > HDR {
             let mut commit = (page.len() - HDR) as u64;
             if *first && let Some(n) = missed {
-                page.extend_from_slice(&n.to_le_bytes());
+                page.extend_from_slice(&w64(n));
                 commit |= (1 << 31) | (1 << 30);
             }
             *first = false;
             if let Some(c) = page.get_mut(8..16) {
-                c.copy_from_slice(&commit.to_le_bytes());
+                c.copy_from_slice(&w64(commit));
             }
             page.resize(page_size, 0);
             out.extend_from_slice(page);
@@ -68,25 +78,22 @@ fn pages(recs: &[(u64, Vec<u8>)], page_size: usize, missed: Option<u64>) -> Vec<
         let need = if small { 4 + plen } else { 8 + plen } + 8 + 8;
         if page.is_empty() || page.len() + need > page_size {
             flush(&mut page, &mut out, &mut first_page);
-            page.extend_from_slice(&ts.to_le_bytes());
-            page.extend_from_slice(&0u64.to_le_bytes());
+            page.extend_from_slice(&w64(*ts));
+            page.extend_from_slice(&w64(0));
             last = *ts;
         }
         let mut delta = ts.saturating_sub(last);
         if delta >= 1 << 27 {
-            let w = 30u32 | (((delta & ((1 << 27) - 1)) as u32) << 5);
-            page.extend_from_slice(&w.to_le_bytes());
-            page.extend_from_slice(&((delta >> 27) as u32).to_le_bytes());
+            page.extend_from_slice(&w32(hdr(be, 30, (delta & ((1 << 27) - 1)) as u32)));
+            page.extend_from_slice(&w32((delta >> 27) as u32));
             delta = 0;
         }
         last = *ts;
         if small {
-            let w = (plen / 4) as u32 | ((delta as u32) << 5);
-            page.extend_from_slice(&w.to_le_bytes());
+            page.extend_from_slice(&w32(hdr(be, (plen / 4) as u32, delta as u32)));
         } else {
-            let w = (delta as u32) << 5;
-            page.extend_from_slice(&w.to_le_bytes());
-            page.extend_from_slice(&((plen + 4) as u32).to_le_bytes());
+            page.extend_from_slice(&w32(hdr(be, 0, delta as u32)));
+            page.extend_from_slice(&w32((plen + 4) as u32));
         }
         page.extend_from_slice(payload);
         page.resize(page.len() + plen - payload.len(), 0);
@@ -107,40 +114,43 @@ fn compress(c: Compression, data: &[u8]) -> Vec<u8> {
     }
 }
 
-fn u16b(v: &mut Vec<u8>, x: u16) {
-    v.extend_from_slice(&x.to_le_bytes());
+fn u16b(be: bool, v: &mut Vec<u8>, x: u16) {
+    v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() });
 }
-fn u32b(v: &mut Vec<u8>, x: u32) {
-    v.extend_from_slice(&x.to_le_bytes());
+fn u32b(be: bool, v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() });
 }
-fn u64b(v: &mut Vec<u8>, x: u64) {
-    v.extend_from_slice(&x.to_le_bytes());
+fn u64b(be: bool, v: &mut Vec<u8>, x: u64) {
+    v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() });
 }
 
 impl Writer {
     fn header_info(&self, v: &mut Vec<u8>) {
+        let be = self.big_endian;
         v.extend_from_slice(b"header_page\0");
-        u64b(v, HEADER_PAGE.len() as u64);
+        u64b(be, v, HEADER_PAGE.len() as u64);
         v.extend_from_slice(HEADER_PAGE.as_bytes());
         v.extend_from_slice(b"header_event\0");
-        u64b(v, HEADER_EVENT.len() as u64);
+        u64b(be, v, HEADER_EVENT.len() as u64);
         v.extend_from_slice(HEADER_EVENT.as_bytes());
     }
     fn ftrace(&self, v: &mut Vec<u8>) {
-        u32b(v, self.ftrace_formats.len() as u32);
+        let be = self.big_endian;
+        u32b(be, v, self.ftrace_formats.len() as u32);
         for f in &self.ftrace_formats {
-            u64b(v, f.len() as u64);
+            u64b(be, v, f.len() as u64);
             v.extend_from_slice(f.as_bytes());
         }
     }
     fn systems(&self, v: &mut Vec<u8>) {
-        u32b(v, self.systems.len() as u32);
+        let be = self.big_endian;
+        u32b(be, v, self.systems.len() as u32);
         for (s, fs) in &self.systems {
             v.extend_from_slice(s.as_bytes());
             v.push(0);
-            u32b(v, fs.len() as u32);
+            u32b(be, v, fs.len() as u32);
             for f in fs {
-                u64b(v, f.len() as u64);
+                u64b(be, v, f.len() as u64);
                 v.extend_from_slice(f.as_bytes());
             }
         }
@@ -151,47 +161,48 @@ impl Writer {
             .enumerate()
             .map(|(i, r)| {
                 let missed = self.missed_first_page.iter().find(|m| m.0 == i).map(|m| m.1);
-                pages(r, self.page_size as usize, missed)
+                pages(r, self.page_size as usize, missed, self.big_endian)
             })
             .collect()
     }
 
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let be = self.big_endian;
         let mut v = Vec::new();
         v.extend_from_slice(crate::file::MAGIC);
         v.extend_from_slice(if self.version == 6 { b"6\0" } else { b"7\0" });
-        v.push(0);
+        v.push(u8::from(be));
         v.push(8);
-        u32b(&mut v, self.page_size);
+        u32b(be, &mut v, self.page_size);
         let ps = self.page_size as usize;
         let data = self.cpu_pages();
         if self.version == 6 {
             self.header_info(&mut v);
             self.ftrace(&mut v);
             self.systems(&mut v);
-            u32b(&mut v, self.kallsyms.len() as u32);
+            u32b(be, &mut v, self.kallsyms.len() as u32);
             v.extend_from_slice(self.kallsyms.as_bytes());
-            u32b(&mut v, self.printk.len() as u32);
+            u32b(be, &mut v, self.printk.len() as u32);
             v.extend_from_slice(self.printk.as_bytes());
-            u64b(&mut v, self.cmdlines.len() as u64);
+            u64b(be, &mut v, self.cmdlines.len() as u64);
             v.extend_from_slice(self.cmdlines.as_bytes());
-            u32b(&mut v, self.cpus.len() as u32);
+            u32b(be, &mut v, self.cpus.len() as u32);
             v.extend_from_slice(b"options  \0");
-            u16b(&mut v, 8);
-            u32b(&mut v, 4);
-            u32b(&mut v, self.cpus.len() as u32);
+            u16b(be, &mut v, 8);
+            u32b(be, &mut v, 4);
+            u32b(be, &mut v, self.cpus.len() as u32);
             for (id, d) in &self.extra_options {
-                u16b(&mut v, *id);
-                u32b(&mut v, d.len() as u32);
+                u16b(be, &mut v, *id);
+                u32b(be, &mut v, d.len() as u32);
                 v.extend_from_slice(d);
             }
-            u16b(&mut v, 0);
+            u16b(be, &mut v, 0);
             v.extend_from_slice(b"flyrecord\0");
             let mut off = (v.len() + 16 * data.len()).next_multiple_of(ps) as u64;
             for d in &data {
-                u64b(&mut v, if d.is_empty() { 0 } else { off });
-                u64b(&mut v, d.len() as u64);
+                u64b(be, &mut v, if d.is_empty() { 0 } else { off });
+                u64b(be, &mut v, d.len() as u64);
                 off += d.len() as u64;
             }
             v.resize(v.len().next_multiple_of(ps), 0);
@@ -208,22 +219,22 @@ impl Writer {
         });
         v.extend_from_slice(b"1\0");
         let opt_ptr = v.len();
-        u64b(&mut v, 0);
+        u64b(be, &mut v, 0);
         let mut section_offsets = Vec::new();
         let section = |v: &mut Vec<u8>, id: u16, body: &[u8]| -> u64 {
             let at = v.len() as u64;
             let compressed = comp != Compression::None;
-            u16b(v, id);
-            u16b(v, u16::from(compressed));
-            u32b(v, 0);
+            u16b(be, v, id);
+            u16b(be, v, u16::from(compressed));
+            u32b(be, v, 0);
             if compressed {
                 let c = compress(comp, body);
-                u64b(v, 8 + c.len() as u64);
-                u32b(v, c.len() as u32);
-                u32b(v, body.len() as u32);
+                u64b(be, v, 8 + c.len() as u64);
+                u32b(be, v, c.len() as u32);
+                u32b(be, v, body.len() as u32);
                 v.extend_from_slice(&c);
             } else {
-                u64b(v, body.len() as u64);
+                u64b(be, v, body.len() as u64);
                 v.extend_from_slice(body);
             }
             at
@@ -238,24 +249,24 @@ impl Writer {
         self.systems(&mut b);
         section_offsets.push((18, section(&mut v, 18, &b)));
         b.clear();
-        u32b(&mut b, self.kallsyms.len() as u32);
+        u32b(be, &mut b, self.kallsyms.len() as u32);
         b.extend_from_slice(self.kallsyms.as_bytes());
         section_offsets.push((19, section(&mut v, 19, &b)));
         b.clear();
-        u32b(&mut b, self.printk.len() as u32);
+        u32b(be, &mut b, self.printk.len() as u32);
         b.extend_from_slice(self.printk.as_bytes());
         section_offsets.push((20, section(&mut v, 20, &b)));
         b.clear();
-        u64b(&mut b, self.cmdlines.len() as u64);
+        u64b(be, &mut b, self.cmdlines.len() as u64);
         b.extend_from_slice(self.cmdlines.as_bytes());
         section_offsets.push((21, section(&mut v, 21, &b)));
         // Buffer section: header, padding, per-CPU data.
         let buf_at = v.len() as u64;
-        u16b(&mut v, 3);
-        u16b(&mut v, u16::from(comp != Compression::None));
-        u32b(&mut v, 0);
+        u16b(be, &mut v, 3);
+        u16b(be, &mut v, u16::from(comp != Compression::None));
+        u32b(be, &mut v, 0);
         let size_ptr = v.len();
-        u64b(&mut v, 0);
+        u64b(be, &mut v, 0);
         let body_start = v.len();
         v.resize(v.len().next_multiple_of(ps), 0);
         let mut cpu_table = Vec::new();
@@ -265,11 +276,11 @@ impl Writer {
                 v.extend_from_slice(d);
             } else {
                 let chunks: Vec<&[u8]> = d.chunks(ps * 4).collect();
-                u32b(&mut v, chunks.len() as u32);
+                u32b(be, &mut v, chunks.len() as u32);
                 for ch in chunks {
                     let c = compress(comp, ch);
-                    u32b(&mut v, c.len() as u32);
-                    u32b(&mut v, ch.len() as u32);
+                    u32b(be, &mut v, c.len() as u32);
+                    u32b(be, &mut v, ch.len() as u32);
                     v.extend_from_slice(&c);
                 }
             }
@@ -279,42 +290,42 @@ impl Writer {
         }
         let body_len = (v.len() - body_start) as u64;
         if let Some(s) = v.get_mut(size_ptr..size_ptr + 8) {
-            s.copy_from_slice(&body_len.to_le_bytes());
+            s.copy_from_slice(&if be { body_len.to_be_bytes() } else { body_len.to_le_bytes() });
         }
         // Options section.
         let mut o = Vec::new();
-        u16b(&mut o, 8);
-        u32b(&mut o, 4);
-        u32b(&mut o, self.cpus.len() as u32);
+        u16b(be, &mut o, 8);
+        u32b(be, &mut o, 4);
+        u32b(be, &mut o, self.cpus.len() as u32);
         for (id, off) in &section_offsets {
-            u16b(&mut o, *id);
-            u32b(&mut o, 8);
-            u64b(&mut o, *off);
+            u16b(be, &mut o, *id);
+            u32b(be, &mut o, 8);
+            u64b(be, &mut o, *off);
         }
         for (id, d) in &self.extra_options {
-            u16b(&mut o, *id);
-            u32b(&mut o, d.len() as u32);
+            u16b(be, &mut o, *id);
+            u32b(be, &mut o, d.len() as u32);
             o.extend_from_slice(d);
         }
         let mut bo = Vec::new();
-        u64b(&mut bo, buf_at);
+        u64b(be, &mut bo, buf_at);
         bo.extend_from_slice(b"\0local\0");
-        u32b(&mut bo, self.page_size);
-        u32b(&mut bo, cpu_table.len() as u32);
+        u32b(be, &mut bo, self.page_size);
+        u32b(be, &mut bo, cpu_table.len() as u32);
         for (c, off, size) in &cpu_table {
-            u32b(&mut bo, *c);
-            u64b(&mut bo, *off);
-            u64b(&mut bo, *size);
+            u32b(be, &mut bo, *c);
+            u64b(be, &mut bo, *off);
+            u64b(be, &mut bo, *size);
         }
-        u16b(&mut o, 3);
-        u32b(&mut o, bo.len() as u32);
+        u16b(be, &mut o, 3);
+        u32b(be, &mut o, bo.len() as u32);
         o.extend_from_slice(&bo);
-        u16b(&mut o, 0);
-        u32b(&mut o, 8);
-        u64b(&mut o, 0);
+        u16b(be, &mut o, 0);
+        u32b(be, &mut o, 8);
+        u64b(be, &mut o, 0);
         let opt_at = section(&mut v, 0, &o);
         if let Some(s) = v.get_mut(opt_ptr..opt_ptr + 8) {
-            s.copy_from_slice(&opt_at.to_le_bytes());
+            s.copy_from_slice(&if be { opt_at.to_be_bytes() } else { opt_at.to_le_bytes() });
         }
         v
     }
@@ -451,6 +462,7 @@ pub fn demo_funcgraph(version: u32, compression: Compression, iterations: u64) -
         cmdlines: "1000 qemu-vcpu0\n1001 qemu-vcpu1\n".into(),
         cpus,
         missed_first_page: Vec::new(),
+        big_endian: false,
         extra_options: Vec::new(),
     }
 }
