@@ -4,6 +4,7 @@
 mod cmd;
 #[allow(dead_code)] // constructors are used as subcommands land
 mod exit;
+mod input;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Compare two traces call path by call path (AMD vs Intel, before vs after).
     Diff(cmd::diff::Args),
+    /// Write a trace-cmd trace.dat (v6/v7) as kernel-style ftrace text.
+    Convert(cmd::convert::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Record(a) => cmd::record::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Diff(a) => cmd::diff::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -88,13 +88,19 @@ fn stats_width() -> usize {
 pub fn footer(report: &Report, w: &mut impl Write) -> io::Result<()> {
     let inputs: Vec<&str> = report.inputs.iter().map(|i| i.name.as_str()).collect();
     let lines: u64 = report.inputs.iter().map(|i| i.lines).sum();
+    let records: u64 = report.inputs.iter().map(|i| i.records).sum();
+    // Binary inputs (trace.dat) have records, not lines.
+    let size = if report.inputs.iter().all(|i| i.format == "ftrace-text") {
+        format!("{lines} lines")
+    } else {
+        format!("{lines} lines, {records} records")
+    };
     writeln!(
         w,
-        "# {} root call{} from {} ({} lines)",
+        "# {} root call{} from {} ({size})",
         report.roots,
         if report.roots == 1 { "" } else { "s" },
         inputs.join(", "),
-        lines
     )?;
     if report.incomplete.count > 0 {
         let mut by: Vec<String> = report

@@ -89,12 +89,26 @@ pub fn open_input(name: &str) -> Result<Box<dyn Read>, Failure> {
     Ok(Box::new(f))
 }
 
-/// Feed every input into `analysis`, checking each is a readable trace.
+/// trace-cmd's magic: `0x17 0x08 0x44` then `tracing`.
+const TRACE_DAT_MAGIC: &[u8] = b"\x17\x08\x44tracing";
+
+/// Feed every input into `analysis`, checking each is a readable trace. trace-cmd's
+/// `trace.dat` is recognised by its magic and read natively; anything else is ftrace text.
 pub fn analyse_inputs(files: &[String], analysis: &mut Analysis<'_>) -> Result<(), Failure> {
     for name in files {
-        let rdr = open_input(name)?;
+        let mut rdr = open_input(name)?;
+        // Sniff the first bytes, then hand the text parser those bytes plus the rest.
+        let mut head = Vec::with_capacity(TRACE_DAT_MAGIC.len());
+        (&mut rdr)
+            .take(TRACE_DAT_MAGIC.len() as u64)
+            .read_to_end(&mut head)
+            .with_context(|| format!("reading {name}"))?;
+        if head == TRACE_DAT_MAGIC {
+            analyse_trace_dat(name, head, rdr, analysis)?;
+            continue;
+        }
         analysis.begin_input(name, "ftrace-text");
-        let s = exitscope_ftrace::parse_reader(name, rdr, analysis)
+        let s = exitscope_ftrace::parse_reader(name, io::Cursor::new(head).chain(rdr), analysis)
             .with_context(|| format!("reading {name}"))?;
         analysis.end_input(&InputCounts {
             bytes: s.bytes,
@@ -104,17 +118,50 @@ pub fn analyse_inputs(files: &[String], analysis: &mut Analysis<'_>) -> Result<(
             ignored_lines: s.ignored_lines,
         });
         if s.lines == 0 {
-            return Err(Failure::input(anyhow!("{name} is empty: expected ftrace text")));
+            return Err(Failure::input(anyhow!(
+                "{name} is empty: expected ftrace text or trace.dat"
+            )));
         }
         if s.records == 0 && s.error_lines > 0 {
             return Err(Failure::input(anyhow!(
                 "{name} does not look like an ftrace trace: none of its {} lines could be read \
-                 (expected function_graph lines like ` 0)   0.080 us    |  f();` or event lines \
-                 like `comm-123 [000] 1.000000: name: ...`)",
+                 (expected function_graph lines like ` 0)   0.080 us    |  f();`, event lines \
+                 like `comm-123 [000] 1.000000: name: ...`, or a trace-cmd trace.dat)",
                 s.lines
             )));
         }
     }
+    Ok(())
+}
+
+/// Read a trace.dat: zero-copy from a memory map for files, from memory for stdin.
+fn analyse_trace_dat(
+    name: &str,
+    head: Vec<u8>,
+    mut rdr: Box<dyn Read>,
+    analysis: &mut Analysis<'_>,
+) -> Result<(), Failure> {
+    let owned;
+    let mapped;
+    let data: &[u8] = if name == "-" {
+        let mut all = head;
+        rdr.read_to_end(&mut all).with_context(|| format!("reading {name}"))?;
+        owned = all;
+        &owned
+    } else {
+        drop(rdr);
+        mapped = crate::input::map_file(name)?;
+        &mapped
+    };
+    analysis.begin_input(name, "trace-dat");
+    let s = exitscope_tracedat::read(data, name, analysis)
+        .with_context(|| name.to_string())
+        .map_err(Failure::input)?;
+    analysis.end_input(&InputCounts {
+        bytes: data.len() as u64,
+        records: s.records,
+        ..Default::default()
+    });
     Ok(())
 }
 

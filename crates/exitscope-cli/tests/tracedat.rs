@@ -1,0 +1,76 @@
+//! `exitscope report` on trace-cmd's binary trace.dat: detected by its magic, read natively,
+//! and analysed exactly like the text of the same recording.
+
+mod common;
+
+use common::{exitscope, ok_stdout};
+use serde_json::Value;
+
+fn json(args: &[&str]) -> Value {
+    serde_json::from_str(&ok_stdout(args)).unwrap()
+}
+
+#[test]
+fn recorded_kvm_trace_dat_counts_events_in_every_file_version() {
+    let mut seen = Vec::new();
+    for f in ["kvm-v7-zstd.dat", "kvm-v7-none.dat", "kvm-v6.dat"] {
+        let v = json(&["report", "--json", &format!("tests/data/tracedat/{f}")]);
+        assert_eq!(v["inputs"][0]["format"], "trace-dat", "{f}");
+        assert_eq!(v["events"]["kvm_cpuid"], 20, "{f}: {}", v["events"]);
+        assert_eq!(v["events"]["kvm_pio"], 20, "{f}");
+        assert_eq!(v["events"]["kvm_mmio"], 20, "{f}");
+        let reasons: Vec<(String, u64)> = v["exit_reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["reason"].as_str().unwrap().to_string(), r["count"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(reasons, [("CPUID".into(), 20), ("IO".into(), 20), ("MMIO".into(), 20)]);
+        seen.push((v["events"].clone(), v["exit_reasons"].clone()));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "v6, v7 and v7+zstd must agree");
+}
+
+#[test]
+fn dropped_events_in_trace_dat_are_reported_as_lost() {
+    let v = json(&["report", "--json", "tests/data/tracedat/kvm-drops-v7-zstd.dat"]);
+    assert!(v["lost_events"]["events"].as_u64().unwrap() > 0, "{}", v["lost_events"]);
+}
+
+#[test]
+fn function_graph_trace_dat_gives_the_same_tree_as_its_text_rendering() {
+    let dat = json(&["report", "--json", "tests/data/tracedat/funcgraph-v7-zstd.dat"]);
+    let dir = std::env::temp_dir().join(format!("exitscope-dat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let txt = dir.join("fg.txt");
+    let out = exitscope(&[
+        "convert",
+        "tests/data/tracedat/funcgraph-v7-zstd.dat",
+        "-o",
+        txt.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = json(&["report", "--json", txt.to_str().unwrap()]);
+    assert_eq!(dat["tree"], text["tree"]);
+    assert!(dat["roots"].as_u64().unwrap() > 0);
+    // And the exit view classifies the .dat the same way.
+    let e1 = json(&["report", "--json", "--exits", "tests/data/tracedat/funcgraph-v7-zstd.dat"]);
+    let e2 = json(&["report", "--json", "--exits", txt.to_str().unwrap()]);
+    assert_eq!(e1["exits"]["reasons"], e2["exits"]["reasons"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn truncated_trace_dat_is_a_clear_error_with_an_offset() {
+    let data = std::fs::read(common::root().join("tests/data/tracedat/kvm-v6.dat")).unwrap();
+    let dir = std::env::temp_dir().join(format!("exitscope-dat-trunc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("cut.dat");
+    std::fs::write(&p, &data[..data.len() / 3]).unwrap();
+    let out = exitscope(&["report", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut.dat: byte 0x") && err.contains("truncated"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
