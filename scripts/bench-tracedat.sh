@@ -29,11 +29,12 @@ cat "$file" > /dev/null
 t_tc=$(best trace-cmd report -i "$file")
 t_rd=$(best target/release/examples/bench_read "$file" 1)
 t_cv=$(best "$bin" convert "$file" -o /dev/null)
+t_rp=$(best "$bin" report --json "$file")
 rate() { echo "$n / $1" | bc -l | xargs printf '%.0f'; }
 printf 'file: %s (%s bytes, %s records)\n' "$file" "$(stat -c %s "$file")" "$n"
 printf '%-44s %8s %14s %8s\n' tool seconds events/s speedup
 r_tc=$(rate "$t_tc")
-for row in "trace-cmd report > /dev/null|$t_tc" "exitscope tracedat::read (report's path)|$t_rd" "exitscope convert -o /dev/null (full text)|$t_cv"; do
+for row in "trace-cmd report > /dev/null|$t_tc" "exitscope report --json > /dev/null|$t_rp" "exitscope tracedat::read (report's reader)|$t_rd" "exitscope convert -o /dev/null (full text)|$t_cv"; do
     name=${row%|*}; t=${row#*|}; r=$(rate "$t")
     printf '%-44s %8.3f %14s %7.1fx\n' "$name" "$t" "$r" "$(echo "$r / $r_tc" | bc -l)"
 done
