@@ -93,7 +93,13 @@ pub struct MergedTree {
 
 impl MergedTree {
     fn child(&mut self, parent: u32, func: FuncId, interrupt: bool) -> u32 {
-        if let Some(&i) = self.index.get(&(parent, func)) {
+        // Call paths fan out little: a scan of the parent's children beats hashing. Roots
+        // (which can be many) go through the map.
+        if let Some(p) = self.nodes.get(parent as usize) {
+            if let Some(&i) = p.children.iter().find(|&&c| self.nodes[c as usize].func == func) {
+                return i;
+            }
+        } else if let Some(&i) = self.index.get(&(parent, func)) {
             return i;
         }
         let i = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);

@@ -149,6 +149,7 @@ pub fn parse_line(line: &str) -> Res<Line<'_>> {
     parse_graph_or_event(line, i)
 }
 
+#[inline]
 fn parse_graph_or_event(line: &str, start: usize) -> Res<Line<'_>> {
     let b = line.as_bytes();
     let mut i = start;
@@ -218,6 +219,7 @@ fn parse_graph_or_event(line: &str, start: usize) -> Res<Line<'_>> {
 }
 
 /// Parse proc / latency-flag / duration columns starting at `i`, then the body.
+#[inline]
 fn graph_after_columns<'a>(
     line: &'a str,
     mut i: usize,
@@ -306,6 +308,7 @@ fn with_depth(body: Body<'_>, d: u32) -> Body<'_> {
 }
 
 /// The function part: `f() {`, `f();`, `}`, `} /* f */`, `/* comment */`.
+#[inline]
 fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> Res<Body<'_>> {
     let s = line[start..].trim_ascii_end();
     if s.is_empty() {
@@ -358,6 +361,7 @@ fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> 
 }
 
 /// `name()`, `name [mod]()`, `name(a=1, b=0x2)`.
+#[inline]
 fn parse_call(call: &str) -> Option<Func<'_>> {
     let call = call.strip_suffix(')')?;
     // The argument list can contain parentheses; the name cannot contain `(` or spaces.
@@ -367,6 +371,7 @@ fn parse_call(call: &str) -> Option<Func<'_>> {
 }
 
 /// `name` or `name [module]`.
+#[inline]
 fn parse_func_name(head: &str) -> Option<Func<'_>> {
     if head.is_empty() {
         return None;
@@ -431,6 +436,7 @@ fn irq_marker(seg: &str) -> Option<bool> {
 
 /// `[mark] NUMBER unit`, with mark one of ` + ! # * @ $` (already trimmed of spaces).
 /// Hand-rolled: this runs on most lines of a trace.
+#[inline]
 fn parse_duration_column(seg: &str) -> Option<Nanos> {
     let b = seg.as_bytes();
     let mut i = 0;
