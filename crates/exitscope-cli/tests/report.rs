@@ -203,6 +203,12 @@ fn not_a_trace_empty_binary_missing_are_clear_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 
+    // Mostly not a trace (a script with a few `f() {` lines): read, but with a warning.
+    let mostly = dir.join("page.js");
+    std::fs::write(&mostly, "function f() {\n  var x = 1;\n  let y = 2;\n  g();\n}\n").unwrap();
+    let out = exitscope(&["report", mostly.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is it an ftrace trace?"));
+
     let out = exitscope(&["report", "/nonexistent/trace.txt"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent/trace.txt"));

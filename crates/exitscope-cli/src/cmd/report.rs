@@ -130,6 +130,13 @@ pub fn analyse_inputs(files: &[String], analysis: &mut Analysis<'_>) -> Result<(
                 s.lines
             )));
         }
+        if s.error_lines > s.record_lines {
+            eprintln!(
+                "exitscope: warning: {name}: {} of its {} lines could not be read and only {} \
+                 could; is it an ftrace trace?",
+                s.error_lines, s.lines, s.record_lines
+            );
+        }
     }
     Ok(())
 }
