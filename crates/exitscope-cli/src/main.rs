@@ -12,7 +12,12 @@ use clap::{Parser, Subcommand};
 
 /// Measure, trace and explain the latency of KVM VM exits.
 #[derive(Debug, Parser)]
-#[command(name = "exitscope", version, about, max_term_width = 100)]
+#[command(
+    name = "exitscope",
+    version,
+    about = "Measure, trace and explain the latency of KVM VM exits.",
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,25 +25,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Parse function_graph or event traces and explain them as call trees and statistics.
-    Report(cmd::report::Args),
-    /// Flame graph (SVG) or folded stacks of the merged call tree; `--diff A B` for a
-    /// differential flame graph.
-    Flame(cmd::flame::Args),
-    /// Export a timeline of every call (`--perfetto`: Chrome trace-event JSON).
-    Export(cmd::export::Args),
-    /// One self-contained HTML report (tables, histograms, flame graph); `--diff A B` to compare.
-    Html(cmd::html::Args),
+    /// The whole experiment in one command: run a built-in benchmark, record its exit path
+    /// (function_graph where the kernel allows it, else kvm tracepoints) and explain it.
+    Run(cmd::run::Args),
     /// Run VM-exit microbenchmarks on exitscope's built-in VMM (no QEMU needed).
     Bench(cmd::bench::Args),
     /// Record the VM-exit path from tracefs (function_graph or kvm tracepoints) to a file,
     /// leaving tracefs exactly as it was.
     Record(cmd::record::Args),
-    /// The whole experiment in one command: run a built-in benchmark, record its exit path
-    /// (function_graph where the kernel allows it, else kvm tracepoints) and explain it.
-    Run(cmd::run::Args),
+    /// Parse function_graph or event traces and explain them as call trees and statistics.
+    Report(cmd::report::Args),
     /// Compare two traces call path by call path (AMD vs Intel, before vs after).
     Diff(cmd::diff::Args),
+    /// One self-contained HTML report (tables, histograms, flame graph); `--diff A B` to compare.
+    Html(cmd::html::Args),
+    /// Flame graph (SVG) or folded stacks of the merged call tree; `--diff A B` for a
+    /// differential flame graph.
+    Flame(cmd::flame::Args),
+    /// Export a timeline of every call (`--perfetto`: Chrome trace-event JSON).
+    Export(cmd::export::Args),
     /// Write a trace-cmd trace.dat (v6/v7) as kernel-style ftrace text.
     Convert(cmd::convert::Args),
 }
