@@ -35,7 +35,9 @@ fn inl_from_kernel_causes_one_exit_per_iteration() {
     assert_eq!(r.status, Status::Ok, "{:?}", r.reason);
     let e = r.exits_per_iteration.unwrap();
     assert!((0.9..1.2).contains(&e), "exits/iter {e}");
-    assert_eq!(r.userspace_exits_per_iteration, Some(0.0));
+    // A signal or host event can send a stray exit to userspace; the loop's own exits must not.
+    let user = r.userspace_exits_per_iteration.unwrap();
+    assert!(user < 0.01, "userspace exits/iter {user}");
 }
 
 #[test]
