@@ -17,11 +17,12 @@
 //!
 //! ```
 //! use exitscope_analyze::{Analysis, AnalysisOptions};
+//! use exitscope_model::{InputFormat, InputSink, InputSummary};
 //! let text = " 98)               |  vcpu_enter_guest [kvm]() {\n 98)   0.080 us    |    kvm_vcpu_exit_request [kvm]();\n 98)   4.278 us    |  }\n";
 //! let mut a = Analysis::new(AnalysisOptions::default());
-//! a.begin_input("seed", "ftrace-text");
+//! a.begin_input("seed", InputFormat::FtraceText);
 //! let s = exitscope_ftrace::parse_reader("seed", text.as_bytes(), &mut a).unwrap();
-//! a.end_input(&exitscope_analyze::InputCounts { lines: s.lines, records: s.records, ..Default::default() });
+//! a.end_input(&InputSummary { lines: s.lines, records: s.records, ..Default::default() });
 //! let report = a.finish();
 //! assert_eq!(report.tree[0].total_ns, Some(4278));
 //! assert_eq!(report.tree[0].self_ns, Some(4198));
@@ -38,15 +39,18 @@ pub mod kvm_events;
 pub mod merge;
 pub mod report;
 
-use exitscope_model::{Diagnostic, Flow, Record, RecordKind, RecordSink, Severity};
+use exitscope_model::{
+    Diagnostic, Flow, InputFormat, InputSink, InputSummary, Record, RecordKind, RecordSink,
+    Severity,
+};
 
 use calls::{CallSink, CallTreeBuilder, RootCall};
 use exits::{ExitCollector, ExitTable};
 use funcs::{FuncId, FuncTable};
 use merge::{FlatProfile, MergedTree};
 use report::{
-    DiagnosticCounts, FlatEntry, Incomplete, IncompleteFunction, InputSummary, LostEvents,
-    OrphanFunction, Orphans, Report, SCHEMA_VERSION, TreeNode,
+    DiagnosticCounts, FlatEntry, Incomplete, IncompleteFunction, LostEvents, OrphanFunction,
+    Orphans, Report, SCHEMA_VERSION, TreeNode,
 };
 
 /// Settings of one analysis.
@@ -70,21 +74,6 @@ impl Default for AnalysisOptions {
     fn default() -> Self {
         AnalysisOptions { max_diagnostics: 20, exits: false, split_exits: false }
     }
-}
-
-/// Counts a producer reports at the end of one input.
-#[derive(Clone, Debug, Default)]
-pub struct InputCounts {
-    /// Bytes read.
-    pub bytes: u64,
-    /// Lines read.
-    pub lines: u64,
-    /// Records produced.
-    pub records: u64,
-    /// Lines skipped as unreadable.
-    pub error_lines: u64,
-    /// Blank / header lines.
-    pub ignored_lines: u64,
 }
 
 /// Consumers of completed root calls besides the merged tree and the flat profile.
@@ -176,31 +165,6 @@ impl<'a> Analysis<'a> {
     /// Also hand every record to `sink` (event statistics...).
     pub fn add_record_sink(&mut self, sink: &'a mut dyn RecordSink) {
         self.extra_records.push(sink);
-    }
-
-    /// Start an input named `name` of format `format`.
-    pub fn begin_input(&mut self, name: &str, format: &str) {
-        self.builder.begin_input(self.inputs.len(), name);
-        self.inputs.push(InputSummary {
-            name: name.into(),
-            format: format.into(),
-            ..Default::default()
-        });
-    }
-
-    /// End the current input with its producer's counts.
-    pub fn end_input(&mut self, counts: &InputCounts) {
-        self.builder.end_input();
-        for w in self.builder.take_warnings() {
-            self.keep_diagnostic(w);
-        }
-        if let Some(i) = self.inputs.last_mut() {
-            i.bytes = counts.bytes;
-            i.lines = counts.lines;
-            i.records = counts.records;
-            i.error_lines = counts.error_lines;
-            i.ignored_lines = counts.ignored_lines;
-        }
     }
 
     fn keep_diagnostic(&mut self, d: Diagnostic) {
@@ -345,6 +309,29 @@ fn tree_node(t: &MergedTree, funcs: &FuncTable, i: u32) -> TreeNode {
         p99_ns: p[1],
         interrupt: n.interrupt,
         children: n.children.iter().map(|&c| tree_node(t, funcs, c)).collect(),
+    }
+}
+
+impl InputSink for Analysis<'_> {
+    fn begin_input(&mut self, name: &str, format: InputFormat) {
+        self.builder.begin_input(self.inputs.len(), name);
+        self.inputs.push(InputSummary {
+            name: name.into(),
+            format: format.as_str().into(),
+            ..Default::default()
+        });
+    }
+
+    fn end_input(&mut self, summary: &InputSummary) {
+        self.builder.end_input();
+        for w in self.builder.take_warnings() {
+            self.keep_diagnostic(w);
+        }
+        if let Some(i) = self.inputs.last_mut() {
+            // The name and format given at the start win over the producer's.
+            let (name, format) = (std::mem::take(&mut i.name), std::mem::take(&mut i.format));
+            *i = InputSummary { name, format, ..summary.clone() };
+        }
     }
 }
 

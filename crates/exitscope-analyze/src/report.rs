@@ -83,24 +83,7 @@ pub struct Report {
     pub exits: Option<crate::exits::ExitsReport>,
 }
 
-/// What one input contained.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct InputSummary {
-    /// Name as given (`-` for stdin).
-    pub name: String,
-    /// `ftrace-text` or `trace-dat`.
-    pub format: String,
-    /// Bytes read.
-    pub bytes: u64,
-    /// Lines read (0 for binary inputs).
-    pub lines: u64,
-    /// Records produced.
-    pub records: u64,
-    /// Lines that could not be read.
-    pub error_lines: u64,
-    /// Blank, header and frame lines.
-    pub ignored_lines: u64,
-}
+pub use exitscope_model::InputSummary;
 
 /// One call path of the merged tree.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

@@ -3,14 +3,15 @@
 use exitscope_ftrace::parse_reader;
 
 use crate::report::{Report, TreeNode};
-use crate::{Analysis, AnalysisOptions, InputCounts};
+use crate::{Analysis, AnalysisOptions};
+use exitscope_model::{InputSink, InputSummary};
 
 fn analyse(inputs: &[(&str, &str)]) -> Report {
     let mut a = Analysis::new(AnalysisOptions::default());
     for (name, text) in inputs {
-        a.begin_input(name, "ftrace-text");
+        a.begin_input(name, exitscope_model::InputFormat::FtraceText);
         let s = parse_reader(name, text.as_bytes(), &mut a).unwrap();
-        a.end_input(&InputCounts { lines: s.lines, records: s.records, ..Default::default() });
+        a.end_input(&InputSummary { lines: s.lines, records: s.records, ..Default::default() });
     }
     a.finish()
 }

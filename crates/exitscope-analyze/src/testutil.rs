@@ -8,7 +8,8 @@
 use exitscope_ftrace::parse_reader;
 
 use crate::report::Report;
-use crate::{Analysis, AnalysisOptions, InputCounts};
+use crate::{Analysis, AnalysisOptions};
+use exitscope_model::{InputSink, InputSummary};
 
 enum Item {
     Call { label: String, self_ns: u64, kids: Vec<Item> },
@@ -91,9 +92,9 @@ pub fn graph(outline: &str) -> String {
 /// Analyse ftrace text with the given options.
 pub fn analyse_text(text: &str, opts: AnalysisOptions) -> Report {
     let mut a = Analysis::new(opts);
-    a.begin_input("t", "ftrace-text");
+    a.begin_input("t", exitscope_model::InputFormat::FtraceText);
     let s = parse_reader("t", text.as_bytes(), &mut a).unwrap();
-    a.end_input(&InputCounts { lines: s.lines, records: s.records, ..Default::default() });
+    a.end_input(&InputSummary { lines: s.lines, records: s.records, ..Default::default() });
     a.finish()
 }
 

@@ -13,6 +13,7 @@ use std::io::{BufWriter, Write};
 use std::time::Instant;
 
 use exitscope_analyze::{Analysis, AnalysisOptions};
+use exitscope_model::InputSink;
 
 const SEED_AMD: &str = include_str!("../../../tests/data/seed/cpuid-amd.fgraph.txt");
 const SEED_INTEL: &str = include_str!("../../../tests/data/seed/cpuid-intel.fgraph.txt");
@@ -118,9 +119,9 @@ fn run(path: &str) -> (f64, f64, u64, u64) {
     let cpu0 = thread_cpu_ns();
     let t = Instant::now();
     let mut a = Analysis::new(AnalysisOptions::default());
-    a.begin_input(path, "ftrace-text");
+    a.begin_input(path, exitscope_model::InputFormat::FtraceText);
     let s = exitscope_ftrace::parse_reader(path, f, &mut a).expect("parse");
-    a.end_input(&exitscope_analyze::InputCounts {
+    a.end_input(&exitscope_model::InputSummary {
         lines: s.lines,
         records: s.records,
         ..Default::default()

@@ -214,6 +214,69 @@ impl<S: RecordSink + ?Sized> RecordSink for &mut S {
     }
 }
 
+/// The kind of bytes an input held, as the ingest layer recognised them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+#[non_exhaustive]
+pub enum InputFormat {
+    /// ftrace text: `trace`, `trace_pipe`, `trace-cmd report`, `perf ftrace` output.
+    FtraceText,
+    /// trace-cmd's binary `trace.dat` (v6, v7).
+    TraceDat,
+    /// perf's `perf.data` (tracepoint samples).
+    PerfData,
+}
+
+impl InputFormat {
+    /// The name used in reports (`ftrace-text`, `trace-dat`, `perf-data`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::FtraceText => "ftrace-text",
+            InputFormat::TraceDat => "trace-dat",
+            InputFormat::PerfData => "perf-data",
+        }
+    }
+}
+
+impl fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one input contained: the producer's counts, reported once at its end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct InputSummary {
+    /// Name as given (`-` for stdin).
+    pub name: String,
+    /// `ftrace-text`, `trace-dat` or `perf-data` (see [`InputFormat::as_str`]).
+    pub format: String,
+    /// Compression the input was wrapped in (`gzip`, `zstd`), `None` when it was plain.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    pub compression: Option<String>,
+    /// Bytes read (after decompression).
+    pub bytes: u64,
+    /// Lines read (0 for binary inputs).
+    pub lines: u64,
+    /// Records produced.
+    pub records: u64,
+    /// Lines (or binary records) that could not be read.
+    pub error_lines: u64,
+    /// Blank, header and frame lines.
+    pub ignored_lines: u64,
+}
+
+/// A [`RecordSink`] that is told where each input begins and ends (the ingest layer calls
+/// these around the records of every input, in order).
+pub trait InputSink: RecordSink {
+    /// Records of input `name` (format `format`) follow.
+    fn begin_input(&mut self, name: &str, format: InputFormat);
+    /// The input has ended; `summary` holds its producer's counts.
+    fn end_input(&mut self, summary: &InputSummary);
+}
+
 /// Names of interrupt entry points and helpers that, on modern x86 (idtentry, ~5.8+), appear
 /// nested inside whatever function they interrupted, with no `==========>` marker. Matched as
 /// exact names or, for entries ending in `*`, as prefixes.

@@ -100,6 +100,7 @@ struct State<W: Write> {
 ///
 /// ```
 /// use exitscope_analyze::{Analysis, AnalysisOptions};
+/// use exitscope_model::InputSink;
 /// use exitscope_render::perfetto::{PerfettoOptions, PerfettoTimeline};
 /// let text = " 98)               |  vcpu_enter_guest [kvm]() {\n 98)   0.080 us    |    kvm_vcpu_exit_request [kvm]();\n 98)   4.278 us    |  }\n";
 /// let timeline = PerfettoTimeline::new(Vec::new(), PerfettoOptions::default()).unwrap();
@@ -107,7 +108,7 @@ struct State<W: Write> {
 /// let mut a = Analysis::new(AnalysisOptions::default());
 /// a.add_call_sink(&mut calls);
 /// a.add_record_sink(&mut records);
-/// a.begin_input("seed", "ftrace-text");
+/// a.begin_input("seed", exitscope_model::InputFormat::FtraceText);
 /// exitscope_ftrace::parse_reader("seed", text.as_bytes(), &mut a).unwrap();
 /// let _report = a.finish();
 /// let json: serde_json::Value = serde_json::from_slice(&timeline.finish().unwrap()).unwrap();

@@ -6,7 +6,8 @@ use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use anyhow::{Context, anyhow};
 use clap::{Args as ClapArgs, ValueEnum};
 
-use exitscope_analyze::{Analysis, AnalysisOptions, InputCounts};
+use exitscope_analyze::{Analysis, AnalysisOptions};
+use exitscope_model::{InputSink, InputSummary};
 use exitscope_render::Style;
 
 use crate::exit::{self, CmdResult, Failure};
@@ -107,15 +108,16 @@ pub fn analyse_inputs(files: &[String], analysis: &mut Analysis<'_>) -> Result<(
             analyse_trace_dat(name, head, rdr, analysis)?;
             continue;
         }
-        analysis.begin_input(name, "ftrace-text");
+        analysis.begin_input(name, exitscope_model::InputFormat::FtraceText);
         let s = exitscope_ftrace::parse_reader(name, io::Cursor::new(head).chain(rdr), analysis)
             .with_context(|| format!("reading {name}"))?;
-        analysis.end_input(&InputCounts {
+        analysis.end_input(&InputSummary {
             bytes: s.bytes,
             lines: s.lines,
             records: s.records,
             error_lines: s.error_lines,
             ignored_lines: s.ignored_lines,
+            ..Default::default()
         });
         if s.lines == 0 {
             return Err(Failure::input(anyhow!(
@@ -160,11 +162,11 @@ fn analyse_trace_dat(
         mapped = crate::input::map_file(name)?;
         &mapped
     };
-    analysis.begin_input(name, "trace-dat");
+    analysis.begin_input(name, exitscope_model::InputFormat::TraceDat);
     let s = exitscope_tracedat::read(data, name, analysis)
         .with_context(|| name.to_string())
         .map_err(Failure::input)?;
-    analysis.end_input(&InputCounts {
+    analysis.end_input(&InputSummary {
         bytes: data.len() as u64,
         records: s.records,
         ..Default::default()

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use exitscope_analyze::calls::CallSink;
 use exitscope_analyze::report::Report;
-use exitscope_analyze::{Analysis, AnalysisOptions, InputCounts};
+use exitscope_analyze::{Analysis, AnalysisOptions};
 use exitscope_model::RecordSink;
+use exitscope_model::{InputSink, InputSummary};
 
 /// `tests/data/seed/` at the workspace root.
 pub fn seed_dir() -> PathBuf {
@@ -35,9 +36,9 @@ pub fn analyse_with(
     }
     for (i, (name, text)) in inputs.iter().enumerate() {
         begin(i);
-        a.begin_input(name, "ftrace-text");
+        a.begin_input(name, exitscope_model::InputFormat::FtraceText);
         let s = exitscope_ftrace::parse_reader(name, text.as_bytes(), &mut a).unwrap();
-        a.end_input(&InputCounts { lines: s.lines, records: s.records, ..Default::default() });
+        a.end_input(&InputSummary { lines: s.lines, records: s.records, ..Default::default() });
     }
     a.finish()
 }
@@ -52,9 +53,9 @@ pub fn analyse_seed_with(names: &[&str], opts: AnalysisOptions) -> Report {
     let mut a = Analysis::new(opts);
     for name in names {
         let text = seed(name);
-        a.begin_input(name, "ftrace-text");
+        a.begin_input(name, exitscope_model::InputFormat::FtraceText);
         let s = exitscope_ftrace::parse_reader(name, text.as_bytes(), &mut a).unwrap();
-        a.end_input(&InputCounts { lines: s.lines, records: s.records, ..Default::default() });
+        a.end_input(&InputSummary { lines: s.lines, records: s.records, ..Default::default() });
     }
     a.finish()
 }
