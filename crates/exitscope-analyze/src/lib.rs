@@ -142,6 +142,9 @@ pub struct Analysis<'a> {
     event_out: EventOutput,
     split: Option<FuncId>,
     event_counts: FxHashMap<String, u64>,
+    /// Records of the current input so far: binary inputs have no lines, and events are
+    /// matched to the graph exits that hold them by position.
+    ordinal: u64,
     inputs: Vec<InputSummary>,
     diagnostics: Vec<Diagnostic>,
     counts: DiagnosticCounts,
@@ -173,6 +176,7 @@ impl<'a> Analysis<'a> {
             event_out: EventOutput::default(),
             split,
             event_counts: FxHashMap::default(),
+            ordinal: 0,
             inputs: Vec::new(),
             diagnostics: Vec::new(),
             counts: DiagnosticCounts::default(),
@@ -335,6 +339,7 @@ impl<'a> Analysis<'a> {
 
 impl InputSink for Analysis<'_> {
     fn begin_input(&mut self, name: &str, format: InputFormat) {
+        self.ordinal = 0;
         self.builder.begin_input(self.inputs.len(), name);
         self.events.begin_input(self.inputs.len());
         self.inputs.push(InputSummary {
@@ -399,6 +404,15 @@ fn tree_node(t: &MergedTree, funcs: &FuncTable, i: u32) -> TreeNode {
 
 impl RecordSink for Analysis<'_> {
     fn record(&mut self, rec: &Record<'_>) -> Flow {
+        self.ordinal += 1;
+        // Binary inputs number their records instead (every position below is then unique).
+        let numbered;
+        let rec = if rec.line == 0 {
+            numbered = Record { line: self.ordinal, ..*rec };
+            &numbered
+        } else {
+            rec
+        };
         if let Some(ts) = rec.timestamp {
             self.stats.timestamp(ts);
         }

@@ -36,7 +36,13 @@ fn row<'r>(ex: &'r ExitsReport, reason: &str) -> &'r ReasonStats {
 fn handling(ex: &ExitsReport, reason: &str) -> (u64, u64, Option<u64>, Option<u64>, Option<u64>) {
     let x = row(ex, reason);
     let h = x.handling.as_ref();
-    (x.count, h.map_or(0, |h| h.count), h.map(|h| h.min_ns), h.map(|h| h.max_ns), h.map(|h| h.p50_ns))
+    (
+        x.count,
+        h.map_or(0, |h| h.count),
+        h.map(|h| h.min_ns),
+        h.map(|h| h.max_ns),
+        h.map(|h| h.p50_ns),
+    )
 }
 
 #[test]
@@ -54,7 +60,8 @@ fn vmx_5_10_pairs_per_vcpu_thread() {
     assert_eq!(handling(&ex, "HLT"), (1, 1, Some(100_000), Some(100_000), Some(100_000)));
     assert_eq!(handling(&ex, "IO"), (1, 1, Some(3000), Some(3000), Some(3000)));
     assert_eq!(ex.exits, 10);
-    let total: u64 = ex.reasons.iter().filter_map(|r| r.handling.as_ref()).map(|h| h.total_ns).sum();
+    let total: u64 =
+        ex.reasons.iter().filter_map(|r| r.handling.as_ref()).map(|h| h.total_ns).sum();
     assert_eq!(total, 118_000);
     assert_eq!((ex.unpaired_exits, ex.unmatched_entries), (2, 2));
     assert_eq!((events["kvm_exit"], events["kvm_entry"]), (10, 10));

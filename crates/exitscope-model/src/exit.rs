@@ -411,14 +411,22 @@ pub fn vendor_reason(name: &str) -> ExitReason {
         return ExitReason { kind, isa: Some(isa), code: Some(code), vendor: Some(name.into()) };
     }
     // `__print_symbolic` prints codes it has no name for in hex; trace-cmd `UNKNOWN (n)`.
-    let code = name
-        .strip_prefix("0x")
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .or_else(|| {
-            name.strip_prefix("UNKNOWN (").and_then(|r| r.strip_suffix(')')).and_then(|d| {
-                d.trim().parse().ok()
-            })
+    let code =
+        name.strip_prefix("0x").and_then(|h| u32::from_str_radix(h, 16).ok()).or_else(|| {
+            name.strip_prefix("UNKNOWN (")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|d| d.trim().parse().ok())
         });
+    // VMX basic exit reasons are below 0x100; codes above can only be SVM's (0x400 npf, ...).
+    if let Some(c) = code
+        && c >= 0x100
+        && name.starts_with("0x")
+    {
+        let svm = svm_reason(c);
+        if svm.kind != ExitKind::Other {
+            return ExitReason { vendor: Some(name.into()), ..svm };
+        }
+    }
     ExitReason { kind: ExitKind::Other, isa: None, code, vendor: Some(name.into()) }
 }
 
@@ -665,9 +673,23 @@ mod tests {
         assert_eq!((failed.kind, failed.code), (ExitKind::EptNpf, Some(48)));
         assert_eq!(failed.vendor.as_deref(), Some("EPT_VIOLATION FAILED_VMENTRY"));
         let unknown = r("UNKNOWN (78)");
-        assert_eq!((unknown.kind, unknown.code, unknown.label()), (ExitKind::Other, Some(78), "UNKNOWN (78)"));
+        assert_eq!(
+            (unknown.kind, unknown.code, unknown.label()),
+            (ExitKind::Other, Some(78), "UNKNOWN (78)")
+        );
         let hex = r("0x4e");
-        assert_eq!((hex.kind, hex.code, hex.isa), (ExitKind::Other, Some(0x4e), None));
+        assert_eq!(
+            (hex.kind, hex.code, hex.isa),
+            (ExitKind::Other, Some(0x4e), None),
+            "VMX or SVM?"
+        );
+        let svm_only = r("0x403");
+        assert_eq!(
+            (svm_only.kind, svm_only.isa),
+            (ExitKind::Vmgexit, Some(Isa::Svm)),
+            "> 0xff: SVM"
+        );
+        assert_eq!(svm_only.vendor.as_deref(), Some("0x403"), "kept as printed");
         assert_eq!(r("").kind, ExitKind::Unknown);
         assert_eq!(r("VMREAD").label(), "NESTED_VIRT");
     }
@@ -711,7 +733,10 @@ mod tests {
         // Wrapped after `rip` (the rest went to the next line).
         assert_eq!(parse_kvm_exit("reason npf rip").unwrap().reason, "npf");
         assert_eq!(parse_kvm_exit("vcpu 0 reason npf rip").unwrap().rip, None);
-        assert_eq!(parse_kvm_exit("reason  EPT_VIOLATION FAILED_VMENTRY rip 0x1").unwrap().reason, "EPT_VIOLATION FAILED_VMENTRY");
+        assert_eq!(
+            parse_kvm_exit("reason  EPT_VIOLATION FAILED_VMENTRY rip 0x1").unwrap().reason,
+            "EPT_VIOLATION FAILED_VMENTRY"
+        );
         assert_eq!(parse_kvm_exit("vcpu 0 reason"), None);
         assert_eq!(parse_kvm_exit("vcpu 0, rip 0x1"), None);
     }
@@ -722,11 +747,21 @@ mod tests {
         assert_eq!(pio.kind, ExitKind::Io);
         assert_eq!(pio.key, Some(ExitKey::Port { port: 0x4d0, write: true }));
         let msr = tracepoint_exit("kvm_msr", "msr_read 1d9 = 0x0").unwrap();
-        assert_eq!((msr.kind, msr.key), (ExitKind::MsrRead, Some(ExitKey::Msr { index: 0x1d9, write: false })));
+        assert_eq!(
+            (msr.kind, msr.key),
+            (ExitKind::MsrRead, Some(ExitKey::Msr { index: 0x1d9, write: false }))
+        );
         let mmio =
-            tracepoint_exit("kvm_mmio", "mmio unsatisfied-read len 4 gpa 0xfee00030 val 0x0").unwrap();
-        assert_eq!((mmio.mmio, mmio.key), (Some(MmioStep::UnsatisfiedRead), Some(ExitKey::Gpa(0xfee0_0030))));
-        assert_eq!(tracepoint_exit("kvm_cpuid", "func 0 idx 0 rax 1").unwrap().kind, ExitKind::Cpuid);
+            tracepoint_exit("kvm_mmio", "mmio unsatisfied-read len 4 gpa 0xfee00030 val 0x0")
+                .unwrap();
+        assert_eq!(
+            (mmio.mmio, mmio.key),
+            (Some(MmioStep::UnsatisfiedRead), Some(ExitKey::Gpa(0xfee0_0030)))
+        );
+        assert_eq!(
+            tracepoint_exit("kvm_cpuid", "func 0 idx 0 rax 1").unwrap().kind,
+            ExitKind::Cpuid
+        );
         assert_eq!(tracepoint_exit("kvm_entry", "vcpu 0"), None);
         assert_eq!(ExitKey::Port { port: 0x3f0, write: true }.to_string(), "port 0x3f0 out");
     }

@@ -226,12 +226,24 @@ fn event_traces_compare_per_exit_reason() {
         let mut t = String::new();
         let mut ts = 1_000_000u64;
         for us in cpuid_us {
-            t.push_str(&format!(" q-7 [001] {}.{:06}: kvm_exit: vcpu 0 reason CPUID rip 0x1\n", ts / 1_000_000, ts % 1_000_000));
+            t.push_str(&format!(
+                " q-7 [001] {}.{:06}: kvm_exit: vcpu 0 reason CPUID rip 0x1\n",
+                ts / 1_000_000,
+                ts % 1_000_000
+            ));
             ts += u64::from(us);
-            t.push_str(&format!(" q-7 [001] {}.{:06}: kvm_entry: vcpu 0, rip 0x3\n", ts / 1_000_000, ts % 1_000_000));
+            t.push_str(&format!(
+                " q-7 [001] {}.{:06}: kvm_entry: vcpu 0, rip 0x3\n",
+                ts / 1_000_000,
+                ts % 1_000_000
+            ));
             ts += 10;
         }
-        t.push_str(&format!(" q-7 [001] {}.{:06}: kvm_exit: vcpu 0 reason HLT rip 0x1\n", ts / 1_000_000, ts % 1_000_000));
+        t.push_str(&format!(
+            " q-7 [001] {}.{:06}: kvm_exit: vcpu 0 reason HLT rip 0x1\n",
+            ts / 1_000_000,
+            ts % 1_000_000
+        ));
         t
     };
     let a = analyse_text(&trace([1, 1, 2]), opts());

@@ -586,8 +586,7 @@ fn classify_one(
             if let Some(&(i, k)) = matches.iter().find(|(_, k)| k.refines(kind)) {
                 cur = reasons.refined(cur, k);
                 c.evidence.push(name(i));
-            } else if let Some(&(k, ev)) = tracepoint_kinds.iter().find(|(k, _)| k.refines(kind))
-            {
+            } else if let Some(&(k, ev)) = tracepoint_kinds.iter().find(|(k, _)| k.refines(kind)) {
                 cur = reasons.refined(cur, k);
                 c.evidence.push(ev.to_string());
             } else {
@@ -607,10 +606,10 @@ fn classify_one(
         return c;
     }
     // A host interrupt taken right after the irq-off step, with nothing dispatched.
-    let irqoff = after.iter().position(|&i| role_of(roles, &root.nodes[i as usize]) == Role::IrqOff);
-    let interrupt_after = irqoff.and_then(|p| {
-        after[p + 1..].iter().copied().find(|&i| root.nodes[i as usize].interrupt)
-    });
+    let irqoff =
+        after.iter().position(|&i| role_of(roles, &root.nodes[i as usize]) == Role::IrqOff);
+    let interrupt_after = irqoff
+        .and_then(|p| after[p + 1..].iter().copied().find(|&i| root.nodes[i as usize].interrupt));
     if raw_event.is_none()
         && called.is_empty()
         && !dispatchers.is_empty()
@@ -637,12 +636,10 @@ fn classify_one(
         }
     }
     if c.evidence.is_empty() {
-        c.evidence.push(
-            match dispatchers.last() {
-                Some(&d) => format!("{} called nothing", name(d as usize)),
-                None => "no kvm_exit event, handler or dispatcher after the run call".to_string(),
-            },
-        );
+        c.evidence.push(match dispatchers.last() {
+            Some(&d) => format!("{} called nothing", name(d as usize)),
+            None => "no kvm_exit event, handler or dispatcher after the run call".to_string(),
+        });
     }
     c
 }
@@ -812,9 +809,7 @@ impl<'t> GraphExits<'t> {
         for (k, (u, c)) in units.iter().zip(classes).enumerate() {
             self.exits += 1;
             let mut phases = u.phases(root);
-            covered = covered
-                .zip(phases.total())
-                .map(|(a, b)| a.saturating_add(b));
+            covered = covered.zip(phases.total()).map(|(a, b)| a.saturating_add(b));
             if split {
                 phases.completion = Some(0);
             }

@@ -91,8 +91,8 @@ fn the_model_decodes_every_vocabulary_alike() {
             assert_eq!(reasons.get(id).label(), want, "{raw}");
         }
     }
-    let id = reasons.vendor("0x403");
-    assert_eq!(reasons.get(id).label(), "0x403");
+    let id = reasons.vendor("0x4e");
+    assert_eq!(reasons.get(id).label(), "0x4e");
 }
 
 #[test]
@@ -207,13 +207,13 @@ fn handlers_inside_interrupts_are_ignored() {
 #[test]
 fn unknown_exits_list_what_the_dispatcher_called() {
     let ex = exits_of(&veg(
-        "    # kvm_exit: vcpu 0 reason 0x403 rip 0x1",
+        "    # kvm_exit: vcpu 0 reason 0x4e rip 0x1",
         "  svm_handle_exit_irqoff [kvm_amd] 40\n  svm_handle_exit [kvm_amd] 50 {\n svm_invoke_exit_handler [kvm_amd] 50 {\n svm_handle_invalid_exit [kvm_amd] 300 {\n dump_vmcb [kvm_amd] 900\n }\n }\n }",
     ));
     // A code with no name is kept as printed, with what the dispatcher did as evidence.
-    assert_eq!(only_reason(&ex), "0x403");
-    assert_eq!(ex.reasons[0].evidence[0].name, "kvm_exit: 0x403 + svm_handle_invalid_exit");
-    assert_eq!(ex.reasons[0].vendor[0].name, "0x403");
+    assert_eq!(only_reason(&ex), "0x4e");
+    assert_eq!(ex.reasons[0].evidence[0].name, "kvm_exit: 0x4e + svm_handle_invalid_exit");
+    assert_eq!(ex.reasons[0].vendor[0].name, "0x4e");
     // Without a dispatcher: the calls after the run call.
     let ex = exits_of(&veg("", "  mystery_handler [kvm] 300"));
     assert_eq!(ex.reasons[0].evidence[0].name, "mystery_handler");
@@ -269,10 +269,7 @@ fn a_big_root_is_cut_at_each_run_call() {
     let by = |name: &str| ex.reasons.iter().find(|x| x.reason == name).unwrap();
     // First exit: from the container's first child (vcpu_load) to its dispatcher.
     let c = by("CPUID");
-    assert_eq!(
-        (mean(&c.before), mean(&c.run), mean(&c.after)),
-        (Some(350), Some(2000), Some(390))
-    );
+    assert_eq!((mean(&c.before), mean(&c.run), mean(&c.after)), (Some(350), Some(2000), Some(390)));
     assert_eq!(mean(&c.other), Some(0));
     // Second: what followed the first dispatcher is its `before`.
     let io = by("IO");
@@ -440,10 +437,7 @@ fn random_trees_never_panic_and_always_add_up() {
             out.push_str(&format!("{}}}\n", "  ".repeat(depth)));
         }
         let text = graph(&out);
-        let r = analyse_text(
-            &text,
-            crate::AnalysisOptions::for_diff(),
-        );
+        let r = analyse_text(&text, crate::AnalysisOptions::for_diff());
         let Some(ex) = r.exits else {
             assert!(!out.contains("_vcpu_run") && !out.contains("kvm_exit"), "{out}");
             continue;
@@ -475,7 +469,10 @@ fn an_interrupt_after_the_irqoff_step_with_an_empty_dispatcher_is_an_external_in
     ));
     assert_eq!(only_reason(&ex), "EXTERNAL_INTERRUPT");
     let ev = &ex.reasons[0].evidence[0].name;
-    assert!(ev.contains("__sysvec_apic_timer_interrupt") && ev.contains("svm_handle_exit_irqoff"), "{ev}");
+    assert!(
+        ev.contains("__sysvec_apic_timer_interrupt") && ev.contains("svm_handle_exit_irqoff"),
+        "{ev}"
+    );
     // The interrupt's time is in the `after` phase (wall time it took), not lost.
     assert_eq!(mean(&ex.reasons[0].after), Some(40 + 1600 + 50));
     // Without the interrupt it stays unknown, and says why: evidence is never empty.
@@ -533,7 +530,8 @@ fn completion_work_belongs_to_the_exit_it_completes() {
     let in_exits: u64 = ex.reasons.iter().map(|x| total(&x.total)).sum();
     assert_eq!(in_exits + ex.unattributed_ns, roots);
     // With no earlier exit in the trace, the completion is unattributed, not someone's before.
-    let second_only = USERSPACE_IO.split_once("}\nkvm_arch").map(|(_, b)| format!("kvm_arch{b}")).unwrap();
+    let second_only =
+        USERSPACE_IO.split_once("}\nkvm_arch").map(|(_, b)| format!("kvm_arch{b}")).unwrap();
     let ex = analyse_text(&graph(&second_only), exits_opts()).exits.unwrap();
     assert_eq!(ex.reasons[0].before.as_ref().map(|d| d.max_ns), Some(300));
     assert_eq!(ex.unattributed_ns, 100 + 700 + 200);

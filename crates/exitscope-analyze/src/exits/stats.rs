@@ -99,7 +99,7 @@ impl ExitStats {
         let s = &mut self.span;
         s.first = Some(s.first.map_or(ts, |f| f.min(ts)));
         s.last = Some(s.last.map_or(ts, |l| l.max(ts)));
-        let whole = ts % 1000 == 0;
+        let whole = ts.is_multiple_of(1000);
         self.whole_us = Some(self.whole_us.unwrap_or(true) && whole);
     }
 
@@ -350,10 +350,7 @@ impl ExitStats {
             y.count
                 .cmp(&x.count)
                 .then(
-                    y.total
-                        .as_ref()
-                        .map(|t| t.total_ns)
-                        .cmp(&x.total.as_ref().map(|t| t.total_ns)),
+                    y.total.as_ref().map(|t| t.total_ns).cmp(&x.total.as_ref().map(|t| t.total_ns)),
                 )
                 .then(x.reason.cmp(&y.reason))
         });
@@ -362,7 +359,9 @@ impl ExitStats {
             1 => self.sources.iter().next().map_or("none", |s| s.as_str()).to_string(),
             _ => "mixed".to_string(),
         };
-        if total_exits > 0 && !handling_available && !self.sources.contains(&ExitSource::FunctionGraph)
+        if total_exits > 0
+            && !handling_available
+            && !self.sources.contains(&ExitSource::FunctionGraph)
         {
             notes.insert(
                 0,
@@ -396,11 +395,7 @@ impl ExitStats {
                 "{} exit(s) were exitscope's own benchmark signalling (port {}), not the \
                  experiment's; left out of the figures",
                 self.harness_exits,
-                self.harness_ports
-                    .iter()
-                    .map(|p| format!("{p:#x}"))
-                    .collect::<Vec<_>>()
-                    .join("/")
+                self.harness_ports.iter().map(|p| format!("{p:#x}")).collect::<Vec<_>>().join("/")
             ));
         }
         if let Some(r) = rows.first()
