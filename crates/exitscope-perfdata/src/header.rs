@@ -52,6 +52,21 @@ pub(crate) mod feature {
     pub const VERSION: u32 = 5;
     pub const NRCPUS: u32 = 7;
     pub const CPUID: u32 = 9;
+
+    /// What a truncation error calls feature section `bit`.
+    pub fn name(bit: u32) -> &'static str {
+        match bit {
+            TRACING_DATA => "tracing data feature section",
+            2 => "build id feature section",
+            3 => "hostname feature section",
+            OSRELEASE => "osrelease feature section",
+            VERSION => "version feature section",
+            NRCPUS => "nrcpus feature section",
+            CPUID => "cpuid feature section",
+            12 => "event_desc feature section",
+            _ => "feature section",
+        }
+    }
 }
 
 /// One `perf_event_attr` of the file, with the sample ids that belong to it.
@@ -186,7 +201,6 @@ impl FileHeader {
                     .into(),
             });
         }
-        data.slice(file, "data section")?;
 
         if attr_size < ATTR_SIZE_VER0 + 16 {
             return Err(Error::Malformed {
@@ -215,14 +229,29 @@ impl FileHeader {
         }
 
         // One perf_file_section per set feature bit, in bit order, right after the data.
+        // When the file ends inside the data, the record walk names the place instead.
         let table_at = data.offset.saturating_add(data.size);
-        let table = file.get(usize::try_from(table_at).unwrap_or(usize::MAX)..).unwrap_or(&[]);
-        let mut fc = Cursor::new(table, table_at, big_endian);
         let mut features = Vec::new();
-        for bit in 0..256u32 {
-            let word = bits.get((bit / 64) as usize).copied().unwrap_or(0);
-            if word & (1 << (bit % 64)) != 0 {
-                features.push((bit, Section::parse(&mut fc, "feature section table")?));
+        if table_at <= file.len() as u64 {
+            let table = file.get(table_at as usize..).unwrap_or(&[]);
+            let mut fc = Cursor::new(table, table_at, big_endian);
+            for bit in 0..256u32 {
+                let word = bits.get((bit / 64) as usize).copied().unwrap_or(0);
+                if word & (1 << (bit % 64)) != 0 {
+                    features.push((bit, Section::parse(&mut fc, "feature section table")?));
+                }
+            }
+            // Every section must lie in the file: a file cut short loses its feature
+            // sections first (they follow the data), and perf refuses such a file too.
+            for (bit, s) in &features {
+                if s.slice(file, "feature section").is_err() {
+                    return Err(Error::Truncated {
+                        offset: s.offset,
+                        what: feature::name(*bit),
+                        needed: s.size,
+                        available: (file.len() as u64).saturating_sub(s.offset),
+                    });
+                }
             }
         }
         Ok(FileHeader { big_endian, pipe: false, attrs, data, features })

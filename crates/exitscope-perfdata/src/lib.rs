@@ -224,7 +224,19 @@ impl<'a> PerfData<'a> {
     pub fn parse(file: &'a [u8]) -> Result<PerfData<'a>, Error> {
         let h = FileHeader::parse(file)?;
         let mut w = Walker::new(file, h.big_endian, h.pipe, h.attrs.clone());
-        w.walk_file(h.data.offset, h.data.offset + h.data.size)?;
+        let data_end = h.data.offset.saturating_add(h.data.size);
+        let file_len = file.len() as u64;
+        // A file cut inside its data section: the record that runs past the end names the
+        // place; one cut at a record boundary is caught after the walk.
+        w.walk_file(h.data.offset, data_end.min(file_len))?;
+        if data_end > file_len {
+            return Err(Error::Truncated {
+                offset: h.data.offset.min(file_len),
+                what: "data section (the file ends before it does)",
+                needed: h.data.size,
+                available: file_len.saturating_sub(h.data.offset),
+            });
+        }
         let tracing_bytes = match w.tracing_data {
             Some(t) => Some(t),
             None => {

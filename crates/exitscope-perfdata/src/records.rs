@@ -261,12 +261,12 @@ impl<'a> Walker<'a> {
                 });
             }
             if size > avail {
-                return Err(Error::Truncated {
-                    offset: pos,
-                    what: if self.pipe { "record" } else { "record (data section ends)" },
-                    needed: size,
-                    available: avail,
-                });
+                let what = if end == file.len() as u64 {
+                    "record (the file ends)"
+                } else {
+                    "record (the data section ends)"
+                };
+                return Err(Error::Truncated { offset: pos, what, needed: size, available: avail });
             }
             let body_at = pos + 8;
             let body = c.bytes_u64(size - 8, "record body")?;

@@ -227,3 +227,18 @@ fn fixture_records_carry_sample_time_cpu_tid_and_comm() {
     assert!(c.events[exit].1.contains(" reason "), "{}", c.events[exit].1);
     assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
 }
+
+/// The small VMX fixture committed as `tests/data/perfdata/kvm-stat-vmx.data` (a fuzz seed,
+/// and a perf.data.guest for trying exitscope by hand); `EXITSCOPE_BLESS=1` rewrites it.
+#[test]
+fn committed_writer_fixture_is_up_to_date() {
+    let reasons = [(10, 900, 2_500), (30, 2_000, 15_000), (48, 1_500, 40_000), (31, 700, 3_000)];
+    let bytes = fixture(1, "GenuineIntel,6,85,7", &reasons, 20);
+    let path = common::data_dir().join("perfdata/kvm-stat-vmx.data");
+    if std::env::var_os("EXITSCOPE_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &bytes).expect("bless");
+    }
+    let committed = std::fs::read(&path).expect("run with EXITSCOPE_BLESS=1 to create it");
+    assert!(committed == bytes, "{} is stale: rerun with EXITSCOPE_BLESS=1", path.display());
+    assert_eq!(ours(&committed).values().map(|r| r.0).sum::<u64>(), 40);
+}

@@ -33,6 +33,35 @@ pub fn perf() -> Option<&'static str> {
     ok.then_some("perf")
 }
 
+/// Event name → event texts in order, from `perf script`'s default output
+/// (`comm tid [cpu] time: kvm:kvm_pio: text`).
+pub fn parse_perf_script(text: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut per: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for line in text.lines() {
+        let Some(at) = line.find(" kvm:") else { continue };
+        let rest = &line[at + 1..];
+        let Some((event, text)) = rest.split_once(": ") else { continue };
+        let name = event.trim_end_matches(':').trim_start_matches("kvm:").to_string();
+        per.entry(name).or_default().push(text.trim_end().to_string());
+    }
+    per
+}
+
+/// Event name → event texts in order, from this reader.
+pub fn read_events(
+    bytes: &[u8],
+    name: &str,
+) -> (exitscope_perfdata::Summary, std::collections::BTreeMap<String, Vec<String>>) {
+    let mut c = Collect::default();
+    let s = exitscope_perfdata::read(bytes, name, &mut c).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(c.diagnostics.is_empty(), "{name}: {:?}", c.diagnostics);
+    let mut per: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (n, text) in c.events {
+        per.entry(n).or_default().push(text.trim_end().to_string());
+    }
+    (s, per)
+}
+
 /// A scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("exitscope-perfdata-{name}-{}", std::process::id()));
