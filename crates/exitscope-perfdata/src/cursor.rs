@@ -82,7 +82,7 @@ impl<'a> Cursor<'a> {
 
     /// Skips `n` u64 words (`n` read from the file).
     pub(crate) fn skip_u64s(&mut self, n: u64, what: &'static str) -> Result<(), Error> {
-        let len = n.checked_mul(8).unwrap_or(u64::MAX);
+        let len = n.saturating_mul(8);
         self.bytes_u64(len, what).map(|_| ())
     }
 }

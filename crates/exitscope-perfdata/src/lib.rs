@@ -46,28 +46,35 @@
 //!
 //! ## Why a reader of our own
 //!
-//! Two crates read perf.data; both were built and tried (numbers from this project's
-//! 2-core build machine):
+//! Two crates read perf.data; both were built and tried on this project's 2-core build
+//! machine (December 2025):
 //!
 //! - `linux-perf-data` 0.13 (mstange) parses the header, attrs, feature sections (the
 //!   tracing data as raw bytes), samples (with `linux-perf-event-reader`), sorts rounds and
-//!   decompresses. It adds 10 crates to this workspace (`prost` + `prost-derive` for
-//!   simpleperf files among them; 25 crates alone) and ~40 s of CPU to a cold build. Its
-//!   errors say what failed but not where (`Could not read PerfEvent data`), and it
-//!   allocates feature sections by the size the file declares before checking it against
-//!   the file, so a corrupt size is an allocation failure (abort) rather than an error.
-//!   It reads through `Read + Seek`, copying every record into a buffer.
-//! - `tracepoint_perf` 0.5 (Microsoft) is light (4 crates, ~6 s) and can also write
-//!   perf.data, but reads only from a path (`open_file(&str)`), not from bytes we already
-//!   hold (stdin, a memory map), returns `io::Error`s without offsets, and decodes
-//!   tracepoint fields with its own formatter rather than the kernel's `print fmt`.
+//!   decompresses. It brings 25 crates (9 new to this workspace: `prost` + `prost-derive`
+//!   for simpleperf files, `itertools`, `bytes`, `byteorder`, ...), ~38 s of CPU on top of
+//!   what the workspace already builds (1 min 52 s wall alone, cold). Its errors say what
+//!   but not where: a perf.data cut inside its data section gives `I/O error: failed to fill
+//!   whole buffer`. It allocates each feature section by the size the file declares before
+//!   checking it: a file whose tracing-data size field is corrupt (2^62) aborts the process
+//!   (`memory allocation of 4611686018427387904 bytes failed`), where this reader says
+//!   `byte 0x92d0: truncated tracing data feature section: need 4611686018427387904 bytes,
+//!   17661 available`. It reads through `Read + Seek`, copying every record.
+//! - `tracepoint_perf` 0.5 (Microsoft) is light (5 crates with `tracepoint_decode`,
+//!   `eventheader_types`, `libc`; ~6 s of CPU cold) and can also write perf.data, but reads
+//!   only from a path (`PerfDataFileReader::open_file(&str)`), not from bytes the caller
+//!   holds (stdin, a memory map), returns `io::Error`s without offsets, and formats
+//!   tracepoint fields itself rather than by the kernel's `print fmt`, so exitscope-tracedat
+//!   would render them anyway.
 //!
-//! What exitscope needs from perf.data is small: the header, the attrs, four feature
-//! sections, and six record types (about 600 lines here, reusing exitscope-tracedat for
-//! everything tracepoint-specific and `zstd`, already in the tree, for compression). A
-//! reader of our own gives the project's error contract (byte offset, what was expected,
-//! never a panic; fuzzed by `fuzz/fuzz_targets/perfdata.rs`), zero-copy decoding from the
-//! caller's bytes, and no new dependency.
+//! What exitscope needs from perf.data is small: the header, the attrs, five feature
+//! sections and seven record types (about 1,400 lines here with docs and tests), while
+//! everything tracepoint-specific is exitscope-tracedat's and compression is `zstd`,
+//! already in the tree. A reader of our
+//! own keeps the project's error contract (byte offset and what was expected, never a
+//! panic; fuzzed by `fuzz/fuzz_targets/perfdata.rs`), decodes from the caller's bytes
+//! without copying, and adds no dependency. The fixtures' writer is the test tree's
+//! (`tests/common/writer.rs`), checked by perf itself reading what it writes.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -223,7 +230,7 @@ impl<'a> PerfData<'a> {
     /// Any structural problem, with its byte offset.
     pub fn parse(file: &'a [u8]) -> Result<PerfData<'a>, Error> {
         let h = FileHeader::parse(file)?;
-        let mut w = Walker::new(file, h.big_endian, h.pipe, h.attrs.clone());
+        let mut w = Walker::new(file, h.big_endian, h.attrs.clone());
         let data_end = h.data.offset.saturating_add(h.data.size);
         let file_len = file.len() as u64;
         // A file cut inside its data section: the record that runs past the end names the

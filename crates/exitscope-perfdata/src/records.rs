@@ -204,7 +204,6 @@ impl AttrIndex {
 pub(crate) struct Walker<'a> {
     pub file: &'a [u8],
     pub big_endian: bool,
-    pub pipe: bool,
     pub attrs: Vec<Attr>,
     pub index: AttrIndex,
     /// Pipe mode: (file offset, bytes) of the tracing data that follows its record.
@@ -221,12 +220,11 @@ pub(crate) struct Walker<'a> {
 }
 
 impl<'a> Walker<'a> {
-    pub(crate) fn new(file: &'a [u8], big_endian: bool, pipe: bool, attrs: Vec<Attr>) -> Self {
+    pub(crate) fn new(file: &'a [u8], big_endian: bool, attrs: Vec<Attr>) -> Self {
         let index = AttrIndex::new(&attrs);
         Walker {
             file,
             big_endian,
-            pipe,
             attrs,
             index,
             tracing_data: None,
@@ -441,4 +439,62 @@ pub(crate) fn trailer_cpu(body: &[u8], big_endian: bool, attr: &Attr) -> Option<
         return None;
     }
     sample_id_trailer(body, big_endian, attr.sample_type).1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(sample_type: u64, read_format: u64) -> Attr {
+        Attr { kind: 2, config: 1, sample_type, read_format, sample_id_all: true, ids: vec![] }
+    }
+
+    fn words(w: &[u64]) -> Vec<u8> {
+        w.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn sample_fields_before_raw_are_skipped_by_sample_type() {
+        // IDENTIFIER, IP, TID, TIME, CPU, READ (group of 2 with ids), CALLCHAIN (3), RAW.
+        let st = sample::IDENTIFIER
+            | sample::IP
+            | sample::TID
+            | sample::TIME
+            | sample::CPU
+            | sample::READ
+            | sample::CALLCHAIN
+            | sample::RAW;
+        let rf = read_format::GROUP | read_format::ID | read_format::TOTAL_TIME_ENABLED;
+        let mut b = words(&[7, 0xffff, (42 << 32) | 41, 1234, 3]);
+        b.extend(words(&[2, 99, 10, 1, 20, 2])); // nr, enabled, (value, id) x2
+        b.extend(words(&[3, 1, 2, 3])); // callchain
+        b.extend(4u32.to_le_bytes());
+        b.extend([0xaa, 0xbb, 0xcc, 0xdd]);
+        let s = parse_sample(&b, 0, false, &attr(st, rf)).unwrap();
+        assert_eq!((s.tid, s.time, s.cpu), (Some(42), Some(1234), Some(3)));
+        assert_eq!(s.raw, Some(&[0xaa, 0xbb, 0xcc, 0xdd][..]));
+        // One byte short of the raw data: an error naming the field.
+        let e = parse_sample(&b[..b.len() - 1], 0x100, false, &attr(st, rf)).unwrap_err();
+        assert!(e.to_string().contains("truncated sample raw data"), "{e}");
+    }
+
+    #[test]
+    fn records_are_matched_to_attrs_by_sample_id() {
+        let st = sample::TID | sample::TIME | sample::ID | sample::CPU | sample::RAW;
+        let mut a = attr(st, 0);
+        a.ids = vec![5];
+        let mut b = attr(st, 0);
+        b.config = 2;
+        b.ids = vec![6];
+        let attrs = vec![a, b];
+        let idx = AttrIndex::new(&attrs);
+        // Sample: tid, time, id.
+        let body = words(&[1, 2, 6, 0]);
+        assert_eq!(idx.find(&attrs, kind::SAMPLE, &body, false).map(|a| a.config), Some(2));
+        // Non-sample record: the trailer ends with id then cpu.
+        let body = words(&[0, 0, 1, 2, 5, 0]);
+        assert_eq!(idx.find(&attrs, kind::LOST, &body, false).map(|a| a.config), Some(1));
+        let body = words(&[1, 2, 77, 0]);
+        assert!(idx.find(&attrs, kind::SAMPLE, &body, false).is_none());
+    }
 }

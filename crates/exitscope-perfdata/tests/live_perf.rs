@@ -20,7 +20,7 @@ fn environment() -> Result<(), String> {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
         .unwrap_or_default();
-    if !uid.split_whitespace().nth(1).is_some_and(|u| u == "0") {
+    if uid.split_whitespace().nth(1).is_none_or(|u| u != "0") {
         return Err("not root (perf needs it to record kvm tracepoints)".into());
     }
     Ok(())
