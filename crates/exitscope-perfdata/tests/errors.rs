@@ -89,6 +89,17 @@ fn first_record(b: &[u8], kind: u32) -> usize {
     }
 }
 
+/// Offset of the `u32` raw size of the sample record at `at` (the raw data ends the record).
+fn raw_size_field(b: &[u8], at: usize) -> usize {
+    let size = u16::from_le_bytes(b[at + 6..at + 8].try_into().unwrap()) as usize;
+    (at + 8..at + size - 4)
+        .find(|&i| {
+            let n = u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
+            i + 4 + n == at + size
+        })
+        .expect("raw size field")
+}
+
 #[test]
 fn a_record_size_below_its_header_is_an_error_at_that_record() {
     let mut b = fixture("kvm-file.data");
@@ -104,13 +115,7 @@ fn a_sample_too_short_for_its_sample_type_is_a_diagnostic_and_reading_goes_on() 
     let mut b = fixture("kvm-file.data");
     let at = first_record(&b, 9);
     // Claim a raw size larger than the record holds.
-    let size = u16::from_le_bytes(b[at + 6..at + 8].try_into().unwrap()) as usize;
-    let raw_size_at = (at + 8..at + size - 4)
-        .find(|&i| {
-            let n = u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
-            i + 4 + n == at + size
-        })
-        .expect("raw size field");
+    let raw_size_at = raw_size_field(&b, at);
     b[raw_size_at..raw_size_at + 4].copy_from_slice(&4000u32.to_le_bytes());
     let mut c = common::Collect::default();
     let s = exitscope_perfdata::read(&b, "bad.data", &mut c).unwrap();
@@ -127,14 +132,7 @@ fn a_sample_too_short_for_its_sample_type_is_a_diagnostic_and_reading_goes_on() 
 fn an_unknown_tracepoint_id_is_a_diagnostic() {
     let mut b = fixture("kvm-file.data");
     let at = first_record(&b, 9);
-    let size = u16::from_le_bytes(b[at + 6..at + 8].try_into().unwrap()) as usize;
-    let raw_at = (at + 8..at + size - 4)
-        .find(|&i| {
-            let n = u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
-            i + 4 + n == at + size
-        })
-        .unwrap()
-        + 4;
+    let raw_at = raw_size_field(&b, at) + 4;
     b[raw_at..raw_at + 2].copy_from_slice(&65000u16.to_le_bytes());
     let mut c = common::Collect::default();
     let s = exitscope_perfdata::read(&b, "bad.data", &mut c).unwrap();

@@ -252,12 +252,14 @@ impl<'a> Header<'a> {
             return Err(Error::NotTraceDat);
         }
         let mut c = Bytes::new(data, 0, Endian::Little);
-        let (v, mut h) = Header::preamble(&mut c)?;
+        c.read_bytes(10, "magic")?;
+        let v = c.cstr("version")?;
         let version = match v {
             b"6" => 6,
             b"7" => 7,
             _ => return Err(Error::UnsupportedVersion(String::from_utf8_lossy(v).into_owned())),
         };
+        let mut h = Header::preamble(&mut c)?;
         h.version = version;
         if version == 6 {
             h.parse_v6(data, c)?;
@@ -280,21 +282,20 @@ impl<'a> Header<'a> {
             });
         }
         let mut c = Bytes::new(data, base, Endian::Little);
-        let (v, mut h) = Header::preamble(&mut c)?;
+        c.read_bytes(10, "magic")?;
+        let v = c.cstr("version")?;
         if !v.starts_with(b"0.") {
             return Err(Error::UnsupportedVersion(String::from_utf8_lossy(v).into_owned()));
         }
+        let mut h = Header::preamble(&mut c)?;
         h.version = 6;
         h.metadata_v6(&mut c, v != b"0.5")?;
         Ok(h)
     }
 
-    /// Magic, version string, endianness, long size and page size: the start of both a
-    /// trace.dat and perf's tracing data. Returns the version string and a header holding
-    /// those fields.
-    fn preamble(c: &mut Bytes<'a>) -> Result<(&'a [u8], Header<'a>), Error> {
-        c.read_bytes(10, "magic")?;
-        let v = c.cstr("version")?;
+    /// Endianness, long size and page size, after the magic and version string: the start
+    /// of both a trace.dat and perf's tracing data. Returns a header holding those fields.
+    fn preamble(c: &mut Bytes<'a>) -> Result<Header<'a>, Error> {
         let endian = match c.u8("endianness")? {
             0 => Endian::Little,
             1 => Endian::Big,
@@ -331,7 +332,7 @@ impl<'a> Header<'a> {
             cpu_stats: Vec::new(),
             trace_id: None,
         };
-        Ok((v, h))
+        Ok(h)
     }
 
     fn header_info(&mut self, c: &mut Bytes<'_>) -> Result<(), Error> {
