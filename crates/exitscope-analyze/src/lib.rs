@@ -300,9 +300,11 @@ impl<'a> Analysis<'a> {
         let mut notes = Vec::new();
         if lo.lost_markers > 0 {
             notes.push(format!(
-                "the kernel lost {} events ({} LOST markers); calls and pairs spanning them were \
+                "the kernel lost {} events ({} LOST marker{}); calls and pairs spanning them were \
                  dropped",
-                lo.lost_events, lo.lost_markers
+                lo.lost_events,
+                lo.lost_markers,
+                if lo.lost_markers == 1 { "" } else { "s" }
             ));
         }
         if let Some(n) = events.get("kvm_emulate_insn")

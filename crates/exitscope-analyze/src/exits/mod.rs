@@ -322,7 +322,7 @@ pub struct ReasonStats {
     pub handling: Option<Distribution>,
     /// Share of all handling time, in percent.
     pub time_pct: Option<f64>,
-    /// Exits per second over the trace's time span.
+    /// Exits per second over the trace's time span (null for fewer than two exits).
     pub rate_per_s: Option<f64>,
     /// Time between consecutive exits of this reason on the same vCPU.
     pub inter_arrival: Option<Distribution>,
