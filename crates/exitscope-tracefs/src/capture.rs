@@ -1,12 +1,44 @@
-//! Streaming `trace_pipe` to a file, and lost events from `per_cpu/cpuN/stats`.
+//! Capture: the kernel's text (`trace_pipe`) or its binary pages (`per_cpu/cpuN/
+//! trace_pipe_raw`, see `dat.rs`) to a file, and lost events from `per_cpu/cpuN/stats`.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use exitscope_tracedat::Compression;
+
 use crate::error::Error;
 use crate::session::Session;
+
+/// What [`Session::capture`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CaptureFormat {
+    /// The kernel's formatted text from `trace_pipe` (one merged stream, µs timestamps),
+    /// after a `# tracer:` header.
+    #[default]
+    Text,
+    /// trace-cmd's trace.dat (version 7): the ring-buffer pages of every CPU's
+    /// `trace_pipe_raw` as the kernel wrote them (ns timestamps, nothing formatted), with the
+    /// event formats, kallsyms, printk formats, saved cmdlines and per-CPU stats. Read by
+    /// `exitscope report` and `trace-cmd report`.
+    TraceDat {
+        /// zstd by default (as trace-cmd 3.x); `None` for the least CPU.
+        compression: Compression,
+    },
+}
+
+impl CaptureFormat {
+    /// The format an output path asks for: text for a `.txt` file, otherwise trace.dat
+    /// with `compression` (`-o t.dat`, `-o -`, any other name).
+    pub fn for_path(path: &Path, compression: Compression) -> CaptureFormat {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
+            CaptureFormat::Text
+        } else {
+            CaptureFormat::TraceDat { compression }
+        }
+    }
+}
 
 /// Why a capture stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,15 +54,23 @@ pub enum StopWhen {
 /// What a capture wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CaptureSummary {
-    /// Bytes written to the output (including LOST lines appended at the end).
+    /// The format written.
+    pub format: CaptureFormat,
+    /// Bytes written to the output (text: including LOST lines appended at the end).
     pub bytes: u64,
-    /// Lines copied from `trace_pipe`.
+    /// Lines copied from `trace_pipe` (text).
     pub lines: u64,
-    /// Per CPU: events the kernel reported lost inside the stream (`CPU:N [LOST n EVENTS]`).
+    /// Ring-buffer pages written (trace.dat).
+    pub pages: u64,
+    /// Per CPU: events the kernel reported lost inside the stream (text: `CPU:N [LOST n
+    /// EVENTS]` lines; trace.dat: the counts stored in pages flagged with missed events).
     pub lost_in_stream: BTreeMap<u32, u64>,
     /// Per CPU: further events lost according to `per_cpu/cpuN/stats` (overrun + dropped
-    /// events since the start), appended as LOST lines at the end.
+    /// events since the start); text appends them as LOST lines at the end, trace.dat keeps
+    /// the stats in its CPUSTAT options.
     pub lost_from_stats: BTreeMap<u32, u64>,
+    /// Things worth telling the user that happened while recording.
+    pub notes: Vec<String>,
     /// Why it stopped.
     pub stop: Option<StopWhen>,
     /// How long it ran.
@@ -42,21 +82,56 @@ impl CaptureSummary {
     pub fn lost_total(&self) -> u64 {
         self.lost_in_stream.values().chain(self.lost_from_stats.values()).sum()
     }
+
+    /// What was written, for a message: `1200 lines (96000 bytes)`, `30 ring-buffer pages
+    /// (4096 bytes, zstd)`.
+    pub fn written(&self) -> String {
+        match self.format {
+            CaptureFormat::Text => format!("{} lines ({} bytes)", self.lines, self.bytes),
+            CaptureFormat::TraceDat { compression } => format!(
+                "{} ring-buffer pages as trace.dat ({} bytes, {})",
+                self.pages,
+                self.bytes,
+                match compression {
+                    Compression::None => "uncompressed",
+                    Compression::Zstd => "zstd",
+                    Compression::Zlib => "zlib",
+                }
+            ),
+        }
+    }
 }
 
 /// How often to look at the pipe, the stop condition and the signals when nothing arrives.
-const POLL: Duration = Duration::from_millis(20);
+pub(crate) const POLL: Duration = Duration::from_millis(20);
 
 impl Session {
-    /// Copy `trace_pipe` (the merged, time-ordered stream of all CPUs) to `out` until `stop`
-    /// returns `Some` (it is called with the elapsed time after every read attempt). Then turn
-    /// tracing off, drain what is left, and append a `CPU:N [LOST n EVENTS]` line for each CPU
-    /// whose stats show losses the stream did not already report. Tracing stays off and
-    /// nothing is restored yet (see [`Session::finish`]).
+    /// Record into `out` (named `out_name` in errors) in the session's
+    /// [`SessionConfig::format`](crate::SessionConfig::format) until `stop` returns `Some` (it
+    /// is called with the elapsed time after every round of reads). Then turn tracing off,
+    /// drain what is left, and account for losses: text appends a `CPU:N [LOST n EVENTS]`
+    /// line for each CPU whose stats show losses the stream did not already report; trace.dat
+    /// keeps the kernel's flags in its pages and the stats in its options. Tracing stays off
+    /// and nothing is restored yet (see [`Session::finish`]).
     ///
     /// # Errors
-    /// [`Error::Read`] for the pipe or stats, [`Error::Output`] naming `out_name`.
+    /// [`Error::Read`] for the pipes or stats, [`Error::Output`] naming `out_name` (or the
+    /// directory of trace.dat's per-CPU temp files).
     pub fn capture(
+        &mut self,
+        out: &mut dyn Write,
+        out_name: &Path,
+        stop: &mut dyn FnMut(Duration) -> Option<StopWhen>,
+    ) -> Result<CaptureSummary, Error> {
+        match self.format() {
+            CaptureFormat::Text => self.capture_text(out, out_name, stop),
+            CaptureFormat::TraceDat { compression } => {
+                self.capture_dat(compression, out, out_name, stop)
+            }
+        }
+    }
+
+    fn capture_text(
         &mut self,
         out: &mut dyn Write,
         out_name: &Path,
@@ -71,6 +146,13 @@ impl Session {
         let mut sum = CaptureSummary::default();
         let mut lines = LineCopier::default();
         let out_err = |source| Error::Output { path: out_name.to_owned(), source };
+        let header = format!(
+            "# tracer: {}\n# exitscope record: {}\n",
+            self.tracer(),
+            self.enabled().join(" ")
+        );
+        out.write_all(header.as_bytes()).map_err(out_err)?;
+        sum.bytes += header.len() as u64;
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = self.read_pipe(&mut buf, &fs, &pipe_rel)?;
@@ -190,17 +272,16 @@ pub(crate) fn buffered_entries(fs: &crate::Tracefs, dir: &str) -> u64 {
         .sum()
 }
 
+/// The CPU numbers of the `<dir>per_cpu/cpuN` directories.
+pub(crate) fn cpu_numbers(fs: &crate::Tracefs, dir: &str) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir(fs.path(&format!("{dir}per_cpu"))) else { return Vec::new() };
+    rd.flatten().filter_map(|e| e.file_name().to_str()?.strip_prefix("cpu")?.parse().ok()).collect()
+}
+
 /// Per CPU, `overrun + dropped events` from `<dir>per_cpu/cpuN/stats` (missing files: none).
-fn read_stats(fs: &crate::Tracefs, dir: &str) -> BTreeMap<u32, u64> {
+pub(crate) fn read_stats(fs: &crate::Tracefs, dir: &str) -> BTreeMap<u32, u64> {
     let mut m = BTreeMap::new();
-    let Ok(rd) = std::fs::read_dir(fs.path(&format!("{dir}per_cpu"))) else { return m };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(cpu) =
-            name.to_str().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse().ok())
-        else {
-            continue;
-        };
+    for cpu in cpu_numbers(fs, dir) {
         let Ok(text) = fs.read(&format!("{dir}per_cpu/cpu{cpu}/stats")) else { continue };
         let field = |k: &str| -> u64 {
             text.lines().find_map(|l| l.strip_prefix(k)?.trim().parse().ok()).unwrap_or(0)

@@ -356,7 +356,8 @@ fn events_mode_uses_a_private_instance_and_streams_lost_events() {
         .unwrap();
     s.finish().unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(text, format!("{TRACE_LINES}CPU:0 [LOST 5 EVENTS]\n"));
+    let header = "# tracer: nop\n# exitscope record: kvm:kvm_exit kvm:kvm_cpuid\n";
+    assert_eq!(text, format!("{header}{TRACE_LINES}CPU:0 [LOST 5 EVENTS]\n"));
     assert_eq!(sum.lines, 2);
     assert_eq!(sum.lost_total(), 5);
     assert_eq!(sum.stop, Some(StopWhen::Duration));
