@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -214,6 +214,11 @@ pub fn run(args: Args) -> CmdResult {
     }
     // Create the output first: a bad path fails before tracefs is touched.
     let sink: Box<dyn Write> = if args.output.as_os_str() == "-" {
+        if cfg.session.format != CaptureFormat::Text && std::io::stdout().is_terminal() {
+            return Err(Failure::input(anyhow!(
+                "-o - writes binary trace.dat: redirect it, or record text with -o FILE.txt"
+            )));
+        }
         Box::new(std::io::stdout().lock())
     } else {
         Box::new(
