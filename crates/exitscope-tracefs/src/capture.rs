@@ -154,41 +154,26 @@ impl Session {
         out.write_all(header.as_bytes()).map_err(out_err)?;
         sum.bytes += header.len() as u64;
         let mut buf = vec![0u8; 1 << 16];
-        loop {
+        let mut round = || -> Result<usize, Error> {
             let n = self.read_pipe(&mut buf, &fs, &pipe_rel)?;
             if n > 0 {
                 lines.push(&buf[..n], out, &mut sum).map_err(out_err)?;
             }
-            if let Some(why) = stop(started.elapsed()) {
-                sum.stop = Some(why);
-                break;
-            }
-            if n == 0 {
-                std::thread::sleep(POLL);
-            }
-        }
+            Ok(n)
+        };
+        let why = poll_until(started, stop, &mut round)?;
         self.stop_tracing()?;
-        // Drain: everything recorded before tracing_on went to 0. A bound keeps a flood from
-        // another writer from keeping us here forever.
-        for _ in 0..10_000 {
-            let n = self.read_pipe(&mut buf, &fs, &pipe_rel)?;
-            if n == 0 {
-                break;
-            }
-            lines.push(&buf[..n], out, &mut sum).map_err(out_err)?;
-        }
+        // Everything recorded before tracing_on went to 0.
+        drain(10_000, &mut round)?;
+        sum.stop = Some(why);
         lines.finish(out, &mut sum).map_err(out_err)?;
         self.with_pipe(|p| *p = None);
-        let after = read_stats(&fs, &self.dir);
-        for (cpu, total) in after {
-            let lost = total.saturating_sub(before.get(&cpu).copied().unwrap_or(0));
-            let seen = sum.lost_in_stream.get(&cpu).copied().unwrap_or(0);
-            if lost > seen {
-                let line = format!("CPU:{cpu} [LOST {} EVENTS]\n", lost - seen);
-                out.write_all(line.as_bytes()).map_err(out_err)?;
-                sum.bytes += line.len() as u64;
-                sum.lost_from_stats.insert(cpu, lost - seen);
-            }
+        sum.lost_from_stats =
+            lost_beyond(&before, &read_stats(&fs, &self.dir), &sum.lost_in_stream);
+        for (cpu, n) in &sum.lost_from_stats {
+            let line = format!("CPU:{cpu} [LOST {n} EVENTS]\n");
+            out.write_all(line.as_bytes()).map_err(out_err)?;
+            sum.bytes += line.len() as u64;
         }
         out.flush().map_err(out_err)?;
         sum.elapsed = started.elapsed();
@@ -270,6 +255,57 @@ pub(crate) fn buffered_entries(fs: &crate::Tracefs, dir: &str) -> u64 {
             t.lines().find_map(|l| l.strip_prefix("entries:")?.trim().parse::<u64>().ok())
         })
         .sum()
+}
+
+/// Runs `round` (one pass of reads, returning the bytes moved) until `stop`, asked after
+/// every pass with the time since `started`, says why to stop; sleeps [`POLL`] after a pass
+/// that moved nothing.
+pub(crate) fn poll_until(
+    started: Instant,
+    stop: &mut dyn FnMut(Duration) -> Option<StopWhen>,
+    round: &mut dyn FnMut() -> Result<usize, Error>,
+) -> Result<StopWhen, Error> {
+    loop {
+        let n = round()?;
+        if let Some(why) = stop(started.elapsed()) {
+            return Ok(why);
+        }
+        if n == 0 {
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Runs `round` until a pass moves nothing, at most `max` passes: a flood from another writer
+/// cannot keep us here.
+pub(crate) fn drain(
+    max: usize,
+    round: &mut dyn FnMut() -> Result<usize, Error>,
+) -> Result<(), Error> {
+    for _ in 0..max {
+        if round()? == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Per CPU, the events the stats count as lost between `before` and `after` beyond those the
+/// stream itself reported (`in_stream`).
+pub(crate) fn lost_beyond(
+    before: &BTreeMap<u32, u64>,
+    after: &BTreeMap<u32, u64>,
+    in_stream: &BTreeMap<u32, u64>,
+) -> BTreeMap<u32, u64> {
+    let mut m = BTreeMap::new();
+    for (&cpu, &total) in after {
+        let lost = total.saturating_sub(before.get(&cpu).copied().unwrap_or(0));
+        let seen = in_stream.get(&cpu).copied().unwrap_or(0);
+        if lost > seen {
+            m.insert(cpu, lost - seen);
+        }
+    }
+    m
 }
 
 /// The CPU numbers of the `<dir>per_cpu/cpuN` directories.

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use exitscope_tracedat::write::{CpuSpool, FileOptions, Metadata, option, write_file};
 use exitscope_tracedat::{Compression, Endian, PageFormat};
 
-use crate::capture::{CaptureFormat, CaptureSummary, POLL, StopWhen, cpu_numbers, read_stats};
+use crate::capture::{
+    CaptureFormat, CaptureSummary, StopWhen, cpu_numbers, drain, lost_beyond, poll_until,
+    read_stats,
+};
 use crate::error::Error;
 use crate::fs::Tracefs;
 use crate::raw::{PageReader, ReadMethod};
@@ -81,29 +84,12 @@ impl Session {
             ..CaptureSummary::default()
         };
         let mut buf = Vec::with_capacity(PAGES_PER_TURN * pages.page_size);
-        loop {
-            let n = self.drain(&mut cpus, &mut buf, &fs, &dir, false, &spool_err)?;
-            if let Some(why) = stop(started.elapsed()) {
-                sum.stop = Some(why);
-                break;
-            }
-            if n == 0 {
-                std::thread::sleep(POLL);
-            }
-        }
+        let mut round = |rest| self.read_round(&mut cpus, &mut buf, &fs, &dir, rest, &spool_err);
+        sum.stop = Some(poll_until(started, stop, &mut || round(false))?);
         self.stop_tracing()?;
-        // Full pages first, then the partial pages the writer left; bounded so that a flood
-        // from another writer cannot keep us here.
-        for _ in 0..1000 {
-            if self.drain(&mut cpus, &mut buf, &fs, &dir, false, &spool_err)? == 0 {
-                break;
-            }
-        }
-        for _ in 0..1000 {
-            if self.drain(&mut cpus, &mut buf, &fs, &dir, true, &spool_err)? == 0 {
-                break;
-            }
-        }
+        // Full pages first, then the partial pages the writer left.
+        drain(1000, &mut || round(false))?;
+        drain(1000, &mut || round(true))?;
         for c in cpus.iter().filter(|c| c.reader.held_back() > 0) {
             sum.notes.push(format!(
                 "cpu {}: trace_pipe_raw ended with {} bytes of an incomplete page; dropped",
@@ -129,13 +115,7 @@ impl Session {
                 sum.lost_in_stream.insert(s.cpu(), st.missed_events);
             }
         }
-        for (cpu, total) in after {
-            let lost = total.saturating_sub(before.get(&cpu).copied().unwrap_or(0));
-            let seen = sum.lost_in_stream.get(&cpu).copied().unwrap_or(0);
-            if lost > seen {
-                sum.lost_from_stats.insert(cpu, lost - seen);
-            }
-        }
+        sum.lost_from_stats = lost_beyond(&before, &after, &sum.lost_in_stream);
         let opts = FileOptions::new(7, compression, pages);
         let out_err = |source| Error::Output { path: out_name.to_owned(), source };
         sum.bytes = write_file(out, &opts, &meta, &mut spools).map_err(out_err)?;
@@ -145,7 +125,7 @@ impl Session {
 
     /// One turn over every CPU: up to [`PAGES_PER_TURN`] pages each into its spool. `rest`
     /// also takes the partial pages (after tracing stopped). Returns the bytes moved.
-    fn drain(
+    fn read_round(
         &self,
         cpus: &mut [Cpu],
         buf: &mut Vec<u8>,
