@@ -748,6 +748,16 @@ fn real_trace_dat_round_trips_through_trace_cmd_and_report_like_text() {
             let theirs = trace_cmd_counts(&out).unwrap();
             assert_eq!(theirs, ours, "{name}: trace-cmd report vs exitscope");
             assert_eq!(sum.lost_events + sum.lost_markers, 0, "{name}: events lost");
+            // Nanosecond timestamps (text has microseconds).
+            let t = exitscope_tracedat::TraceDat::parse(&bytes).unwrap();
+            let mut m = t.merge().unwrap();
+            let mut sub_us = 0;
+            while let Some(it) = m.next_event().unwrap() {
+                if let exitscope_tracedat::Merged::Event(e) = it {
+                    sub_us += u64::from(e.ts % 1000 != 0);
+                }
+            }
+            assert!(sub_us > 0, "{name}: every timestamp is a whole microsecond");
             eprintln!("{name}: {} bytes, events {ours:?}", bytes.len());
         }
     }
