@@ -736,15 +736,21 @@ fn real_trace_dat_round_trips_through_trace_cmd_and_report_like_text() {
         let v = report_json(&out);
         for (event, reason) in [("kvm_cpuid", "CPUID"), ("kvm_pio", "IO")] {
             assert_eq!(v["events"][event].as_u64(), Some(300), "{name}: {}", v["events"]);
-            let r = v["exit_reasons"].as_array().unwrap().iter().find(|r| r["reason"] == reason);
+            let r =
+                v["exits"]["reasons"].as_array().unwrap().iter().find(|r| r["reason"] == reason);
             assert_eq!(r.and_then(|r| r["count"].as_u64()), Some(300), "{name}: {reason}");
         }
         reports.push(v);
         if name.ends_with(".dat") {
             // trace-cmd reads the file and sees the same events, name by name.
             let bytes = fs::read(&out).unwrap();
-            let mut sink = KvmEventStats::new();
-            let sum = exitscope_tracedat::read(&bytes, name, &mut sink).unwrap();
+            struct Discard;
+            impl exitscope_model::RecordSink for Discard {
+                fn record(&mut self, _: &Record<'_>) -> exitscope_model::Flow {
+                    exitscope_model::Flow::Continue
+                }
+            }
+            let sum = exitscope_tracedat::read(&bytes, name, &mut Discard).unwrap();
             let ours: BTreeMap<String, u64> = sum.event_counts.iter().cloned().collect();
             let theirs = trace_cmd_counts(&out).unwrap();
             assert_eq!(theirs, ours, "{name}: trace-cmd report vs exitscope");
@@ -784,7 +790,7 @@ fn real_bench_trace_dat_counts_port_io_exits_like_text() {
         assert_eq!(snapshot_tracefs(), before, "tracefs differs after recording {name}");
         let v = report_json(&out);
         let n = v["events"]["kvm_pio"].as_u64().unwrap_or(0);
-        let io = v["exit_reasons"].as_array().unwrap().iter().find(|r| r["reason"] == "IO");
+        let io = v["exits"]["reasons"].as_array().unwrap().iter().find(|r| r["reason"] == "IO");
         assert_eq!(io.and_then(|r| r["count"].as_u64()), Some(n), "{name}");
         pio.push(n as f64);
     }
