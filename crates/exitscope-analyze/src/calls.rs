@@ -111,7 +111,7 @@ pub trait CallSink {
 /// Why calls ended up incomplete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CutReason {
+pub(crate) enum CutReason {
     /// The input ended with the call still open.
     EndOfInput,
     /// A `LOST EVENTS` line on the call's CPU.
@@ -122,7 +122,7 @@ pub enum CutReason {
 
 /// Counts of calls left out of the statistics.
 #[derive(Clone, Debug, Default)]
-pub struct Leftovers {
+pub(crate) struct Leftovers {
     /// Open calls that never returned, per function and reason.
     pub incomplete: BTreeMap<(FuncId, CutReason), u64>,
     /// Completed calls inside a root that did not complete (dropped with it).
@@ -168,7 +168,7 @@ const MAX_WARNINGS: u64 = 10;
 /// A [`exitscope_model::RecordSink`]-like consumer that rebuilds calls. It does not implement
 /// the trait itself so that one analysis can route records to several consumers; call
 /// [`CallTreeBuilder::record`] with each record.
-pub struct CallTreeBuilder {
+pub(crate) struct CallTreeBuilder {
     /// Interned functions.
     pub funcs: FuncTable,
     stacks: Vec<TaskStack>,

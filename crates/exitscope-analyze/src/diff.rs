@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use exitscope_model::Nanos;
 
-use crate::exits::graph::{TableError, base_name, split_display};
+pub use crate::exits::graph::TableError;
+use crate::exits::graph::{base_name, split_display};
 use crate::report::{Report, TreeNode};
 
 /// The built-in normalization table (format described at its top).

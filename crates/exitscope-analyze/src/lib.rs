@@ -2,10 +2,10 @@
 //!
 //! Turns exitscope [`Record`]s into call trees and statistics:
 //!
-//! - [`calls::CallTreeBuilder`] rebuilds each outermost call (per task, tolerant of orphans,
+//! - a call-tree builder rebuilds each outermost call (per task, tolerant of orphans,
 //!   migrations, lost events and interrupts) as a [`calls::RootCall`];
-//! - [`merge::MergedTree`] merges root calls by call path (count, total, self, min, max,
-//!   mean, p50, p99), [`merge::FlatProfile`] totals them per function;
+//! - a merged tree of root calls by call path (count, total, self, min, max, mean, p50, p99,
+//!   [`report::TreeNode`]) and a flat profile per function ([`report::FlatEntry`]);
 //! - [`exits`] finds every VM exit, whatever shows it: one per `svm_vcpu_run` /
 //!   `vmx_vcpu_run` call in function graphs (classified from `kvm_exit` events or handler
 //!   functions, time split into phases), `kvm_exit` → `kvm_entry` pairs, or reason-specific
@@ -36,7 +36,7 @@ pub mod diff;
 pub mod exits;
 pub mod funcs;
 pub mod histogram;
-pub mod merge;
+mod merge;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -300,9 +300,11 @@ impl<'a> Analysis<'a> {
         let mut notes = Vec::new();
         if lo.lost_markers > 0 {
             notes.push(format!(
-                "the kernel lost {} events ({} LOST markers); calls and pairs spanning them were \
+                "the kernel lost {} events ({} LOST marker{}); calls and pairs spanning them were \
                  dropped",
-                lo.lost_events, lo.lost_markers
+                lo.lost_events,
+                lo.lost_markers,
+                if lo.lost_markers == 1 { "" } else { "s" }
             ));
         }
         if let Some(n) = events.get("kvm_emulate_insn")

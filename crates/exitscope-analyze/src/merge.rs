@@ -13,8 +13,6 @@ pub use crate::histogram::DurationStats;
 pub struct MergedNode {
     /// Function at the end of the path.
     pub func: FuncId,
-    /// Parent path, or [`NO_PARENT`].
-    pub parent: u32,
     /// Children in first-seen order.
     pub children: Vec<u32>,
     /// Inclusive durations.
@@ -30,7 +28,7 @@ pub struct MergedNode {
 /// Root calls merged by call path.
 #[derive(Clone, Debug, Default)]
 pub struct MergedTree {
-    /// All paths; roots have `parent == NO_PARENT`.
+    /// All paths.
     pub nodes: Vec<MergedNode>,
     /// Root paths in first-seen order.
     pub roots: Vec<u32>,
@@ -53,7 +51,6 @@ impl MergedTree {
         let i = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
         self.nodes.push(MergedNode {
             func,
-            parent,
             children: Vec::new(),
             stats: DurationStats::default(),
             self_total: 0,
@@ -88,17 +85,6 @@ impl MergedTree {
                 node.interrupt_child_total.saturating_add(n.interrupt_child_ns);
         }
         self.scratch = scratch;
-    }
-
-    /// The merged path of function names from a root to `node`.
-    pub fn path(&self, mut node: u32) -> Vec<FuncId> {
-        let mut p = Vec::new();
-        while let Some(n) = self.nodes.get(node as usize) {
-            p.push(n.func);
-            node = n.parent;
-        }
-        p.reverse();
-        p
     }
 }
 

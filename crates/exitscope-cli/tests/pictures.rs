@@ -10,7 +10,7 @@
 //! `EXITSCOPE_UPDATE_SCREENSHOTS=1` or when they are missing, else to a temporary directory.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -122,34 +122,8 @@ fn find_chromium() -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-fn apt_install() -> Result<(), String> {
-    if !is_root() {
-        return Err("chromium is not installed and not running as root to install it".into());
-    }
-    if Command::new("apt-get").arg("--version").stdout(Stdio::null()).status().is_err() {
-        return Err("chromium is not installed and apt-get is not available".into());
-    }
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "chromium"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    eprintln!("exitscope tests: installing chromium with apt-get");
-    if install() {
-        return Ok(());
-    }
-    let _ = Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()).status();
-    if install() { Ok(()) } else { Err("apt-get install -y chromium failed".into()) }
-}
-
-/// The browser, installed if need be, or `None` after printing why the test is skipped.
+/// The browser, or `None` after printing why the test is skipped. Tests install nothing:
+/// `.ci/run` installs Debian's chromium; elsewhere `apt-get install chromium` first.
 fn browser() -> Option<&'static Browser> {
     static B: OnceLock<Result<Browser, String>> = OnceLock::new();
     let b = B.get_or_init(|| {
@@ -160,13 +134,8 @@ fn browser() -> Option<&'static Browser> {
             }
             return Ok(Browser { exe });
         }
-        let exe = match find_chromium() {
-            Some(e) => e,
-            None => {
-                apt_install()?;
-                find_chromium().ok_or("apt-get installed chromium but it was not found")?
-            }
-        };
+        let exe = find_chromium()
+            .ok_or("chromium is not installed (Debian: apt-get install chromium; .ci/run does)")?;
         Ok(Browser { exe })
     });
     match b {

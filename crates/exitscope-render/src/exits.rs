@@ -260,6 +260,18 @@ pub fn write_table(report: &Report, w: &mut impl Write) -> io::Result<()> {
             us(Some(total), None),
             ex.unpaired_exits
         )?;
+    } else if ex.source == "function_graph"
+        && !ex.reasons.iter().any(|r| r.inter_arrival.is_some() || r.rate_per_s.is_some())
+    {
+        // Nothing to add to the phase view but the count.
+        let names: Vec<String> =
+            ex.reasons.iter().map(|r| format!("{} {}", r.reason, r.count)).collect();
+        writeln!(
+            w,
+            "VM exits in the function graph: {} ({}); their phases: exitscope report --exits",
+            ex.exits,
+            names.join(", ")
+        )?;
     } else if ex.exits > 0 {
         writeln!(
             w,

@@ -279,11 +279,6 @@ impl EventExits {
             self.tracepoints_before_kvm_exit += self.tracepoints_this_input;
         }
     }
-
-    /// Whether the current input has shown a `kvm_exit`.
-    pub fn saw_kvm_exit(&self) -> bool {
-        self.seen_kvm_exit
-    }
 }
 
 #[cfg(test)]

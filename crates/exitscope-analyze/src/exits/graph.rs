@@ -226,6 +226,7 @@ impl ExitTable {
     }
 
     /// The reason a handler function identifies, if any.
+    #[cfg(test)]
     pub fn handler_kind(&self, name: &str) -> Option<ExitKind> {
         match self.role(name) {
             Role::Handler(k) => Some(k),
@@ -289,11 +290,6 @@ impl ExitUnit {
         let first = self.members.first().map_or(0, |&m| m as usize);
         let end = self.members.last().map_or(first, |&m| subtree_end(root, m as usize));
         (first, end)
-    }
-
-    /// The run call's node index.
-    pub fn run_node(&self) -> u32 {
-        self.members.get(self.run).copied().unwrap_or(0)
     }
 
     /// Time by phase (`completion` is left `None`: it is known only from the next root).

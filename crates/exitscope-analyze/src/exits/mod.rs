@@ -5,11 +5,11 @@
 //! Three sources produce [`ExitRecord`]s, all named in the one vocabulary of
 //! [`exitscope_model::exit`]:
 //!
-//! - **function_graph** ([`graph`]): one exit per vendor run call (`svm_vcpu_run`,
+//! - **function_graph** (`graph.rs`): one exit per vendor run call (`svm_vcpu_run`,
 //!   `vmx_vcpu_run`), classified by the `kvm_exit` event inside it or by the handlers it called
 //!   (`exit_handlers.toml`), with its time split into phases that add up to the exit
 //!   (see [`Phases`]).
-//! - **`kvm_exit` → `kvm_entry`** ([`events`]): where those tracepoints fire (VMX, SVM hosts),
+//! - **`kvm_exit` → `kvm_entry`** (`events.rs`): where those tracepoints fire (VMX, SVM hosts),
 //!   each `kvm_exit` paired with the next `kvm_entry` of the same vCPU thread; the pair's span
 //!   is the exit's handling time, as `perf kvm stat` measures it.
 //! - **reason-specific tracepoints** (`kvm_cpuid`, `kvm_pio`, `kvm_mmio`, `kvm_msr`,
@@ -36,8 +36,8 @@
 //! in graphs rooted at `kvm_arch_vcpu_ioctl_run`; it is `null` for `vcpu_enter_guest` roots and
 //! 0 where the next `KVM_RUN` had none. `total` = the sum of the phases.
 
-pub mod events;
-pub mod graph;
+pub(crate) mod events;
+pub(crate) mod graph;
 mod stats;
 
 use exitscope_model::Nanos;
@@ -47,7 +47,7 @@ use serde::Serialize;
 
 use crate::histogram::Distribution;
 
-pub use stats::ExitStats;
+pub(crate) use stats::ExitStats;
 
 /// Index of a reason in a [`Reasons`] table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -322,7 +322,7 @@ pub struct ReasonStats {
     pub handling: Option<Distribution>,
     /// Share of all handling time, in percent.
     pub time_pct: Option<f64>,
-    /// Exits per second over the trace's time span.
+    /// Exits per second over the trace's time span (null for fewer than two exits).
     pub rate_per_s: Option<f64>,
     /// Time between consecutive exits of this reason on the same vCPU.
     pub inter_arrival: Option<Distribution>,

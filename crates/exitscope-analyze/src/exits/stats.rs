@@ -341,7 +341,8 @@ impl ExitStats {
                 completion: dist(&a.completion),
                 time_pct: handling.as_ref().map(|h| pct(h.total_ns, handling_total)),
                 handling,
-                rate_per_s: span.map(|s| a.count as f64 * 1e9 / s as f64),
+                // One exit has no rate (it would be an extrapolation from the span alone).
+                rate_per_s: span.filter(|_| a.count >= 2).map(|s| a.count as f64 * 1e9 / s as f64),
                 inter_arrival: dist(&a.gaps),
                 keys,
             });
