@@ -18,12 +18,21 @@ pub(crate) struct RestoreState {
     /// The open `trace_pipe`, closed before anything else (an open reader makes `rmdir`
     /// fail with EBUSY).
     pub(crate) pipe: Option<File>,
+    /// The open `per_cpu/cpuN/trace_pipe_raw` files of a binary capture (closed first too).
+    pub(crate) raw_readers: Vec<File>,
     pub(crate) done: bool,
 }
 
 impl RestoreState {
     pub(crate) fn new(fs: Tracefs) -> Self {
-        RestoreState { fs, saved: Vec::new(), instance: None, pipe: None, done: false }
+        RestoreState {
+            fs,
+            saved: Vec::new(),
+            instance: None,
+            pipe: None,
+            raw_readers: Vec::new(),
+            done: false,
+        }
     }
 
     /// Write `value` to `rel`, saving the file first if this is its first touch.
@@ -37,7 +46,7 @@ impl RestoreState {
 
     /// Undo everything, once. Keeps going after a failure and reports all of them.
     ///
-    /// Order: close the pipe; stop tracing; put the tracer back (so that restoring filters
+    /// Order: close the pipes; stop tracing; put the tracer back (so that restoring filters
     /// does not change a live tracer); restore the other files in reverse order of first
     /// touch; `tracing_on` last; remove the instance.
     pub(crate) fn restore(&mut self) -> Result<(), Error> {
@@ -46,6 +55,7 @@ impl RestoreState {
         }
         self.done = true;
         self.pipe = None;
+        self.raw_readers.clear();
         let mut failures = Vec::new();
         let mut put = |rel: &str, value: &str| {
             if let Err(e) = self.fs.write(rel, value) {

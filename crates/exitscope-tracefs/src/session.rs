@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::capture::CaptureFormat;
 use crate::error::Error;
 use crate::fs::{ALL_FUNCTIONS_ENABLED, Tracefs};
 use crate::restore::{self, RestoreState};
@@ -115,6 +116,9 @@ pub struct SessionConfig {
     pub placement: Placement,
     /// Instance directory name under `instances/` (default `exitscope-<pid>`).
     pub instance_name: String,
+    /// What [`Session::capture`] writes (default: text; `exitscope record` picks trace.dat
+    /// unless the output is a `.txt` file, see [`CaptureFormat::for_path`]).
+    pub format: CaptureFormat,
 }
 
 impl SessionConfig {
@@ -127,6 +131,7 @@ impl SessionConfig {
             buffer_size_kb: None,
             placement: Placement::Auto,
             instance_name: format!("exitscope-{}", std::process::id()),
+            format: CaptureFormat::default(),
         }
     }
 }
@@ -142,6 +147,7 @@ pub struct Session {
     tracer: &'static str,
     notes: Vec<String>,
     enabled: Vec<String>,
+    format: CaptureFormat,
 }
 
 impl Session {
@@ -170,8 +176,14 @@ impl Session {
         }
         let state = Arc::new(Mutex::new(RestoreState::new(fs.clone())));
         restore::register(&state);
-        let mut s =
-            Session { state, dir: String::new(), tracer, notes: Vec::new(), enabled: Vec::new() };
+        let mut s = Session {
+            state,
+            dir: String::new(),
+            tracer,
+            notes: Vec::new(),
+            enabled: Vec::new(),
+            format: cfg.format,
+        };
         s.place(fs, cfg)?;
         match &cfg.mode {
             Mode::Graph { .. } => s.setup_graph(fs, cfg)?,
@@ -432,6 +444,11 @@ impl Session {
     /// Messages worth showing the user (fallbacks, skipped events, placement).
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// What [`Session::capture`] writes.
+    pub fn format(&self) -> CaptureFormat {
+        self.format
     }
 
     /// The tracer in use (`function_graph` or `nop`).

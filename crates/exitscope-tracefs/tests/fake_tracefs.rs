@@ -5,41 +5,15 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use exitscope_tracefs::{
     Error, Mode, Op, PausedChild, Placement, Session, SessionConfig, StopWhen, Tracefs,
 };
 
-/// A fresh temp directory, removed on drop.
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "exitscope-fake-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn put(root: &Path, rel: &str, content: &str) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, content).unwrap();
-}
+use common::{TempDir, put};
 
 const TRACE_LINES: &str = "\
          python3-5832    [001] .....   979.002051: kvm_cpuid: func 0 idx ffff rax 0 rbx 0 rcx 0 rdx 0, cpuid entry not found
@@ -356,7 +330,8 @@ fn events_mode_uses_a_private_instance_and_streams_lost_events() {
         .unwrap();
     s.finish().unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(text, format!("{TRACE_LINES}CPU:0 [LOST 5 EVENTS]\n"));
+    let header = "# tracer: nop\n# exitscope record: kvm:kvm_exit kvm:kvm_cpuid\n";
+    assert_eq!(text, format!("{header}{TRACE_LINES}CPU:0 [LOST 5 EVENTS]\n"));
     assert_eq!(sum.lines, 2);
     assert_eq!(sum.lost_total(), 5);
     assert_eq!(sum.stop, Some(StopWhen::Duration));

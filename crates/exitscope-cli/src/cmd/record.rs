@@ -3,15 +3,15 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use clap::Args as ClapArgs;
 use exitscope_tracefs::{
-    Error as TfError, Mode, PausedChild, Placement, Session, SessionConfig, SignalWatcher,
-    StopWhen, Tracefs,
+    CaptureFormat, Compression, Error as TfError, Mode, PausedChild, Placement, Session,
+    SessionConfig, SignalWatcher, StopWhen, Tracefs,
 };
 
 use crate::exit::{CmdResult, Failure, OK};
@@ -20,7 +20,8 @@ use crate::exit::{CmdResult, Failure, OK};
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
 Examples:
-  exitscope record --events -o t.txt -- ./my-vmm --boot kernel
+  exitscope record --events -o t.dat -- ./my-vmm --boot kernel
+  exitscope record --events -o t.txt -- ./my-vmm   # the kernel's text instead
   exitscope record --graph vcpu_enter_guest --max-depth 8 --pid 1234 --duration 5
   exitscope record -e kvm:kvm_exit -e kvm:kvm_entry --duration 2")]
 pub struct Args {
@@ -45,9 +46,13 @@ pub struct Args {
     /// Leave out the comm-pid column (funcgraph-proc).
     #[arg(long)]
     pub no_proc: bool,
-    /// Output file (`-` for stdout).
-    #[arg(short = 'o', long, value_name = "FILE", default_value = "exitscope.trace")]
+    /// Output file (`-` for stdout): trace-cmd's trace.dat of the ring-buffer pages (ns
+    /// timestamps), or the kernel's text for a `.txt` name.
+    #[arg(short = 'o', long, value_name = "FILE", default_value = "exitscope.dat")]
     pub output: PathBuf,
+    /// trace.dat compression: zstd (as trace-cmd 3.x) or none (least CPU).
+    #[arg(long, value_name = "zstd|none", default_value = "zstd", value_parser = compression)]
+    pub compression: Compression,
     /// Per-CPU ring buffer size in KiB (buffer_size_kb).
     #[arg(long, value_name = "KB")]
     pub buffer_size: Option<u64>,
@@ -145,7 +150,16 @@ fn validate(a: &Args) -> Result<Config, Failure> {
     if a.top_level {
         session.placement = Placement::TopLevel;
     }
+    session.format = CaptureFormat::for_path(&a.output, a.compression);
     Ok(Config { mode, target, duration, session })
+}
+
+fn compression(s: &str) -> Result<Compression, String> {
+    match s {
+        "zstd" => Ok(Compression::Zstd),
+        "none" => Ok(Compression::None),
+        _ => Err(format!("{s:?}: expected zstd or none")),
+    }
 }
 
 /// `exitscope bench EXTRA... TEST` with this very binary, so the traced VMM is exitscope's own.
@@ -200,6 +214,11 @@ pub fn run(args: Args) -> CmdResult {
     }
     // Create the output first: a bad path fails before tracefs is touched.
     let sink: Box<dyn Write> = if args.output.as_os_str() == "-" {
+        if cfg.session.format != CaptureFormat::Text && std::io::stdout().is_terminal() {
+            return Err(Failure::input(anyhow!(
+                "-o - writes binary trace.dat: redirect it, or record text with -o FILE.txt"
+            )));
+        }
         Box::new(std::io::stdout().lock())
     } else {
         Box::new(
@@ -260,15 +279,6 @@ pub fn run(args: Args) -> CmdResult {
         fs.root().display(),
         args.output.display()
     );
-    let header = format!(
-        "# tracer: {}\n# exitscope record: {}\n",
-        session.tracer(),
-        session.enabled().join(" ")
-    );
-    out.write_all(header.as_bytes())
-        .with_context(|| format!("writing {}", args.output.display()))
-        .map_err(Failure::input)?;
-
     if let Some(c) = child.as_mut() {
         c.resume().map_err(|e| failure(e, &cfg.mode))?;
     }
@@ -310,10 +320,12 @@ pub fn run(args: Args) -> CmdResult {
     let summary = result.map_err(|e| failure(e, &cfg.mode))?;
     restored.map_err(|e| failure(e, &cfg.mode))?;
 
+    for n in &summary.notes {
+        eprintln!("exitscope: {n}");
+    }
     eprintln!(
-        "exitscope: wrote {} lines ({} bytes) to {} in {:.2} s",
-        summary.lines,
-        summary.bytes,
+        "exitscope: wrote {} to {} in {:.2} s",
+        summary.written(),
         args.output.display(),
         started.elapsed().as_secs_f64()
     );

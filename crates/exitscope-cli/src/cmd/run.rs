@@ -22,13 +22,14 @@ use crate::exit::{CmdResult, Failure, OK};
 #[command(after_help = "\
 Examples:
   exitscope run cpuid                  # function_graph of the exit path, or kvm events
-  exitscope run inl_from_kernel -o out # keep trace.txt, bench.json, report.json, report.html
+  exitscope run inl_from_kernel -o out # keep trace.dat, bench.json, report.json, report.html
   exitscope run --events mmio_from_vmm")]
 pub struct Args {
     /// The benchmark to run and trace (`exitscope bench --list`).
     #[arg(value_name = "TEST")]
     pub test: String,
-    /// Keep the raw trace, the benchmark's JSON, the report's JSON and the HTML report here.
+    /// Keep the trace (trace.dat), the benchmark's JSON, the report's JSON and the HTML
+    /// report here.
     #[arg(short = 'o', long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Record kvm tracepoints even where function_graph is available.
@@ -101,6 +102,7 @@ fn record_args(a: &Args, events: bool, trace: &Path, argv: Vec<OsString>) -> rec
         no_abstime: false,
         no_proc: false,
         output: trace.to_path_buf(),
+        compression: exitscope_tracefs::Compression::Zstd,
         buffer_size: Some(a.buffer_size),
         pid: None,
         bench: None,
@@ -147,7 +149,7 @@ pub fn run(args: Args) -> CmdResult {
             WorkDir { path: d, keep: false }
         }
     };
-    let trace = work.path.join("trace.txt");
+    let trace = work.path.join("trace.dat");
     let bench_json = work.path.join("bench.json");
     let argv = bench_argv(&args, &bench_json)?;
 
@@ -229,7 +231,7 @@ pub fn run(args: Args) -> CmdResult {
         h.flush()?;
         writeln!(
             out,
-            "# kept {}: trace.txt, bench.json, report.json, report.html",
+            "# kept {}: trace.dat, bench.json, report.json, report.html",
             work.path.display()
         )?;
     }
