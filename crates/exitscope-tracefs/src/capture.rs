@@ -31,6 +31,8 @@ pub struct CaptureSummary {
     /// Per CPU: further events lost according to `per_cpu/cpuN/stats` (overrun + dropped
     /// events since the start), appended as LOST lines at the end.
     pub lost_from_stats: BTreeMap<u32, u64>,
+    /// Per event name (`kvm_pio`), the event lines copied: which requested events fired.
+    pub events: BTreeMap<String, u64>,
     /// Why it stopped.
     pub stop: Option<StopWhen>,
     /// How long it ran.
@@ -153,6 +155,13 @@ impl LineCopier {
             sum.lines += 1;
             if let Some((cpu, n)) = parse_lost(line) {
                 *sum.lost_in_stream.entry(cpu).or_default() += n;
+            } else if let Some(name) = event_name(line) {
+                match sum.events.get_mut(name) {
+                    Some(n) => *n += 1,
+                    None => {
+                        sum.events.insert(name.to_owned(), 1);
+                    }
+                }
             }
         }
         out.write_all(&complete)?;
@@ -168,6 +177,20 @@ impl LineCopier {
         }
         Ok(())
     }
+}
+
+/// The event name of a `trace_pipe` event line, `comm-pid [cpu] flags ts: name: args`.
+fn event_name(line: &[u8]) -> Option<&str> {
+    let close = line.iter().position(|&b| b == b']')?;
+    let rest = &line[close + 1..];
+    let colon = rest.windows(2).position(|w| w == b": ")?;
+    let rest = &rest[colon + 2..];
+    let end = rest.iter().position(|&b| b == b':')?;
+    let name = &rest[..end];
+    if name.is_empty() || !name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
 }
 
 /// `CPU:3 [LOST 120 EVENTS]` → (3, 120).
@@ -213,6 +236,13 @@ fn read_stats(fs: &crate::Tracefs, dir: &str) -> BTreeMap<u32, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_names_are_taken_from_event_lines() {
+        let l = b"  python3-5832    [001] .....   979.002051: kvm_cpuid: func 0 idx ffff";
+        assert_eq!(event_name(l), Some("kvm_cpuid"));
+        assert_eq!(event_name(b" 0)   0.080 us    |  f();"), None);
+    }
 
     #[test]
     fn lost_lines_are_recognised() {
