@@ -17,16 +17,17 @@ use crate::exit::Failure;
 pub struct Output {
     sink: Sink,
     tty: bool,
+    committed: bool,
 }
 
 enum Sink {
-    Stdout(BufWriter<StdoutLock<'static>>),
+    /// `None` once taken apart (an uncommitted stdout output drops what it buffered).
+    Stdout(Option<BufWriter<StdoutLock<'static>>>),
     /// `tmp` is renamed to `dest` on commit.
     Replace {
         w: BufWriter<File>,
         tmp: PathBuf,
         dest: PathBuf,
-        committed: bool,
     },
     Direct {
         w: BufWriter<File>,
@@ -47,7 +48,7 @@ impl Output {
             _ => {
                 let tty = io::stdout().is_terminal();
                 let w = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-                return Ok(Output { sink: Sink::Stdout(w), tty });
+                return Ok(Output { sink: Sink::Stdout(Some(w)), tty, committed: false });
             }
         };
         let cannot = || format!("cannot create output file {}", path.display());
@@ -61,7 +62,11 @@ impl Output {
         if existing.as_ref().is_some_and(|m| !m.is_file()) {
             let f = OpenOptions::new().write(true).open(path).with_context(cannot)?;
             let tty = f.is_terminal();
-            return Ok(Output { sink: Sink::Direct { w: BufWriter::new(f) }, tty });
+            return Ok(Output {
+                sink: Sink::Direct { w: BufWriter::new(f) },
+                tty,
+                committed: false,
+            });
         }
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -81,8 +86,9 @@ impl Output {
         }
         let w = BufWriter::with_capacity(1 << 16, f);
         Ok(Output {
-            sink: Sink::Replace { w, tmp, dest: path.to_owned(), committed: false },
+            sink: Sink::Replace { w, tmp, dest: path.to_owned() },
             tty: false,
+            committed: false,
         })
     }
 
@@ -94,11 +100,11 @@ impl Output {
     /// Flush, and put a file output in place of the old one.
     pub fn commit(mut self) -> Result<(), Failure> {
         self.flush()?;
-        if let Sink::Replace { tmp, dest, committed, .. } = &mut self.sink {
-            fs::rename(&*tmp, &*dest)
+        if let Sink::Replace { tmp, dest, .. } = &self.sink {
+            fs::rename(tmp, dest)
                 .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
-            *committed = true;
         }
+        self.committed = true;
         Ok(())
     }
 }
@@ -106,28 +112,47 @@ impl Output {
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.sink {
-            Sink::Stdout(w) => w.write(buf),
+            Sink::Stdout(w) => stdout(w)?.write(buf),
             Sink::Replace { w, .. } | Sink::Direct { w } => w.write(buf),
         }
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.sink {
-            Sink::Stdout(w) => w.write_all(buf),
+            Sink::Stdout(w) => stdout(w)?.write_all(buf),
             Sink::Replace { w, .. } | Sink::Direct { w } => w.write_all(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.sink {
-            Sink::Stdout(w) => w.flush(),
+            Sink::Stdout(w) => stdout(w)?.flush(),
             Sink::Replace { w, .. } | Sink::Direct { w } => w.flush(),
         }
     }
 }
 
+fn stdout<'a>(
+    w: &'a mut Option<BufWriter<StdoutLock<'static>>>,
+) -> io::Result<&'a mut BufWriter<StdoutLock<'static>>> {
+    w.as_mut().ok_or_else(|| io::Error::other("stdout output used after it was dropped"))
+}
+
 impl Drop for Output {
     fn drop(&mut self) {
-        if let Sink::Replace { tmp, committed: false, .. } = &self.sink {
-            let _ = fs::remove_file(tmp);
+        if self.committed {
+            return;
+        }
+        match &mut self.sink {
+            Sink::Replace { tmp, .. } => {
+                let _ = fs::remove_file(tmp);
+            }
+            // A failed command prints no half result (what the buffer already passed on
+            // cannot be taken back).
+            Sink::Stdout(w) => {
+                if let Some(w) = w.take() {
+                    let _ = w.into_parts();
+                }
+            }
+            Sink::Direct { .. } => {}
         }
     }
 }

@@ -216,6 +216,21 @@ pub fn no_trace(name: &str, bytes: &Bytes) -> Option<Error> {
     Some(Error::NoTrace { name: name.to_owned(), why })
 }
 
+/// An [`InputSink`] that drops everything: for checking that an input holds a trace.
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl RecordSink for Discard {
+    fn record(&mut self, _: &exitscope_model::Record<'_>) -> exitscope_model::Flow {
+        exitscope_model::Flow::Continue
+    }
+}
+
+impl InputSink for Discard {
+    fn begin_input(&mut self, _: &str, _: InputFormat) {}
+    fn end_input(&mut self, _: &InputSummary) {}
+}
+
 struct Reader<'n> {
     name: &'n str,
     opts: &'n Options,
@@ -309,24 +324,23 @@ impl<'n> Reader<'n> {
                         &owned
                     }
                 };
-                self.read_binary(format, data, sink)
+                self.read_binary(format, data, compression, sink)
             }
-            Sniffed::Text => {
-                self.read_text(Cursor::new(head).chain(rdr), sink).map_err(|e| match e {
+            Sniffed::Text => self
+                .read_text(Cursor::new(head).chain(rdr), compression, sink)
+                .map_err(|e| match e {
                     Err2::Io(e) => read_err(e, count.get()),
                     Err2::Ingest(e) => e,
-                })
-            }
+                }),
         };
-        let mut got = result?;
-        got.summary.compression = compression.map(|c| c.as_str().to_owned());
-        Ok(got)
+        result
     }
 
     fn read_binary<S: InputSink + ?Sized>(
         &self,
         format: InputFormat,
         data: &[u8],
+        compression: Option<Compression>,
         sink: &mut S,
     ) -> Result<Ingested, Error> {
         let size = data.len() as u64;
@@ -348,6 +362,7 @@ impl<'n> Reader<'n> {
                     bytes: size,
                     records: s.records,
                     error_lines: s.unknown_events,
+                    compression: compression.map(|c| c.as_str().to_owned()),
                     ..Default::default()
                 };
                 sink.end_input(&summary);
@@ -365,6 +380,7 @@ impl<'n> Reader<'n> {
     fn read_text<S: InputSink + ?Sized>(
         &self,
         rdr: impl Read,
+        compression: Option<Compression>,
         sink: &mut S,
     ) -> Result<Ingested, Err2> {
         // The first bytes decide "only whitespace" (the parser counts blank and header lines
@@ -409,7 +425,7 @@ impl<'n> Reader<'n> {
             records: s.records,
             error_lines: s.error_lines,
             ignored_lines: s.ignored_lines,
-            ..Default::default()
+            compression: compression.map(|c| c.as_str().to_owned()),
         };
         sink.end_input(&summary);
         let mut warnings = Vec::new();

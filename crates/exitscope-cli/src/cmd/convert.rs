@@ -47,8 +47,12 @@ pub fn run(args: Args) -> CmdResult {
     match data.sniffed {
         Sniffed::Binary(InputFormat::TraceDat) => {}
         Sniffed::Text => {
+            // Not a trace at all, or text that needs no conversion.
+            let opts = exitscope_ingest::Options::default();
+            exitscope_ingest::read_bytes(name, &data, &mut exitscope_ingest::Discard, &opts)
+                .map_err(Failure::input)?;
             return Err(Failure::input(anyhow::anyhow!(
-                "{name} is ftrace text already, not a trace-cmd trace.dat: every exitscope \
+                "{name} is ftrace text, not a trace-cmd trace.dat file: every exitscope \
                  command reads it as it is"
             )));
         }

@@ -92,11 +92,11 @@ impl WorkDir {
 fn graph_unavailable(e: &TfError) -> Option<String> {
     match e {
         TfError::TracerUnavailable { path, available, .. } => Some(format!(
-            "this kernel offers no function_graph tracer ({} lists only \"{available}\")",
+            "this kernel offers no function_graph tracer: {} lists only \"{available}\"",
             path.display()
         )),
         TfError::TracerRefused { source, .. } => Some(format!(
-            "the kernel refused the function_graph tracer ({}; lockdown?)",
+            "the kernel refused the function_graph tracer with {} (lockdown?)",
             errno_name(source)
         )),
         _ => None,
