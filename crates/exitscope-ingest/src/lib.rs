@@ -285,7 +285,7 @@ impl<'n> Reader<'n> {
             .read_to_end(&mut head)
             .map_err(|e| read_err(e, count.get()))?;
         let what = sniff(&head);
-        let result = match what {
+        match what {
             Sniffed::Empty => Err(self.no_trace(match compression {
                 Some(c) => format!("it is {} data that decompresses to nothing", c.as_str()),
                 None => "it is empty".to_owned(),
@@ -307,7 +307,7 @@ impl<'n> Reader<'n> {
                             .map_err(|e| read_err(e, count.get()))?,
                     ),
                 };
-                return self.read(decoded, None, Some(c), sink);
+                self.read(decoded, None, Some(c), sink)
             }
             Sniffed::Binary(format) => {
                 let mapped;
@@ -332,8 +332,7 @@ impl<'n> Reader<'n> {
                     Err2::Io(e) => read_err(e, count.get()),
                     Err2::Ingest(e) => e,
                 }),
-        };
-        result
+        }
     }
 
     fn read_binary<S: InputSink + ?Sized>(

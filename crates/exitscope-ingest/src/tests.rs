@@ -40,10 +40,12 @@ fn read(bytes: &[u8]) -> (Result<Ingested, Error>, Sink) {
 }
 
 fn no_trace_why(bytes: &[u8]) -> String {
-    match read(bytes).0 {
-        Err(Error::NoTrace { why, .. }) => why,
-        other => panic!("expected NoTrace, got {other:?}"),
-    }
+    let r = read(bytes).0;
+    let why = match &r {
+        Err(Error::NoTrace { why, .. }) => Some(why.clone()),
+        _ => None,
+    };
+    why.unwrap_or_else(|| format!("expected NoTrace, got {r:?}"))
 }
 
 fn fixture(rel: &str) -> Vec<u8> {
@@ -56,7 +58,7 @@ fn text_is_read_with_begin_and_end() {
     let got = r.unwrap();
     assert_eq!(sink.records, 3);
     assert_eq!(sink.begun, [("t".to_owned(), InputFormat::FtraceText)]);
-    assert_eq!(sink.ended, [got.summary.clone()]);
+    assert_eq!(sink.ended, std::slice::from_ref(&got.summary));
     assert_eq!((got.summary.lines, got.summary.records, got.summary.compression), (3, 3, None));
 }
 
@@ -110,8 +112,7 @@ fn input_without_a_trace_is_one_error() {
     assert!(e.starts_with("t holds no trace: it is empty; expected ftrace text"), "{e}");
     // Unless the caller accepts empty recordings.
     let mut sink = Sink::default();
-    let mut opts = Options::default();
-    opts.require_records = false;
+    let opts = Options { require_records: false };
     let got = read_bytes("t", b"# tracer: nop\n", &mut sink, &opts).unwrap();
     assert_eq!(got.summary.records, 0);
 }

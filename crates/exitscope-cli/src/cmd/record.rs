@@ -27,7 +27,7 @@ Examples:
 The output file is replaced only when the recording succeeds; an interrupted recording
 (Ctrl-C, SIGTERM, SIGHUP) keeps what was captured. Exit codes: 0 ok, 2 bad usage (unknown
 test, command not found), 3 tracefs/KVM unusable, 4 the traced command failed (non-zero exit,
-killed by a signal) or its test did not complete, 128+N interrupted by signal N. The traced
+killed by a signal), 1 the --bench test did not complete, 128+N interrupted by signal N. The traced
 command is killed if exitscope dies; with --duration it is stopped (SIGTERM) at the end.")]
 pub struct Args {
     /// function_graph rooted at FUNC (repeatable). This is the default mode, rooted at
@@ -234,19 +234,15 @@ pub fn run(args: Args) -> CmdResult {
             if recording::bench_completed(&report) {
                 Ok(exit::OK)
             } else {
-                Err(Failure {
-                    code: exit::TARGET_FAILED,
-                    error: anyhow!(
-                        "the benchmark did not complete; its trace is in {}",
-                        args.output.display()
-                    ),
-                })
+                Err(Failure::check(anyhow!(
+                    "the benchmark did not complete; its trace is in {}",
+                    args.output.display()
+                )))
             }
         }
         Outcome::Returned(Err(e)) => Err(Failure::environment(anyhow!(e))),
-        Outcome::Panicked => Err(Failure {
-            code: exit::TARGET_FAILED,
-            error: anyhow!("the benchmark thread panicked"),
-        }),
+        Outcome::Panicked => {
+            Err(Failure::check(anyhow!("the benchmark did not complete: its thread panicked")))
+        }
     }
 }

@@ -31,7 +31,7 @@ The benchmark is measured twice: untraced first (--min-cycles, default 2^26, --r
 default 3: the figures to quote), then traced on a thread of exitscope (a shorter loop, at most
 2^24 cycles, once: every exit becomes trace lines, and function_graph writes dozens per exit).
 Without -o the trace lives in a temporary directory that is deleted when exitscope ends.
-Exit codes as `exitscope record`; 4 when the benchmark did not complete.")]
+Exit codes as `exitscope record`; 1 when the benchmark did not complete.")]
 pub struct Args {
     /// The benchmark to run and trace (`exitscope bench --list`).
     #[arg(value_name = "TEST")]
@@ -172,10 +172,9 @@ pub fn run(args: Args) -> CmdResult {
         Outcome::Returned(Ok(r)) => r,
         Outcome::Returned(Err(e)) => return Err(Failure::environment(anyhow!(e))),
         _ => {
-            return Err(Failure {
-                code: exit::TARGET_FAILED,
-                error: anyhow!("the benchmark thread panicked"),
-            });
+            return Err(Failure::check(anyhow!(
+                "the benchmark did not complete: its thread panicked"
+            )));
         }
     };
 
@@ -256,7 +255,7 @@ pub fn run(args: Args) -> CmdResult {
     if bench_completed(&untraced) && bench_completed(&traced) {
         Ok(exit::OK)
     } else {
-        Err(Failure { code: exit::TARGET_FAILED, error: anyhow!("the benchmark did not complete") })
+        Err(Failure::check(anyhow!("the benchmark did not complete")))
     }
 }
 
