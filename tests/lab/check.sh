@@ -183,7 +183,8 @@ check_events() {
 if [ -f "$R/run.cmd" ]; then
 	D=$R/run-cpuid
 	benchf='' tracef=''
-	# `exitscope run -o DIR` names its files: trace.txt, bench.json, report.json, report.html.
+	# `exitscope run -o DIR` names its files: trace.txt, bench.json (untraced), traced-bench.json,
+	# report.json, report.html.
 	[ -f "$D/bench.json" ] && benchf=$D/bench.json
 	[ -f "$D/trace.txt" ] && tracef=$D/trace.txt
 	for f in $(find "$D" -type f ! -name '*.html' 2>/dev/null | sort); do

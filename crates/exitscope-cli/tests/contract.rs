@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    Need, TempDir, command, fake_tracefs, kill, ops_log, put, skip_unless, snapshot_dir, stderr,
-    wait_for_tracing, wait_timeout,
+    Need, TempDir, command, fake_tracefs_dir, kill, ops_log, put, skip_unless, snapshot_dir,
+    stderr, wait_for_tracing, wait_timeout,
 };
 
 const SEED: &str = "tests/data/seed/cpuid-amd.fgraph.txt";
@@ -70,8 +70,7 @@ fn successful_commands_replace_the_output_whole() {
 /// `record -o` used to truncate the file, then fail with exit 3.
 #[test]
 fn failed_recording_leaves_the_old_output() {
-    let d = TempDir::new("recfail");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("recfail");
     put(&d.0, ".fail-writes", "current_tracer function_graph 1\n");
     let out = d.join("t.txt");
     std::fs::write(&out, "keep\n").unwrap();
@@ -87,8 +86,7 @@ fn failed_recording_leaves_the_old_output() {
 /// Ctrl-C keeps what was recorded, renamed into place once flushed.
 #[test]
 fn interrupted_recording_keeps_what_was_captured() {
-    let d = TempDir::new("recint");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("recint");
     let out = d.join("t.txt");
     std::fs::write(&out, "keep\n").unwrap();
     let child = command()
@@ -115,8 +113,7 @@ fn failed_run_leaves_existing_files_in_its_directory() {
     if skip_unless(&[Need::Kvm]) {
         return;
     }
-    let d = TempDir::new("runfail");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("runfail");
     // Instances refused, and the top level busy: the recording cannot start.
     put(&d.0, "current_tracer", "function\n");
     std::fs::remove_dir_all(d.join("instances")).unwrap();
@@ -203,8 +200,7 @@ fn closed_stderr_never_panics() {
 /// A recording whose reader went away restores tracefs and ends with 0.
 #[test]
 fn recording_to_a_closed_pipe_restores_and_ends_with_0() {
-    let d = TempDir::new("recpipe");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("recpipe");
     let before = snapshot_dir(&d.0);
     let (code, _) = closed_pipe_run(
         &["record", "--fake-tracefs", d.str(), "--events", "-o", "-", "--", "sleep", "0.3"],
@@ -221,8 +217,7 @@ fn run_with_closed_stdout_and_stderr_restores_and_ends_with_0() {
     if skip_unless(&[Need::Kvm]) {
         return;
     }
-    let d = TempDir::new("runpipe");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("runpipe");
     let before = snapshot_dir(&d.0);
     let args = ["run", "nop", "--events", "--min-cycles", "2^16", "--fake-tracefs", d.str()];
     let (code, _) = closed_pipe_run(&args, true, true);
@@ -234,8 +229,7 @@ fn run_with_closed_stdout_and_stderr_restores_and_ends_with_0() {
 
 #[test]
 fn unknown_bench_test_is_exit_2_before_tracefs_is_touched() {
-    let d = TempDir::new("nosuch");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("nosuch");
     let o = command()
         .args(["record", "--events", "--bench", "nosuch", "--fake-tracefs", d.str(), "-o"])
         .arg(d.join("t.txt"))
@@ -250,8 +244,7 @@ fn unknown_bench_test_is_exit_2_before_tracefs_is_touched() {
 /// Without /dev/kvm, `run` and `record --bench` are exit 3 before any tracing, no files left.
 #[test]
 fn missing_kvm_is_exit_3_before_any_tracing() {
-    let d = TempDir::new("nokvm");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("nokvm");
     let out = d.join("out");
     let o = command()
         .args(["run", "cpuid", "--fake-tracefs", d.str(), "-o", out.to_str().unwrap()])
@@ -285,8 +278,7 @@ fn run_without_dev_kvm_in_a_mount_namespace_is_exit_3() {
         println!("SKIP: no unshare");
         return;
     }
-    let d = TempDir::new("unshare");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("unshare");
     let script = format!(
         "mount -t tmpfs none /dev && exec {} run cpuid --fake-tracefs {} -o {}",
         env!("CARGO_BIN_EXE_exitscope"),
@@ -307,8 +299,7 @@ fn run_without_dev_kvm_in_a_mount_namespace_is_exit_3() {
 
 #[test]
 fn traced_command_failures_are_reported_with_exit_4_or_2() {
-    let d = TempDir::new("cmdfail");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("cmdfail");
     let before = snapshot_dir(&d.0);
     let outdir = TempDir::new("cmdfail-out");
     let t = outdir.join("t.txt");
@@ -409,8 +400,7 @@ fn readme_exit_code_table_matches_the_codes() {
 /// it as exitscope's own and `record --reset` puts it back.
 #[test]
 fn killed_top_level_recording_is_recognised_and_reset() {
-    let d = TempDir::new("toplevel");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("toplevel");
     let before = snapshot_dir(&d.0);
     let outdir = TempDir::new("toplevel-out");
     let t = outdir.join("t.txt");
@@ -450,8 +440,7 @@ fn killed_top_level_recording_is_recognised_and_reset() {
 /// The traced child used to run on for ~25 s after `record` was killed.
 #[test]
 fn traced_child_dies_with_exitscope() {
-    let d = TempDir::new("pdeath");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("pdeath");
     let child = command()
         .args(["record", "--events", "--fake-tracefs", d.str(), "-o"])
         .arg(d.join("t.txt"))
@@ -481,8 +470,7 @@ fn traced_child_dies_with_exitscope() {
 
 #[test]
 fn messages_say_what_is_wrong_once() {
-    let d = TempDir::new("msgs");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("msgs");
     let o = command()
         .args(["record", "--events", "--pid", "999999", "--fake-tracefs", d.str()])
         .output()
@@ -623,8 +611,7 @@ fn plurals_and_signs_are_right() {
 
 #[test]
 fn requested_events_that_never_fired_are_named() {
-    let d = TempDir::new("silent");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("silent");
     let o = command()
         .args(["record", "-e", "kvm:kvm_exit", "-e", "kvm:kvm_cpuid", "--fake-tracefs", d.str()])
         .args(["-o", d.join("t.txt").to_str().unwrap(), "--", "true"])
@@ -644,8 +631,7 @@ fn run_measures_untraced_then_traced_and_says_what_it_keeps() {
     if skip_unless(&[Need::Kvm]) {
         return;
     }
-    let d = TempDir::new("runfake");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("runfake");
     let before = snapshot_dir(&d.0);
     let child = command()
         .args(["run", "nop", "--events", "--min-cycles", "2^18", "--fake-tracefs", d.str()])
@@ -680,8 +666,7 @@ fn run_falls_back_to_events_with_one_plain_reason() {
     if skip_unless(&[Need::Kvm]) {
         return;
     }
-    let d = TempDir::new("runfallback");
-    fake_tracefs(&d.0);
+    let d = fake_tracefs_dir("runfallback");
     put(&d.0, "available_tracers", "nop\n");
     let o = command()
         .args(["run", "nop", "--min-cycles", "2^18", "--fake-tracefs", d.str(), "--color", "never"])

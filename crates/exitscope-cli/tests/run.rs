@@ -57,7 +57,7 @@ fn run_records_explains_and_keeps_its_files() {
     let per_iter = exits_per_iteration(&bench, "inl_from_kernel");
     println!("run inl_from_kernel: {per_iter:.4} exits/iter");
     assert!((0.95..=1.05).contains(&per_iter), "{per_iter} exits/iter\n{stdout}");
-    for f in ["trace.txt", "bench.json", "bench-traced.json", "report.json", "report.html"] {
+    for f in ["trace.txt", "bench.json", "traced-bench.json", "report.json", "report.html"] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let report: serde_json::Value =

@@ -232,7 +232,7 @@ pub fn run(args: Args) -> CmdResult {
         exitscope_render::tree::write(&report, &style, &mut out)?;
     }
     if work.keep {
-        for (file, r) in [("bench.json", &untraced), ("bench-traced.json", &traced)] {
+        for (file, r) in [("bench.json", &untraced), ("traced-bench.json", &traced)] {
             output::write_file(&work.path.join(file), |o| write_json(o, r))?;
         }
         output::write_file(&work.path.join("report.json"), |o| {
@@ -247,7 +247,7 @@ pub fn run(args: Args) -> CmdResult {
         })?;
         writeln!(
             out,
-            "# kept {}: trace.txt, bench.json, bench-traced.json, report.json, report.html",
+            "# kept {}: trace.txt, bench.json, traced-bench.json, report.json, report.html",
             work.path.display()
         )?;
     }

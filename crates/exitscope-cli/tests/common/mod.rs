@@ -217,6 +217,13 @@ pub fn fake_tracefs(root: &Path) {
     std::fs::create_dir_all(root.join("instances")).unwrap();
 }
 
+/// A new temporary directory holding a [`fake_tracefs`].
+pub fn fake_tracefs_dir(tag: &str) -> TempDir {
+    let d = TempDir::new(tag);
+    fake_tracefs(&d.0);
+    d
+}
+
 /// Every non-hidden file under `root` with its content (directories end in `/`).
 pub fn snapshot_dir(root: &Path) -> std::collections::BTreeMap<String, String> {
     fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, String>) {
