@@ -64,7 +64,17 @@ fn run_records_explains_and_keeps_its_files() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     let io = report["exit_reasons"].as_array().unwrap().iter().find(|r| r["reason"] == "IO");
     let io_count = io.and_then(|r| r["count"].as_u64()).unwrap_or(0);
-    assert!(io_count > 100, "{}", report["exit_reasons"]);
+    // Every iteration of the traced run's measured loop made one port read (calibration rounds
+    // made more), however many fit into the loop on a loaded machine.
+    let traced: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("traced-bench.json")).unwrap())
+            .unwrap();
+    let iterations = traced["results"][0]["iterations"].as_u64().unwrap();
+    assert!(
+        io_count >= iterations && iterations >= 64,
+        "{io_count} IO exits, {iterations} iterations: {}",
+        report["exit_reasons"]
+    );
     // Either mode is fine; it must say which one ran.
     assert!(
         stdout.contains("recorded kvm tracepoints") || stdout.contains("recorded function_graph")

@@ -25,10 +25,12 @@ Examples:
   exitscope record --reset          # undo what a killed exitscope left in tracefs
 
 The output file is replaced only when the recording succeeds; an interrupted recording
-(Ctrl-C, SIGTERM, SIGHUP) keeps what was captured. Exit codes: 0 ok, 2 bad usage (unknown
-test, command not found), 3 tracefs/KVM unusable, 4 the traced command failed (non-zero exit,
-killed by a signal), 1 the --bench test did not complete, 128+N interrupted by signal N. The traced
-command is killed if exitscope dies; with --duration it is stopped (SIGTERM) at the end.")]
+(Ctrl-C, SIGTERM, SIGHUP) keeps what was captured. The traced command is killed if exitscope
+dies; with --duration it is stopped (SIGTERM) at the end.
+
+Exit codes: 0 ok; 1 the --bench test did not complete; 2 bad usage (unknown test, command
+not found); 3 tracefs or KVM unusable; 4 the traced command failed (non-zero exit, killed by
+a signal); 130, 143, 129 interrupted by SIGINT, SIGTERM, SIGHUP (tracefs restored).")]
 pub struct Args {
     /// function_graph rooted at FUNC (repeatable). This is the default mode, rooted at
     /// vcpu_enter_guest, with kvm_arch_vcpu_ioctl_run/vcpu_run as fallbacks when it is inlined.
