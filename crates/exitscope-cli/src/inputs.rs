@@ -22,25 +22,22 @@ pub fn read(files: &[String], sink: &mut impl InputSink, opts: &Options) -> Resu
     Ok(())
 }
 
-/// How much analysis a command needs.
+/// How a command's inputs are analysed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Depth {
-    /// Tree and flat profile (report, flame graphs, folded stacks).
-    Tree,
-    /// Plus the exit view (`report --exits`, the HTML report).
-    Exits,
-    /// As `exitscope diff` analyses each side: exits, and roots holding several exits split
-    /// into one `vcpu_enter_guest`-like root per exit.
+    /// One report of the inputs as they are (report, flame graphs, HTML).
+    Plain,
+    /// As `exitscope diff` analyses each side: roots holding several exits split into one
+    /// `vcpu_enter_guest`-like root per exit.
     Diff,
 }
 
 /// Analyse `files` together into one report, printing its diagnostics; `--strict` fails on
 /// any unreadable line.
 pub fn analyse(files: &[String], diag: &DiagnosticsArgs, depth: Depth) -> Result<Report, Failure> {
-    let mut opts = AnalysisOptions::default();
+    let mut opts =
+        if depth == Depth::Diff { AnalysisOptions::for_diff() } else { AnalysisOptions::default() };
     opts.max_diagnostics = diag.max_diagnostics;
-    opts.exits = depth != Depth::Tree;
-    opts.split_exits = depth == Depth::Diff;
     let mut analysis = Analysis::new(opts);
     read(files, &mut analysis, &Options::default())?;
     let report = analysis.finish();

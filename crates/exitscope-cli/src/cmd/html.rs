@@ -48,9 +48,9 @@ pub fn run(args: Args) -> CmdResult {
         let (la, lb) = (label(&pair[..1]), label(&pair[1..]));
         let table = (!args.no_normalize).then(NormTable::builtin);
         let d = diff::diff(&a, &b, table.as_ref(), DiffSort::Tree);
-        html::write_diff_with((&la, &a), (&lb, &b), Some(&d), &opts, &mut out)?;
+        html::write_diff((&la, &a), (&lb, &b), &d, &opts, &mut out)?;
     } else {
-        let report = inputs::analyse(&args.files, &args.diagnostics, Depth::Exits)?;
+        let report = inputs::analyse(&args.files, &args.diagnostics, Depth::Plain)?;
         html::write(&report, &label(&args.files), &opts, &mut out)?;
     }
     out.commit()?;

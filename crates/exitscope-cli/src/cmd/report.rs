@@ -43,8 +43,7 @@ pub struct Args {
 /// Run `exitscope report`.
 pub fn run(args: Args) -> CmdResult {
     let mut out = Output::create(args.output.path())?;
-    let depth = if args.exits { Depth::Exits } else { Depth::Tree };
-    let report = inputs::analyse(&args.files, &args.diagnostics, depth)?;
+    let report = inputs::analyse(&args.files, &args.diagnostics, Depth::Plain)?;
     let style = args.color.style(out.is_tty());
     if args.json {
         exitscope_render::json::write(&report, &mut out)?;
@@ -52,15 +51,15 @@ pub fn run(args: Args) -> CmdResult {
         exitscope_render::exits::write(&report, &style, &mut out)?;
     } else if args.flat {
         exitscope_render::flat::write(&report, &style, &mut out)?;
-    } else if report.tree.is_empty() && report.event_analysis.is_some() {
+    } else if report.tree.is_empty() && report.exits.is_some() {
         // An event trace (kvm tracepoints, no function_graph): the exit-reason table.
-        exitscope_render::events::write(&report, &mut out)?;
+        exitscope_render::exits::write_table(&report, &mut out)?;
         exitscope_render::tree::footer(&report, &mut out)?;
     } else {
         exitscope_render::tree::write(&report, &style, &mut out)?;
-        if report.event_analysis.is_some() {
+        if !report.events.is_empty() && report.exits.is_some() {
             writeln!(out)?;
-            exitscope_render::events::write(&report, &mut out)?;
+            exitscope_render::exits::write_table(&report, &mut out)?;
         }
     }
     out.commit()?;

@@ -202,7 +202,8 @@ pub fn run(args: Args) -> CmdResult {
     )?;
 
     let mut opts = AnalysisOptions::default();
-    opts.exits = true;
+    // The bench's own signalling (done and fault ports) is not the experiment.
+    opts.harness_ports = vec![exitscope_guest::PORT_DONE, exitscope_guest::PORT_FAULT];
     let mut analysis = Analysis::new(opts);
     let mut read_opts = exitscope_ingest::Options::default();
     // A recording where no event fired is a finding, explained below.
@@ -212,14 +213,14 @@ pub fn run(args: Args) -> CmdResult {
     let report = analysis.finish();
     inputs::print_diagnostics(&report);
     if let Some(ex) = &report.exits
-        && ex.exits > 0
+        && ex.whole_roots + ex.split_roots > 0
     {
         writeln!(out)?;
-        exitscope_render::exits::write(&report, &style, &mut out)?;
+        exitscope_render::exits::write_phases(ex, &style, &mut out)?;
     }
-    if report.event_analysis.is_some() {
+    if report.exits.is_some() && !report.events.is_empty() {
         writeln!(out)?;
-        exitscope_render::events::write(&report, &mut out)?;
+        exitscope_render::exits::write_table(&report, &mut out)?;
     } else if why.is_some() {
         writeln!(
             out,
@@ -242,6 +243,8 @@ pub fn run(args: Args) -> CmdResult {
         output::write_file(&work.path.join("report.html"), |o| {
             let mut opts = exitscope_render::html::HtmlOptions::default();
             opts.title = Some(format!("exitscope run {}", args.test));
+            // The untraced measurement is the benchmark's result.
+            opts.bench = serde_json::to_value(&untraced).ok();
             exitscope_render::html::write(&report, &format!("run {}", args.test), &opts, o)?;
             Ok(())
         })?;

@@ -167,16 +167,11 @@ pub fn missing(need: Need) -> Option<String> {
     }
 }
 
-/// True (after printing `SKIP: <reason>`) when something in `needs` is missing; under
-/// `EXITSCOPE_REQUIRE_HW=1` a missing need fails the test instead.
+/// True (after printing `SKIP: <test>: <reason>`, see `exitscope_testkit::skip_unless`) when
+/// something in `needs` is missing; under `EXITSCOPE_REQUIRE_HW=1` that fails the test.
 pub fn skip_unless(needs: &[Need]) -> bool {
-    let Some(why) = needs.iter().find_map(|n| missing(*n)) else { return false };
-    assert!(
-        std::env::var_os("EXITSCOPE_REQUIRE_HW").is_none_or(|v| v != "1"),
-        "EXITSCOPE_REQUIRE_HW=1 but {why}"
-    );
-    println!("SKIP: {why}");
-    true
+    let test = std::thread::current().name().unwrap_or("test").to_owned();
+    !exitscope_testkit::skip_unless(&test, needs.iter().find_map(|n| missing(*n)))
 }
 
 /// One kvm_cpuid event line as trace_pipe prints it.
