@@ -579,6 +579,22 @@ fn compressed_traces_are_read_transparently() {
     }
 }
 
+/// perf.data is sniffed by ingest like the other formats, in every command that reads traces.
+#[test]
+fn perf_data_is_read_like_the_other_formats() {
+    let f = "tests/data/perfdata/kvm-file.data";
+    let o = command().args(["report", "--json", f]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["inputs"][0]["format"], "perf-data", "{}", v["inputs"]);
+    let reasons = v["exits"]["reasons"].as_array().unwrap();
+    assert!(reasons.iter().any(|r| r["reason"] == "CPUID"), "{reasons:?}");
+    for args in [vec!["html", f], vec!["export", "--perfetto", f], vec!["diff", f, f]] {
+        let o = command().args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn plurals_and_signs_are_right() {
     let d = TempDir::new("plural");

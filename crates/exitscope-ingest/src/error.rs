@@ -5,7 +5,8 @@ use std::io;
 
 /// The formats exitscope reads, for messages.
 pub(crate) const EXPECTED: &str = "expected ftrace text (function_graph or event lines), a \
-                                   trace-cmd trace.dat, or either one compressed with gzip or zstd";
+                                   trace-cmd trace.dat or a perf.data, plain or compressed with \
+                                   gzip or zstd";
 
 /// Why an input could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,17 @@ pub enum Error {
         /// it is not a `source()`).
         error: exitscope_tracedat::Error,
     },
+    /// perf.data that could not be read.
+    #[error("{name} ({size} bytes): {error}")]
+    PerfData {
+        /// The input as given.
+        name: String,
+        /// The file's size in bytes (after decompression).
+        size: u64,
+        /// What the reader found, with its byte offset (part of this message, not a
+        /// `source()`).
+        error: exitscope_perfdata::Error,
+    },
     /// A format that is recognised but not read by this build.
     #[error("{name} is {what}, which this build of exitscope cannot read yet")]
     Unsupported {
@@ -90,6 +102,7 @@ impl Error {
             | Error::Decompress { name, .. }
             | Error::NoTrace { name, .. }
             | Error::TraceDat { name, .. }
+            | Error::PerfData { name, .. }
             | Error::Unsupported { name, .. } => name,
         }
     }

@@ -3,7 +3,7 @@
 //! The one owner of reading exitscope's inputs. Give it paths (`-` is stdin) and an
 //! [`InputSink`]; it recognises each input by its first bytes, undoes gzip or zstd
 //! compression, reads trace-cmd `trace.dat` zero-copy from a memory map (from memory for
-//! stdin and compressed inputs) and ftrace text as a stream through a fixed buffer, and
+//! stdin and compressed inputs), perf's `perf.data` the same way, and ftrace text as a stream through a fixed buffer, and
 //! pushes the records into the sink between [`InputSink::begin_input`] and
 //! [`InputSink::end_input`]. It returns one [`InputSummary`] per input.
 //!
@@ -33,16 +33,14 @@
 //!
 //! ## Formats, and where a new one goes
 //! [`sniff`] decides from the first bytes: [`Sniffed::Binary`] for formats with a magic
-//! number (trace.dat; perf.data), [`Sniffed::Compressed`] for gzip/zstd (the decompressed
+//! number (trace.dat, perf.data), [`Sniffed::Compressed`] for gzip/zstd (the decompressed
 //! stream is sniffed again), [`Sniffed::Text`] for ftrace text, [`Sniffed::Unknown`] for
 //! anything else (which holds no trace). A new binary format gets a magic in `sniff.rs`, an
 //! [`InputFormat`] variant in the model, and one arm in `read_binary` that calls its reader
 //! with the whole input as `&[u8]`.
 //!
-//! **perf.data** is recognised (`PERFILE2`) and reported as [`Error::Unsupported`] until the
-//! `exitscope-perfdata` reader lands: its `read(bytes, name, sink)` mirrors
-//! `exitscope_tracedat::read` and plugs into the `InputFormat::PerfData` arm of
-//! `read_binary`.
+//! **perf.data** (`perf record -e 'kvm:*'`, `perf kvm stat record`; file or pipe mode) is read
+//! by `exitscope_perfdata::read`, which mirrors `exitscope_tracedat::read`.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -367,10 +365,28 @@ impl<'n> Reader<'n> {
                 sink.end_input(&summary);
                 Ok(Ingested { summary, warnings: Vec::new() })
             }
-            // The hook for exitscope-perfdata: `exitscope_perfdata::read(data, name, sink)`
-            // goes here, built like the trace.dat arm.
             InputFormat::PerfData => {
-                Err(Error::Unsupported { name: self.name.to_owned(), what: "perf.data" })
+                sink.begin_input(self.name, format);
+                let s = exitscope_perfdata::read(data, self.name, &mut RecordsOf(sink))
+                    .map_err(|error| Error::PerfData { name: self.name.to_owned(), size, error })?;
+                if s.records == 0 && self.opts.require_records {
+                    return Err(self.no_trace(format!(
+                        "it is a valid perf.data{} without a single tracepoint sample: nothing \
+                         was recorded",
+                        if s.pipe { " (pipe mode)" } else { "" }
+                    )));
+                }
+                let summary = InputSummary {
+                    name: self.name.to_owned(),
+                    format: format.as_str().to_owned(),
+                    bytes: size,
+                    records: s.records,
+                    error_lines: s.skipped_samples + s.unknown_events,
+                    compression: compression.map(|c| c.as_str().to_owned()),
+                    ..Default::default()
+                };
+                sink.end_input(&summary);
+                Ok(Ingested { summary, warnings: Vec::new() })
             }
             _ => Err(Error::Unsupported { name: self.name.to_owned(), what: "an unknown format" }),
         }

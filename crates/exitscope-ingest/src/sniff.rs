@@ -2,10 +2,6 @@
 
 use exitscope_model::InputFormat;
 
-/// trace-cmd's magic: `0x17 0x08 0x44` then `tracing`.
-const TRACE_DAT_MAGIC: &[u8] = b"\x17\x08\x44tracing";
-/// perf.data v2, as written on little- and big-endian hosts.
-const PERF_DATA_MAGIC: [&[u8]; 2] = [b"PERFILE2", b"2ELIFREP"];
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 const ZSTD_MAGIC: &[u8] = b"\x28\xb5\x2f\xfd";
 /// How much of the head the text/binary decision looks at.
@@ -49,9 +45,9 @@ pub enum Sniffed {
 pub fn sniff(head: &[u8]) -> Sniffed {
     if head.is_empty() {
         Sniffed::Empty
-    } else if head.starts_with(TRACE_DAT_MAGIC) {
+    } else if exitscope_tracedat::is_trace_dat(head) {
         Sniffed::Binary(InputFormat::TraceDat)
-    } else if PERF_DATA_MAGIC.iter().any(|m| head.starts_with(m)) {
+    } else if exitscope_perfdata::is_perf_data(head) {
         Sniffed::Binary(InputFormat::PerfData)
     } else if head.starts_with(GZIP_MAGIC) {
         Sniffed::Compressed(Compression::Gzip)

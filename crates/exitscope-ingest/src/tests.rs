@@ -130,9 +130,16 @@ fn trace_dat_is_sniffed_and_a_cut_file_says_its_size() {
 }
 
 #[test]
-fn perf_data_is_recognised_and_reported_as_not_yet_readable() {
-    let e = read(b"PERFILE2\x68\0\0\0\0\0\0\0").0.unwrap_err();
-    assert!(matches!(e, Error::Unsupported { what: "perf.data", .. }), "{e:?}");
+fn perf_data_is_sniffed_and_read() {
+    let data = fixture("tests/data/perfdata/kvm-file.data");
+    let (r, sink) = read(&data);
+    let got = r.unwrap();
+    assert_eq!(sink.begun[0].1, InputFormat::PerfData);
+    assert_eq!((got.summary.format.as_str(), got.summary.records), ("perf-data", sink.records));
+    assert!(sink.records > 0);
+    // A cut file is an error naming its size, never a panic.
+    let e = read(&data[..200]).0.unwrap_err();
+    assert!(matches!(e, Error::PerfData { size: 200, .. }), "{e:?}");
 }
 
 #[test]

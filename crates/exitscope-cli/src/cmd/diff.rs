@@ -18,7 +18,7 @@ Examples:
   exitscope diff --sort delta before.dat after.dat
   exitscope diff --no-normalize --fail-above 5% base.txt.gz new.txt.gz   # exit 1 if slower")]
 pub struct Args {
-    /// The baseline trace (ftrace text or trace.dat, plain or gzip/zstd; `-` reads stdin).
+    /// The baseline trace (ftrace text, trace.dat or perf.data, plain or gzip/zstd; `-` reads stdin).
     #[arg(value_name = "A")]
     pub a: String,
     /// The trace compared with it. Δ = B − A: positive means B is slower.

@@ -19,7 +19,7 @@ Examples:
   exitscope export --perfetto tests/data/seed/cpuid-amd.fgraph.txt -o trace.json
   exitscope export --perfetto trace.dat.zst -o trace.json   # open in ui.perfetto.dev")]
 pub struct Args {
-    /// Traces, analysed together (ftrace text or trace.dat, plain or gzip/zstd; `-` = stdin).
+    /// Traces, analysed together (ftrace text, trace.dat or perf.data, plain or gzip/zstd; `-` = stdin).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
     /// Chrome trace-event JSON for ui.perfetto.dev and chrome://tracing: one track per CPU

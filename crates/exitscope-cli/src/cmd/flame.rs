@@ -21,7 +21,7 @@ Examples:
   exitscope flame --folded trace.dat | inferno-flamegraph > flame.svg
   exitscope flame --diff amd.txt intel.txt -o diff.svg")]
 pub struct Args {
-    /// Traces, analysed together (ftrace text or trace.dat, plain or gzip/zstd; `-` = stdin).
+    /// Traces, analysed together (ftrace text, trace.dat or perf.data, plain or gzip/zstd; `-` = stdin).
     #[arg(value_name = "FILE", required_unless_present = "diff", conflicts_with = "diff")]
     pub files: Vec<String>,
     /// Differential flame graph of trace A (before) against trace B (after): frames sized by

@@ -18,7 +18,7 @@ Examples:
   exitscope html --diff amd.txt intel.txt -o amd-vs-intel.html
   exitscope html --title 'kernel 6.8, cpuid' trace.dat.zst -o r.html")]
 pub struct Args {
-    /// Traces, analysed together (ftrace text or trace.dat, plain or gzip/zstd; `-` = stdin).
+    /// Traces, analysed together (ftrace text, trace.dat or perf.data, plain or gzip/zstd; `-` = stdin).
     #[arg(value_name = "FILE", required_unless_present = "diff", conflicts_with = "diff")]
     pub files: Vec<String>,
     /// Compare trace A (left) with trace B (right): both summaries, a side-by-side tree with

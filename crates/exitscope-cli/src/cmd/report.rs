@@ -19,7 +19,8 @@ Examples:
   exitscope report --json -o report.json t1.txt t2.txt.gz")]
 pub struct Args {
     /// Traces, analysed together: ftrace text (`trace`, `trace_pipe`, `trace-cmd report`
-    /// output), trace-cmd trace.dat, either one gzip- or zstd-compressed; `-` reads stdin.
+    /// output), trace-cmd trace.dat, perf.data (kvm tracepoints), any of them gzip- or
+    /// zstd-compressed; `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
     /// Print one JSON document (schema: `exitscope_analyze::report`) instead of the tree.
