@@ -341,55 +341,41 @@ impl<'n> Reader<'n> {
         sink: &mut S,
     ) -> Result<Ingested, Error> {
         let size = data.len() as u64;
-        match format {
+        let name = self.name.to_owned();
+        // Per format: records, records that could not be read, and what an empty file is.
+        let (records, unreadable, empty) = match format {
             InputFormat::TraceDat => {
                 sink.begin_input(self.name, format);
                 let s = exitscope_tracedat::read(data, self.name, &mut RecordsOf(sink))
-                    .map_err(|error| Error::TraceDat { name: self.name.to_owned(), size, error })?;
-                if s.records == 0 && self.opts.require_records {
-                    return Err(self.no_trace(format!(
-                        "it is a valid trace.dat (version {}, {} CPUs) without a single record: \
-                         nothing was recorded",
-                        s.version, s.cpus
-                    )));
-                }
-                let summary = InputSummary {
-                    name: self.name.to_owned(),
-                    format: format.as_str().to_owned(),
-                    bytes: size,
-                    records: s.records,
-                    error_lines: s.unknown_events,
-                    compression: compression.map(|c| c.as_str().to_owned()),
-                    ..Default::default()
-                };
-                sink.end_input(&summary);
-                Ok(Ingested { summary, warnings: Vec::new() })
+                    .map_err(|error| Error::TraceDat { name, size, error })?;
+                let empty = format!("a valid trace.dat (version {}, {} CPUs)", s.version, s.cpus);
+                (s.records, s.unknown_events, empty)
             }
             InputFormat::PerfData => {
                 sink.begin_input(self.name, format);
                 let s = exitscope_perfdata::read(data, self.name, &mut RecordsOf(sink))
-                    .map_err(|error| Error::PerfData { name: self.name.to_owned(), size, error })?;
-                if s.records == 0 && self.opts.require_records {
-                    return Err(self.no_trace(format!(
-                        "it is a valid perf.data{} without a single tracepoint sample: nothing \
-                         was recorded",
-                        if s.pipe { " (pipe mode)" } else { "" }
-                    )));
-                }
-                let summary = InputSummary {
-                    name: self.name.to_owned(),
-                    format: format.as_str().to_owned(),
-                    bytes: size,
-                    records: s.records,
-                    error_lines: s.skipped_samples + s.unknown_events,
-                    compression: compression.map(|c| c.as_str().to_owned()),
-                    ..Default::default()
-                };
-                sink.end_input(&summary);
-                Ok(Ingested { summary, warnings: Vec::new() })
+                    .map_err(|error| Error::PerfData { name, size, error })?;
+                let empty =
+                    format!("a valid perf.data{}", if s.pipe { " (pipe mode)" } else { "" });
+                (s.records, s.skipped_samples + s.unknown_events, empty)
             }
-            _ => Err(Error::Unsupported { name: self.name.to_owned(), what: "an unknown format" }),
+            _ => return Err(Error::Unsupported { name, what: "an unknown format" }),
+        };
+        if records == 0 && self.opts.require_records {
+            return Err(self
+                .no_trace(format!("it is {empty} without a single record: nothing was recorded")));
         }
+        let summary = InputSummary {
+            name: self.name.to_owned(),
+            format: format.as_str().to_owned(),
+            bytes: size,
+            records,
+            error_lines: unreadable,
+            compression: compression.map(|c| c.as_str().to_owned()),
+            ..Default::default()
+        };
+        sink.end_input(&summary);
+        Ok(Ingested { summary, warnings: Vec::new() })
     }
 
     fn read_text<S: InputSink + ?Sized>(
