@@ -180,6 +180,31 @@ fn closed_stdout_ends_quietly_with_0() {
     }
 }
 
+/// `exitscope export --perfetto big.txt | head -c 10` printed "error: Broken pipe", exit 2: the
+/// EPIPE came back wrapped in a JSON serializer error.
+#[test]
+fn export_to_a_reader_that_stops_early_ends_with_0() {
+    let d = TempDir::new("headc");
+    let big = d.join("big.txt");
+    std::fs::write(&big, seed_text().repeat(3000)).unwrap();
+    for args in [vec!["export", "--perfetto"], vec!["report", "--json"], vec!["flame", "--folded"]]
+    {
+        let mut child = command()
+            .args(&args)
+            .arg(&big)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut head = [0u8; 10];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut head).unwrap();
+        drop(child.stdout.take());
+        let o = wait_timeout(child, Duration::from_secs(60));
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?}");
+    }
+}
+
 /// `exitscope report junk 2>&1 | head -1` panicked ("failed printing to stderr").
 #[test]
 fn closed_stderr_never_panics() {
