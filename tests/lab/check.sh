@@ -183,7 +183,8 @@ check_events() {
 if [ -f "$R/run.cmd" ]; then
 	D=$R/run-cpuid
 	benchf='' tracef=''
-	# `exitscope run -o DIR` names its files: trace.dat (trace.txt before issue 15), bench.json,
+	# `exitscope run -o DIR` names its files: trace.dat (trace.txt before issue 15), bench.json
+	# (untraced), traced-bench.json,
 	# report.json, report.html.
 	[ -f "$D/bench.json" ] && benchf=$D/bench.json
 	[ -f "$D/trace.txt" ] && tracef=$D/trace.txt

@@ -3,6 +3,8 @@
 //! are present, against the real tracefs with a tiny KVM program that makes kvm_cpuid events.
 //! Hardware tests print `SKIP: <reason>` and fail instead under `EXITSCOPE_REQUIRE_HW=1`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,88 +13,11 @@ use std::time::{Duration, Instant};
 
 use exitscope_model::{Record, RecordKind, Task};
 
+use common::{
+    Need, TempDir, fake_tracefs as fake, put, skip_unless, snapshot_dir, stderr, wait_timeout,
+};
+
 const BIN: &str = env!("CARGO_BIN_EXE_exitscope");
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "exitscope-cli-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn put(root: &Path, rel: &str, content: &str) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, content).unwrap();
-}
-
-const LINES: &str = "         python3-5832    [001] .....   979.002051: kvm_cpuid: func 0 idx ffff rax 0 rbx 0 rcx 0 rdx 0, cpuid entry not found\n";
-
-/// A fake tracefs whose instances support events only (like this machine's kernel, but with
-/// function_graph available at the top level).
-fn fake(root: &Path) {
-    for (rel, c) in [
-        ("tracing_on", "1\n"),
-        ("current_tracer", "nop\n"),
-        ("available_tracers", "function_graph function nop\n"),
-        ("set_graph_function", "#### all functions enabled ####\n"),
-        ("set_ftrace_pid", "no pid\n"),
-        ("set_event", ""),
-        ("max_graph_depth", "0\n"),
-        ("options/funcgraph-abstime", "0\n"),
-        ("options/funcgraph-proc", "0\n"),
-        ("options/function-fork", "0\n"),
-        ("trace_pipe", LINES),
-        (".instance-template/tracing_on", "1\n"),
-        (".instance-template/available_tracers", "nop\n"),
-        (".instance-template/set_event_pid", ""),
-        (".instance-template/options/event-fork", "0\n"),
-        (".instance-template/events/kvm/kvm_cpuid/enable", "0\n"),
-        (".instance-template/trace_pipe", LINES),
-    ] {
-        put(root, rel, c);
-    }
-    fs::create_dir_all(root.join("instances")).unwrap();
-}
-
-/// Every non-hidden file with its content.
-fn snapshot_dir(root: &Path) -> BTreeMap<String, String> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        for e in fs::read_dir(dir).unwrap().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let p = e.path();
-            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
-            if p.is_dir() {
-                out.insert(format!("{rel}/"), String::new());
-                walk(base, &p, out);
-            } else {
-                out.insert(rel, fs::read_to_string(&p).unwrap_or_default());
-            }
-        }
-    }
-    let mut m = BTreeMap::new();
-    walk(root, root, &mut m);
-    m
-}
 
 fn spawn(args: &[&str]) -> Child {
     Command::new(BIN)
@@ -109,22 +34,7 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn signal(child: &Child, sig: i32) {
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our unreaped child.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-}
-
-fn wait_timeout(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < limit, "exitscope did not exit within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    common::kill(child.id(), sig);
 }
 
 #[test]
@@ -188,7 +98,10 @@ fn signal_to_exitscope_restores(sig: i32, code: i32, name: &str) {
     assert!(first.starts_with("mkdir instances/exitscope-"), "{log}");
     assert!(last.starts_with("rmdir instances/exitscope-"), "{log}");
     let text = fs::read_to_string(&out).unwrap();
-    assert!(text.starts_with("# tracer: nop\n# exitscope record: kvm:kvm_cpuid\n"), "{text}");
+    let header: Vec<&str> = text.lines().take(2).collect();
+    assert_eq!(header[0], "# tracer: nop", "{text}");
+    assert!(header[1].starts_with("# exitscope record: kvm:kvm_exit "), "{text}");
+    assert!(header[1].contains(" kvm:kvm_cpuid"), "{text}");
     assert!(text.contains("kvm_cpuid: func 0"), "{text}");
 }
 
@@ -209,8 +122,8 @@ fn fake_graph_child_killed_by_sigkill_restores() {
         "-c",
         "sleep 0.2; kill -KILL $$",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("signal: 9"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the traced command was killed by signal 9"), "{}", stderr(&o));
     assert_eq!(snapshot_dir(&dir.0), before);
     let log = fs::read_to_string(dir.0.join(".ops.log")).unwrap();
     assert!(log.contains("write current_tracer \"function_graph\""), "{log}");
@@ -299,36 +212,8 @@ fn nothing_to_trace_is_a_usage_error() {
 
 // ---- real machine ----
 
-/// Why the hardware tests cannot run here, if they cannot.
-fn hw_missing() -> Option<String> {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    if !Path::new("/sys/kernel/tracing/tracing_on").exists() {
-        return Some("no tracefs at /sys/kernel/tracing".into());
-    }
-    if !Path::new("/dev/kvm").exists() {
-        return Some("no /dev/kvm".into());
-    }
-    if Command::new("python3").arg("-c").arg("").status().map_or(true, |s| !s.success()) {
-        return Some("no python3".into());
-    }
-    None
-}
-
 fn skip_unless_hw() -> bool {
-    match hw_missing() {
-        None => false,
-        Some(why) => {
-            assert!(
-                std::env::var_os("EXITSCOPE_REQUIRE_HW").is_none_or(|v| v != "1"),
-                "EXITSCOPE_REQUIRE_HW=1 but {why}"
-            );
-            println!("SKIP: {why}");
-            true
-        }
-    }
+    skip_unless(&[Need::Tracefs, Need::Kvm, Need::Python])
 }
 
 /// The top-level tracefs files a recording could touch, with their content. Consuming files
@@ -473,8 +358,11 @@ fn real_bench_target_records_its_port_io_exits_and_report_counts_them() {
     assert!(rep.status.success(), "{}", stderr(&rep));
     let v: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
     let pio = v["events"]["kvm_pio"].as_u64().unwrap_or(0);
-    // --quick runs at least 2^26 cycles of ~3-20 us exits, three times: thousands of exits.
-    assert!(pio > 1000, "kvm_pio {pio}: {}", v["events"]);
+    // How many exits fit in --quick's 2^26-cycle loops depends on the load (an exit takes
+    // 10 us on a quiet host, 200 us on a loaded one); the method's floor does not: calibration
+    // starts with a 64-iteration round and each of the two further repeats runs at least as
+    // many, one port read each.
+    assert!(pio >= 3 * 64, "kvm_pio {pio}: {}", v["events"]);
     let io =
         v["exits"]["reasons"].as_array().unwrap().iter().find(|r| r["reason"] == "IO").unwrap();
     assert_eq!(io["count"].as_u64(), Some(pio));

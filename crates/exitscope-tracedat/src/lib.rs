@@ -58,7 +58,7 @@ pub use bytes::Endian;
 pub use file::{Buffer, Compression, CpuData, Guest, Header};
 pub use format::{EventFormat, Field, FieldKind};
 pub use meta::{Cmdlines, PrintkFormats, Symbols};
-pub use ring::{Item, PageFormat, PageHeader};
+pub use ring::{CpuCursor, Item, PageFormat, PageHeader};
 
 /// Why a trace.dat could not be read. Offsets are absolute byte offsets in the file (for
 /// compressed data: of the compressed block).

@@ -71,6 +71,8 @@ pub struct CaptureSummary {
     pub lost_from_stats: BTreeMap<u32, u64>,
     /// Things worth telling the user that happened while recording.
     pub notes: Vec<String>,
+    /// Per event name (`kvm_pio`), the event lines copied: which requested events fired.
+    pub events: BTreeMap<String, u64>,
     /// Why it stopped.
     pub stop: Option<StopWhen>,
     /// How long it ran.
@@ -87,10 +89,16 @@ impl CaptureSummary {
     /// (4096 bytes, zstd)`.
     pub fn written(&self) -> String {
         match self.format {
-            CaptureFormat::Text => format!("{} lines ({} bytes)", self.lines, self.bytes),
+            CaptureFormat::Text => format!(
+                "{} line{} ({} bytes)",
+                self.lines,
+                if self.lines == 1 { "" } else { "s" },
+                self.bytes
+            ),
             CaptureFormat::TraceDat { compression } => format!(
-                "{} ring-buffer pages as trace.dat ({} bytes, {})",
+                "{} ring-buffer page{} as trace.dat ({} bytes, {})",
                 self.pages,
+                if self.pages == 1 { "" } else { "s" },
                 self.bytes,
                 match compression {
                     Compression::None => "uncompressed",
@@ -220,6 +228,13 @@ impl LineCopier {
             sum.lines += 1;
             if let Some((cpu, n)) = parse_lost(line) {
                 *sum.lost_in_stream.entry(cpu).or_default() += n;
+            } else if let Some(name) = event_name(line) {
+                match sum.events.get_mut(name) {
+                    Some(n) => *n += 1,
+                    None => {
+                        sum.events.insert(name.to_owned(), 1);
+                    }
+                }
             }
         }
         out.write_all(&complete)?;
@@ -235,6 +250,20 @@ impl LineCopier {
         }
         Ok(())
     }
+}
+
+/// The event name of a `trace_pipe` event line, `comm-pid [cpu] flags ts: name: args`.
+fn event_name(line: &[u8]) -> Option<&str> {
+    let close = line.iter().position(|&b| b == b']')?;
+    let rest = &line[close + 1..];
+    let colon = rest.windows(2).position(|w| w == b": ")?;
+    let rest = &rest[colon + 2..];
+    let end = rest.iter().position(|&b| b == b':')?;
+    let name = &rest[..end];
+    if name.is_empty() || !name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
 }
 
 /// `CPU:3 [LOST 120 EVENTS]` → (3, 120).
@@ -330,6 +359,13 @@ pub(crate) fn read_stats(fs: &crate::Tracefs, dir: &str) -> BTreeMap<u32, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_names_are_taken_from_event_lines() {
+        let l = b"  python3-5832    [001] .....   979.002051: kvm_cpuid: func 0 idx ffff";
+        assert_eq!(event_name(l), Some("kvm_cpuid"));
+        assert_eq!(event_name(b" 0)   0.080 us    |  f();"), None);
+    }
 
     #[test]
     fn lost_lines_are_recognised() {

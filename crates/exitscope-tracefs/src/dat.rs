@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use exitscope_tracedat::write::{CpuSpool, FileOptions, Metadata, option, write_file};
-use exitscope_tracedat::{Compression, Endian, PageFormat};
+use exitscope_tracedat::{Compression, CpuCursor, Endian, Item, PageFormat};
 
 use crate::capture::{
     CaptureFormat, CaptureSummary, StopWhen, cpu_numbers, drain, lost_beyond, poll_until,
@@ -34,6 +34,36 @@ struct Cpu {
     cpu: u32,
     reader: PageReader,
     spool: CpuSpool<File>,
+    /// Records per event id (`common_type`), to say which requested events fired.
+    ids: BTreeMap<u16, u64>,
+    pages: PageFormat,
+}
+
+/// Count the records of whole pages `data` by event id. Pages the walk cannot read are left
+/// to the reader of the file (which reports them with their offset); counting is only for
+/// the "never fired" message.
+fn count_ids(pages: PageFormat, cpu: u32, data: &[u8], ids: &mut BTreeMap<u16, u64>) {
+    let mut cur = CpuCursor::new(cpu, 0, pages.page_size, pages.long_size, pages.endian);
+    while let Ok(Some(item)) = cur.next_item(data) {
+        if let Item::Record { start, len, .. } = item
+            && len >= 2
+            && let Some(b) = data.get(start..start + 2)
+        {
+            let id = match pages.endian {
+                Endian::Little => u16::from_le_bytes([b[0], b[1]]),
+                Endian::Big => u16::from_be_bytes([b[0], b[1]]),
+            };
+            *ids.entry(id).or_insert(0) += 1;
+        }
+    }
+}
+
+/// `(id, name)` of an event `format` file.
+fn format_id(format: &[u8]) -> Option<(u16, String)> {
+    let t = std::str::from_utf8(format).ok()?;
+    let name = t.lines().find_map(|l| l.strip_prefix("name:"))?.trim().to_owned();
+    let id = t.lines().find_map(|l| l.strip_prefix("ID:"))?.trim().parse().ok()?;
+    Some((id, name))
 }
 
 impl Session {
@@ -69,6 +99,8 @@ impl Session {
                 cpu,
                 reader: PageReader::new(pages.page_size, method),
                 spool: CpuSpool::new(cpu, store, compression, pages),
+                ids: BTreeMap::new(),
+                pages,
             });
         }
         if cpus.is_empty() {
@@ -107,6 +139,15 @@ impl Session {
 
         let after = read_stats(&fs, &dir);
         let meta = self.metadata(&fs, &dir, header_page, &cpus);
+        let names: BTreeMap<u16, String> =
+            meta.systems.iter().flat_map(|(_, f)| f.iter()).filter_map(|f| format_id(f)).collect();
+        for c in &cpus {
+            for (id, n) in &c.ids {
+                if let Some(name) = names.get(id) {
+                    *sum.events.entry(name.clone()).or_insert(0) += n;
+                }
+            }
+        }
         let mut spools: Vec<CpuSpool<File>> = cpus.into_iter().map(|c| c.spool).collect();
         for s in &spools {
             let st = s.stats();
@@ -150,6 +191,7 @@ impl Session {
                 source,
             })?;
             if n > 0 {
+                count_ids(c.pages, c.cpu, buf, &mut c.ids);
                 c.spool.push_pages(buf).map_err(spool_err)?;
                 total += n;
             }

@@ -41,19 +41,30 @@ mod child;
 mod dat;
 mod error;
 mod fs;
+mod ledger;
 mod raw;
+mod recorder;
 mod restore;
 mod session;
 mod signals;
 
 pub use capture::{CaptureFormat, CaptureSummary, StopWhen};
-pub use child::PausedChild;
+pub use child::{PausedChild, resolve_command};
 pub use error::{Error, errno_name};
 pub use exitscope_tracedat::Compression;
 pub use fs::{Op, Tracefs};
-pub use restore::install_panic_hook;
+pub use ledger::STATE_DIR_ENV;
+pub use recorder::{Outcome, Recorder, Recording, Target};
+pub use restore::{install_panic_hook, reset};
 pub use session::{
     DEFAULT_EVENTS, GRAPH_FALLBACK_FUNCTIONS, Mode, Placement, Session, SessionConfig,
     process_tree_threads, threads_of,
 };
 pub use signals::SignalWatcher;
+
+/// Print `exitscope: MSG` to stderr, ignoring failures: a closed stderr (`2>&1 | head`) must
+/// not turn a restore message into a panic.
+pub(crate) fn say(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "exitscope: {msg}");
+}
