@@ -24,12 +24,16 @@ pub struct Args {
     /// Accepts N or 2^N [default: 2^30 as kvm-unit-tests, 2^26 with --quick].
     #[arg(long, value_parser = parse_cycles)]
     pub min_cycles: Option<u64>,
-    /// Measured loops per test; median, min and max are reported [default: 5, 3 with --quick].
+    /// Measured loops per test; median with its 95 % interval (6 or more), min and max are
+    /// reported [default: 10, 6 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: Option<u32>,
-    /// Short run: --min-cycles 2^26 and --repeat 3 unless given.
+    /// Short run: --min-cycles 2^26 and --repeat 6 unless given.
     #[arg(long)]
     pub quick: bool,
+    /// Pin each vCPU thread to this CPU (the CPUs it ran on are recorded either way).
+    #[arg(long, value_name = "CPU")]
+    pub pin: Option<u32>,
     /// Deadline per test in seconds; a test still running then is stopped.
     #[arg(long, default_value_t = 20.0, value_parser = parse_seconds)]
     pub timeout: f64,
@@ -76,14 +80,18 @@ pub fn run(args: Args) -> CmdResult {
     let benches = select(&args.tests)?;
 
     let (min_cycles, repeat) = if args.quick {
-        (args.min_cycles.unwrap_or(1 << 26), args.repeat.unwrap_or(3))
+        (args.min_cycles.unwrap_or(1 << 26), args.repeat.unwrap_or(6))
     } else {
         (
             args.min_cycles.unwrap_or(exitscope_vmm::bench::DEFAULT_MIN_CYCLES),
             args.repeat.unwrap_or(exitscope_vmm::bench::DEFAULT_REPEAT),
         )
     };
+    if let Some(cpu) = args.pin {
+        check_pin(cpu, exitscope_host::allowed_cpus())?;
+    }
     let opts = Options::default()
+        .with_pin(args.pin)
         .with_cpl(args.cpl)
         .with_min_cycles(min_cycles)
         .with_repeat(repeat)
@@ -121,6 +129,17 @@ pub fn run(args: Args) -> CmdResult {
     }
 }
 
+/// `--pin CPU` must name a CPU this process may run on.
+fn check_pin(cpu: u32, allowed: Option<Vec<u32>>) -> Result<(), Failure> {
+    match allowed {
+        Some(cpus) if !cpus.contains(&cpu) => Err(Failure::input(anyhow!(
+            "--pin {cpu}: this process may only run on CPUs {}",
+            exitscope_host::format_cpu_list(&cpus)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The benchmarks named on the command line, or every listed one.
 fn select(names: &[String]) -> Result<Vec<&'static Benchmark>, Failure> {
     if names.is_empty() {
@@ -142,20 +161,34 @@ fn num(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.prec$}"))
 }
 
+/// `[low, high]` of the median's interval, or `-`.
+fn interval(r: &TestResult) -> String {
+    r.cycles_median_ci.map_or_else(|| "-".into(), |ci| format!("[{:.1}, {:.1}]", ci.low, ci.high))
+}
+
 fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<18} {:<4} {:<7} {:>11} {:>11} {:>11} {:>10} {:>10}  exit kind",
-        "test", "mode", "status", "cyc median", "cyc min", "cyc max", "ns", "exits/iter",
+        "{:<18} {:<4} {:<7} {:>11} {:>22} {:>11} {:>11} {:>10} {:>10}  exit kind",
+        "test",
+        "mode",
+        "status",
+        "cyc median",
+        "95% CI of median",
+        "cyc min",
+        "cyc max",
+        "ns",
+        "exits/iter",
     )?;
     for r in &report.results {
         writeln!(
             out,
-            "{:<18} cpl{} {:<7} {:>11} {:>11} {:>11} {:>10} {:>10}  {}",
+            "{:<18} cpl{} {:<7} {:>11} {:>22} {:>11} {:>11} {:>10} {:>10}  {}",
             r.test,
             r.cpl,
             r.status.as_str(),
             num(r.cycles_median, 1),
+            interval(r),
             num(r.cycles_min, 1),
             num(r.cycles_max, 1),
             num(r.ns_median, 1),
@@ -165,20 +198,13 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     }
     writeln!(out)?;
     let h = &report.host;
-    let khz = h.tsc_khz.map_or_else(|| "unknown".to_string(), |k| k.to_string());
-    writeln!(
-        out,
-        "host: kvm {}, TSC {khz} kHz, {}, kernel {}",
-        h.kvm_flavour.as_str(),
-        h.cpu_model,
-        h.kernel
-    )?;
+    writeln!(out, "{}", h.fingerprint)?;
     writeln!(out, "mode: CPL{}: {}", report.mode.cpl.as_u8(), report.mode.reason)?;
     let la = |l: [f64; 3]| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2]);
     writeln!(
         out,
         "load average: {} before, {} after; min cycles {}, repeat {}; cycles are per iteration \
-         minus the empty-loop baseline",
+         minus the empty-loop baseline; 95% CI: order statistics of the repeats",
         la(h.load_average),
         la(report.load_average_after),
         report.min_cycles,
@@ -198,6 +224,11 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     for r in report.results.iter().filter(|r| r.reason.is_some()) {
         write_note(out, r)?;
     }
+    for r in report.results.iter().filter(|r| r.status == Status::Ok) {
+        if let Some(w) = &r.ci_warning {
+            writeln!(out, "warning: {}: {w}", r.test)?;
+        }
+    }
     Ok(())
 }
 
@@ -216,6 +247,15 @@ mod tests {
         assert!(parse_cycles("3^2").is_err());
         assert!(parse_cycles("0").is_err());
         assert!(parse_cycles("2^70").is_err());
+    }
+
+    #[test]
+    fn pin_must_be_an_allowed_cpu() {
+        assert!(check_pin(1, Some(vec![0, 1])).is_ok());
+        assert!(check_pin(7, None).is_ok(), "unknown mask: let the kernel decide");
+        let e = check_pin(5, Some(vec![0, 1, 2])).unwrap_err();
+        assert_eq!(e.code, exit::BAD_INPUT);
+        assert!(e.to_string().contains("CPUs 0-2"), "{e}");
     }
 
     #[test]
