@@ -99,6 +99,13 @@ impl RootCall {
 pub trait CallSink {
     /// One complete root call. `funcs` resolves its function ids.
     fn root(&mut self, root: &RootCall, funcs: &FuncTable);
+
+    /// One complete root call with the labels of the exits the analysis found in it (`CPUID`,
+    /// `IO`; empty for a root that holds no exit). The default forwards to [`CallSink::root`].
+    fn root_with_exits(&mut self, root: &RootCall, funcs: &FuncTable, exit_labels: &[&str]) {
+        let _ = exit_labels;
+        self.root(root, funcs);
+    }
 }
 
 /// Why calls ended up incomplete.
@@ -507,6 +514,15 @@ impl CallTreeBuilder {
         st.root.nodes.clear();
         st.root.events.clear();
         st.irq_markers = 0;
+    }
+
+    /// Whether `rec` (an event) falls inside an open call of its task: it is then part of that
+    /// call's root (as a [`RootEvent`]).
+    pub fn in_open_call(&self, rec: &Record<'_>) -> bool {
+        self.index
+            .get(&Self::key(rec))
+            .and_then(|&i| self.stacks.get(i))
+            .is_some_and(|s| !s.open.is_empty())
     }
 
     /// End of one input: every call still open is incomplete.

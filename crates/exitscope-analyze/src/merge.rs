@@ -6,59 +6,7 @@ use exitscope_model::Nanos;
 
 use crate::calls::{CallSink, NO_PARENT, RootCall};
 use crate::funcs::{FuncId, FuncTable};
-use crate::histogram::Histogram;
-
-/// Statistics of a set of durations.
-#[derive(Clone, Debug, Default)]
-pub struct DurationStats {
-    /// Calls counted (timed or not).
-    pub count: u64,
-    /// Calls that had a duration.
-    pub timed: u64,
-    /// Sum of durations.
-    pub total: Nanos,
-    /// Shortest.
-    pub min: Nanos,
-    /// Longest.
-    pub max: Nanos,
-    /// Distribution, for percentiles.
-    pub hist: Histogram,
-}
-
-impl DurationStats {
-    /// Add one call.
-    pub fn add(&mut self, d: Option<Nanos>) {
-        self.count += 1;
-        if let Some(d) = d {
-            if self.timed == 0 || d < self.min {
-                self.min = d;
-            }
-            self.max = self.max.max(d);
-            self.timed += 1;
-            self.total = self.total.saturating_add(d);
-            self.hist.add(d);
-        }
-    }
-
-    /// Mean over timed calls, rounded to the nearest ns.
-    pub fn mean(&self) -> Option<Nanos> {
-        (self.timed > 0).then(|| (self.total + self.timed / 2) / self.timed)
-    }
-
-    /// Merge another set.
-    pub fn merge(&mut self, o: &DurationStats) {
-        if o.timed > 0 {
-            if self.timed == 0 || o.min < self.min {
-                self.min = o.min;
-            }
-            self.max = self.max.max(o.max);
-        }
-        self.count += o.count;
-        self.timed += o.timed;
-        self.total = self.total.saturating_add(o.total);
-        self.hist.merge(&o.hist);
-    }
-}
+pub use crate::histogram::DurationStats;
 
 /// One call path in the merged tree.
 #[derive(Clone, Debug)]

@@ -23,7 +23,6 @@
 
 pub mod compare;
 pub mod diff;
-pub mod events;
 pub mod exits;
 pub mod flame;
 pub mod flat;
