@@ -85,6 +85,9 @@ pub enum LoadError {
     },
 }
 
+const NOT_BENCH_HINT: &str = "compare reads `exitscope bench --json` output and `run -o` \
+    directories (traces are not supported yet)";
+
 #[derive(Deserialize)]
 struct Doc {
     #[serde(default)]
@@ -135,12 +138,24 @@ pub fn load(path: &Path) -> Result<BenchResults, LoadError> {
 ///
 /// [`LoadError::Format`] with the line and column where it stopped making sense.
 pub fn parse(text: &[u8], source: &str) -> Result<BenchResults, LoadError> {
+    // A trace or other text that happens to start like a JSON number or word is still not
+    // a bench document: say so at its first character.
+    let first = text.iter().position(|b| !b.is_ascii_whitespace());
+    if let Some(at) = first.filter(|&i| text[i] != b'{') {
+        let line = 1 + text[..at].iter().filter(|&&b| b == b'\n').count();
+        let column = 1 + at - text[..at].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        return Err(LoadError::Format {
+            path: source.to_string(),
+            line,
+            column,
+            message: format!("not JSON; {NOT_BENCH_HINT}: expected `{{`"),
+        });
+    }
     let doc: Doc = serde_json::from_slice(text).map_err(|e| {
         let what = if e.is_syntax() || e.is_eof() {
-            "not JSON; compare reads `exitscope bench --json` output and `run -o` directories \
-             (traces are not supported yet)"
+            format!("not JSON; {NOT_BENCH_HINT}")
         } else {
-            "not an exitscope bench document"
+            "not an exitscope bench document".to_string()
         };
         LoadError::Format {
             path: source.to_string(),

@@ -161,17 +161,23 @@ impl Comparison {
     }
 }
 
-/// A warning when the 1-minute load average exceeded the online CPUs: runnable threads were
-/// waiting for a CPU, the vCPU thread among them, and guest TSC cycles count that wait.
+/// A warning when the 1-minute load average exceeded the online CPUs and the vCPU thread was
+/// not real-time: runnable threads were waiting for a CPU, the vCPU thread among them, and
+/// guest TSC cycles count that wait.
 fn oversubscribed(label: &str, host: &Fingerprint) -> Option<String> {
+    let sched = host.vcpu.as_ref().and_then(|v| v.sched.as_deref());
+    if sched.is_some_and(|s| s.starts_with("SCHED_FIFO") || s.starts_with("SCHED_RR")) {
+        return None;
+    }
     let load = host.loadavg?[0];
     let cpus = exitscope_host::parse_cpu_list(host.online_cpus.as_deref()?)?.len();
     #[allow(clippy::cast_precision_loss)] // a CPU count
     let over = load > cpus as f64;
     over.then(|| {
         format!(
-            "{label} ran with load average {load:.2} on {cpus} CPUs: the vCPU thread waited for a \
-             CPU, and the guest's TSC counts that wait; its figures include scheduling delay"
+            "{label} ran with load average {load:.2} on {cpus} CPUs and a vCPU thread that was not \
+             real-time: it waited for a CPU, and the guest's TSC counts that wait, so its \
+             figures include scheduling delay (isolate a CPU, or `chrt -f 1` with --pin)"
         )
     })
 }

@@ -174,6 +174,10 @@ fn bench_documents_load_and_bad_ones_say_where() {
 
     let e = parse(b"# tracer: function_graph\n", "t.txt").unwrap_err().to_string();
     assert!(e.starts_with("t.txt:1:1: not JSON; compare reads"), "{e}");
+    // Text that starts like a JSON number is not taken for one.
+    let e = parse(b"\n  98)   0.080 us  |  f();\n", "g.txt").unwrap_err().to_string();
+    assert!(e.starts_with("g.txt:2:3: not JSON") && e.ends_with("expected `{`"), "{e}");
+    assert!(parse(b"", "e.json").unwrap_err().to_string().starts_with("e.json:1:0: not JSON"));
     let e = parse(b"{\n \"host\": {},\n \"mode\": 3\n}", "m.json").unwrap_err().to_string();
     assert!(
         e.starts_with("m.json:4:1: not an exitscope bench document") && e.contains("results"),

@@ -197,6 +197,8 @@ pub fn differences(a: &Fingerprint, b: &Fingerprint) -> Vec<Difference> {
         f.vcpu.as_ref().filter(|v| !v.cpus_seen.is_empty()).map(|v| format_cpu_list(&v.cpus_seen))
     };
     c.push("vCPU placement", "vcpu.cpus_seen", seen(a), seen(b), Note);
+    let sched = |f: &Fingerprint| f.vcpu.as_ref().and_then(|v| v.sched.clone());
+    c.push("vCPU placement", "vcpu.sched", sched(a), sched(b), Note);
     let load = |f: &Fingerprint| f.loadavg.map(|l| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2]));
     // Load always differs a little; one runnable task more or less is worth a note.
     let load_differs = match (a.loadavg, b.loadavg) {

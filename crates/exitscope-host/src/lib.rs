@@ -38,7 +38,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use diff::{Difference, Severity, differences, unlike_categories};
-pub use read::{allowed_cpus, format_cpu_list, parse_cpu_list};
+pub use read::{allowed_cpus, format_cpu_list, parse_cpu_list, sched_policy, thread_sched_policy};
 
 /// Where and under what settings a measurement ran.
 ///
@@ -184,6 +184,9 @@ pub struct VcpuPlacement {
     /// CPUs it was seen on, sampled after every measured loop (`/proc/thread-self/stat`
     /// field 39); a migration between two samples can go unseen unless it was pinned.
     pub cpus_seen: Vec<u32>,
+    /// Its scheduling policy, e.g. `SCHED_OTHER nice 0` or `SCHED_FIFO priority 1` (fields 19,
+    /// 40 and 41 of `/proc/<pid>/task/<tid>/stat`).
+    pub sched: Option<String>,
 }
 
 impl Fingerprint {
@@ -287,9 +290,10 @@ impl fmt::Display for Fingerprint {
                 } else {
                     format_cpu_list(&v.cpus_seen)
                 };
+                let sched = v.sched.as_deref().map(|s| format!(", {s}")).unwrap_or_default();
                 match v.pinned {
-                    Some(cpu) => format!("pinned to CPU {cpu}, ran on {seen}"),
-                    None => format!("not pinned, ran on {seen}"),
+                    Some(cpu) => format!("pinned to CPU {cpu}, ran on {seen}{sched}"),
+                    None => format!("not pinned, ran on {seen}{sched}"),
                 }
             }
         };

@@ -228,3 +228,28 @@ pub(crate) fn allowed_cpus_in(status: &str) -> Option<Vec<u32>> {
     let line = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
     parse_cpu_list(line)
 }
+
+/// The scheduling policy of the calling thread (`/proc/thread-self/stat`), as in
+/// [`sched_policy`]. Threads a process creates inherit it.
+pub fn thread_sched_policy() -> Option<String> {
+    sched_policy(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
+/// `SCHED_OTHER nice 0`, `SCHED_FIFO priority 1`, ... from a `/proc/.../stat` line: fields
+/// 19 (nice), 40 (rt_priority) and 41 (policy), counted after the `)` that ends the name.
+pub fn sched_policy(stat: &str) -> Option<String> {
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    // fields[0] is field 3 (state).
+    let nice: i32 = fields.get(19 - 3)?.parse().ok()?;
+    let rt: u32 = fields.get(40 - 3)?.parse().ok()?;
+    let policy: u32 = fields.get(41 - 3)?.parse().ok()?;
+    Some(match policy {
+        0 => format!("SCHED_OTHER nice {nice}"),
+        1 => format!("SCHED_FIFO priority {rt}"),
+        2 => format!("SCHED_RR priority {rt}"),
+        3 => format!("SCHED_BATCH nice {nice}"),
+        5 => "SCHED_IDLE".to_string(),
+        6 => "SCHED_DEADLINE".to_string(),
+        p => format!("policy {p}"),
+    })
+}

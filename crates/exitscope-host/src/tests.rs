@@ -192,6 +192,15 @@ fn cpu_lists_round_trip() {
     assert_eq!(parse_cpu_list("a"), None);
     assert_eq!(format_cpu_list(&[11, 0, 1, 2, 3, 8, 10, 2]), "0-3,8,10-11");
     assert_eq!(format_cpu_list(&[]), "");
+    let stat = |nice: &str, rt: &str, policy: &str| {
+        let mut f: Vec<String> = (3..=52).map(|i| i.to_string()).collect();
+        (f[19 - 3], f[40 - 3], f[41 - 3]) = (nice.into(), rt.into(), policy.into());
+        format!("77 (a (b) c) {}", f.join(" "))
+    };
+    assert_eq!(sched_policy(&stat("-5", "0", "0")).as_deref(), Some("SCHED_OTHER nice -5"));
+    assert_eq!(sched_policy(&stat("0", "1", "1")).as_deref(), Some("SCHED_FIFO priority 1"));
+    assert_eq!(sched_policy("12 (x) S 1"), None);
+    assert!(thread_sched_policy().is_some_and(|p| p.starts_with("SCHED_")));
     let status = "Name:\tx\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n";
     assert_eq!(allowed_cpus_in(status), Some(vec![0, 1]));
     assert!(allowed_cpus().is_some_and(|c| !c.is_empty()));
@@ -295,8 +304,12 @@ fn a_result_without_fingerprint_is_one_note() {
 fn json_round_trips_and_tolerates_missing_fields() {
     let root = spr_tree("json");
     let mut f = Fingerprint::collect_in(root.path());
-    f.vcpu =
-        Some(VcpuPlacement { pinned: Some(1), cpus_allowed: Some("1".into()), cpus_seen: vec![1] });
+    f.vcpu = Some(VcpuPlacement {
+        pinned: Some(1),
+        cpus_allowed: Some("1".into()),
+        cpus_seen: vec![1],
+        sched: None,
+    });
     let text = serde_json::to_string(&f).unwrap();
     assert_eq!(serde_json::from_str::<Fingerprint>(&text).unwrap(), f);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -317,13 +330,18 @@ fn summary_header_names_the_essentials() {
     let mut f = Fingerprint::collect_in(root.path());
     f.tsc.khz = Some(2_600_000);
     f.tsc.khz_source = Some("KVM_GET_TSC_KHZ".into());
-    f.vcpu = Some(VcpuPlacement { pinned: Some(2), cpus_allowed: None, cpus_seen: vec![2] });
+    f.vcpu = Some(VcpuPlacement {
+        pinned: Some(2),
+        cpus_allowed: None,
+        cpus_seen: vec![2],
+        sched: Some("SCHED_FIFO priority 1".into()),
+    });
     let text = f.to_string();
     for want in [
         "host: Intel(R) Xeon(R) Gold 6442Y (GenuineIntel family 6 model 143 stepping 8, microcode 0x2b0005c0), kernel 6.6.34",
         "kvm: kvm_intel, bare metal; TSC 2600000 kHz (KVM_GET_TSC_KHZ), clocksource tsc",
         "mitigations: 1 of 3 mitigated (spectre_v2), 1 vulnerable: mds",
-        "run: vCPU pinned to CPU 2, ran on 2; SMT on; cpufreq performance on 0,2, powersave on 1; load average 0.13 0.10 0.03",
+        "run: vCPU pinned to CPU 2, ran on 2, SCHED_FIFO priority 1; SMT on; cpufreq performance on 0,2, powersave on 1; load average 0.13 0.10 0.03",
     ] {
         assert!(text.contains(want), "{want:?} not in\n{text}");
     }

@@ -83,7 +83,9 @@ pub fn write_environment(c: &Comparison, style: &Style, out: &mut impl Write) ->
 
 fn write_differences(c: &Comparison, style: &Style, out: &mut impl Write) -> io::Result<()> {
     let unlike = c.environment.iter().filter(|d| d.severity == Severity::Unlike).count();
-    writeln!(out, "environment: {} differences, {unlike} unlike", c.environment.len())?;
+    let n = c.environment.len();
+    let plural = if n == 1 { "" } else { "s" };
+    writeln!(out, "environment: {n} difference{plural}, {unlike} unlike")?;
     let mut categories: Vec<&str> = Vec::new();
     for d in &c.environment {
         if !categories.contains(&d.category.as_str()) {
@@ -142,7 +144,10 @@ pub fn write(c: &Comparison, style: &Style, out: &mut impl Write) -> io::Result<
         "test", "unit", "runs", "A median", "B median", "Δ", "ratio", "95% CI of shift", "% of A"
     );
     writeln!(out, "{}", style.paint(colors::HEADER, &head))?;
-    for r in &c.rows {
+    // Tests neither side measured (skipped at this CPL, say) are listed once, below.
+    let (measured, neither): (Vec<&Row>, Vec<&Row>) =
+        c.rows.iter().partition(|r| r.a.is_some() || r.b.is_some());
+    for r in &measured {
         let ci = r.shift.as_ref().and_then(|s| s.ci);
         writeln!(
             out,
@@ -163,9 +168,23 @@ pub fn write(c: &Comparison, style: &Style, out: &mut impl Write) -> io::Result<
             verdict(style, r.verdict),
         )?;
     }
-    for r in &c.rows {
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in &neither {
+        let why = r.note.as_deref().unwrap_or("no samples");
+        match reasons.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, names)) => names.push(&r.name),
+            None => reasons.push((why, vec![&r.name])),
+        }
+    }
+    for (why, names) in reasons {
+        writeln!(out, "not compared: {}: {why}", names.join(", "))?;
+    }
+    for r in &measured {
         if let Some(n) = &r.note {
             writeln!(out, "note: {}: {n}", r.name)?;
+        }
+        if !r.gated {
+            continue;
         }
         for (label, side) in [("A", &r.a), ("B", &r.b)] {
             let wide = side.as_ref().filter(|s| is_wide(s));

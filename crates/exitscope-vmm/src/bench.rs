@@ -768,6 +768,8 @@ pub fn run_suite(
         cpus_allowed: opts.pin.map(|c| c.to_string()).or_else(|| {
             exitscope_host::allowed_cpus().map(|c| exitscope_host::format_cpu_list(&c))
         }),
+        // Threads inherit the policy of the thread that spawns them (this one).
+        sched: exitscope_host::thread_sched_policy(),
         cpus_seen: results
             .iter()
             .flat_map(|r| r.vcpu_cpus.iter().copied())

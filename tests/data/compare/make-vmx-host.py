@@ -180,7 +180,7 @@ doc = {
             "clocksource": "tsc",
         },
         "loadavg": [0.08, 0.05, 0.01],
-        "vcpu": {"pinned": 4, "cpus_allowed": "4", "cpus_seen": [4]},
+        "vcpu": {"pinned": 4, "cpus_allowed": "4", "cpus_seen": [4], "sched": "SCHED_OTHER nice 0"},
     },
     "mode": {"cpl": 0, "reason": "vmx host: loops run at CPL0 like kvm-unit-tests", "emulated": False},
     "min_cycles": 1 << 30,

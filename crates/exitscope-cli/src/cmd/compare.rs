@@ -9,6 +9,7 @@ use clap::Args as ClapArgs;
 use exitscope_compare::{bench, compare_bench};
 use exitscope_stats::DEFAULT_CONFIDENCE;
 
+use crate::cmd::diff::parse_pct;
 use crate::exit::{self, CmdResult, Failure};
 
 /// Arguments of `exitscope compare`.
@@ -33,14 +34,6 @@ pub struct Args {
     /// of A's median, e.g. `--fail-above 5%`.
     #[arg(long, value_name = "PCT", value_parser = parse_pct)]
     pub fail_above: Option<f64>,
-}
-
-fn parse_pct(s: &str) -> Result<f64, String> {
-    let t = s.trim().trim_end_matches('%').trim();
-    match t.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("expected a percentage like 5 or 5%, found {s:?}")),
-    }
 }
 
 /// Run `exitscope compare`.
@@ -70,16 +63,4 @@ pub fn run(args: Args) -> CmdResult {
         }
     }
     Ok(exit::OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentages() {
-        assert_eq!(parse_pct("5%"), Ok(5.0));
-        assert_eq!(parse_pct(" 2.5 "), Ok(2.5));
-        assert!(parse_pct("-1").is_err() && parse_pct("x%").is_err());
-    }
 }
