@@ -237,7 +237,7 @@ pub fn compare_samples(name: &str, unit: &str, a: &Samples, b: &Samples, confide
     row
 }
 
-/// Compares two bench results test by test (see [`bench`]).
+/// Compares two bench results test by test (see [`mod@bench`]).
 pub fn compare_bench(
     a: &bench::BenchResults,
     b: &bench::BenchResults,
