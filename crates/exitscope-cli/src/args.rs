@@ -8,6 +8,8 @@ use clap::{Args, ValueEnum};
 use exitscope_render::Style;
 use exitscope_vmm::Cpl;
 
+use crate::exit::Failure;
+
 /// `-o FILE` of the commands that read traces and write one result.
 #[derive(Debug, Clone, Args)]
 pub struct OutputFile {
@@ -83,6 +85,9 @@ pub struct BenchOptions {
     /// Deadline per test in seconds; a test still running then is stopped [default: 20].
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub timeout: Option<f64>,
+    /// Pin each vCPU thread to this CPU (the CPUs it ran on are recorded either way).
+    #[arg(long, value_name = "CPU")]
+    pub pin: Option<u32>,
 }
 
 impl BenchOptions {
@@ -93,6 +98,19 @@ impl BenchOptions {
             .with_min_cycles(self.min_cycles.unwrap_or(min_cycles))
             .with_repeat(self.repeat.unwrap_or(repeat))
             .with_timeout(Duration::from_secs_f64(self.timeout.unwrap_or(20.0)))
+            .with_pin(self.pin)
+    }
+
+    /// Check what can be checked before anything runs: `--pin` names a CPU this process may
+    /// run on.
+    ///
+    /// # Errors
+    /// A usage error (exit 2) naming the allowed CPUs.
+    pub fn validate(&self) -> Result<(), Failure> {
+        match self.pin {
+            Some(cpu) => check_pin(cpu, exitscope_host::allowed_cpus()),
+            None => Ok(()),
+        }
     }
 
     /// Whether any option was given.
@@ -101,6 +119,21 @@ impl BenchOptions {
             || self.min_cycles.is_some()
             || self.repeat.is_some()
             || self.timeout.is_some()
+            || self.pin.is_some()
+    }
+}
+
+/// `--pin CPU` must name a CPU this process may run on (`allowed`: `None` when unknown).
+///
+/// # Errors
+/// A usage error naming the allowed CPUs.
+pub fn check_pin(cpu: u32, allowed: Option<Vec<u32>>) -> Result<(), Failure> {
+    match allowed {
+        Some(cpus) if !cpus.contains(&cpu) => Err(Failure::input(anyhow::anyhow!(
+            "--pin {cpu}: this process may only run on CPUs {}",
+            exitscope_host::format_cpu_list(&cpus)
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -51,6 +51,9 @@ enum Command {
     Report(cmd::report::Args),
     /// Compare two traces call path by call path (AMD vs Intel, before vs after).
     Diff(cmd::diff::Args),
+    /// Compare two bench results: environment differences first, then per test the medians,
+    /// the shift B − A with its 95 % interval and a verdict.
+    Compare(cmd::compare::Args),
     /// One self-contained HTML report (tables, histograms, flame graph); `--diff A B` to compare.
     Html(cmd::html::Args),
     /// Flame graph (SVG) or folded stacks of the merged call tree; `--diff A B` for a
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Record(a) => cmd::record::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Diff(a) => cmd::diff::run(a),
+        Command::Compare(a) => cmd::compare::run(a),
         Command::Convert(a) => cmd::convert::run(a),
     };
     match result {

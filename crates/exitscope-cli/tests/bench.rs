@@ -120,6 +120,19 @@ fn json_schema_and_one_exit_per_iteration() {
     assert!(["vmx", "svm", "pvm", "unknown"].contains(&host["kvm_flavour"].as_str().unwrap()));
     assert!(host["tsc_khz"].as_u64().unwrap() > 100_000);
     assert!(host["cpu_model"].is_string());
+    // The environment fingerprint, flattened into `host` next to the fields above.
+    assert!(host["cpu"]["vendor"].is_string() && host["os"]["release"].is_string(), "{host}");
+    assert!(host["kvm_modules"]["kvm"].is_object(), "{host}");
+    assert!(host["vulnerabilities"].is_object() || host["vulnerabilities"].is_null());
+    assert_eq!(host["exitscope_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(host["tsc"]["khz"], host["tsc_khz"]);
+    assert_eq!(host["tsc"]["khz_source"], "KVM_GET_TSC_KHZ");
+    assert_eq!(host["loadavg"], host["load_average"]);
+    if is_pvm() {
+        assert_eq!(host["virtualization"], "pvm");
+    }
+    assert!(host["vcpu"]["pinned"].is_null());
+    assert!(!host["vcpu"]["cpus_seen"].as_array().unwrap().is_empty(), "{}", host["vcpu"]);
     let cpl = report["mode"]["cpl"].as_u64().unwrap();
     assert!(report["mode"]["reason"].as_str().unwrap().len() > 10);
     if is_pvm() {
@@ -228,16 +241,30 @@ fn table_names_mode_host_and_load() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
     let header = text.lines().next().unwrap();
-    for col in ["test", "mode", "cyc median", "cyc min", "cyc max", "ns", "exits/iter", "exit kind"]
-    {
+    for col in [
+        "test",
+        "mode",
+        "cyc median",
+        "95% CI of median",
+        "cyc min",
+        "cyc max",
+        "ns",
+        "exits/iter",
+        "exit kind",
+    ] {
         assert!(header.contains(col), "{header}");
     }
     assert!(text.lines().any(|l| l.starts_with("inl_from_kernel") && l.contains(" ok ")), "{text}");
     assert!(
         text.contains("\nmode: CPL")
-            && text.contains("\nhost: kvm ")
-            && text.contains("load average")
+            && text.contains("\nhost: ")
+            && text.contains("\nkvm: ")
+            && text.contains("\nmitigations: ")
+            && text.contains("load average"),
+        "{text}"
     );
+    // One repeat cannot give an interval, and the table says so.
+    assert!(text.contains("warning: inl_from_kernel: 1 repeats give no 95 % interval"), "{text}");
 }
 
 #[test]
@@ -265,4 +292,56 @@ fn cpl0_override_runs_privileged_tests_and_says_why() {
     // The self-IPI is delivered through the IDT and wakes the HLT: at least one exit each.
     let hlt = result(&report, "self_ipi_sti_hlt")["exits_per_iteration"].as_f64().unwrap();
     assert!(hlt > 0.5, "{hlt}");
+}
+
+/// The first CPU this process may run on.
+fn first_allowed_cpu() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap();
+    let first = list.trim().split([',', '-']).next().unwrap();
+    first.parse().unwrap()
+}
+
+#[test]
+fn pin_records_placement_and_six_repeats_give_a_median_interval() {
+    if !have_kvm() {
+        return;
+    }
+    let cpu = first_allowed_cpu().to_string();
+    let out = exitscope(&[
+        "bench",
+        "--json",
+        "--min-cycles",
+        "2^20",
+        "--repeat",
+        "6",
+        "--pin",
+        &cpu,
+        "nop",
+        "inl_from_kernel",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    let vcpu = &report["host"]["vcpu"];
+    assert_eq!(vcpu["pinned"].to_string(), cpu);
+    assert_eq!(vcpu["cpus_allowed"].as_str().unwrap(), cpu);
+    assert_eq!(vcpu["cpus_seen"].to_string(), format!("[{cpu}]"));
+    assert!(report["median_ci_method"].as_str().unwrap().contains("order-statistics"));
+    for r in report["results"].as_array().unwrap() {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["vcpu_cpus"].to_string(), format!("[{cpu}]"));
+        assert_eq!(r["samples"].as_array().unwrap().len(), 6);
+        // Six repeats: the interval is [min, max] with coverage 1 - 2/64.
+        let ci = &r["cycles_median_ci"];
+        assert_eq!(ci["low"], r["cycles_min"], "{r}");
+        assert_eq!(ci["high"], r["cycles_max"], "{r}");
+        assert!((ci["confidence"].as_f64().unwrap() - 0.968_75).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn pin_to_a_cpu_outside_the_mask_is_a_usage_error() {
+    let out = exitscope(&["bench", "--pin", "100000", "nop"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pin 100000"));
 }

@@ -2,13 +2,15 @@
 //! least `min_cycles`), minus an empty-loop baseline, repeated; each test on its own vCPU
 //! thread with a deadline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use exitscope_guest::{Benchmark, ExitKind, Op, Vendor};
+use exitscope_host::VcpuPlacement;
+use exitscope_stats::{DEFAULT_CONFIDENCE, Interval, Samples, WIDE_CI_FRACTION};
 use serde::Serialize;
 use vmm_sys_util::signal::Killable;
 
@@ -17,8 +19,13 @@ use crate::vm::{BenchVm, Cpl, FaultInfo, LoopKind, OpenError, Round, RunError, S
 
 /// kvm-unit-tests' goal: 2^30 TSC cycles per measured loop.
 pub const DEFAULT_MIN_CYCLES: u64 = 1 << 30;
-/// Default number of repeats.
-pub const DEFAULT_REPEAT: u32 = 5;
+/// Default number of repeats: 10 gives a distribution-free 95 % interval for the median
+/// ([x₍₂₎, x₍₉₎], coverage 97.9 %); 5 cannot give one at all (93.75 % at most).
+pub const DEFAULT_REPEAT: u32 = 10;
+/// How `cycles_median_ci` is computed (also in the report's JSON).
+pub const MEDIAN_CI_METHOD: &str = "distribution-free order-statistics interval of the median \
+    over the repeats: [x(l), x(n+1-l)] with l from Binomial(n, 1/2), coverage >= 95 % \
+    (needs at least 6 repeats)";
 /// Default deadline per test.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 /// kvm-unit-tests starts at 64 iterations.
@@ -48,6 +55,8 @@ pub struct Options {
     pub timeout: Duration,
     /// KVM device.
     pub kvm_device: PathBuf,
+    /// Pin each vCPU thread to this CPU; `None` leaves placement to the scheduler.
+    pub pin: Option<u32>,
 }
 
 impl Default for Options {
@@ -58,6 +67,7 @@ impl Default for Options {
             repeat: DEFAULT_REPEAT,
             timeout: DEFAULT_TIMEOUT,
             kvm_device: default_kvm_device(),
+            pin: None,
         }
     }
 }
@@ -85,6 +95,12 @@ impl Options {
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+    /// Pins the vCPU threads to `cpu` (or not, with `None`).
+    #[must_use]
+    pub fn with_pin(mut self, cpu: Option<u32>) -> Self {
+        self.pin = cpu;
         self
     }
     /// Sets the KVM device path.
@@ -190,6 +206,12 @@ pub struct TestResult {
     pub cycles_min: Option<f64>,
     /// Maximum over the repeats.
     pub cycles_max: Option<f64>,
+    /// 95 % confidence interval of `cycles_median` ([`MEDIAN_CI_METHOD`]); `null` with fewer
+    /// than 6 repeats.
+    pub cycles_median_ci: Option<Interval>,
+    /// Set when the interval is missing or wider than 5 % of the median: the run cannot show
+    /// a change of that size.
+    pub ci_warning: Option<String>,
     /// Median in nanoseconds (from `KVM_GET_TSC_KHZ`).
     pub ns_median: Option<f64>,
     /// KVM `exits` counter per iteration, from the vCPU stats fd (the done-port exit that
@@ -216,6 +238,8 @@ pub struct TestResult {
     pub vmm_user_ns_per_iteration: Option<f64>,
     /// CPU time of the vCPU thread in the kernel (KVM_RUN, the guest) per iteration, ns.
     pub vmm_system_ns_per_iteration: Option<f64>,
+    /// CPUs the vCPU thread was seen on, sampled before and after every measured loop.
+    pub vcpu_cpus: Vec<u32>,
     /// Wall-clock seconds the test took.
     pub seconds: f64,
 }
@@ -241,6 +265,8 @@ impl TestResult {
             cycles_median: None,
             cycles_min: None,
             cycles_max: None,
+            cycles_median_ci: None,
+            ci_warning: None,
             ns_median: None,
             exits_per_iteration: None,
             exit_kind: exit_kind.to_string(),
@@ -252,6 +278,7 @@ impl TestResult {
             vmm_loop_ns_per_exit: None,
             vmm_user_ns_per_iteration: None,
             vmm_system_ns_per_iteration: None,
+            vcpu_cpus: Vec::new(),
             seconds: 0.0,
         }
     }
@@ -269,6 +296,10 @@ pub fn probe(opts: &Options) -> Result<HostInfo, OpenError> {
         let vcpu = vm.create_vcpu(0).ok()?;
         vcpu.get_tsc_khz().ok()
     });
+    if host.tsc_khz.is_some() {
+        host.fingerprint.tsc.khz = host.tsc_khz;
+        host.fingerprint.tsc.khz_source = Some("KVM_GET_TSC_KHZ".into());
+    }
     Ok(host)
 }
 
@@ -433,6 +464,8 @@ enum MeasureError {
     Setup(#[from] crate::vm::SetupError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error("{0}")]
+    Pin(String),
 }
 
 /// Raw measurements of one test.
@@ -456,6 +489,10 @@ struct Measured {
     /// False if KVM_GET_STATS_FD is unavailable (kernels before 5.14).
     have_stats: bool,
     vmm_loop_ns_per_exit: Option<f64>,
+    /// CPUs the thread was seen on.
+    cpus_seen: BTreeSet<u32>,
+    /// True if the thread was pinned (`--pin`).
+    pinned: bool,
 }
 
 /// USER_HZ: /proc reports thread CPU time in units of 10 ms on Linux.
@@ -472,6 +509,16 @@ fn parse_stat_times(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut f = rest.split_whitespace().skip(11);
     Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// The CPU the calling thread last ran on (field 39 of /proc/thread-self/stat).
+fn thread_cpu() -> Option<u32> {
+    parse_stat_cpu(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
+fn parse_stat_cpu(stat: &str) -> Option<u32> {
+    // Field 39 is the 37th after the ')' that ends field 2.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(36)?.parse().ok()
 }
 
 #[allow(clippy::cast_precision_loss)] // cycle counts far below 2^52
@@ -498,6 +545,10 @@ fn measure(
     opts: &Options,
     stop: StopHandle,
 ) -> Result<Measured, MeasureError> {
+    if let Some(cpu) = opts.pin {
+        crate::sys::pin_current_thread(cpu).map_err(MeasureError::Pin)?;
+    }
+    let first_cpu = thread_cpu();
     let kvm = crate::vm::open_kvm(&opts.kvm_device)?;
     let mut vm = BenchVm::new(&kvm, bench, cpl, vendor)?;
     vm.set_stop_handle(stop);
@@ -532,6 +583,8 @@ fn measure(
         cpu_ticks: None,
         have_stats: vm.stats().is_some(),
         vmm_loop_ns_per_exit: None,
+        cpus_seen: first_cpu.into_iter().collect(),
+        pinned: opts.pin.is_some(),
     };
     let cpu_before = thread_cpu_ticks();
     let first = calibrate(&mut vm, LoopKind::Bench, opts.min_cycles)?;
@@ -563,6 +616,7 @@ impl Measured {
         self.rounds += 1;
         self.counted_iterations += r.iterations;
         self.userspace_exits += r.userspace_exits;
+        self.cpus_seen.extend(thread_cpu());
         if let Some(s) = vm.stats() {
             for (name, d) in s.deltas(&r.stats_before, &r.stats_after) {
                 *self.stats.entry(name).or_default() += d;
@@ -589,11 +643,17 @@ impl Measured {
             *v = v.saturating_sub(per_round.saturating_mul(self.rounds));
         }
         let n = self.counted_iterations;
+        let ci = Samples::from_values(self.samples.iter().copied())
+            .and_then(|s| s.median_ci(DEFAULT_CONFIDENCE))
+            .ok()
+            .flatten();
         TestResult {
             iterations: self.iterations,
             cycles_median: median,
             cycles_min: sorted.first().copied(),
             cycles_max: sorted.last().copied(),
+            cycles_median_ci: ci,
+            ci_warning: ci_warning(bench, self.samples.len(), median, ci, self.pinned),
             ns_median: median.zip(tsc_khz).map(|(c, khz)| c * 1e6 / f64::from(khz.max(1))),
             exits_per_iteration: if self.have_stats {
                 Some(stats.get("exits").map_or(0.0, |e| per_iter(*e, n)))
@@ -614,9 +674,42 @@ impl Measured {
             vmm_system_ns_per_iteration: self
                 .cpu_ticks
                 .map(|(_, s)| per_iter(s, self.all_iterations) * NS_PER_TICK),
+            vcpu_cpus: self.cpus_seen.into_iter().collect(),
             ..TestResult::empty(bench, cpl, Status::Ok, reason)
         }
     }
+}
+
+/// Why the median's interval cannot show a 5 % change, if it cannot. The empty-loop test is
+/// exempt from the relative check: its median is ~0 by construction.
+fn ci_warning(
+    bench: &Benchmark,
+    repeats: usize,
+    median: Option<f64>,
+    ci: Option<Interval>,
+    pinned: bool,
+) -> Option<String> {
+    let Some(ci) = ci else {
+        return Some(format!(
+            "{repeats} repeats give no 95 % interval for the median; use --repeat 6 or more \
+             (default {DEFAULT_REPEAT})"
+        ));
+    };
+    if bench.exit_kind == ExitKind::None {
+        return None;
+    }
+    let width = ci.relative_width(median?)?;
+    (width > WIDE_CI_FRACTION).then(|| {
+        format!(
+            "95 % interval of the median [{:.1}, {:.1}] spans {:.1} % of it (> {:.0} %): a \
+             smaller change cannot be seen; {}raise --repeat or quiet the machine",
+            ci.low,
+            ci.high,
+            width * 100.0,
+            WIDE_CI_FRACTION * 100.0,
+            if pinned { "" } else { "pin the vCPU (--pin), " },
+        )
+    })
 }
 
 fn median(sorted: &[f64]) -> Option<f64> {
@@ -640,6 +733,8 @@ pub struct Report {
     pub min_cycles: u64,
     /// Repeats per test.
     pub repeat: u32,
+    /// How each result's `cycles_median_ci` is computed.
+    pub median_ci_method: &'static str,
     /// Deadline per test, seconds.
     pub timeout_seconds: f64,
     /// Load averages after the run (the ones before are in `host`).
@@ -658,7 +753,7 @@ pub fn run_suite(
     opts: &Options,
     mut progress: impl FnMut(&Benchmark, Option<&TestResult>),
 ) -> Result<Report, OpenError> {
-    let host = probe(opts)?;
+    let mut host = probe(opts)?;
     let mode = decide_mode(host.kvm_flavour, opts.cpl);
     let mut results = Vec::with_capacity(benches.len());
     for bench in benches {
@@ -667,12 +762,28 @@ pub fn run_suite(
         progress(bench, Some(&r));
         results.push(r);
     }
+    // vCPU threads inherit the process's affinity unless pinned.
+    host.fingerprint.vcpu = Some(VcpuPlacement {
+        pinned: opts.pin,
+        cpus_allowed: opts.pin.map(|c| c.to_string()).or_else(|| {
+            exitscope_host::allowed_cpus().map(|c| exitscope_host::format_cpu_list(&c))
+        }),
+        // Threads inherit the policy of the thread that spawns them (this one).
+        sched: exitscope_host::thread_sched_policy(),
+        cpus_seen: results
+            .iter()
+            .flat_map(|r| r.vcpu_cpus.iter().copied())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    });
     Ok(Report {
         schema_version: 1,
         host,
         mode,
         min_cycles: opts.min_cycles,
         repeat: opts.repeat,
+        median_ci_method: MEDIAN_CI_METHOD,
         timeout_seconds: opts.timeout.as_secs_f64(),
         load_average_after: crate::host::load_average(),
         results,
@@ -748,6 +859,8 @@ mod tests {
             cpu_ticks: Some((1, 3)),
             have_stats: true,
             vmm_loop_ns_per_exit: None,
+            cpus_seen: BTreeSet::from([1]),
+            pinned: false,
         };
         let host = HostInfo { tsc_khz: None, ..HostInfo::detect() };
         let r = m.into_result(bench, Cpl::Three, &host, None);
@@ -761,6 +874,28 @@ mod tests {
         assert_eq!(r.exit_kind, "cpuid");
         assert_eq!(r.vmm_user_ns_per_iteration, Some(10_000.0));
         assert_eq!(r.vmm_system_ns_per_iteration, Some(30_000.0));
+        assert_eq!(r.vcpu_cpus, [1]);
+        // Three repeats: no 95 % interval, and the result says so.
+        assert_eq!(r.cycles_median_ci, None);
+        assert!(r.ci_warning.as_deref().unwrap().contains("--repeat 6"));
+    }
+
+    #[test]
+    fn median_interval_and_its_warning() {
+        let bench = exitscope_guest::find("cpuid").unwrap();
+        let tight: Vec<f64> = (0..10).map(|i| 1000.0 + f64::from(i)).collect();
+        let ci = Samples::from_values(tight.iter().copied()).unwrap().median_ci(0.95).unwrap();
+        assert_eq!(ci.map(|c| (c.low, c.high)), Some((1001.0, 1008.0)));
+        assert_eq!(ci_warning(bench, 10, Some(1004.5), ci, false), None);
+        let wide = Interval { low: 900.0, high: 1100.0, confidence: 0.979 };
+        let w = ci_warning(bench, 10, Some(1000.0), Some(wide), false).unwrap();
+        assert!(w.contains("20.0 %") && w.contains("--pin"), "{w}");
+        let w = ci_warning(bench, 10, Some(1000.0), Some(wide), true).unwrap();
+        assert!(!w.contains("--pin"), "already pinned: {w}");
+        // The empty loop's median is ~0: only a missing interval is worth a warning there.
+        let nop = exitscope_guest::find("nop").unwrap();
+        assert_eq!(ci_warning(nop, 10, Some(0.1), Some(wide), false), None);
+        assert!(ci_warning(nop, 3, Some(0.1), None, false).is_some());
     }
 
     #[test]
@@ -768,5 +903,12 @@ mod tests {
         let line = "123 (vcpu-a) b) S 1 2 3 4 5 6 7 8 9 10 42 17 0 0 20 0 1 0";
         assert_eq!(parse_stat_times(line), Some((42, 17)));
         assert_eq!(parse_stat_times("garbage"), None);
+        let full = "123 (vcpu-a) b) S 1 2 3 4 5 6 7 8 9 10 42 17 0 0 20 0 1 0 \
+                    100 200 300 400 500 600 700 800 900 1000 1100 1200 1300 1400 1500 1600 17 7 0";
+        assert_eq!(parse_stat_cpu(full), Some(7));
+        assert_eq!(parse_stat_cpu("1 (x) S 2"), None);
+        let mine = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let online = exitscope_host::allowed_cpus().unwrap();
+        assert!(online.contains(&parse_stat_cpu(&mine).unwrap()), "{mine}");
     }
 }

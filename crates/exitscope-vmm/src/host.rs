@@ -1,7 +1,9 @@
-//! What kind of host this is: KVM flavour (VMX, SVM or PVM), CPU model, TSC rate, load.
+//! What kind of host this is: KVM flavour (VMX, SVM or PVM), CPU model, TSC rate, load, and
+//! the full environment fingerprint (`exitscope-host`).
 
 use std::path::Path;
 
+use exitscope_host::Fingerprint;
 use serde::Serialize;
 
 /// Which KVM vendor module runs the guest.
@@ -46,6 +48,9 @@ impl Flavour {
 }
 
 /// Facts about the host that go into every report.
+///
+/// The first six fields are what the benchmark itself uses; the [`Fingerprint`]'s fields
+/// follow them in the same JSON object (`host`), so readers of either find what they expect.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostInfo {
     /// KVM flavour.
@@ -60,6 +65,10 @@ pub struct HostInfo {
     pub kernel: String,
     /// 1, 5 and 15 minute load averages when the report was started.
     pub load_average: [f64; 3],
+    /// Everything else known about the environment (microcode, KVM parameters, mitigations,
+    /// nesting, frequency scaling, where the vCPU threads ran), flattened into `host`.
+    #[serde(flatten)]
+    pub fingerprint: Fingerprint,
 }
 
 /// `model name` and AMD-ness from /proc/cpuinfo text.
@@ -91,6 +100,7 @@ impl HostInfo {
     pub fn detect() -> HostInfo {
         let (cpu_model, amd) =
             parse_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+        let fingerprint = Fingerprint::collect();
         HostInfo {
             kvm_flavour: Flavour::detect_in(Path::new("/")),
             tsc_khz: None,
@@ -99,7 +109,9 @@ impl HostInfo {
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default(),
-            load_average: load_average(),
+            // The same reading as the fingerprint's, so the two never disagree.
+            load_average: fingerprint.loadavg.unwrap_or([f64::NAN; 3]),
+            fingerprint,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The crate's only `unsafe` code: the guest memory slot, the stats fd ioctl and the
-//! vCPU kick signal. Each operation is wrapped in a safe function or owner type whose
+//! The crate's only `unsafe` code: the guest memory slot, the stats fd ioctl, the
+//! vCPU kick signal and pinning the vCPU thread to a CPU. Each operation is wrapped in a safe function or owner type whose
 //! invariants make the `unsafe` sound; everything else uses kvm-ioctls' safe API.
 
 use std::fs::File;
@@ -101,4 +101,30 @@ pub(crate) fn kick_signal() -> Result<c_int, String> {
                 .map_err(|e| format!("installing the vCPU kick signal handler: {e}"))
         })
         .clone()
+}
+
+/// Pins the calling thread to `cpu` (`sched_setaffinity(0, {cpu})`).
+///
+/// # Errors
+///
+/// The OS error, e.g. EINVAL when `cpu` is offline or outside the process's cpuset.
+pub(crate) fn pin_current_thread(cpu: u32) -> Result<(), String> {
+    let index = usize::try_from(cpu).map_err(|_| format!("CPU {cpu} is out of range"))?;
+    let bits = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    if index >= bits {
+        return Err(format!("CPU {cpu} is beyond the {bits} CPUs a cpu_set_t holds"));
+    }
+    // SAFETY: cpu_set_t is a plain bit array for which all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `index` is below the set's bit count (checked above), so the word it sets is
+    // inside `set`.
+    unsafe { libc::CPU_SET(index, &mut set) };
+    // SAFETY: `set` is a valid, initialized cpu_set_t that lives across the call, the size
+    // passed is its own, and pid 0 means the calling thread; the call only reads `set`.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("pinning the vCPU thread to CPU {cpu}: {}", io::Error::last_os_error()))
+    }
 }

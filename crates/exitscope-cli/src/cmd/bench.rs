@@ -29,7 +29,7 @@ pub struct Args {
     pub list: bool,
     #[command(flatten)]
     pub bench: BenchOptions,
-    /// Short run: --min-cycles 2^26 and --repeat 3 unless given.
+    /// Short run: --min-cycles 2^26 and --repeat 6 unless given.
     #[arg(long)]
     pub quick: bool,
     /// Write the report as JSON to stdout.
@@ -40,7 +40,8 @@ pub struct Args {
 /// `--min-cycles` and `--repeat` when not given: kvm-unit-tests' goal, or `--quick`'s.
 pub fn defaults(quick: bool) -> (u64, u32) {
     if quick {
-        (1 << 26, 3)
+        // Six repeats are the fewest that give a 95 % interval of the median.
+        (1 << 26, 6)
     } else {
         (exitscope_vmm::bench::DEFAULT_MIN_CYCLES, exitscope_vmm::bench::DEFAULT_REPEAT)
     }
@@ -59,6 +60,7 @@ pub fn run(args: Args) -> CmdResult {
     let benches = select(&args.tests)?;
 
     let (min_cycles, repeat) = defaults(args.quick);
+    args.bench.validate()?;
     let opts = args.bench.vmm(min_cycles, repeat);
 
     let chatty = std::io::stderr().is_terminal();
@@ -105,20 +107,34 @@ fn select(names: &[String]) -> Result<Vec<&'static Benchmark>, Failure> {
     names.iter().map(|n| find_test(n)).collect()
 }
 
+/// `[low, high]` of the median's interval, or `-`.
+fn interval(r: &TestResult) -> String {
+    r.cycles_median_ci.map_or_else(|| "-".into(), |ci| format!("[{:.1}, {:.1}]", ci.low, ci.high))
+}
+
 fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<18} {:<4} {:<7} {:>11} {:>11} {:>11} {:>10} {:>10}  exit kind",
-        "test", "mode", "status", "cyc median", "cyc min", "cyc max", "ns", "exits/iter",
+        "{:<18} {:<4} {:<7} {:>11} {:>22} {:>11} {:>11} {:>10} {:>10}  exit kind",
+        "test",
+        "mode",
+        "status",
+        "cyc median",
+        "95% CI of median",
+        "cyc min",
+        "cyc max",
+        "ns",
+        "exits/iter",
     )?;
     for r in &report.results {
         writeln!(
             out,
-            "{:<18} cpl{} {:<7} {:>11} {:>11} {:>11} {:>10} {:>10}  {}",
+            "{:<18} cpl{} {:<7} {:>11} {:>22} {:>11} {:>11} {:>10} {:>10}  {}",
             r.test,
             r.cpl,
             r.status.as_str(),
             fixed(r.cycles_median, 1),
+            interval(r),
             fixed(r.cycles_min, 1),
             fixed(r.cycles_max, 1),
             fixed(r.ns_median, 1),
@@ -128,20 +144,13 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     }
     writeln!(out)?;
     let h = &report.host;
-    let khz = h.tsc_khz.map_or_else(|| "unknown".to_string(), |k| k.to_string());
-    writeln!(
-        out,
-        "host: kvm {}, TSC {khz} kHz, {}, kernel {}",
-        h.kvm_flavour.as_str(),
-        h.cpu_model,
-        h.kernel
-    )?;
+    writeln!(out, "{}", h.fingerprint)?;
     writeln!(out, "mode: CPL{}: {}", report.mode.cpl.as_u8(), report.mode.reason)?;
     let la = |l: [f64; 3]| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2]);
     writeln!(
         out,
         "load average: {} before, {} after; min cycles {}, repeat {}; cycles are per iteration \
-         minus the empty-loop baseline",
+         minus the empty-loop baseline; 95% CI: order statistics of the repeats",
         la(h.load_average),
         la(report.load_average_after),
         report.min_cycles,
@@ -161,6 +170,11 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     for r in report.results.iter().filter(|r| r.reason.is_some()) {
         write_note(out, r)?;
     }
+    for r in report.results.iter().filter(|r| r.status == Status::Ok) {
+        if let Some(w) = &r.ci_warning {
+            writeln!(out, "warning: {}: {w}", r.test)?;
+        }
+    }
     Ok(())
 }
 
@@ -171,6 +185,16 @@ fn write_note(out: &mut impl Write, r: &TestResult) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pin_must_be_an_allowed_cpu() {
+        use crate::args::check_pin;
+        assert!(check_pin(1, Some(vec![0, 1])).is_ok());
+        assert!(check_pin(7, None).is_ok(), "unknown mask: let the kernel decide");
+        let e = check_pin(5, Some(vec![0, 1, 2])).unwrap_err();
+        assert_eq!(e.code, exit::BAD_INPUT);
+        assert!(e.to_string().contains("CPUs 0-2"), "{e}");
+    }
 
     #[test]
     fn unknown_test_is_a_usage_error() {

@@ -58,7 +58,8 @@ pub enum SortChoice {
     Delta,
 }
 
-fn parse_pct(s: &str) -> Result<f64, String> {
+/// `5`, `5%` or ` 5 % ` as a non-negative percentage (also `compare --fail-above`).
+pub(crate) fn parse_pct(s: &str) -> Result<f64, String> {
     let t = s.trim().trim_end_matches('%').trim();
     match t.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),

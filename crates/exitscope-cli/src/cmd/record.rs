@@ -148,6 +148,7 @@ fn validate(a: &Args) -> Result<(Mode, TargetSpec, Option<Duration>), Failure> {
     let target = if let Some(test) = &a.bench {
         let bench = recording::find_test(test)?;
         let (min_cycles, repeat) = QUICK;
+        a.bench_options.validate()?;
         let opts = a.bench_options.vmm(min_cycles, repeat);
         recording::check_kvm(&opts)?;
         TargetSpec::Bench(bench, opts)
@@ -177,7 +178,7 @@ fn compression(s: &str) -> Result<Compression, String> {
 }
 
 /// `record --bench` runs the bench as `bench --quick` does.
-const QUICK: (u64, u32) = (1 << 26, 3);
+const QUICK: (u64, u32) = (1 << 26, 6);
 
 fn reset(a: &Args) -> CmdResult {
     let fs = recording::tracefs(&a.tracefs, &Mode::default_events())?;

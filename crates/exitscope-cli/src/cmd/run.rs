@@ -31,7 +31,7 @@ Examples:
   exitscope run --events --cpl 3 mmio_from_vmm
 
 The benchmark is measured twice: untraced first (--min-cycles, default 2^26, --repeat,
-default 3: the figures to quote), then traced on a thread of exitscope (a shorter loop, at most
+default 6: the figures to quote, with a 95 % interval), then traced on a thread of exitscope (a shorter loop, at most
 2^24 cycles, once: every exit becomes trace lines, and function_graph writes dozens per exit).
 Without -o the trace lives in a temporary directory that is deleted when exitscope ends.
 Exit codes as `exitscope record`; 1 when the benchmark did not complete.")]
@@ -119,7 +119,9 @@ fn graph_mode(root: Option<&str>) -> Mode {
 pub fn run(args: Args) -> CmdResult {
     // Everything is checked before tracefs is touched: the test, KVM, root and tracefs.
     let bench = recording::find_test(&args.test)?;
-    let untraced_opts = args.bench.vmm(1 << 26, 3);
+    args.bench.validate()?;
+    // Six repeats: the fewest that give a 95 % interval of the median.
+    let untraced_opts = args.bench.vmm(1 << 26, 6);
     recording::check_kvm(&untraced_opts)?;
     let first_mode =
         if args.events { Mode::default_events() } else { graph_mode(args.graph.as_deref()) };
