@@ -38,7 +38,10 @@ pub fn line(r: &TestResult, label: Option<&str>) -> String {
 
 /// `[low, high]` of the median's interval, or `-`.
 fn interval(r: &TestResult) -> String {
-    r.cycles_median_ci.map_or_else(|| "-".into(), |ci| format!("[{:.1}, {:.1}]", ci.low, ci.high))
+    r.cycles_median_ci.map_or_else(
+        || "-".into(),
+        |ci| format!("[{}, {}]", fixed(Some(ci.low), 1), fixed(Some(ci.high), 1)),
+    )
 }
 
 /// Write the bench table (`exitscope bench`): one row per test, then the host, mode, load
