@@ -6,11 +6,11 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use exitscope_tracefs::{Error as TfError, Mode, Recording, Target, Tracefs};
-use exitscope_vmm::{BENCHMARKS, Benchmark, Flavour, HostInfo, Report, TestResult};
+use exitscope_vmm::{BENCHMARKS, Benchmark, Flavour, HostInfo, Report};
 
 use crate::args::TracefsArgs;
 use crate::exit::Failure;
-use crate::text::{fixed, plural};
+use crate::text::plural;
 
 /// The built-in benchmark called `name` (exit 2 naming the known ones otherwise).
 pub fn find_test(name: &str) -> Result<&'static Benchmark, Failure> {
@@ -87,22 +87,6 @@ pub fn bench_target(
     Target::Thread(Box::new(move || {
         exitscope_vmm::run_suite(&[bench], &opts, |_, _| {}).map_err(|e| e.to_string())
     }))
-}
-
-/// `cpuid: 1234.5 cycles/iter (567.8 ns), 1.00 exits/iter, CPUID [ok]: reason`, with
-/// `label` after the name (`cpuid, untraced: ...`).
-pub fn bench_line(r: &TestResult, label: Option<&str>) -> String {
-    format!(
-        "{}{}: {} cycles/iter ({} ns), {} exits/iter, {} [{}]{}",
-        r.test,
-        label.map(|l| format!(", {l}")).unwrap_or_default(),
-        fixed(r.cycles_median, 1),
-        fixed(r.ns_median, 1),
-        fixed(r.exits_per_iteration, 2),
-        r.exit_kind,
-        r.status.as_str(),
-        r.reason.as_deref().map(|s| format!(": {s}")).unwrap_or_default()
-    )
 }
 
 /// Whether every result of the bench completed (ok or skipped).

@@ -30,10 +30,17 @@ const JS: &str = include_str!("../assets/report.js");
 pub struct HtmlOptions {
     /// Page title; defaults to "exitscope report" / "exitscope diff".
     pub title: Option<String>,
-    /// A benchmark result to show in a section of its own (`exitscope run`): the serialized
-    /// bench report (`{host, mode, results: [{test, cpl, status, cycles_median, ns_median,
-    /// exits_per_iteration, exit_kind, reason, ...}]}`).
+    /// A benchmark result to show in a section of its own (`exitscope run`), set with
+    /// [`HtmlOptions::with_bench`]: the serialized bench report.
     pub bench: Option<Value>,
+}
+
+impl HtmlOptions {
+    /// Show `bench` (the VMM's typed results) in the page's benchmark section.
+    pub fn with_bench(mut self, bench: &exitscope_vmm::Report) -> Self {
+        self.bench = serde_json::to_value(bench).ok();
+        self
+    }
 }
 
 /// A page's content, before layout: what [`write()`] and [`write_diff`] build from reports.

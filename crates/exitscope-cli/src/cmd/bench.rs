@@ -4,12 +4,12 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, anyhow};
 use clap::Args as ClapArgs;
-use exitscope_vmm::{BENCHMARKS, Benchmark, Report, Status, TestResult};
+use exitscope_vmm::{BENCHMARKS, Benchmark, Status};
 
 use crate::args::BenchOptions;
 use crate::exit::{self, CmdResult, Failure};
 use crate::recording::find_test;
-use crate::text::{fixed, plural};
+use crate::text::plural;
 
 /// Arguments of `exitscope bench`.
 #[derive(Debug, ClapArgs)]
@@ -84,7 +84,7 @@ pub fn run(args: Args) -> CmdResult {
         serde_json::to_writer_pretty(&mut out, &report).context("writing JSON")?;
         writeln!(out)?;
     } else {
-        write_table(&mut out, &report)?;
+        exitscope_render::bench::write_table(&mut out, &report)?;
     }
     out.flush()?;
 
@@ -105,81 +105,6 @@ fn select(names: &[String]) -> Result<Vec<&'static Benchmark>, Failure> {
         return Ok(BENCHMARKS.iter().filter(|b| !b.hidden).collect());
     }
     names.iter().map(|n| find_test(n)).collect()
-}
-
-/// `[low, high]` of the median's interval, or `-`.
-fn interval(r: &TestResult) -> String {
-    r.cycles_median_ci.map_or_else(|| "-".into(), |ci| format!("[{:.1}, {:.1}]", ci.low, ci.high))
-}
-
-fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:<18} {:<4} {:<7} {:>11} {:>22} {:>11} {:>11} {:>10} {:>10}  exit kind",
-        "test",
-        "mode",
-        "status",
-        "cyc median",
-        "95% CI of median",
-        "cyc min",
-        "cyc max",
-        "ns",
-        "exits/iter",
-    )?;
-    for r in &report.results {
-        writeln!(
-            out,
-            "{:<18} cpl{} {:<7} {:>11} {:>22} {:>11} {:>11} {:>10} {:>10}  {}",
-            r.test,
-            r.cpl,
-            r.status.as_str(),
-            fixed(r.cycles_median, 1),
-            interval(r),
-            fixed(r.cycles_min, 1),
-            fixed(r.cycles_max, 1),
-            fixed(r.ns_median, 1),
-            fixed(r.exits_per_iteration, 2),
-            r.exit_kind
-        )?;
-    }
-    writeln!(out)?;
-    let h = &report.host;
-    writeln!(out, "{}", h.fingerprint)?;
-    writeln!(out, "mode: CPL{}: {}", report.mode.cpl.as_u8(), report.mode.reason)?;
-    let la = |l: [f64; 3]| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2]);
-    writeln!(
-        out,
-        "load average: {} before, {} after; min cycles {}, repeat {}; cycles are per iteration \
-         minus the empty-loop baseline; 95% CI: order statistics of the repeats",
-        la(h.load_average),
-        la(report.load_average_after),
-        report.min_cycles,
-        report.repeat
-    )?;
-    for r in &report.results {
-        if let (Some(loop_ns), Some(exit_ns)) = (r.vmm_loop_ns_per_exit, r.ns_median) {
-            writeln!(
-                out,
-                "vmm loop: {}: {loop_ns:.0} ns per userspace exit spent in exitscope between \
-                 KVM_RUN calls ({:.2}% of the exit)",
-                r.test,
-                100.0 * loop_ns / exit_ns.max(1.0)
-            )?;
-        }
-    }
-    for r in report.results.iter().filter(|r| r.reason.is_some()) {
-        write_note(out, r)?;
-    }
-    for r in report.results.iter().filter(|r| r.status == Status::Ok) {
-        if let Some(w) = &r.ci_warning {
-            writeln!(out, "warning: {}: {w}", r.test)?;
-        }
-    }
-    Ok(())
-}
-
-fn write_note(out: &mut impl Write, r: &TestResult) -> std::io::Result<()> {
-    writeln!(out, "note: {}: {}", r.test, r.reason.as_deref().unwrap_or(""))
 }
 
 #[cfg(test)]

@@ -259,7 +259,7 @@ pub fn run(args: Args) -> CmdResult {
         Outcome::ProcessExited | Outcome::DurationReached => Ok(exit::OK),
         Outcome::Returned(Ok(report)) => {
             for r in &report.results {
-                say!("bench {}", recording::bench_line(r, None));
+                say!("bench {}", exitscope_render::bench::line(r, None));
             }
             if recording::bench_completed(&report) {
                 Ok(exit::OK)

@@ -20,7 +20,7 @@ use crate::args::{BenchOptions, ColorArg, TracefsArgs};
 use crate::exit::{self, CmdResult, Failure};
 use crate::inputs;
 use crate::output::{self, Output};
-use crate::recording::{self, bench_completed, bench_line};
+use crate::recording::{self, bench_completed};
 
 /// Arguments of `exitscope run`.
 #[derive(Debug, ClapArgs)]
@@ -251,7 +251,7 @@ pub fn run(args: Args) -> CmdResult {
             let mut opts = exitscope_render::html::HtmlOptions::default();
             opts.title = Some(format!("exitscope run {}", args.test));
             // The untraced measurement is the benchmark's result.
-            opts.bench = serde_json::to_value(&untraced).ok();
+            opts = opts.with_bench(&untraced);
             exitscope_render::html::write(&report, &format!("run {}", args.test), &opts, o)?;
             Ok(())
         })?;
@@ -278,7 +278,7 @@ fn write_json(o: &mut Output, r: &BenchReport) -> Result<(), Failure> {
 /// One `# bench TEST, LABEL: ...` line per result.
 fn write_bench(out: &mut impl Write, report: &BenchReport, label: &str) -> std::io::Result<()> {
     for r in &report.results {
-        writeln!(out, "# bench {}", bench_line(r, Some(label)))?;
+        writeln!(out, "# bench {}", exitscope_render::bench::line(r, Some(label)))?;
     }
     Ok(())
 }
