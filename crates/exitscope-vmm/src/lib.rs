@@ -44,6 +44,7 @@ pub mod arch;
 pub mod bench;
 pub mod cpuid;
 pub mod host;
+pub mod kut;
 pub mod stats;
 mod sys;
 pub mod vm;

@@ -1,6 +1,7 @@
 //! `exitscope bench`: VM-exit microbenchmarks on exitscope's built-in VMM (no QEMU).
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -11,31 +12,56 @@ use crate::exit::{self, CmdResult, Failure};
 
 /// Arguments of `exitscope bench`.
 #[derive(Debug, ClapArgs)]
+#[command(after_help = "\
+Examples:
+  exitscope bench cpuid inl_from_kernel          # exitscope's own guest loops
+  exitscope bench --kut vmexit.flat cpuid mov_dr # kvm-unit-tests' vmexit.flat, no QEMU
+  exitscope bench --kut vmexit.flat --kut-cfg unittests.cfg --repeat 5 --json")]
 pub struct Args {
     /// Tests to run (default: all listed by --list), named as in kvm-unit-tests' vmexit.
+    /// With --kut: the guest's command line (default: every test the image has).
     pub tests: Vec<String>,
     /// List the tests with what each exercises, and exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kut")]
     pub list: bool,
     /// Privilege level of the loops (default: 3 on PVM hosts, 0 elsewhere).
-    #[arg(long, value_parser = parse_cpl)]
+    #[arg(long, value_parser = parse_cpl, conflicts_with = "kut")]
     pub cpl: Option<Cpl>,
     /// Minimum TSC cycles per measured loop; iterations double until reached.
     /// Accepts N or 2^N [default: 2^30 as kvm-unit-tests, 2^26 with --quick].
-    #[arg(long, value_parser = parse_cycles)]
+    #[arg(long, value_parser = parse_cycles, conflicts_with = "kut")]
     pub min_cycles: Option<u64>,
     /// Measured loops per test; median, min and max are reported [default: 5, 3 with --quick].
+    /// With --kut: boots per configuration [default: 1].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: Option<u32>,
     /// Short run: --min-cycles 2^26 and --repeat 3 unless given.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kut")]
     pub quick: bool,
     /// Deadline per test in seconds; a test still running then is stopped.
-    #[arg(long, default_value_t = 20.0, value_parser = parse_seconds)]
-    pub timeout: f64,
-    /// Write the report as JSON to stdout.
+    /// With --kut: per boot [default: 20, 90 with --kut unless the cfg entry sets one].
+    #[arg(long, value_parser = parse_seconds)]
+    pub timeout: Option<f64>,
+    /// Write the report as JSON to stdout (with --kut the guest's lines go to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Boot this kvm-unit-tests x86 image (multiboot ELF32, e.g. x86/vmexit.flat) in
+    /// exitscope's VMM and report the cycles it prints.
+    #[arg(long, value_name = "FILE")]
+    pub kut: Option<PathBuf>,
+    /// vCPUs for --kut.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "kut",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(exitscope_vmm::kut::MAX_VCPUS)))]
+    pub smp: u32,
+    /// Guest RAM in MiB for --kut.
+    #[arg(long, value_name = "MB", default_value_t = exitscope_vmm::kut::DEFAULT_MEM_MIB,
+          requires = "kut",
+          value_parser = clap::value_parser!(u32).range(2..=i64::from(exitscope_vmm::kut::MAX_MEM_MIB)))]
+    pub mem: u32,
+    /// Run the `vmexit_*` entries of this kvm-unit-tests unittests.cfg, each with its own
+    /// test_args, smp and timeout (TESTs, if given, pick entries).
+    #[arg(long, value_name = "FILE", requires = "kut")]
+    pub kut_cfg: Option<PathBuf>,
 }
 
 fn parse_cpl(s: &str) -> Result<Cpl, String> {
@@ -65,6 +91,9 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 
 /// Run `exitscope bench`.
 pub fn run(args: Args) -> CmdResult {
+    if args.kut.is_some() {
+        return crate::cmd::bench_kut::run(&args);
+    }
     if args.list {
         let mut out = std::io::stdout().lock();
         for b in BENCHMARKS.iter().filter(|b| !b.hidden) {
@@ -87,7 +116,7 @@ pub fn run(args: Args) -> CmdResult {
         .with_cpl(args.cpl)
         .with_min_cycles(min_cycles)
         .with_repeat(repeat)
-        .with_timeout(Duration::from_secs_f64(args.timeout));
+        .with_timeout(Duration::from_secs_f64(args.timeout.unwrap_or(20.0)));
 
     let chatty = std::io::stderr().is_terminal();
     let report = exitscope_vmm::run_suite(&benches, &opts, |b, done| {
@@ -138,7 +167,7 @@ fn select(names: &[String]) -> Result<Vec<&'static Benchmark>, Failure> {
         .collect()
 }
 
-fn num(v: Option<f64>, prec: usize) -> String {
+pub(crate) fn num(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.prec$}"))
 }
 
@@ -164,16 +193,8 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         )?;
     }
     writeln!(out)?;
+    write_host_and_mode(out, report)?;
     let h = &report.host;
-    let khz = h.tsc_khz.map_or_else(|| "unknown".to_string(), |k| k.to_string());
-    writeln!(
-        out,
-        "host: kvm {}, TSC {khz} kHz, {}, kernel {}",
-        h.kvm_flavour.as_str(),
-        h.cpu_model,
-        h.kernel
-    )?;
-    writeln!(out, "mode: CPL{}: {}", report.mode.cpl.as_u8(), report.mode.reason)?;
     let la = |l: [f64; 3]| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2]);
     writeln!(
         out,
@@ -201,7 +222,21 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_note(out: &mut impl Write, r: &TestResult) -> std::io::Result<()> {
+/// The `host:` and `mode:` lines every bench table ends with.
+pub(crate) fn write_host_and_mode(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    let h = &report.host;
+    let khz = h.tsc_khz.map_or_else(|| "unknown".to_string(), |k| k.to_string());
+    writeln!(
+        out,
+        "host: kvm {}, TSC {khz} kHz, {}, kernel {}",
+        h.kvm_flavour.as_str(),
+        h.cpu_model,
+        h.kernel
+    )?;
+    writeln!(out, "mode: CPL{}: {}", report.mode.cpl.as_u8(), report.mode.reason)
+}
+
+pub(crate) fn write_note(out: &mut impl Write, r: &TestResult) -> std::io::Result<()> {
     writeln!(out, "note: {}: {}", r.test, r.reason.as_deref().unwrap_or(""))
 }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each has an `Args` (clap) and a `run(Args) -> CmdResult`.
 
 pub mod bench;
+pub mod bench_kut;
 pub mod convert;
 pub mod diff;
 pub mod export;

@@ -1,0 +1,187 @@
+//! `exitscope bench --kut FILE [TEST...]`: boot kvm-unit-tests' own x86 image in
+//! exitscope's VMM, print the guest's lines, then the bench table of what it printed.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use exitscope_vmm::bench::{Report, Status};
+use exitscope_vmm::kut::{self, BootPlan, KutConfig, KutError, PlanRuns};
+
+use crate::cmd::bench::{Args, num, write_host_and_mode, write_note};
+use crate::exit::{self, CmdResult, Failure};
+
+fn failure(e: KutError) -> Failure {
+    match e {
+        KutError::Open(_) | KutError::Setup(_) | KutError::Thread(_) => Failure::environment(e),
+        KutError::Read { .. }
+        | KutError::Image { .. }
+        | KutError::Config(_)
+        | KutError::BootInfo(_) => Failure::input(e),
+    }
+}
+
+/// The boot plans: the command line's tests, or the cfg file's vmexit entries.
+fn plans(args: &Args, kernel: &std::path::Path) -> Result<Vec<BootPlan>, Failure> {
+    let mut base = KutConfig::new(kernel).with_smp(args.smp).with_mem_mib(args.mem);
+    if let Some(t) = args.timeout {
+        base = base.with_timeout(Duration::from_secs_f64(t));
+    }
+    let Some(cfg_path) = &args.kut_cfg else {
+        let config = base.with_tests(args.tests.iter().cloned());
+        return Ok(vec![BootPlan { label: "command line".into(), config, notes: Vec::new() }]);
+    };
+    let text = std::fs::read_to_string(cfg_path)
+        .with_context(|| format!("reading {}", cfg_path.display()))
+        .map_err(Failure::input)?;
+    let entries = kut::cfg::parse(&text)
+        .map_err(|e| Failure::input(anyhow!("{}:{e}", cfg_path.display())))?;
+    let mut plans = kut::plans_from_cfg(&entries, &base, &args.tests)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", cfg_path.display())))?;
+    if args.timeout.is_some() {
+        // An explicit --timeout wins over the entries' own.
+        for p in &mut plans {
+            p.config = p.config.clone().with_timeout(base.timeout);
+        }
+    }
+    Ok(plans)
+}
+
+/// Runs `bench --kut`.
+pub fn run(args: &Args) -> CmdResult {
+    let Some(kernel) = args.kut.as_deref() else {
+        return Err(Failure::input(anyhow!("--kut FILE is required")));
+    };
+    let plans = plans(args, kernel)?;
+    let repeat = args.repeat.unwrap_or(1);
+    let json = args.json;
+    let chatty = std::io::stderr().is_terminal();
+
+    let host = exitscope_vmm::probe(&exitscope_vmm::Options::default())
+        .map_err(|e| Failure::environment(anyhow!(e)))?;
+    let mut runs = Vec::new();
+    for plan in plans {
+        let mut boots = Vec::new();
+        for boot in 1..=repeat {
+            let header = format!(
+                "# {} boot {boot}/{repeat}: -smp {} -m {} -append \"{}\"",
+                plan.label,
+                plan.config.smp,
+                plan.config.mem_mib,
+                plan.config.tests.join(" ")
+            );
+            guest_line(json, &header);
+            let outcome =
+                kut::run(&plan.config, move |l| guest_line(json, &l.text)).map_err(failure)?;
+            if let Some(p) = &outcome.partial_line {
+                guest_line(json, p);
+            }
+            let end = format!("# {} in {:.1} s", outcome.end.describe(), outcome.seconds);
+            guest_line(json, &end);
+            if chatty && json {
+                eprintln!("exitscope: {} boot {boot}/{repeat} done", plan.label);
+            }
+            boots.push(outcome);
+        }
+        runs.push(PlanRuns { plan, boots });
+    }
+
+    let report = kut::summarize(&runs, &host, kernel, repeat);
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report).context("writing JSON")?;
+        writeln!(out)?;
+    } else {
+        writeln!(out)?;
+        write_table(&mut out, &report, &kut::result_plans(&runs))?;
+    }
+    out.flush()?;
+
+    let bad: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|r| matches!(r.status, Status::Failed | Status::Timeout))
+        .map(|r| r.test.as_str())
+        .collect();
+    let failed_boots = runs.iter().flat_map(|r| &r.boots).filter(|b| !b.end.passed()).count();
+    if bad.is_empty() && failed_boots == 0 {
+        Ok(exit::OK)
+    } else {
+        if !bad.is_empty() {
+            eprintln!("exitscope: {} did not complete: {}", bad.len(), bad.join(", "));
+        }
+        if failed_boots > 0 {
+            eprintln!("exitscope: {failed_boots} boot(s) did not end with a PASS exit");
+        }
+        Ok(exit::CHECK_FAILED)
+    }
+}
+
+/// One line of guest output (or a boot header): stdout for the table view, stderr when
+/// stdout carries JSON.
+fn guest_line(json: bool, text: &str) {
+    if json {
+        eprintln!("{text}");
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+    }
+}
+
+fn write_table(
+    out: &mut impl Write,
+    report: &Report,
+    plans: &[(String, u32)],
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<22} {:>3} {:<7} {:>11} {:>11} {:>11} {:>10} {:>10} {:>9}  exit kind",
+        "test",
+        "smp",
+        "status",
+        "cyc median",
+        "cyc min",
+        "cyc max",
+        "ns",
+        "exits/iter",
+        "user/iter",
+    )?;
+    for (i, r) in report.results.iter().enumerate() {
+        let smp = plans.get(i).map_or(0, |p| p.1);
+        writeln!(
+            out,
+            "{:<22} {smp:>3} {:<7} {:>11} {:>11} {:>11} {:>10} {:>10} {:>9}  {}",
+            r.test,
+            r.status.as_str(),
+            num(r.cycles_median, 0),
+            num(r.cycles_min, 0),
+            num(r.cycles_max, 0),
+            num(r.ns_median, 1),
+            num(r.exits_per_iteration, 2),
+            num(r.userspace_exits_per_iteration, 2),
+            r.exit_kind
+        )?;
+    }
+    writeln!(out)?;
+    write_host_and_mode(out, report)?;
+    let la = |l: [f64; 3]| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2]);
+    writeln!(
+        out,
+        "load average: {} before, {} after; {} boot(s) per configuration; cycles are the \
+         guest's own (mean of its last round of at least 2^30 TSC cycles, loop overhead \
+         included); exits/iter from KVM's stats of vCPU 0 over each test's window, minus \
+         exits to the serial port, fw_cfg and PCI probing",
+        la(report.host.load_average),
+        la(report.load_average_after),
+        report.repeat
+    )?;
+    if let Some(k) = &report.kut {
+        for n in &k.notes {
+            writeln!(out, "note: {n}")?;
+        }
+    }
+    for r in report.results.iter().filter(|r| r.reason.is_some()) {
+        write_note(out, r)?;
+    }
+    Ok(())
+}
