@@ -52,6 +52,12 @@ pub fn run(args: &Args) -> CmdResult {
     let Some(kernel) = args.kut.as_deref() else {
         return Err(Failure::input(anyhow!("--kut FILE is required")));
     };
+    // Bad input is exit 2 even on a host without KVM: check the image before probing.
+    let bytes = std::fs::read(kernel)
+        .with_context(|| format!("reading {}", kernel.display()))
+        .map_err(Failure::input)?;
+    kut::multiboot::Elf32::parse(&bytes)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", kernel.display())))?;
     let plans = plans(args, kernel)?;
     let repeat = args.repeat.unwrap_or(1);
     let json = args.json;

@@ -574,7 +574,7 @@ pub(crate) mod tests {
         assert!(find_header(&far).is_err());
     }
 
-    fn write_at<'a>(info: &'a BootInfo, addr: u64) -> &'a [u8] {
+    fn write_at(info: &BootInfo, addr: u64) -> &[u8] {
         &info.writes.iter().find(|(a, _)| *a == addr).unwrap().1
     }
 
