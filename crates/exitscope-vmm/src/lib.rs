@@ -37,6 +37,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! [`kut`] boots kvm-unit-tests' own x86 images (`vmexit.flat`) with a multiboot loader,
+//! the devices they need and one thread per vCPU (`exitscope bench --kut`).
+//!
 //! All `unsafe` code (the memory slot, the stats-fd ioctl, the kick signal) lives in one
 //! private module with a `// SAFETY:` comment on every block.
 
