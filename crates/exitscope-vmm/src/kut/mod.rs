@@ -60,4 +60,4 @@ pub use report::{
     BootPlan, BootRecord, GUEST_GOAL_CYCLES, KutInfo, PlanRuns, SOURCE, exit_kind, mode,
     plans_from_cfg, result_plans, summarize,
 };
-pub use results::{GuestLine, KutTest, LineKind, Mark, classify};
+pub use results::{GuestLine, KutTest, LineKind, Mark, classify, result_prefix};

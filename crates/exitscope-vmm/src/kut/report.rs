@@ -267,6 +267,13 @@ fn result_for(
             reasons.push(format!("the guest also printed {k} {m:.0} cycles per iteration"));
         }
     }
+    if let Some(t) = measured.iter().find(|t| !t.prefix.is_empty()) {
+        reasons.push(format!(
+            "the guest printed {} digit(s) before its result: iterations where the interrupt \
+             had not arrived yet (x != 1; vmexit prints x)",
+            t.prefix.len()
+        ));
+    }
     if let Some(o) = med(&|t: &KutTest| t.other_vcpus_exits_per_iteration) {
         reasons.push(format!("the other vCPUs took {o:.2} exits per iteration"));
     }

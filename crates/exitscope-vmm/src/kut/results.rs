@@ -49,7 +49,33 @@ fn is_name(s: &str) -> bool {
 }
 
 /// Classifies one line (without its line ending).
+///
+/// A result may follow digits on the same line: the self-IPI tests print `x` (with no
+/// newline) in every iteration where the interrupt had not arrived yet, so their line reads
+/// `000…0self_ipi_sti_nop 11890255`; [`result_prefix`] gives those digits.
 pub fn classify(line: &str) -> LineKind {
+    let (_, rest) = split_prefix(line);
+    classify_plain(rest)
+}
+
+/// The digits a result line starts with (see [`classify`]), empty for a clean line.
+pub fn result_prefix(line: &str) -> &str {
+    let (prefix, rest) = split_prefix(line);
+    match classify_plain(rest) {
+        LineKind::Result { .. } | LineKind::Skipped { .. } => prefix,
+        _ => "",
+    }
+}
+
+fn split_prefix(line: &str) -> (&str, &str) {
+    let n = line.bytes().take_while(|b| b.is_ascii_digit() || *b == b'-').count();
+    match line.as_bytes().get(n) {
+        Some(b) if n > 0 && b.is_ascii_alphabetic() => line.split_at(n),
+        _ => ("", line),
+    }
+}
+
+fn classify_plain(line: &str) -> LineKind {
     if let Some(rest) = line.strip_prefix("  ") {
         let w: Vec<&str> = rest.split(' ').collect();
         if let [what @ ("ipi" | "eoi"), name, n] = w.as_slice()
@@ -110,6 +136,9 @@ pub struct KutTest {
     pub skipped: bool,
     /// Extra figures the guest printed (`ipi`, `eoi`), cycles per iteration.
     pub extras: BTreeMap<String, i64>,
+    /// What the guest printed before the result on the same line: one digit per iteration
+    /// in which a self-IPI test found its interrupt not yet delivered (`x != 1`).
+    pub prefix: String,
     /// Index of the result line in the boot's lines.
     pub line: usize,
     /// Iterations of the last round (the guest's `iterations` variable).
@@ -187,6 +216,7 @@ pub fn analyse(lines: &[GuestLine], start: &Mark, layout: Option<&StatsLayout>) 
             cycles,
             skipped: cycles.is_none(),
             extras: BTreeMap::new(),
+            prefix: result_prefix(&line.text).to_string(),
             line: i,
             iterations: None,
             window_iterations: None,
@@ -275,6 +305,15 @@ mod tests {
             assert_eq!(classify(other), LineKind::Other, "{other:?}");
         }
         assert_eq!(classify("cpuid  10"), LineKind::Other);
+        let noisy = "0000self_ipi_sti_nop 11890255";
+        assert_eq!(
+            classify(noisy),
+            LineKind::Result { name: "self_ipi_sti_nop".into(), cycles: 11_890_255 }
+        );
+        assert_eq!(result_prefix(noisy), "0000");
+        assert_eq!(result_prefix("cpuid 1"), "");
+        assert_eq!(classify("12345"), LineKind::Other);
+        assert_eq!(result_prefix("12 apples and pears"), "");
     }
 
     fn layout() -> StatsLayout {
