@@ -1,5 +1,5 @@
 //! The crate's only `unsafe` code: the guest memory slot, the stats fd ioctl, the vCPU
-//! kick signal and gettid. Each operation is wrapped in a safe function or owner type whose
+//! kick signal, gettid and the huge-page advice for guest RAM. Each operation is wrapped in a safe function or owner type whose
 //! invariants make the `unsafe` sound; everything else uses kvm-ioctls' safe API.
 
 use std::fs::File;
@@ -42,7 +42,7 @@ impl Machine {
     /// Creates a VM with `ram_size` bytes of RAM at guest-physical 0, the in-kernel irqchip
     /// (PIC, IOAPIC, LAPIC: it must exist before any vCPU) and vCPU 0.
     pub(crate) fn new(kvm: &Kvm, ram_size: usize) -> Result<Self, SetupError> {
-        let (vm, mem) = vm_with_ram(kvm, ram_size)?;
+        let (vm, mem) = vm_with_ram(kvm, ram_size, false)?;
         let vcpu = vm.create_vcpu(0).map_err(SetupError::CreateVcpu)?;
         Ok(Machine { vcpu, _vm: vm, mem })
     }
@@ -55,7 +55,12 @@ impl Machine {
 
 /// A VM, its RAM at guest-physical 0 and the in-kernel irqchip; the memory is registered
 /// with KVM. The caller must keep `mem` alive until the VM and every vCPU fd are closed.
-fn vm_with_ram(kvm: &Kvm, ram_size: usize) -> Result<(VmFd, GuestMemoryMmap), SetupError> {
+/// `huge` asks for transparent huge pages (`MADV_HUGEPAGE`), as QEMU does for guest RAM.
+fn vm_with_ram(
+    kvm: &Kvm,
+    ram_size: usize,
+    huge: bool,
+) -> Result<(VmFd, GuestMemoryMmap), SetupError> {
     let vm = kvm.create_vm().map_err(SetupError::CreateVm)?;
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), ram_size)])
         .map_err(|e| SetupError::Memory(e.to_string()))?;
@@ -63,6 +68,13 @@ fn vm_with_ram(kvm: &Kvm, ram_size: usize) -> Result<(VmFd, GuestMemoryMmap), Se
         let host = region
             .get_host_address(MemoryRegionAddress(0))
             .map_err(|e| SetupError::Memory(e.to_string()))?;
+        if huge {
+            let len = usize::try_from(region.len()).unwrap_or(0);
+            // SAFETY: `host..host+len` is exactly one mapping owned by `mem`; MADV_HUGEPAGE
+            // only changes how the kernel backs it, never its contents or validity. A
+            // failure (THP disabled) leaves ordinary pages, which is fine.
+            let _ = unsafe { libc::madvise(host.cast(), len, libc::MADV_HUGEPAGE) };
+        }
         let desc = kvm_userspace_memory_region {
             slot,
             flags: 0,
@@ -107,9 +119,10 @@ pub(crate) struct SharedVm {
 }
 
 impl SharedVm {
-    /// Creates the VM, `ram_size` bytes of RAM and the in-kernel irqchip (no vCPU yet).
+    /// Creates the VM, `ram_size` bytes of RAM (transparent huge pages where the host
+    /// allows, as QEMU's guest RAM) and the in-kernel irqchip (no vCPU yet).
     pub(crate) fn new(kvm: &Kvm, ram_size: usize) -> Result<Arc<Self>, SetupError> {
-        let (vm, mem) = vm_with_ram(kvm, ram_size)?;
+        let (vm, mem) = vm_with_ram(kvm, ram_size, true)?;
         Ok(Arc::new(SharedVm { vm, mem }))
     }
 
