@@ -53,32 +53,10 @@ fn is_pvm() -> bool {
 /// Load address of the hand-made images.
 const BASE: u32 = 0x10_0000;
 
-/// A minimal ELF32 multiboot image whose only segment holds `code` at [`BASE`].
+/// A multiboot ELF32 image whose only segment holds `code` at [`BASE`], plus `bss`.
 fn image(code: &[u8], bss: u32) -> Vec<u8> {
-    let mut b = vec![0u8; 0x60];
-    b[0..4].copy_from_slice(b"\x7fELF");
-    b[4] = 1;
-    b[5] = 1;
-    b[6] = 1;
-    b[16..18].copy_from_slice(&2u16.to_le_bytes());
-    b[18..20].copy_from_slice(&3u16.to_le_bytes());
-    b[24..28].copy_from_slice(&BASE.to_le_bytes());
-    b[28..32].copy_from_slice(&52u32.to_le_bytes());
-    b[42..44].copy_from_slice(&32u16.to_le_bytes());
-    b[44..46].copy_from_slice(&1u16.to_le_bytes());
-    let off = 0x1000u32;
-    let ph = [1, off, BASE, BASE, code.len() as u32, code.len() as u32 + bss, 5, 0x1000];
-    for (i, v) in ph.iter().enumerate() {
-        b[52 + 4 * i..56 + 4 * i].copy_from_slice(&v.to_le_bytes());
-    }
-    // The multiboot header, in the first 8 KiB but outside the segment.
-    let magic = 0x1bad_b002u32;
-    b.extend_from_slice(&magic.to_le_bytes());
-    b.extend_from_slice(&0u32.to_le_bytes());
-    b.extend_from_slice(&0u32.wrapping_sub(magic).to_le_bytes());
-    b.resize(off as usize, 0);
-    b.extend_from_slice(code);
-    b
+    let len = u32::try_from(code.len()).unwrap();
+    exitscope_vmm::kut::multiboot::write_elf32(BASE, &[(BASE, code, len + bss)], &[])
 }
 
 fn write_image(name: &str, bytes: &[u8]) -> PathBuf {

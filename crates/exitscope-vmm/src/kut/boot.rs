@@ -889,12 +889,12 @@ mod tests {
 
     #[test]
     fn segments_must_fit_above_1_mib_and_below_the_top_of_ram() {
-        let img = multiboot::tests::elf(0x40_0000, &[(0x40_0000, &[0x90], 0x100_0000)], &[]);
+        let img = multiboot::write_elf32(0x40_0000, &[(0x40_0000, &[0x90], 0x100_0000)], &[]);
         let elf = Elf32::parse(&img).unwrap();
         assert!(check_segments(&elf, 128 << 20, Path::new("k")).is_ok());
         let err = check_segments(&elf, 16 << 20, Path::new("k")).unwrap_err().to_string();
         assert!(err.contains("raise --mem"), "{err}");
-        let low = multiboot::tests::elf(0x8000, &[(0x8000, &[0x90], 1)], &[]);
+        let low = multiboot::write_elf32(0x8000, &[(0x8000, &[0x90], 1)], &[]);
         let err = check_segments(&Elf32::parse(&low).unwrap(), 128 << 20, Path::new("k"));
         assert!(err.unwrap_err().to_string().contains("below 1 MiB"));
     }

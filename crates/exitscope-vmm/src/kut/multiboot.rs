@@ -421,87 +421,96 @@ pub fn env_text<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Stri
     pairs.into_iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// A hand-made ELF32 image: header, `segs` program headers, a multiboot header at
-    /// file offset 0x100, optional symbol table with `syms`.
-    pub(crate) fn elf(
-        entry: u32,
-        segs: &[(u32, &[u8], u32)],
-        syms: &[(&str, u32, u32)],
-    ) -> Vec<u8> {
-        let phoff = 52usize;
-        let mut b = vec![0u8; 0x100];
-        b[0..4].copy_from_slice(b"\x7fELF");
-        b[4] = 1;
-        b[5] = 1;
-        b[6] = 1;
-        b[16..18].copy_from_slice(&2u16.to_le_bytes());
-        b[18..20].copy_from_slice(&3u16.to_le_bytes());
-        b[24..28].copy_from_slice(&entry.to_le_bytes());
-        b[28..32].copy_from_slice(&(phoff as u32).to_le_bytes());
-        b[42..44].copy_from_slice(&32u16.to_le_bytes());
-        b[44..46].copy_from_slice(&(segs.len() as u16).to_le_bytes());
-        // Multiboot header at 0x100.
-        for v in [HEADER_MAGIC, 0, 0u32.wrapping_sub(HEADER_MAGIC)] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-        let mut phdrs = Vec::new();
-        for (paddr, bytes, memsz) in segs {
-            let off = b.len() as u32;
-            b.extend_from_slice(bytes);
-            let mut ph = [0u8; 32];
-            ph[0..4].copy_from_slice(&PT_LOAD.to_le_bytes());
-            ph[4..8].copy_from_slice(&off.to_le_bytes());
-            ph[8..12].copy_from_slice(&paddr.to_le_bytes());
-            ph[12..16].copy_from_slice(&paddr.to_le_bytes());
-            ph[16..20].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
-            ph[20..24].copy_from_slice(&memsz.to_le_bytes());
-            phdrs.push(ph);
-        }
-        for (i, ph) in phdrs.iter().enumerate() {
-            b[phoff + 32 * i..phoff + 32 * (i + 1)].copy_from_slice(ph);
-        }
-        if !syms.is_empty() {
-            let mut strtab = vec![0u8];
-            let mut symtab = vec![0u8; 16];
-            for (name, value, size) in syms {
-                let mut s = [0u8; 16];
-                s[0..4].copy_from_slice(&(strtab.len() as u32).to_le_bytes());
-                s[4..8].copy_from_slice(&value.to_le_bytes());
-                s[8..12].copy_from_slice(&size.to_le_bytes());
-                symtab.extend_from_slice(&s);
-                strtab.extend_from_slice(name.as_bytes());
-                strtab.push(0);
-            }
-            let sym_off = b.len() as u32;
-            b.extend_from_slice(&symtab);
-            let str_off = b.len() as u32;
-            b.extend_from_slice(&strtab);
-            let shoff = b.len() as u32;
-            let mut sh = |kind: u32, off: u32, size: u32, link: u32| {
-                let mut s = [0u8; 40];
-                s[4..8].copy_from_slice(&kind.to_le_bytes());
-                s[16..20].copy_from_slice(&off.to_le_bytes());
-                s[20..24].copy_from_slice(&size.to_le_bytes());
-                s[24..28].copy_from_slice(&link.to_le_bytes());
-                b.extend_from_slice(&s);
-            };
-            sh(0, 0, 0, 0);
-            sh(SHT_SYMTAB, sym_off, symtab.len() as u32, 2);
-            sh(3, str_off, strtab.len() as u32, 0);
-            b[32..36].copy_from_slice(&shoff.to_le_bytes());
-            b[46..48].copy_from_slice(&40u16.to_le_bytes());
-            b[48..50].copy_from_slice(&3u16.to_le_bytes());
-        }
-        b
+/// Writes a minimal multiboot ELF32 image: the ELF header, one `PT_LOAD` per segment
+/// (`(load address, bytes, memory size)`), a multiboot v1 header (flags 0) at file offset
+/// 0x100, and a symbol table with `symbols` (`(name, value, size)`) if any. exitscope's tests
+/// build their guests with it instead of shipping kvm-unit-tests' binaries.
+///
+/// # Panics
+///
+/// With more than 6 segments (their headers must fit before the multiboot header).
+#[allow(clippy::cast_possible_truncation)] // test images are tiny
+pub fn write_elf32(
+    entry: u32,
+    segments: &[(u32, &[u8], u32)],
+    symbols: &[(&str, u32, u32)],
+) -> Vec<u8> {
+    let (segs, syms) = (segments, symbols);
+    assert!(segs.len() <= 6, "at most 6 segments");
+    let phoff = 52usize;
+    let mut b = vec![0u8; 0x100];
+    b[0..4].copy_from_slice(b"\x7fELF");
+    b[4] = 1;
+    b[5] = 1;
+    b[6] = 1;
+    b[16..18].copy_from_slice(&2u16.to_le_bytes());
+    b[18..20].copy_from_slice(&3u16.to_le_bytes());
+    b[24..28].copy_from_slice(&entry.to_le_bytes());
+    b[28..32].copy_from_slice(&(phoff as u32).to_le_bytes());
+    b[42..44].copy_from_slice(&32u16.to_le_bytes());
+    b[44..46].copy_from_slice(&(segs.len() as u16).to_le_bytes());
+    // Multiboot header at 0x100.
+    for v in [HEADER_MAGIC, 0, 0u32.wrapping_sub(HEADER_MAGIC)] {
+        b.extend_from_slice(&v.to_le_bytes());
     }
+    let mut phdrs = Vec::new();
+    for (paddr, bytes, memsz) in segs {
+        let off = b.len() as u32;
+        b.extend_from_slice(bytes);
+        let mut ph = [0u8; 32];
+        ph[0..4].copy_from_slice(&PT_LOAD.to_le_bytes());
+        ph[4..8].copy_from_slice(&off.to_le_bytes());
+        ph[8..12].copy_from_slice(&paddr.to_le_bytes());
+        ph[12..16].copy_from_slice(&paddr.to_le_bytes());
+        ph[16..20].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+        ph[20..24].copy_from_slice(&memsz.to_le_bytes());
+        phdrs.push(ph);
+    }
+    for (i, ph) in phdrs.iter().enumerate() {
+        b[phoff + 32 * i..phoff + 32 * (i + 1)].copy_from_slice(ph);
+    }
+    if !syms.is_empty() {
+        let mut strtab = vec![0u8];
+        let mut symtab = vec![0u8; 16];
+        for (name, value, size) in syms {
+            let mut s = [0u8; 16];
+            s[0..4].copy_from_slice(&(strtab.len() as u32).to_le_bytes());
+            s[4..8].copy_from_slice(&value.to_le_bytes());
+            s[8..12].copy_from_slice(&size.to_le_bytes());
+            symtab.extend_from_slice(&s);
+            strtab.extend_from_slice(name.as_bytes());
+            strtab.push(0);
+        }
+        let sym_off = b.len() as u32;
+        b.extend_from_slice(&symtab);
+        let str_off = b.len() as u32;
+        b.extend_from_slice(&strtab);
+        let shoff = b.len() as u32;
+        let mut sh = |kind: u32, off: u32, size: u32, link: u32| {
+            let mut s = [0u8; 40];
+            s[4..8].copy_from_slice(&kind.to_le_bytes());
+            s[16..20].copy_from_slice(&off.to_le_bytes());
+            s[20..24].copy_from_slice(&size.to_le_bytes());
+            s[24..28].copy_from_slice(&link.to_le_bytes());
+            b.extend_from_slice(&s);
+        };
+        sh(0, 0, 0, 0);
+        sh(SHT_SYMTAB, sym_off, symtab.len() as u32, 2);
+        sh(3, str_off, strtab.len() as u32, 0);
+        b[32..36].copy_from_slice(&shoff.to_le_bytes());
+        b[46..48].copy_from_slice(&40u16.to_le_bytes());
+        b[48..50].copy_from_slice(&3u16.to_le_bytes());
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn parses_segments_entry_header_and_symbols() {
-        let img = elf(
+        let img = write_elf32(
             0x40_00bc,
             &[(0x40_00b0, &[0x90; 16], 16), (0x40_8000, &[1, 2, 3], 0x1000)],
             &[("start", 0x40_00bc, 0), ("iterations", 0x41_9000, 4)],
@@ -515,13 +524,13 @@ pub(crate) mod tests {
         assert_eq!(e.multiboot, MultibootHeader { offset: 0x100, flags: 0 });
         assert_eq!(e.symbol("iterations"), Some((0x41_9000, 4)));
         assert_eq!(e.symbol("iter"), None);
-        let stripped = elf(0x40_00bc, &[(0x40_00b0, &[0x90], 1)], &[]);
+        let stripped = write_elf32(0x40_00bc, &[(0x40_00b0, &[0x90], 1)], &[]);
         assert_eq!(Elf32::parse(&stripped).unwrap().symbol("iterations"), None);
     }
 
     #[test]
     fn errors_name_the_offset_and_the_expectation() {
-        let good = elf(0x10_0000, &[(0x10_0000, &[0xf4], 1)], &[]);
+        let good = write_elf32(0x10_0000, &[(0x10_0000, &[0xf4], 1)], &[]);
         let mut e64 = good.clone();
         e64[4] = 2;
         let err = Elf32::parse(&e64).unwrap_err();
