@@ -81,7 +81,7 @@ for t in $tests; do
     fi
     ratio=$(awk -v e="$e" -v q="$q" 'BEGIN { printf "%.3f", e / q }')
     if [ "$t" = inl_from_qemu ]; then
-        verdict=$(awk -v r="$ratio" 'BEGIN { s = 1 / r; printf "%.2fx faster: %s (>= 1.3x)", s, s >= 1.3 ? "met" : "MISSED" }')
+        verdict=$(awk -v r="$ratio" 'BEGIN { s = 1 / r; printf "%.2fx faster: %s (>= 1.3x)", s, (s >= 1.3 ? "met" : "MISSED") }')
     else
         verdict=$(awk -v r="$ratio" 'BEGIN { d = (r - 1) * 100; printf "%+.1f%%: %s (within 5%%)", d, (d <= 5 && d >= -5) ? "met" : "MISSED" }')
     fi
