@@ -119,6 +119,71 @@ fn write_note(out: &mut impl Write, r: &TestResult) -> io::Result<()> {
     writeln!(out, "note: {}: {}", r.test, r.reason.as_deref().unwrap_or(""))
 }
 
+/// Write the table of `bench --kut` (kvm-unit-tests' own figures): one row per test with the
+/// vCPU count of its boot (`plans`: label and smp per result), then the host, mode, load and
+/// notes.
+///
+/// # Errors
+/// I/O errors from `out`.
+pub fn write_kut_table(
+    out: &mut impl Write,
+    report: &Report,
+    plans: &[(String, u32)],
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<22} {:>3} {:<7} {:>11} {:>11} {:>11} {:>10} {:>10} {:>9}  exit kind",
+        "test",
+        "smp",
+        "status",
+        "cyc median",
+        "cyc min",
+        "cyc max",
+        "ns",
+        "exits/iter",
+        "user/iter",
+    )?;
+    for (i, r) in report.results.iter().enumerate() {
+        let smp = plans.get(i).map_or(0, |p| p.1);
+        writeln!(
+            out,
+            "{:<22} {smp:>3} {:<7} {:>11} {:>11} {:>11} {:>10} {:>10} {:>9}  {}",
+            r.test,
+            r.status.as_str(),
+            fixed(r.cycles_median, 0),
+            fixed(r.cycles_min, 0),
+            fixed(r.cycles_max, 0),
+            fixed(r.ns_median, 1),
+            fixed(r.exits_per_iteration, 2),
+            fixed(r.userspace_exits_per_iteration, 2),
+            r.exit_kind
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", report.host.fingerprint)?;
+    writeln!(out, "mode: CPL{}: {}", report.mode.cpl.as_u8(), report.mode.reason)?;
+    let la = |l: [f64; 3]| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2]);
+    writeln!(
+        out,
+        "load average: {} before, {} after; {} boot(s) per configuration; cycles are the \
+         guest's own (mean of its last round of at least 2^30 TSC cycles, loop overhead \
+         included); exits/iter from KVM's stats of vCPU 0 over each test's window, minus \
+         exits to the serial port, fw_cfg and PCI probing",
+        la(report.host.load_average),
+        la(report.load_average_after),
+        report.repeat
+    )?;
+    if let Some(k) = &report.kut {
+        for n in &k.notes {
+            writeln!(out, "note: {n}")?;
+        }
+    }
+    for r in report.results.iter().filter(|r| r.reason.is_some()) {
+        write_note(out, r)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -249,7 +249,9 @@ impl TestResult {
         Self::named(bench.name, bench.exit_kind.as_str(), cpl, status, reason)
     }
 
-    fn named(
+    /// A result with nothing measured yet; other modules fill in what they measured with
+    /// struct-update syntax, so fields added here later get their defaults.
+    pub(crate) fn named(
         test: &str,
         exit_kind: &str,
         cpl: Cpl,
@@ -725,6 +727,9 @@ fn median(sorted: &[f64]) -> Option<f64> {
 pub struct Report {
     /// Version of this JSON layout.
     pub schema_version: u32,
+    /// Who produced the figures: `exitscope` (the built-in guest loops) or
+    /// `kvm-unit-tests` (`bench --kut`: the guest's own printed cycles).
+    pub source: String,
     /// The host.
     pub host: HostInfo,
     /// CPL and why.
@@ -741,6 +746,28 @@ pub struct Report {
     pub load_average_after: [f64; 3],
     /// One entry per test, in the order run.
     pub results: Vec<TestResult>,
+    /// The boots behind the results, for `source` = `kvm-unit-tests`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kut: Option<crate::kut::KutInfo>,
+}
+
+impl Report {
+    /// An empty report for `host` and `mode` with the default settings.
+    pub fn new(host: HostInfo, mode: Mode) -> Self {
+        Report {
+            schema_version: 1,
+            source: "exitscope".into(),
+            host,
+            mode,
+            min_cycles: DEFAULT_MIN_CYCLES,
+            repeat: DEFAULT_REPEAT,
+            median_ci_method: MEDIAN_CI_METHOD,
+            timeout_seconds: DEFAULT_TIMEOUT.as_secs_f64(),
+            load_average_after: crate::host::load_average(),
+            results: Vec::new(),
+            kut: None,
+        }
+    }
 }
 
 /// Runs `benches` in order, calling `progress` before and after each test.
@@ -778,15 +805,12 @@ pub fn run_suite(
             .collect(),
     });
     Ok(Report {
-        schema_version: 1,
-        host,
-        mode,
         min_cycles: opts.min_cycles,
         repeat: opts.repeat,
         median_ci_method: MEDIAN_CI_METHOD,
         timeout_seconds: opts.timeout.as_secs_f64(),
-        load_average_after: crate::host::load_average(),
         results,
+        ..Report::new(host, mode)
     })
 }
 

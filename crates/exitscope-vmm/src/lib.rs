@@ -37,6 +37,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! [`kut`] boots kvm-unit-tests' own x86 images (`vmexit.flat`) with a multiboot loader,
+//! the devices they need and one thread per vCPU (`exitscope bench --kut`).
+//!
 //! All `unsafe` code (the memory slot, the stats-fd ioctl, the kick signal) lives in one
 //! private module with a `// SAFETY:` comment on every block.
 
@@ -44,6 +47,7 @@ pub mod arch;
 pub mod bench;
 pub mod cpuid;
 pub mod host;
+pub mod kut;
 pub mod stats;
 mod sys;
 pub mod vm;

@@ -1,6 +1,7 @@
 //! `exitscope bench`: VM-exit microbenchmarks on exitscope's built-in VMM (no QEMU).
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 use clap::Args as ClapArgs;
@@ -16,26 +17,51 @@ use crate::text::plural;
 #[command(after_help = "\
 Examples:
   exitscope bench --list
-  exitscope bench --quick cpuid inl_from_kernel
+  exitscope bench --quick cpuid inl_from_kernel            # exitscope's own guest loops
   exitscope bench --cpl 0 --min-cycles 2^28 --repeat 9 --json mmio_from_vmm > bench.json
+  exitscope bench --kut vmexit.flat cpuid mov_dr           # kvm-unit-tests' vmexit.flat, no QEMU
+  exitscope bench --kut vmexit.flat --kut-cfg unittests.cfg --repeat 5 --json
 
-Defaults: --min-cycles 2^30 (as kvm-unit-tests) and --repeat 5; with --quick 2^26 and 3.")]
+Defaults: --min-cycles 2^30 (as kvm-unit-tests) and --repeat 10; with --quick 2^26 and 6 (six
+repeats are the fewest that give a 95 % interval of the median). With --kut: one boot per
+configuration (--repeat N boots N times), --timeout 90 s per boot.")]
 pub struct Args {
     /// Tests to run (default: all listed by --list), named as in kvm-unit-tests' vmexit.
+    /// With --kut: the guest's command line (default: every test the image has).
     #[arg(value_name = "TEST")]
     pub tests: Vec<String>,
     /// List the tests with what each exercises, and exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kut")]
     pub list: bool,
     #[command(flatten)]
     pub bench: BenchOptions,
     /// Short run: --min-cycles 2^26 and --repeat 6 unless given.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kut")]
     pub quick: bool,
-    /// Write the report as JSON to stdout.
+    /// Write the report as JSON to stdout (with --kut the guest's lines go to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Boot this kvm-unit-tests x86 image (multiboot ELF32, e.g. x86/vmexit.flat) in
+    /// exitscope's VMM and report the cycles it prints.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["cpl", "min_cycles", "pin"])]
+    pub kut: Option<PathBuf>,
+    /// vCPUs for --kut.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "kut",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(exitscope_vmm::kut::MAX_VCPUS)))]
+    pub smp: u32,
+    /// Guest RAM in MiB for --kut.
+    #[arg(long, value_name = "MB", default_value_t = exitscope_vmm::kut::DEFAULT_MEM_MIB,
+          requires = "kut",
+          value_parser = clap::value_parser!(u32).range(2..=i64::from(exitscope_vmm::kut::MAX_MEM_MIB)))]
+    pub mem: u32,
+    /// Run the `vmexit_*` entries of this kvm-unit-tests unittests.cfg, each with its own
+    /// test_args, smp and timeout (TESTs, if given, pick entries).
+    #[arg(long, value_name = "FILE", requires = "kut")]
+    pub kut_cfg: Option<PathBuf>,
 }
+
+#[path = "bench_kut.rs"]
+mod kut;
 
 /// `--min-cycles` and `--repeat` when not given: kvm-unit-tests' goal, or `--quick`'s.
 pub fn defaults(quick: bool) -> (u64, u32) {
@@ -49,6 +75,9 @@ pub fn defaults(quick: bool) -> (u64, u32) {
 
 /// Run `exitscope bench`.
 pub fn run(args: Args) -> CmdResult {
+    if args.kut.is_some() {
+        return kut::run(&args);
+    }
     if args.list {
         let mut out = std::io::stdout().lock();
         for b in BENCHMARKS.iter().filter(|b| !b.hidden) {
