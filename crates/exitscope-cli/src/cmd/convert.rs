@@ -58,7 +58,11 @@ pub fn run(args: Args) -> CmdResult {
     };
     let mut w = BufWriter::with_capacity(1 << 16, out);
     match write_text(&trace, layout, &mut w) {
-        Ok(_) => {}
+        Ok(stats) => {
+            for warning in &stats.warnings {
+                eprintln!("exitscope: warning: {}: {warning}", args.input);
+            }
+        }
         Err(TextError::Io(e)) => {
             return Err(Failure::input(anyhow::Error::new(e).context("writing the text")));
         }
