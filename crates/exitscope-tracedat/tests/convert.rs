@@ -3,7 +3,7 @@
 //! event name and rendered fields, and lost-event markers. trace-cmd prints nanoseconds;
 //! the kernel prints `round(ns / 1000)` microseconds (`ns2usecs`), and so must convert.
 //! Where trace-cmd and the kernel disagree, the kernel's own text of the same buffer
-//! (`kvm-all-v7-zstd.trace`, the instance's `trace` file read before trace-cmd extracted
+//! (`kvm-all-v7-zstd.kernel.txt`, the instance's `trace` file read before trace-cmd extracted
 //! it) decides, and must match convert byte for byte.
 
 mod common;
@@ -87,7 +87,7 @@ fn check(fixture: &str) -> usize {
     let got: Vec<Conv> =
         text.lines().filter(|l| !l.starts_with('#')).map(parse_convert_line).collect();
     assert_eq!(got.len(), want.len(), "{fixture}: number of lines");
-    let kernel = std::fs::read_to_string(data_dir().join(format!("{fixture}.trace"))).ok();
+    let kernel = std::fs::read_to_string(data_dir().join(format!("{fixture}.kernel.txt"))).ok();
     let kernel_lines: Option<Vec<&str>> =
         kernel.as_deref().map(|k| k.lines().filter(|l| !l.starts_with('#')).collect());
     let mut enum_lines = 0;
@@ -160,7 +160,7 @@ fn every_kvm_event_matches_trace_cmd_and_the_kernel() {
 fn every_kvm_event_matches_the_kernels_own_text_byte_for_byte() {
     let (text, _, warnings) = convert("kvm-all-v7-zstd");
     assert!(warnings.is_empty(), "{warnings:?}");
-    let kernel = std::fs::read_to_string(data_dir().join("kvm-all-v7-zstd.trace")).unwrap();
+    let kernel = std::fs::read_to_string(data_dir().join("kvm-all-v7-zstd.kernel.txt")).unwrap();
     let ours: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
     let theirs: Vec<&str> = kernel.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(ours.len(), theirs.len());

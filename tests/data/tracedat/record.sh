@@ -5,7 +5,7 @@
 #   record.sh OUTDIR [GUEST_LOOPS] [BUFFER_KB]
 # EVENTS (space-separated system:event list) replaces the default event list; with
 # KERNEL_TEXT=1 the kernel's own text of the same buffer (the instance's `trace` file) is
-# saved as OUTDIR/kernel.trace before trace-cmd reads the buffer.
+# saved as OUTDIR/kernel.txt before trace-cmd reads the buffer.
 set -eu
 out=${1:?usage: record.sh OUTDIR [GUEST_LOOPS] [BUFFER_KB]}
 loops=${2:-20}
@@ -35,7 +35,7 @@ ls / > /dev/null
 echo 0 > "$I/tracing_on"
 mkdir -p "$out"
 if [ "${KERNEL_TEXT:-0}" = 1 ]; then
-    cat "$I/trace" > "$out/kernel.trace"
+    cat "$I/trace" > "$out/kernel.txt"
 fi
 # Keep the file small: in a private mount namespace, hide /proc/kallsyms (5 MB) and show
 # trace-cmd only the event formats of the systems we use (ftrace, kvm, sched) instead of
