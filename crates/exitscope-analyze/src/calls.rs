@@ -192,12 +192,19 @@ impl RootCall {
 pub trait CallSink {
     /// One complete root call. `funcs` resolves its function ids.
     fn root(&mut self, root: &RootCall, funcs: &FuncTable);
+
+    /// One complete root call with the labels of the exits the analysis found in it (`CPUID`,
+    /// `IO`; empty for a root that holds no exit). The default forwards to [`CallSink::root`].
+    fn root_with_exits(&mut self, root: &RootCall, funcs: &FuncTable, exit_labels: &[&str]) {
+        let _ = exit_labels;
+        self.root(root, funcs);
+    }
 }
 
 /// Why calls ended up incomplete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CutReason {
+pub(crate) enum CutReason {
     /// The input ended with the call still open.
     EndOfInput,
     /// A `LOST EVENTS` line on the call's CPU.
@@ -210,7 +217,7 @@ pub enum CutReason {
 
 /// Counts of calls left out of the statistics, and of calls placed by their durations.
 #[derive(Clone, Debug, Default)]
-pub struct Leftovers {
+pub(crate) struct Leftovers {
     /// Open calls that never returned, per function and reason.
     pub incomplete: BTreeMap<(FuncId, CutReason), u64>,
     /// Completed calls inside a root that did not complete (dropped with it).
@@ -302,7 +309,7 @@ const MAX_WARNINGS: u64 = 10;
 /// A [`exitscope_model::RecordSink`]-like consumer that rebuilds calls. It does not implement
 /// the trait itself so that one analysis can route records to several consumers; call
 /// [`CallTreeBuilder::record`] with each record.
-pub struct CallTreeBuilder {
+pub(crate) struct CallTreeBuilder {
     /// Interned functions.
     pub funcs: FuncTable,
     stacks: Vec<TaskStack>,
@@ -928,6 +935,15 @@ impl CallTreeBuilder {
         st.early.clear();
         st.split_root = false;
         st.contradiction = None;
+    }
+
+    /// Whether `rec` (an event) falls inside an open call of its task: it is then part of that
+    /// call's root (as a [`RootEvent`]).
+    pub fn in_open_call(&self, rec: &Record<'_>) -> bool {
+        self.index
+            .get(&Self::key(rec))
+            .and_then(|&i| self.stacks.get(i))
+            .is_some_and(|s| !s.open.is_empty())
     }
 
     /// End of one input: every call still open is incomplete.

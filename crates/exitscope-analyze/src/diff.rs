@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use exitscope_model::Nanos;
 
-use crate::exits::{TableError, base_name, split_display};
+pub use crate::exits::graph::TableError;
+use crate::exits::graph::{base_name, split_display};
 use crate::report::{Report, TreeNode};
 
 /// The built-in normalization table (format described at its top).
@@ -297,6 +298,52 @@ pub struct CollapsedWrapper {
     pub at_root: bool,
 }
 
+/// One side of an exit reason's row.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ExitSide {
+    /// Exits of the reason.
+    pub count: u64,
+    /// Exits per second over the trace's span.
+    pub rate_per_s: Option<f64>,
+    /// Mean latency (the measure of the row).
+    pub mean_ns: Option<Nanos>,
+    /// Median latency.
+    pub p50_ns: Option<Nanos>,
+    /// 99th percentile latency.
+    pub p99_ns: Option<Nanos>,
+}
+
+/// One exit reason in both traces.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ExitDiffRow {
+    /// The reason (one vocabulary: `CPUID`, `EPT_NPF`, ...).
+    pub reason: String,
+    /// Both, only A, only B.
+    pub status: DiffStatus,
+    /// The latency compared: `total` (function_graph exits, the sum of their phases),
+    /// `handling` (kvm_exit → kvm_entry) or `count` (no latency known on both sides).
+    pub measure: String,
+    /// A's numbers.
+    pub a: Option<ExitSide>,
+    /// B's numbers.
+    pub b: Option<ExitSide>,
+    /// mean(B) − mean(A).
+    pub delta_ns: Option<i64>,
+    /// p50(B) − p50(A).
+    pub p50_delta_ns: Option<i64>,
+    /// mean(B) / mean(A), 4 decimals.
+    pub ratio: Option<f64>,
+}
+
+/// A root or exit reason that is slower in B than a threshold allows (`--fail-above`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Regression {
+    /// `root vcpu_enter_guest [kvm]` or `exit CPUID`.
+    pub what: String,
+    /// Change of the mean, in percent.
+    pub change_pct: f64,
+}
+
 /// The `exitscope diff --json` document.
 ///
 /// ```text
@@ -305,7 +352,10 @@ pub struct CollapsedWrapper {
 ///   "normalized": bool, "sorted_by": "tree" | "delta",
 ///   "a": Input, "b": Input,
 ///   "tree": [Node],
+///   "exits": [{"reason", "status", "measure": "total"|"handling"|"count",
+///              "a": ExitSide|null, "b": ExitSide|null, "delta_ns", "p50_delta_ns", "ratio"}],
 ///   "collapsed": [{"side", "function", "module", "count", "self_ns", "at_root"}] }
+/// ExitSide = {"count", "rate_per_s", "mean_ns", "p50_ns", "p99_ns"}
 /// Input = {"names": [str], "roots", "exits", "split_roots", "unattributed_ns": int}
 /// Node = {"key": str, "status": "both" | "only_a" | "only_b",
 ///         "a": Side|null, "b": Side|null,
@@ -330,6 +380,8 @@ pub struct DiffReport {
     pub b: DiffInput,
     /// Aligned roots.
     pub tree: Vec<DiffNode>,
+    /// Exit reasons of both traces (most exits in A first, then B-only ones).
+    pub exits: Vec<ExitDiffRow>,
     /// Wrappers collapsed away.
     pub collapsed: Vec<CollapsedWrapper>,
 }
@@ -594,7 +646,98 @@ pub fn diff(a: &Report, b: &Report, table: Option<&NormTable>, sort: DiffSort) -
         a: input_of(a),
         b: input_of(b),
         tree,
+        exits: exit_rows(a, b),
         collapsed,
+    }
+}
+
+fn exit_rows(a: &Report, b: &Report) -> Vec<ExitDiffRow> {
+    let ra = a.exits.as_ref().map_or(&[][..], |e| e.reasons.as_slice());
+    let rb = b.exits.as_ref().map_or(&[][..], |e| e.reasons.as_slice());
+    let mut names: Vec<&str> = ra.iter().map(|r| r.reason.as_str()).collect();
+    for r in rb {
+        if !names.contains(&r.reason.as_str()) {
+            names.push(&r.reason);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let xa = ra.iter().find(|r| r.reason == name);
+            let xb = rb.iter().find(|r| r.reason == name);
+            // One measure for both sides: the whole exit where both have it, else handling.
+            let la = xa.and_then(|x| x.latency());
+            let lb = xb.and_then(|x| x.latency());
+            let measure = match (la, lb) {
+                (Some((ma, _)), Some((mb, _))) if ma == mb => ma,
+                (Some(_), Some(_)) => "handling",
+                (Some((m, _)), None) | (None, Some((m, _))) => m,
+                (None, None) => "count",
+            };
+            let side = |x: Option<&crate::exits::ReasonStats>| {
+                x.map(|x| {
+                    let d = match measure {
+                        "total" => x.total.as_ref(),
+                        "handling" => x.handling.as_ref(),
+                        _ => None,
+                    };
+                    ExitSide {
+                        count: x.count,
+                        rate_per_s: x.rate_per_s,
+                        mean_ns: d.map(|d| d.mean_ns),
+                        p50_ns: d.map(|d| d.p50_ns),
+                        p99_ns: d.map(|d| d.p99_ns),
+                    }
+                })
+            };
+            let (sa, sb) = (side(xa), side(xb));
+            let am = sa.as_ref().and_then(|s| s.mean_ns);
+            let bm = sb.as_ref().and_then(|s| s.mean_ns);
+            let ratio = match (am, bm) {
+                (Some(x), Some(y)) if x > 0 => {
+                    Some(((y as f64 / x as f64) * 10_000.0).round() / 10_000.0)
+                }
+                _ => None,
+            };
+            let both = |f: fn(&ExitSide) -> Option<Nanos>| match (&sa, &sb) {
+                (Some(x), Some(y)) => Some(signed(f(y)?).saturating_sub(signed(f(x)?))),
+                _ => None,
+            };
+            ExitDiffRow {
+                reason: name.to_string(),
+                status: match (&sa, &sb) {
+                    (Some(_), Some(_)) => DiffStatus::Both,
+                    (Some(_), None) => DiffStatus::OnlyA,
+                    _ => DiffStatus::OnlyB,
+                },
+                measure: measure.to_string(),
+                delta_ns: both(|s| s.mean_ns),
+                p50_delta_ns: both(|s| s.p50_ns),
+                ratio,
+                a: sa,
+                b: sb,
+            }
+        })
+        .collect()
+}
+
+impl DiffReport {
+    /// Roots and exit reasons present in both traces whose mean is more than `pct` percent
+    /// higher in B (the `--fail-above` check).
+    pub fn regressions(&self, pct: f64) -> Vec<Regression> {
+        let change = |a: Option<Nanos>, b: Option<Nanos>| -> Option<f64> {
+            let (a, b) = (a?, b?);
+            (a > 0).then(|| (b as f64 - a as f64) / a as f64 * 100.0)
+        };
+        let roots = self.tree.iter().filter(|n| n.status == DiffStatus::Both).filter_map(|n| {
+            let c = change(n.a.as_ref()?.mean_ns, n.b.as_ref()?.mean_ns)?;
+            Some(Regression { what: format!("root {}", n.key), change_pct: c })
+        });
+        let exits = self.exits.iter().filter(|r| r.status == DiffStatus::Both).filter_map(|r| {
+            let c = change(r.a.as_ref()?.mean_ns, r.b.as_ref()?.mean_ns)?;
+            Some(Regression { what: format!("exit {} ({})", r.reason, r.measure), change_pct: c })
+        });
+        roots.chain(exits).filter(|r| r.change_pct > pct).collect()
     }
 }
 

@@ -1,12 +1,29 @@
-//! Latency distributions with bounded memory.
+//! Latency distributions with bounded memory: the one histogram of exitscope.
 //!
 //! The first [`EXACT_LIMIT`] values of a distribution are kept as they are, so percentiles of
 //! small sets (most call paths of a trace) are exact. Beyond that the distribution switches to
 //! log-linear buckets: 512 sub-buckets per power of two (relative error < 0.2 %, exact below
 //! 1024 ns), stored as one lazily allocated array per power of two, so recording a value is an
 //! array increment and memory per distribution stays a few KB however long the trace.
+//!
+//! # JSON
+//!
+//! Every histogram in a report has one shape ([`HistogramJson`]):
+//!
+//! ```text
+//! {"sub_buckets": 512, "exact": true, "bins": [{"low_ns": 1082, "high_ns": 1083, "count": 1}, ...]}
+//! ```
+//!
+//! Bins are non-empty, ascending and disjoint; `low_ns <= v < high_ns`. The bounds are fixed by
+//! `sub_buckets` (per power of two: a power of two from 1 to 512), so histograms from any number
+//! of reports can be merged by adding counts ([`HistogramJson::merge_into`]): while `exact` is
+//! true every bin is one value (`high_ns = low_ns + 1`) and percentiles are exact; otherwise
+//! values at or above `2 * sub_buckets` ns fall in buckets of relative width at most
+//! `1 / sub_buckets`, which is the error of a percentile read from them. Exit statistics carry
+//! 512 sub-buckets (< 0.2 %); the flat profile's display histograms 4.
 
 use exitscope_model::Nanos;
+use serde::{Deserialize, Serialize};
 
 /// Values kept exactly before switching to buckets.
 pub const EXACT_LIMIT: usize = 4096;
@@ -143,8 +160,8 @@ impl Histogram {
     }
 }
 
-/// One bin of a log-scaled histogram: values in `low_ns..high_ns`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+/// One bin of a histogram: values in `low_ns..high_ns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistogramBin {
     /// Inclusive lower bound.
     pub low_ns: Nanos,
@@ -154,14 +171,55 @@ pub struct HistogramBin {
     pub count: u64,
 }
 
+/// The JSON form of a [`Histogram`] (see the module docs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistogramJson {
+    /// Sub-buckets per power of two that fix the bin bounds (1..=512, a power of two).
+    pub sub_buckets: u32,
+    /// Every bin holds exactly one value: percentiles are exact.
+    pub exact: bool,
+    /// Non-empty bins, ascending.
+    pub bins: Vec<HistogramBin>,
+}
+
+impl HistogramJson {
+    /// Add this histogram's counts to `h` (each bin counts as its lower bound, which is exact
+    /// for exact bins and falls in the same bucket otherwise when `sub_buckets` is 512).
+    pub fn merge_into(&self, h: &mut Histogram) {
+        for b in &self.bins {
+            if self.exact {
+                h.add_n(b.low_ns, b.count);
+            } else {
+                h.add_bucket(b.low_ns, b.high_ns, b.count);
+            }
+        }
+    }
+}
+
 impl Histogram {
-    /// Log-scaled bins, `per_octave` bins per power of two (bounds rounded to whole ns), only
-    /// the non-empty ones, ascending. For plotting latency distributions on a log axis.
-    pub fn log_bins(&self, per_octave: u32) -> Vec<HistogramBin> {
-        let per_octave = per_octave.clamp(1, 16);
+    /// The JSON form at `sub_buckets` per power of two (clamped to a power of two in 1..=512):
+    /// exact values while the histogram is exact, else buckets of that resolution.
+    pub fn to_json(&self, sub_buckets: u32) -> HistogramJson {
+        let sub = sub_buckets.clamp(1, 512).next_power_of_two().min(512);
+        let exact = self.is_exact();
         let mut bins: Vec<HistogramBin> = Vec::new();
         for (v, n) in self.sorted() {
-            let (low, high) = log_bin_bounds(v, per_octave);
+            let (low, high) = if exact { (v, v.saturating_add(1)) } else { bin_bounds(v, sub) };
+            match bins.last_mut() {
+                Some(b) if b.low_ns == low => b.count += n,
+                _ => bins.push(HistogramBin { low_ns: low, high_ns: high, count: n }),
+            }
+        }
+        HistogramJson { sub_buckets: sub, exact, bins }
+    }
+
+    /// Log-scaled bins, `per_octave` bins per power of two, for plotting (the bins of
+    /// [`Histogram::to_json`] with the histogram's exact values grouped too).
+    pub fn log_bins(&self, per_octave: u32) -> Vec<HistogramBin> {
+        let sub = per_octave.clamp(1, 512).next_power_of_two().min(512);
+        let mut bins: Vec<HistogramBin> = Vec::new();
+        for (v, n) in self.sorted() {
+            let (low, high) = bin_bounds(v, sub);
             match bins.last_mut() {
                 Some(b) if b.low_ns == low => b.count += n,
                 _ => bins.push(HistogramBin { low_ns: low, high_ns: high, count: n }),
@@ -169,17 +227,29 @@ impl Histogram {
         }
         bins
     }
+
+    /// Record `n` values known only to lie in `low..high` (a bucket of a merged histogram):
+    /// they count as `low`, and the histogram is no longer exact.
+    pub fn add_bucket(&mut self, low: Nanos, high: Nanos, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if high > low.saturating_add(1) && !self.bucketed {
+            self.fold();
+        }
+        self.add_n(low, n);
+    }
 }
 
-/// Bin of `v`: octave `[2^e, 2^(e+1))` split into `per_octave` equal parts (integer math;
-/// octaves narrower than `per_octave` ns get one bin per value).
-fn log_bin_bounds(v: Nanos, per_octave: u32) -> (Nanos, Nanos) {
+/// Bin of `v` at `sub` (a power of two) bins per octave: octave `[2^e, 2^(e+1))` split into
+/// `sub` equal parts; octaves narrower than `sub` ns get one bin per value.
+fn bin_bounds(v: Nanos, sub: u32) -> (Nanos, Nanos) {
     if v == 0 {
         return (0, 1);
     }
     let e = 63 - v.leading_zeros();
     let base = 1u128 << e;
-    let p = u128::from(per_octave);
+    let p = u128::from(sub);
     if base < p {
         return (v, v + 1);
     }
@@ -187,6 +257,105 @@ fn log_bin_bounds(v: Nanos, per_octave: u32) -> (Nanos, Nanos) {
     let low = base + j * base / p;
     let high = base + (j + 1) * base / p;
     (u64::try_from(low).unwrap_or(u64::MAX), u64::try_from(high).unwrap_or(u64::MAX))
+}
+
+/// Statistics of a set of durations.
+#[derive(Clone, Debug, Default)]
+pub struct DurationStats {
+    /// Calls counted (timed or not).
+    pub count: u64,
+    /// Calls that had a duration.
+    pub timed: u64,
+    /// Sum of durations.
+    pub total: Nanos,
+    /// Shortest.
+    pub min: Nanos,
+    /// Longest.
+    pub max: Nanos,
+    /// Distribution, for percentiles.
+    pub hist: Histogram,
+}
+
+impl DurationStats {
+    /// Add one call.
+    pub fn add(&mut self, d: Option<Nanos>) {
+        self.count += 1;
+        if let Some(d) = d {
+            if self.timed == 0 || d < self.min {
+                self.min = d;
+            }
+            self.max = self.max.max(d);
+            self.timed += 1;
+            self.total = self.total.saturating_add(d);
+            self.hist.add(d);
+        }
+    }
+
+    /// Mean over timed calls, rounded to the nearest ns.
+    pub fn mean(&self) -> Option<Nanos> {
+        // In u128: a trace.dat can hold durations near u64::MAX (the total saturates).
+        let (total, timed) = (u128::from(self.total), u128::from(self.timed));
+        (timed > 0).then(|| u64::try_from((total + timed / 2) / timed).unwrap_or(Nanos::MAX))
+    }
+
+    /// Merge another set.
+    pub fn merge(&mut self, o: &DurationStats) {
+        if o.timed > 0 {
+            if self.timed == 0 || o.min < self.min {
+                self.min = o.min;
+            }
+            self.max = self.max.max(o.max);
+        }
+        self.count += o.count;
+        self.timed += o.timed;
+        self.total = self.total.saturating_add(o.total);
+        self.hist.merge(&o.hist);
+    }
+}
+
+/// Summary of a set of durations in a report: the one JSON shape of a latency distribution.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// Values.
+    pub count: u64,
+    /// Sum.
+    pub total_ns: Nanos,
+    /// Smallest.
+    pub min_ns: Nanos,
+    /// Largest.
+    pub max_ns: Nanos,
+    /// Mean, rounded to the nearest nanosecond.
+    pub mean_ns: Nanos,
+    /// Median (nearest rank).
+    pub p50_ns: Nanos,
+    /// 90th percentile (nearest rank).
+    pub p90_ns: Nanos,
+    /// 99th percentile (nearest rank).
+    pub p99_ns: Nanos,
+    /// The values (see [`HistogramJson`]).
+    pub histogram: HistogramJson,
+}
+
+impl Distribution {
+    /// The summary of `s`'s timed values, `None` when it has none. `sub_buckets` sets the
+    /// histogram's resolution once it is no longer exact.
+    pub fn of(s: &DurationStats, sub_buckets: u32) -> Option<Distribution> {
+        if s.timed == 0 {
+            return None;
+        }
+        let p = s.hist.percentiles(&[50.0, 90.0, 99.0]);
+        Some(Distribution {
+            count: s.timed,
+            total_ns: s.total,
+            min_ns: s.min,
+            max_ns: s.max,
+            mean_ns: s.mean().unwrap_or(0),
+            p50_ns: p[0].unwrap_or(0),
+            p90_ns: p[1].unwrap_or(0),
+            p99_ns: p[2].unwrap_or(0),
+            histogram: s.hist.to_json(sub_buckets),
+        })
+    }
 }
 
 /// Nearest rank for percentile `q` of `n` values (1-based).
@@ -222,6 +391,17 @@ fn bucket_low(k: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `tracedat` fuzz target: the mean of durations near `u64::MAX` overflowed.
+    #[test]
+    fn regression_fuzz_mean_of_huge_durations() {
+        let mut s = DurationStats::default();
+        s.add(Some(u64::MAX - 1));
+        s.add(Some(u64::MAX - 1));
+        assert_eq!(s.total, u64::MAX);
+        assert_eq!(s.mean(), Some(u64::MAX / 2 + 1));
+        assert_eq!(DurationStats { timed: 2, total: 7, ..Default::default() }.mean(), Some(4));
+    }
 
     #[test]
     fn nearest_rank_percentiles_are_exact_for_small_sets() {
@@ -266,6 +446,33 @@ mod tests {
         let p50 = h.percentiles(&[50.0])[0].unwrap();
         let exact = 499_999 * 7 + 1000;
         assert!((p50 as f64 - exact as f64).abs() / (exact as f64) < 0.002, "{p50} vs {exact}");
+    }
+
+    #[test]
+    fn json_bins_are_fixed_and_merge_by_adding() {
+        let mut a = Histogram::default();
+        let mut b = Histogram::default();
+        for v in [1082u64, 2525, 1082] {
+            a.add(v);
+        }
+        for v in 0..5000u64 {
+            b.add(1000 + v);
+        }
+        let (ja, jb) = (a.to_json(512), b.to_json(512));
+        assert!(ja.exact && !jb.exact);
+        assert_eq!(ja.bins[0], HistogramBin { low_ns: 1082, high_ns: 1083, count: 2 });
+        let mut merged = Histogram::default();
+        ja.merge_into(&mut merged);
+        jb.merge_into(&mut merged);
+        assert_eq!(merged.count(), 5003);
+        // Merging the JSON gives the same buckets as merging the histograms.
+        let mut direct = a.clone();
+        direct.merge(&b);
+        assert_eq!(merged.to_json(512), direct.to_json(512));
+        // Coarser views of the same histogram nest in the fine one.
+        let coarse = b.to_json(4);
+        assert_eq!(coarse.bins.iter().map(|x| x.count).sum::<u64>(), 5000);
+        assert!(coarse.bins.len() < jb.bins.len());
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //!
 //! Turns exitscope [`Record`]s into call trees and statistics:
 //!
-//! - [`calls::CallTreeBuilder`] rebuilds each outermost call (per task, tolerant of orphans,
+//! - a call-tree builder rebuilds each outermost call (per task, tolerant of orphans,
 //!   migrations, lost events and interrupts) as a [`calls::RootCall`];
-//! - [`merge::MergedTree`] merges root calls by call path (count, total, self, min, max,
-//!   mean, p50, p99), [`merge::FlatProfile`] totals them per function;
-//! - [`exits::ExitCollector`] cuts roots into VM exits (one per `svm_vcpu_run` /
-//!   `vmx_vcpu_run` call, big `kvm_arch_vcpu_ioctl_run` roots included), classifies each from
-//!   `kvm_exit` events or handler functions (table: `exit_handlers.toml`) and splits its time
-//!   into before / run / after / other phases (`report --exits`);
+//! - a merged tree of root calls by call path (count, total, self, min, max, mean, p50, p99,
+//!   [`report::TreeNode`]) and a flat profile per function ([`report::FlatEntry`]);
+//! - [`exits`] finds every VM exit, whatever shows it: one per `svm_vcpu_run` /
+//!   `vmx_vcpu_run` call in function graphs (classified from `kvm_exit` events or handler
+//!   functions, time split into phases), `kvm_exit` → `kvm_entry` pairs, or reason-specific
+//!   tracepoints; each becomes one [`exits::ExitRecord`] named in the one vocabulary of
+//!   [`exitscope_model::exit`], and one per-reason statistic covers them all;
 //! - [`diff::diff`] aligns two merged trees by call path after vendor normalization
 //!   (`svm_*` ↔ `vmx_*`, table: `diff_normalize.toml`) for `exitscope diff`;
 //! - [`Analysis`] wires these together as a [`RecordSink`] and produces a [`report::Report`],
@@ -35,9 +36,12 @@ pub mod diff;
 pub mod exits;
 pub mod funcs;
 pub mod histogram;
-pub mod kvm_events;
-pub mod merge;
+mod merge;
 pub mod report;
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use exitscope_model::{
     Diagnostic, Flow, InputFormat, InputSink, InputSummary, Record, RecordKind, RecordSink,
@@ -45,7 +49,9 @@ use exitscope_model::{
 };
 
 use calls::{CallSink, CallTreeBuilder, RootCall};
-use exits::{ExitCollector, ExitTable};
+use exits::events::{EventExits, EventOutput};
+use exits::graph::{ExitTable, GraphExits};
+use exits::{ExitRecord, ExitSink, ExitStats, Reasons};
 use funcs::{FuncId, FuncTable};
 use merge::{FlatProfile, MergedTree};
 use report::{
@@ -59,20 +65,27 @@ use report::{
 pub struct AnalysisOptions {
     /// Diagnostics kept for the report (all are counted).
     pub max_diagnostics: usize,
-    /// Cut roots into exits and classify them: fills [`report::Report::exits`]
-    /// (`exitscope report --exits`; see [`exits`]).
-    pub exits: bool,
     /// Build the merged tree from per-exit units for roots that hold more than one exit
     /// (`kvm_arch_vcpu_ioctl_run`, `vcpu_run`): each exit becomes a root of its own named by
     /// the exit table's `synthetic_root` (`vcpu_enter_guest [kvm]`), so such traces compare
     /// with `vcpu_enter_guest` graphs (`exitscope diff`). Work outside every exit is left out
     /// of the tree (see [`exits::ExitsReport::unattributed_ns`]). The flat profile is unchanged.
     pub split_exits: bool,
+    /// I/O ports of exitscope's own benchmark harness: exits on them are the harness
+    /// signalling, counted apart ([`exits::ExitsReport::harness_exits`]).
+    pub harness_ports: Vec<u16>,
 }
 
 impl Default for AnalysisOptions {
     fn default() -> Self {
-        AnalysisOptions { max_diagnostics: 20, exits: false, split_exits: false }
+        AnalysisOptions { max_diagnostics: 20, split_exits: false, harness_ports: Vec::new() }
+    }
+}
+
+impl AnalysisOptions {
+    /// Options with `split_exits` set as `exitscope diff` analyses each side.
+    pub fn for_diff() -> Self {
+        AnalysisOptions { split_exits: true, ..Default::default() }
     }
 }
 
@@ -83,28 +96,31 @@ struct Consumers<'s, 'a> {
     merged: &'s mut MergedTree,
     flat: &'s mut FlatProfile,
     extra: &'s mut ExtraCallSinks<'a>,
-    exits: Option<&'s mut ExitCollector<'static>>,
+    graph: &'s mut GraphExits<'static>,
+    reasons: &'s mut Reasons,
+    exit_buf: &'s mut Vec<ExitRecord>,
     /// The synthetic root's function when splitting big roots for the merged tree.
     split: Option<FuncId>,
 }
 
 impl CallSink for Consumers<'_, '_> {
     fn root(&mut self, root: &RootCall, funcs: &FuncTable) {
-        let units = match self.exits.as_mut() {
-            Some(x) => x.observe(root, funcs),
-            None => Vec::new(),
-        };
+        let found = self.graph.observe(root, funcs, self.reasons, self.exit_buf);
         match self.split {
-            Some(synthetic) if ExitCollector::is_split(&units) => {
-                for u in &units {
-                    self.merged.add(&exits::unit_root(root, u, synthetic));
+            Some(synthetic) if found.split => {
+                for u in &found.units {
+                    self.merged.add(&exits::graph::unit_root(root, u, synthetic));
                 }
             }
             _ => self.merged.add(root),
         }
         self.flat.root(root, funcs);
-        for e in self.extra.iter_mut() {
-            e.root(root, funcs);
+        if !self.extra.is_empty() {
+            let labels: Vec<&str> =
+                found.reasons.iter().map(|&r| self.reasons.get(r).label()).collect();
+            for e in self.extra.iter_mut() {
+                e.root_with_exits(root, funcs, &labels);
+            }
         }
     }
 }
@@ -112,18 +128,23 @@ impl CallSink for Consumers<'_, '_> {
 /// A [`RecordSink`] that builds everything `exitscope report` prints.
 pub struct Analysis<'a> {
     opts: AnalysisOptions,
-    /// Call rebuilding.
-    pub builder: CallTreeBuilder,
-    /// Merged calling-context tree.
-    pub merged: MergedTree,
-    /// Flat profile.
-    pub flat: FlatProfile,
+    builder: CallTreeBuilder,
+    merged: MergedTree,
+    flat: FlatProfile,
     extra: ExtraCallSinks<'a>,
     extra_records: Vec<&'a mut dyn RecordSink>,
-    exits: Option<ExitCollector<'static>>,
+    exit_sinks: Vec<&'a mut dyn ExitSink>,
+    graph: GraphExits<'static>,
+    events: EventExits,
+    stats: ExitStats,
+    reasons: Reasons,
+    exit_buf: Vec<ExitRecord>,
+    event_out: EventOutput,
     split: Option<FuncId>,
-    kvm_events: kvm_events::KvmEventStats,
-    saw_events: bool,
+    event_counts: FxHashMap<String, u64>,
+    /// Records of the current input so far: binary inputs have no lines, and events are
+    /// matched to the graph exits that hold them by position.
+    ordinal: u64,
     inputs: Vec<InputSummary>,
     diagnostics: Vec<Diagnostic>,
     counts: DiagnosticCounts,
@@ -139,32 +160,56 @@ impl<'a> Analysis<'a> {
             let (name, module) = &table.synthetic_root;
             builder.funcs.intern(exitscope_model::Func::new(name, module.as_deref()))
         });
-        let exits = (opts.exits || opts.split_exits).then(|| ExitCollector::new(table));
         Analysis {
+            stats: ExitStats::new(opts.harness_ports.clone()),
             opts,
             builder,
             merged: MergedTree::default(),
             flat: FlatProfile::default(),
             extra: Vec::new(),
             extra_records: Vec::new(),
-            kvm_events: kvm_events::KvmEventStats::new(),
-            saw_events: false,
-            exits,
+            exit_sinks: Vec::new(),
+            graph: GraphExits::new(table),
+            events: EventExits::default(),
+            reasons: Reasons::default(),
+            exit_buf: Vec::new(),
+            event_out: EventOutput::default(),
             split,
+            event_counts: FxHashMap::default(),
+            ordinal: 0,
             inputs: Vec::new(),
             diagnostics: Vec::new(),
             counts: DiagnosticCounts::default(),
         }
     }
 
-    /// Also hand every completed root call to `sink` (exit classification, timelines...).
+    /// Also hand every completed root call to `sink` (timelines...).
     pub fn add_call_sink(&mut self, sink: &'a mut dyn CallSink) {
         self.extra.push(sink);
     }
 
-    /// Also hand every record to `sink` (event statistics...).
+    /// Also hand every record to `sink`.
     pub fn add_record_sink(&mut self, sink: &'a mut dyn RecordSink) {
         self.extra_records.push(sink);
+    }
+
+    /// Also hand every exit to `sink` (Parquet rows, timeline slices, live tables), exactly the
+    /// exits the report counts.
+    pub fn add_exit_sink(&mut self, sink: &'a mut dyn ExitSink) {
+        self.exit_sinks.push(sink);
+    }
+
+    /// Count the buffered exits and hand them to the exit sinks.
+    fn drain_exits(&mut self) {
+        for pair in self.event_out.graph_pairs.drain(..) {
+            self.stats.graph_pair(pair);
+        }
+        for rec in self.exit_buf.drain(..).chain(self.event_out.exits.drain(..)) {
+            self.stats.add(&rec, &self.reasons);
+            for s in self.exit_sinks.iter_mut() {
+                s.exit(&rec, &self.reasons);
+            }
+        }
     }
 
     fn keep_diagnostic(&mut self, d: Diagnostic) {
@@ -208,7 +253,7 @@ impl<'a> Analysis<'a> {
                     max_ns: timed.then_some(e.inclusive.max),
                     p50_ns: p[0],
                     p99_ns: p[1],
-                    histogram: e.inclusive.hist.log_bins(4),
+                    histogram: e.inclusive.hist.to_json(4),
                 }
             })
             .collect();
@@ -251,12 +296,31 @@ impl<'a> Analysis<'a> {
             events: lo.lost_events,
             uncounted_markers: lo.lost_uncounted,
         };
-        let (events, exit_reasons, event_analysis) = if self.saw_events {
-            let mut k = self.kvm_events.finish();
-            (std::mem::take(&mut k.events), std::mem::take(&mut k.exit_reasons), Some(k))
-        } else {
-            Default::default()
-        };
+        let events: BTreeMap<String, u64> = self.event_counts.into_iter().collect();
+        let mut notes = Vec::new();
+        if lo.lost_markers > 0 {
+            notes.push(format!(
+                "the kernel lost {} events ({} LOST marker{}); calls and pairs spanning them were \
+                 dropped",
+                lo.lost_events,
+                lo.lost_markers,
+                if lo.lost_markers == 1 { "" } else { "s" }
+            ));
+        }
+        if let Some(n) = events.get("kvm_emulate_insn")
+            && !events.contains_key("kvm_exit")
+        {
+            notes.push(format!(
+                "{n} kvm_emulate_insn events: instructions emulated by KVM (on PVM every exit \
+                 goes through the emulator); not counted as exits"
+            ));
+        }
+        // An exit table with no rows still says why (kvm events that are not exits).
+        let any_exit_source = self.stats.exits() > 0
+            || self.graph.exits > 0
+            || events.keys().any(|k| k.starts_with("kvm_"));
+        let exits = any_exit_source
+            .then(|| self.stats.finish(&self.reasons, &self.graph, &self.events, notes));
         Report {
             schema_version: SCHEMA_VERSION,
             inputs: self.inputs,
@@ -270,13 +334,41 @@ impl<'a> Analysis<'a> {
             diagnostic_counts: self.counts,
             percentiles_exact: exact,
             events,
-            exit_reasons,
-            event_analysis,
-            exits: if self.opts.exits {
-                self.exits.as_ref().map(ExitCollector::report)
-            } else {
-                None
-            },
+            exits,
+        }
+    }
+}
+
+impl InputSink for Analysis<'_> {
+    fn begin_input(&mut self, name: &str, format: InputFormat) {
+        self.ordinal = 0;
+        self.builder.begin_input(self.inputs.len(), name);
+        self.events.begin_input(self.inputs.len());
+        self.inputs.push(InputSummary {
+            name: name.into(),
+            format: format.as_str().into(),
+            ..Default::default()
+        });
+    }
+
+    fn end_input(&mut self, summary: &InputSummary) {
+        self.builder.end_input();
+        for w in self.builder.take_warnings() {
+            self.keep_diagnostic(w);
+        }
+        self.graph.flush(&mut self.exit_buf);
+        self.events.end_input(&mut self.event_out);
+        self.drain_exits();
+        let index = self.inputs.len().saturating_sub(1);
+        for rec in self.stats.end_input(index, &self.reasons) {
+            for s in self.exit_sinks.iter_mut() {
+                s.exit(&rec, &self.reasons);
+            }
+        }
+        if let Some(i) = self.inputs.last_mut() {
+            // The name and format given at the start win over the producer's.
+            let (name, format) = (std::mem::take(&mut i.name), std::mem::take(&mut i.format));
+            *i = InputSummary { name, format, ..summary.clone() };
         }
     }
 }
@@ -313,46 +405,53 @@ fn tree_node(t: &MergedTree, funcs: &FuncTable, i: u32) -> TreeNode {
     }
 }
 
-impl InputSink for Analysis<'_> {
-    fn begin_input(&mut self, name: &str, format: InputFormat) {
-        self.builder.begin_input(self.inputs.len(), name);
-        self.inputs.push(InputSummary {
-            name: name.into(),
-            format: format.as_str().into(),
-            ..Default::default()
-        });
-    }
-
-    fn end_input(&mut self, summary: &InputSummary) {
-        self.builder.end_input();
-        for w in self.builder.take_warnings() {
-            self.keep_diagnostic(w);
-        }
-        if let Some(i) = self.inputs.last_mut() {
-            // The name and format given at the start win over the producer's.
-            let (name, format) = (std::mem::take(&mut i.name), std::mem::take(&mut i.format));
-            *i = InputSummary { name, format, ..summary.clone() };
-        }
-    }
-}
-
 impl RecordSink for Analysis<'_> {
     fn record(&mut self, rec: &Record<'_>) -> Flow {
+        self.ordinal += 1;
+        // Binary inputs number their records instead (every position below is then unique).
+        let numbered;
+        let rec = if rec.line == 0 {
+            numbered = Record { line: self.ordinal, ..*rec };
+            &numbered
+        } else {
+            rec
+        };
+        if let Some(ts) = rec.timestamp {
+            self.stats.timestamp(ts);
+        }
         let mut consumers = Consumers {
             merged: &mut self.merged,
             flat: &mut self.flat,
             extra: &mut self.extra,
-            exits: self.exits.as_mut(),
+            graph: &mut self.graph,
+            reasons: &mut self.reasons,
+            exit_buf: &mut self.exit_buf,
             split: self.split,
         };
         self.builder.record(rec, &mut consumers);
-        // Event statistics only need events, LOST markers and task switches.
-        if !matches!(
-            rec.kind,
-            RecordKind::Entry { .. } | RecordKind::Exit { .. } | RecordKind::Leaf { .. }
-        ) {
-            self.saw_events |= matches!(rec.kind, RecordKind::Event { .. });
-            let _ = self.kvm_events.record(rec);
+        match rec.kind {
+            RecordKind::Event { name, .. } => {
+                // trace_printk / trace_marker comments carry no event name.
+                let key = if name.is_empty() { "trace_printk" } else { name };
+                match self.event_counts.get_mut(key) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.event_counts.insert(key.to_owned(), 1);
+                    }
+                }
+                let in_graph = self.builder.in_open_call(rec);
+                self.events.record(rec, in_graph, &mut self.reasons, &mut self.event_out);
+            }
+            RecordKind::Lost { .. } => {
+                self.events.record(rec, false, &mut self.reasons, &mut self.event_out);
+            }
+            _ => {}
+        }
+        if !self.exit_buf.is_empty()
+            || !self.event_out.exits.is_empty()
+            || !self.event_out.graph_pairs.is_empty()
+        {
+            self.drain_exits();
         }
         let mut flow = Flow::Continue;
         for s in self.extra_records.iter_mut() {

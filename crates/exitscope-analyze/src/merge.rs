@@ -6,69 +6,13 @@ use exitscope_model::Nanos;
 
 use crate::calls::{CallSink, NO_PARENT, RootCall};
 use crate::funcs::{FuncId, FuncTable};
-use crate::histogram::Histogram;
-
-/// Statistics of a set of durations.
-#[derive(Clone, Debug, Default)]
-pub struct DurationStats {
-    /// Calls counted (timed or not).
-    pub count: u64,
-    /// Calls that had a duration.
-    pub timed: u64,
-    /// Sum of durations.
-    pub total: Nanos,
-    /// Shortest.
-    pub min: Nanos,
-    /// Longest.
-    pub max: Nanos,
-    /// Distribution, for percentiles.
-    pub hist: Histogram,
-}
-
-impl DurationStats {
-    /// Add one call.
-    pub fn add(&mut self, d: Option<Nanos>) {
-        self.count += 1;
-        if let Some(d) = d {
-            if self.timed == 0 || d < self.min {
-                self.min = d;
-            }
-            self.max = self.max.max(d);
-            self.timed += 1;
-            self.total = self.total.saturating_add(d);
-            self.hist.add(d);
-        }
-    }
-
-    /// Mean over timed calls, rounded to the nearest ns.
-    pub fn mean(&self) -> Option<Nanos> {
-        // In u128: a trace.dat can hold durations near u64::MAX (the total saturates).
-        let (total, timed) = (u128::from(self.total), u128::from(self.timed));
-        (timed > 0).then(|| u64::try_from((total + timed / 2) / timed).unwrap_or(Nanos::MAX))
-    }
-
-    /// Merge another set.
-    pub fn merge(&mut self, o: &DurationStats) {
-        if o.timed > 0 {
-            if self.timed == 0 || o.min < self.min {
-                self.min = o.min;
-            }
-            self.max = self.max.max(o.max);
-        }
-        self.count += o.count;
-        self.timed += o.timed;
-        self.total = self.total.saturating_add(o.total);
-        self.hist.merge(&o.hist);
-    }
-}
+pub use crate::histogram::DurationStats;
 
 /// One call path in the merged tree.
 #[derive(Clone, Debug)]
 pub struct MergedNode {
     /// Function at the end of the path.
     pub func: FuncId,
-    /// Parent path, or [`NO_PARENT`].
-    pub parent: u32,
     /// Children in first-seen order.
     pub children: Vec<u32>,
     /// Inclusive durations.
@@ -84,7 +28,7 @@ pub struct MergedNode {
 /// Root calls merged by call path.
 #[derive(Clone, Debug, Default)]
 pub struct MergedTree {
-    /// All paths; roots have `parent == NO_PARENT`.
+    /// All paths.
     pub nodes: Vec<MergedNode>,
     /// Root paths in first-seen order.
     pub roots: Vec<u32>,
@@ -107,7 +51,6 @@ impl MergedTree {
         let i = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
         self.nodes.push(MergedNode {
             func,
-            parent,
             children: Vec::new(),
             stats: DurationStats::default(),
             self_total: 0,
@@ -142,17 +85,6 @@ impl MergedTree {
                 node.interrupt_child_total.saturating_add(n.interrupt_child_ns);
         }
         self.scratch = scratch;
-    }
-
-    /// The merged path of function names from a root to `node`.
-    pub fn path(&self, mut node: u32) -> Vec<FuncId> {
-        let mut p = Vec::new();
-        while let Some(n) = self.nodes.get(node as usize) {
-            p.push(n.func);
-            node = n.parent;
-        }
-        p.reverse();
-        p
     }
 }
 
@@ -204,22 +136,5 @@ impl CallSink for FlatProfile {
                 e.inclusive.add(n.duration);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Found by the `tracedat` fuzz target: the mean of durations near `u64::MAX` overflowed.
-    #[test]
-    fn regression_fuzz_mean_of_huge_durations() {
-        let mut s = DurationStats::default();
-        s.add(Some(u64::MAX - 1));
-        s.add(Some(u64::MAX - 1));
-        assert_eq!(s.total, u64::MAX);
-        assert_eq!(s.mean(), Some(u64::MAX / 2 + 1));
-        s.add(Some(3));
-        assert_eq!(DurationStats { timed: 2, total: 7, ..Default::default() }.mean(), Some(4));
     }
 }

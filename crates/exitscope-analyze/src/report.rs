@@ -71,14 +71,8 @@ pub struct Report {
     pub percentiles_exact: bool,
     /// Count of every event (tracepoint line or graph comment) by name; empty when none.
     pub events: std::collections::BTreeMap<String, u64>,
-    /// Per exit reason from kvm tracepoints (`kvm_exit`/`kvm_entry` pairs, or the
-    /// reason-specific tracepoints where those do not fire); empty when none.
-    pub exit_reasons: Vec<crate::kvm_events::ExitReasonStats>,
-    /// The rest of the kvm event analysis (timing source, totals, notes), when the trace had
-    /// events.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_analysis: Option<crate::kvm_events::KvmEventReport>,
-    /// The exit view (`report --exits`), absent otherwise.
+    /// Every VM exit the trace shows, per reason (see [`crate::exits`]); absent when the trace
+    /// has neither a vendor run call nor a kvm event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exits: Option<crate::exits::ExitsReport>,
 }
@@ -157,8 +151,8 @@ pub struct FlatEntry {
     pub p50_ns: Option<Nanos>,
     /// 99th percentile inclusive duration (nearest rank).
     pub p99_ns: Option<Nanos>,
-    /// Inclusive durations in log-scaled bins (4 per power of two), non-empty bins only.
-    pub histogram: Vec<crate::histogram::HistogramBin>,
+    /// Inclusive durations (4 sub-buckets per power of two once not exact).
+    pub histogram: crate::histogram::HistogramJson,
 }
 
 /// Calls that never completed.

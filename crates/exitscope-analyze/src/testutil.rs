@@ -100,7 +100,7 @@ pub fn analyse_text(text: &str, opts: AnalysisOptions) -> Report {
 
 /// Options with the exit view on.
 pub fn exits_opts() -> AnalysisOptions {
-    AnalysisOptions { exits: true, ..Default::default() }
+    AnalysisOptions::default()
 }
 
 /// A seed trace's text.

@@ -10,7 +10,7 @@
 //! `EXITSCOPE_UPDATE_SCREENSHOTS=1` or when they are missing, else to a temporary directory.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -122,34 +122,8 @@ fn find_chromium() -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-fn apt_install() -> Result<(), String> {
-    if !is_root() {
-        return Err("chromium is not installed and not running as root to install it".into());
-    }
-    if Command::new("apt-get").arg("--version").stdout(Stdio::null()).status().is_err() {
-        return Err("chromium is not installed and apt-get is not available".into());
-    }
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "chromium"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    eprintln!("exitscope tests: installing chromium with apt-get");
-    if install() {
-        return Ok(());
-    }
-    let _ = Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()).status();
-    if install() { Ok(()) } else { Err("apt-get install -y chromium failed".into()) }
-}
-
-/// The browser, installed if need be, or `None` after printing why the test is skipped.
+/// The browser, or `None` after printing why the test is skipped. Tests install nothing:
+/// `.ci/run` installs Debian's chromium; elsewhere `apt-get install chromium` first.
 fn browser() -> Option<&'static Browser> {
     static B: OnceLock<Result<Browser, String>> = OnceLock::new();
     let b = B.get_or_init(|| {
@@ -160,13 +134,8 @@ fn browser() -> Option<&'static Browser> {
             }
             return Ok(Browser { exe });
         }
-        let exe = match find_chromium() {
-            Some(e) => e,
-            None => {
-                apt_install()?;
-                find_chromium().ok_or("apt-get installed chromium but it was not found")?
-            }
-        };
+        let exe = find_chromium()
+            .ok_or("chromium is not installed (Debian: apt-get install chromium; .ci/run does)")?;
         Ok(Browser { exe })
     });
     match b {
@@ -378,18 +347,28 @@ fn flame_svg_renders_in_chromium() {
     screenshot(b, &svg, "flame.png", 1200, h);
 }
 
-/// A report with the sections other work adds (`exit_reasons`, `exits`, `events`, `host`),
-/// written by hand to their documented schemas: the page must render them.
+/// A report with every optional section (`exits` with phases, handling time, rates and keys,
+/// `events`, `host`) and a bench section, written by hand to their documented schemas: the page
+/// must render them.
 #[test]
 fn optional_sections_render_in_chromium() {
-    let hist = |lo: u64| {
-        json!([{"lo_ns": lo, "hi_ns": lo * 2, "count": 3},
-               {"lo_ns": lo * 2, "hi_ns": lo * 4, "count": 7},
-               {"lo_ns": lo * 8, "hi_ns": lo * 16, "count": 1}])
+    let dist = |mean: u64| {
+        json!({"count": 10, "total_ns": mean * 10, "mean_ns": mean, "min_ns": mean / 2,
+               "max_ns": mean * 4, "p50_ns": mean, "p90_ns": mean * 2, "p99_ns": mean * 4,
+               "histogram": {"sub_buckets": 512, "exact": false, "bins": [
+                   {"low_ns": mean / 2, "high_ns": mean / 2 + 1, "count": 3},
+                   {"low_ns": mean, "high_ns": mean + 2, "count": 6},
+                   {"low_ns": mean * 4, "high_ns": mean * 4 + 8, "count": 1}]}})
     };
-    let phase = |mean: u64| {
-        json!({"timed": 10, "total_ns": mean * 10, "mean_ns": mean, "p50_ns": mean,
-               "p99_ns": mean * 2, "min_ns": mean / 2, "max_ns": mean * 2})
+    let reason = |name: &str, count: u64, mean: u64| {
+        json!({"reason": name, "count": count, "samples_pct": count as f64 * 100.0 / 11.0,
+               "vendor": [{"isa": "vmx", "code": 10, "name": name, "count": count}],
+               "by_event": count, "by_handler": 0, "by_tracepoint": 0,
+               "evidence": [{"name": format!("kvm_exit: {name}"), "count": count}],
+               "total": dist(mean), "before": dist(mean / 5), "run": dist(mean / 2),
+               "after": dist(mean / 4), "other": dist(mean / 20), "completion": null,
+               "handling": dist(mean / 2), "time_pct": 50.0, "rate_per_s": 1234.5,
+               "inter_arrival": dist(mean * 10), "keys": [{"name": "msr 0x10 read", "count": 1}]})
     };
     let report = json!({
         "schema_version": 1,
@@ -403,27 +382,22 @@ fn optional_sections_render_in_chromium() {
         "percentiles_exact": true,
         "host": {"cpu": "AMD EPYC 7B13", "kernel": "6.8.0", "vendor": "amd"},
         "events": {"kvm_exit": 11, "kvm_entry": 11, "kvm_msr": 4},
-        "event_analysis": {"total_exits": 11, "notes": ["the kernel lost 12 events (1 LOST lines)"]},
-        "exit_reasons": [
-            {"reason": "CPUID", "count": 10, "total_ns": 15000, "mean_ns": 1500, "min_ns": 900,
-             "max_ns": 9000, "p50_ns": 1100, "p90_ns": 2400, "p99_ns": 9000, "histogram": hist(900)},
-            {"reason": "MSR_READ", "count": 1, "total_ns": 2500, "mean_ns": 2500, "min_ns": 2500,
-             "max_ns": 2500, "p50_ns": 2500, "p90_ns": 2500, "p99_ns": null, "histogram": hist(2000)}
-        ],
         "exits": {
-            "exits": 11, "whole_roots": 11, "split_roots": 0, "roots_without_run": 0,
-            "unattributed_ns": 0,
-            "reasons": [
-                {"reason": "CPUID", "count": 10, "by_event": 0, "by_handler": 10,
-                 "evidence": [{"name": "cpuid_interception", "count": 10}],
-                 "total": phase(1500), "before": phase(300), "run": phase(700),
-                 "after": phase(400), "other": phase(100)},
-                {"reason": "MSR_READ", "count": 1, "by_event": 1, "by_handler": 0,
-                 "evidence": [{"name": "kvm_msr", "count": 1}],
-                 "total": phase(2500), "before": phase(300), "run": phase(800),
-                 "after": phase(1300), "other": phase(100)}
-            ]
+            "source": "function_graph", "exits": 11, "whole_roots": 11, "split_roots": 0,
+            "roots_without_run": 0, "unattributed_ns": 0, "handling_time_available": true,
+            "isa": "vmx", "span_ns": 1000000, "timestamp_resolution_ns": 1,
+            "unpaired_exits": 0, "unmatched_entries": 0, "out_of_order": 0,
+            "userspace_exits": 0, "harness_exits": 0,
+            "notes": ["the kernel lost 12 events (1 LOST markers)"],
+            "reasons": [reason("CPUID", 10, 1500), reason("MSR_READ", 1, 2500)]
         }
+    });
+    let bench = json!({
+        "host": {"kvm_flavour": "vmx", "cpu_model": "Xeon Test", "kernel": "6.8.0", "tsc_khz": 2600000},
+        "mode": {"cpl": 0, "reason": "VMX host"},
+        "results": [{"test": "cpuid", "cpl": 0, "status": "ok", "cycles_median": 1050.5,
+                     "cycles_min": 1040.0, "cycles_max": 1100.0, "ns_median": 404.0,
+                     "exits_per_iteration": 1.0, "exit_kind": "CPUID", "reason": null}]
     });
     let page = exitscope_render::html::Page {
         title: "exitscope report".into(),
@@ -432,6 +406,7 @@ fn optional_sections_render_in_chromium() {
         flame_svg: None,
         flame_caption: String::new(),
         diff: None,
+        bench: Some(bench),
     };
     let d = scratch("optional");
     let path = d.join("optional.html");
@@ -448,7 +423,10 @@ fn optional_sections_render_in_chromium() {
     assert_eq!(table_rows(&dom, "events"), 4);
     assert!(dom.contains("AMD EPYC 7B13"), "host table");
     assert!(dom.contains("id=\"reason-hists\""), "per-reason histograms");
-    assert!(dom.contains("Total exits</div><div class=\"v\">11<"), "total exits from exit_reasons");
+    assert!(dom.contains("Total exits</div><div class=\"v\">11<"), "total exits");
+    assert_eq!(table_rows(&dom, "bench"), 2, "the benchmark section");
+    assert!(dom.contains("Xeon Test"), "the bench's host");
+    assert!(dom.contains("1234.5"), "rates");
     screenshot(b, &path, "report-exits.png", 1280, 1300);
 }
 
@@ -488,6 +466,7 @@ fn normalized_diff_renders_in_chromium() {
         flame_svg: None,
         flame_caption: String::new(),
         diff: Some(diff),
+        bench: None,
     };
     let path = scratch("normalized").join("normalized.html");
     let mut buf = Vec::new();
@@ -512,7 +491,7 @@ fn kvm_event_report_renders_in_chromium() {
     let input = "crates/exitscope-analyze/tests/data/kvm_events/vmx-5.10/input.txt";
     exitscope(&["html", input, "-o", page.to_str().unwrap()]);
     let json: Value = serde_json::from_str(&exitscope(&["report", "--json", input])).unwrap();
-    let reasons = json["exit_reasons"].as_array().unwrap().len();
+    let reasons = json["exits"]["reasons"].as_array().unwrap().len();
     assert!(reasons > 0, "fixture has exit reasons");
     let Some(b) = browser() else { return };
     let dom = rendered_dom(b, &page);

@@ -202,9 +202,9 @@ fn issue_13_classes() {
         (v["events"]["kvm_exit"].as_u64(), v["events"]["kvm_entry"].as_u64()),
         (Some(7), Some(6))
     );
-    let paired: u64 =
-        v["exit_reasons"].as_array().unwrap().iter().map(|r| r["paired"].as_u64().unwrap()).sum();
-    assert_eq!(paired, 6);
+    let reasons = v["exits"]["reasons"].as_array().unwrap();
+    let paired: u64 = reasons.iter().map(|r| r["handling"]["count"].as_u64().unwrap()).sum();
+    assert_eq!((paired, v["exits"]["unpaired_exits"].as_u64()), (6, Some(1)));
     // (7) Valid lines are not unreadable: ftrace_dump latency format, function tracer,
     // trace-cmd report of an instance buffer (its lost-event markers counted).
     for (f, n) in

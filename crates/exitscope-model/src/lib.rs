@@ -29,6 +29,8 @@
 
 use std::fmt;
 
+pub mod exit;
+
 /// A duration or timestamp in nanoseconds. Trace text has at most nanosecond precision, so
 /// integers are exact where floats would not be.
 pub type Nanos = u64;

@@ -109,12 +109,28 @@
   }
 
   // ---------- histograms (log-scaled time axis) ----------
-  // Bins are {low_ns, high_ns, count} (call statistics) or {lo_ns, hi_ns, count} (kvm event
-  // statistics); anything else is dropped rather than drawn wrong.
-  function normBins(bins) {
-    return (bins || []).map(function (b) {
-      return { low_ns: isNum(b.low_ns) ? b.low_ns : b.lo_ns, high_ns: isNum(b.high_ns) ? b.high_ns : b.hi_ns, count: b.count };
-    }).filter(function (b) { return isNum(b.low_ns) && isNum(b.high_ns) && isNum(b.count) && b.high_ns >= b.low_ns; });
+  // Every histogram has one shape: {sub_buckets, exact, bins: [{low_ns, high_ns, count}]}
+  // (exitscope_analyze::histogram::HistogramJson). Bins that are not well formed are dropped
+  // rather than drawn wrong; fine histograms are grouped to 4 bins per power of two for display.
+  function normBins(h) {
+    var bins = (h && Array.isArray(h.bins) ? h.bins : []).filter(function (b) {
+      return isNum(b.low_ns) && isNum(b.high_ns) && isNum(b.count) && b.high_ns >= b.low_ns;
+    });
+    if (bins.length <= 48) return bins;
+    var out = [];
+    bins.forEach(function (b) {
+      var lo = 0, hi = 1;
+      if (b.low_ns > 0) {
+        var base = Math.pow(2, Math.floor(Math.log2(b.low_ns)));
+        var q = base < 4 ? 1 : base / 4;
+        lo = base + Math.floor((b.low_ns - base) / q) * q;
+        hi = lo + q;
+      }
+      var last = out[out.length - 1];
+      if (last && last.low_ns === lo) last.count += b.count;
+      else out.push({ low_ns: lo, high_ns: hi, count: b.count });
+    });
+    return out;
   }
   function histogram(bins, opts) {
     bins = normBins(bins);
@@ -198,10 +214,7 @@
       var s = el("section", { cls: "summary" }, [el("h2", { text: entries.length > 1 ? "Summary: " + e.label : "Summary" })]);
       var cards = el("div", { cls: "cards" });
       function card(k, v, warn) { cards.appendChild(el("div", { cls: "card" }, [el("div", { cls: "k", text: k }), el("div", { cls: "v" + (warn ? " warn" : ""), text: v })])); }
-      var exits = r.exits && r.exits.exits > 0 ? r.exits.exits
-        : r.event_analysis && isNum(r.event_analysis.total_exits) ? r.event_analysis.total_exits
-        : Array.isArray(r.exit_reasons) && r.exit_reasons.length ? r.exit_reasons.reduce(function (a, x) { return a + (x.count || 0); }, 0) : null;
-      if (exits !== null) card("Total exits", fmtInt(exits));
+      if (r.exits) card("Total exits", fmtInt(r.exits.exits));
       card("Root calls", fmtInt(r.roots));
       var tracedNs = (r.tree || []).reduce(function (a, n) { return a + (n.total_ns || 0); }, 0);
       card("Traced time", (r.tree || []).length ? fmtNs(tracedNs) : "–");
@@ -259,24 +272,65 @@
     makeCollapsible(t, rows, countNodes(r.tree || []) <= 80 ? Infinity : 2);
   }
 
+  var SOURCES = {
+    kvm_exit: "counted from kvm_exit events; handling time = kvm_exit → next kvm_entry of the same vCPU",
+    tracepoints: "counted from reason-specific tracepoints (kvm_cpuid, kvm_pio, ...): kvm_exit/kvm_entry did not fire, so handling time is unavailable",
+    function_graph: "from the function graph's exits (see Exit phases)",
+    mixed: "counted from several sources (per input: function graph, kvm_exit, or tracepoints)",
+    none: "no exits"
+  };
+  // The one per-reason statistic (exitscope_analyze::exits::ExitsReport): counts, handling time
+  // where kvm_exit/kvm_entry fired, rate and inter-arrival times where timestamps exist.
   function exitReasons(r, label) {
-    if (!Array.isArray(r.exit_reasons) || !r.exit_reasons.length) return;
-    var s = section("reasons-section", "Exit reasons" + (label ? ": " + label : ""), "Per exit reason, from the kvm_exit/kvm_entry events. Histogram: latency on a log-scaled axis.");
+    var x = r.exits;
+    if (!x || !Array.isArray(x.reasons) || !x.reasons.length) return;
+    var handling = x.reasons.some(function (q) { return q.handling; });
+    var gaps = x.reasons.some(function (q) { return q.inter_arrival || isNum(q.rate_per_s); });
+    if (x.source === "function_graph" && !handling && !gaps) return;
+    var res = x.timestamp_resolution_ns >= 1000 ? " Timestamps resolve whole microseconds." : "";
+    var s = section("reasons-section", "Exit reasons" + (label ? ": " + label : ""), fmtInt(x.exits) + " exits, " + (SOURCES[x.source] || x.source) + "." + res);
     var t = el("table", { id: uid("reasons") });
-    var pctCols = r.exit_reasons.some(function (x) { return isNum(x.samples_pct); });
     var pct1 = function (v) { return isNum(v) ? v.toFixed(1) + "%" : "–"; };
-    t.appendChild(el("tr", {}, [th("Reason", "l"), th("Count")].concat(pctCols ? [th("% exits"), th("% time")] : [],
-      [th("Total"), th("Mean"), th("Min"), th("p50"), th("p90"), th("p99"), th("Max"), th("Distribution", "l")])));
-    r.exit_reasons.forEach(function (x) {
-      t.appendChild(el("tr", {}, [el("td", { cls: "l fn", text: x.reason }), num(x.count, fmtInt)].concat(
-        pctCols ? [num(x.samples_pct, pct1), num(x.time_pct, pct1)] : [],
-        [num(x.total_ns), num(x.mean_ns), num(x.min_ns), num(x.p50_ns), num(x.p90_ns), num(x.p99_ns), num(x.max_ns), el("td", { cls: "l" }, [sparkline(x.histogram)])])));
+    var head = [th("Reason", "l"), th("Count"), th("% exits")];
+    if (handling) head = head.concat([th("% time"), th("Mean"), th("Min"), th("p50"), th("p90"), th("p99"), th("Max"), th("Handling time", "l")]);
+    if (gaps) head = head.concat([th("Rate (/s)"), th("Gap p50"), th("Gap mean"), th("Gap p99")]);
+    head = head.concat([th("As traced", "l"), th("Touched", "l")]);
+    t.appendChild(el("tr", {}, head));
+    x.reasons.forEach(function (q) {
+      var h = q.handling || {}, g = q.inter_arrival || {};
+      var cells = [el("td", { cls: "l fn", text: q.reason }), num(q.count, fmtInt), num(q.samples_pct, pct1)];
+      if (handling) cells = cells.concat([num(q.time_pct, pct1), num(h.mean_ns), num(h.min_ns), num(h.p50_ns), num(h.p90_ns), num(h.p99_ns), num(h.max_ns), el("td", { cls: "l" }, [sparkline(h.histogram)])]);
+      if (gaps) cells = cells.concat([num(q.rate_per_s, function (v) { return isNum(v) ? v.toFixed(1) : "–"; }), num(g.p50_ns), num(g.mean_ns), num(g.p99_ns)]);
+      var traced = (q.vendor || []).map(function (v) { return v.name + (v.count > 1 ? " ×" + fmtInt(v.count) : ""); }).join(", ");
+      var keys = (q.keys || []).slice(0, 3).map(function (k) { return k.name + " ×" + fmtInt(k.count); }).join(", ");
+      cells = cells.concat([el("td", { cls: "l ev", text: traced || "–" }), el("td", { cls: "l ev", text: keys || "–" })]);
+      t.appendChild(el("tr", {}, cells));
     });
     s.appendChild(el("div", { cls: "scroll" }, [t]));
-    var ea = r.event_analysis;
-    if (ea && Array.isArray(ea.notes) && ea.notes.length) {
-      s.appendChild(el("ul", { cls: "notes" }, ea.notes.map(function (n) { return el("li", { text: n }); })));
-    }
+    var notes = (x.notes || []).slice();
+    if (x.unpaired_exits) notes.push(fmtInt(x.unpaired_exits) + " kvm_exit(s) had no kvm_entry (next exit, lost events or the end of the trace came first).");
+    if (notes.length) s.appendChild(el("ul", { cls: "notes" }, notes.map(function (n) { return el("li", { text: n }); })));
+  }
+
+  // `exitscope run`: the benchmark's own figures next to the trace.
+  function bench(b) {
+    if (!b || !Array.isArray(b.results) || !b.results.length) return;
+    var mode = b.mode || {}, host = b.host || {};
+    var note = "Measured by exitscope's VMM" + (isNum(mode.cpl) ? " at CPL" + mode.cpl : "") + (mode.reason ? " (" + mode.reason + ")" : "") +
+      ". Cycles are per iteration minus the empty-loop baseline; exits per iteration from KVM's binary statistics.";
+    var s = section("bench-section", "Benchmark", note);
+    var t = el("table", { id: "bench" });
+    t.appendChild(el("tr", {}, [th("Test", "l"), th("Status", "l"), th("Cycles (median)"), th("Min"), th("Max"), th("ns / iteration"), th("Exits / iteration"), th("Exit kind", "l")]));
+    var f1 = function (v) { return isNum(v) ? v.toFixed(1) : "–"; }, f2 = function (v) { return isNum(v) ? v.toFixed(2) : "–"; };
+    b.results.forEach(function (r) {
+      t.appendChild(el("tr", {}, [el("td", { cls: "l fn", text: r.test }), el("td", { cls: "l", text: r.status || "–" }), num(r.cycles_median, f1), num(r.cycles_min, f1), num(r.cycles_max, f1), num(r.ns_median, f1), num(r.exits_per_iteration, f2), el("td", { cls: "l", text: r.exit_kind || "–" })]));
+    });
+    s.appendChild(el("div", { cls: "scroll" }, [t]));
+    var facts = [];
+    ["cpu_model", "kernel", "kvm_flavour", "tsc_khz"].forEach(function (k) { if (host[k] !== undefined && host[k] !== null) facts.push(k.replace(/_/g, " ") + ": " + (typeof host[k] === "object" ? JSON.stringify(host[k]) : host[k])); });
+    if (facts.length) s.appendChild(el("p", { cls: "note", id: "bench-host", text: "Host: " + facts.join(" · ") }));
+    var notes = b.results.filter(function (r) { return r.reason; }).map(function (r) { return r.test + ": " + r.reason; });
+    if (notes.length) s.appendChild(el("ul", { cls: "notes" }, notes.map(function (n) { return el("li", { text: n }); })));
   }
 
   // Exit classification: rendered generically (scalar fields as columns).
@@ -306,22 +360,22 @@
     return s;
   }
 
-  // `report --exits`: {"exits", "whole_roots", "split_roots", "roots_without_run",
-  // "unattributed_ns", "reasons": [{"reason", "count", "by_event", "by_handler", "evidence",
-  // "total", "before", "run", "after", "other": Phase}]}, Phase = {"timed", "total_ns",
-  // "mean_ns", "p50_ns", "p99_ns", "min_ns", "max_ns"}. Other shapes: a generic table.
-  var PHASES = ["before", "run", "after", "other"];
+  // Function-graph exits split into phases: each reason's "total", "before", "run", "after",
+  // "other", "completion" is a distribution ({count, mean_ns, p50_ns, ...}) or null.
   function exitPhases(x, label) {
     if (!x) return;
     if (!Array.isArray(x.reasons)) { genericTable("Exits", "exits", x); return; }
-    if (!x.reasons.length) return; // no vendor run calls (an event trace): nothing to split
-    var note = "Each exit split into phases whose means add up to the total: before = calls before the vendor run call, run = the run call (world switch + guest), after = exit handling, other = the root's own self time. " +
+    var withPhases = x.reasons.filter(function (q) { return q.total; });
+    if (!withPhases.length) return; // an event trace: nothing to split
+    var PHASES = ["before", "run", "after", "other"];
+    if (withPhases.some(function (q) { return q.completion && q.completion.total_ns > 0; })) PHASES.push("completion");
+    var note = "Each exit split into phases whose means add up to the total: before = calls before the vendor run call, run = the run call (world switch + guest), after = exit handling, other = the root's own self time" + (PHASES.length > 4 ? ", completion = work at the next KVM_RUN for an exit that went to userspace" : "") + ". " +
       fmtInt(x.exits) + " exits in " + fmtInt(x.whole_roots) + " whole and " + fmtInt(x.split_roots) + " split roots" +
       (x.unattributed_ns ? "; " + fmtNs(x.unattributed_ns) + " of split roots outside every exit" : "") + ".";
     var s = section("exits-section", "Exit phases" + (label ? ": " + label : ""), note);
     var t = el("table", { id: uid("exits") });
-    t.appendChild(el("tr", {}, [th("Reason", "l"), th("Count"), th("Mean"), th("p50"), th("p99"), th("Before"), th("Run"), th("After"), th("Other"), th("Phases (mean)", "l"), th("Evidence", "l")]));
-    x.reasons.forEach(function (r) {
+    t.appendChild(el("tr", {}, [th("Reason", "l"), th("Count"), th("Mean"), th("p50"), th("p99")].concat(PHASES.map(function (p) { return th(p.charAt(0).toUpperCase() + p.slice(1)); }), [th("Phases (mean)", "l"), th("Evidence", "l")])));
+    withPhases.forEach(function (r) {
       var tot = r.total || {};
       var bar = el("div", { cls: "phases" });
       var sum = PHASES.reduce(function (a, p) { return a + ((r[p] || {}).mean_ns || 0); }, 0);
@@ -365,14 +419,15 @@
   }
 
   function histograms(r) {
-    var reasons = Array.isArray(r.exit_reasons) ? r.exit_reasons.filter(function (x) { return normBins(x.histogram).length; }) : [];
-    var funcs = (r.flat || []).filter(function (x) { return x.histogram && x.histogram.length; }).slice(0, 6);
+    var latency = function (x) { return x.total || x.handling; };
+    var reasons = r.exits && Array.isArray(r.exits.reasons) ? r.exits.reasons.filter(function (x) { return latency(x) && normBins(latency(x).histogram).length; }) : [];
+    var funcs = (r.flat || []).filter(function (x) { return normBins(x.histogram).length; }).slice(0, 6);
     if (!reasons.length && !funcs.length) return;
     var s = section("hist-section", "Latency histograms", "Counts per latency bin on a log-scaled time axis. Hover a bar for its range and count.");
     if (reasons.length) {
       s.appendChild(el("h3", { text: "Per exit reason" }));
       var g = el("div", { cls: "hists", id: "reason-hists" });
-      reasons.forEach(function (x) { g.appendChild(histCard(x.reason, statLine(x, "exit"), x.histogram)); });
+      reasons.forEach(function (x) { var d = latency(x); g.appendChild(histCard(x.reason + (x.total ? "" : " (handling)"), statLine(d, "exit"), d.histogram)); });
       s.appendChild(g);
     }
     if (funcs.length) {
@@ -390,54 +445,9 @@
     s.appendChild(el("div", { cls: "diag", text: d.map(function (x) { return x.file + ":" + x.line + ":" + x.column + ": " + x.severity + ": " + x.message; }).join("\n") }));
   }
 
-  // ---------- side-by-side tree (diff) ----------
-  function key(n) { return n.function + "\u0000" + (n.module || ""); }
-  function alignChildren(a, b) {
-    var out = [], seen = {};
-    (a || []).forEach(function (x) {
-      var k = key(x), y = (b || []).filter(function (z) { return key(z) === k; })[0] || null;
-      seen[k] = true;
-      out.push({ a: x, b: y });
-    });
-    (b || []).forEach(function (y) { if (!seen[key(y)]) out.push({ a: null, b: y }); });
-    return out;
-  }
-  function diffTree(A, B) {
-    var s = section("difftree-section", "Side by side: " + A.label + " vs " + B.label,
-      DATA.diff_note || "Aligned by exact call path (not vendor-normalized): functions that exist on one side only, such as svm_* against vmx_*, get rows of their own. Δ = right minus left.");
-    var t = el("table", { id: "difftree" });
-    t.appendChild(el("thead", {}, [
-      el("tr", {}, [th("", "l"), th(A.label, "grp", { colspan: 3 }), th(B.label, "grp", { colspan: 3 }), th("Δ", "grp", { colspan: 2 })]),
-      el("tr", {}, [th("Function", "l"), th("Calls", "sep"), th("Mean"), th("Total"), th("Calls", "sep"), th("Mean"), th("Total"), th("Mean", "sep"), th("Total")]),
-    ]));
-    var body = el("tbody"), rows = [];
-    function cells(n) { return n ? [num(n.count, fmtInt), num(n.mean_ns), num(n.total_ns)] : [el("td", { cls: "n dim", text: "–" }), el("td", { cls: "n dim", text: "–" }), el("td", { cls: "n dim", text: "–" })]; }
-    function delta(a, b) {
-      if (!a || !b || !isNum(a) || !isNum(b)) return el("td", { cls: "n dim", text: "–" });
-      var d = b - a;
-      return el("td", { cls: "n delta " + (d > 0 ? "up" : d < 0 ? "down" : ""), text: fmtDelta(d) });
-    }
-    (function walk(pairs, depth) {
-      pairs.forEach(function (p) {
-        var n = p.a || p.b;
-        var kids = alignChildren(p.a ? p.a.children : [], p.b ? p.b.children : []);
-        var tw = el("span", { cls: "tw" + (kids.length ? "" : " leaf"), text: kids.length ? "▾" : "·" });
-        var ca = cells(p.a), cb = cells(p.b);
-        ca[0].className += " sep"; cb[0].className += " sep";
-        var dm = delta(p.a && p.a.mean_ns, p.b && p.b.mean_ns); dm.className += " sep";
-        var tr = el("tr", {}, [fnCell(n, depth, tw)].concat(ca, cb, [dm, delta(p.a && p.a.total_ns, p.b && p.b.total_ns)]));
-        body.appendChild(tr);
-        rows.push({ depth: depth, hasKids: kids.length > 0, tr: tr, tw: tw });
-        walk(kids, depth + 1);
-      });
-    })(alignChildren(A.report.tree, B.report.tree), 0);
-    t.appendChild(body);
-    s.appendChild(el("div", { cls: "scroll" }, [t]));
-    makeCollapsible(t, rows, rows.length <= 120 ? Infinity : 2);
-  }
-
-  // ---------- vendor-normalized side-by-side tree (exitscope_analyze::diff::DiffReport) ----------
-  function normalizedDiffTree(D, A, B) {
+  // ---------- side-by-side tree: the one alignment (exitscope_analyze::diff::DiffReport) ----------
+  function diffTree(D, A, B) {
+    if (!Array.isArray(D.tree) || !D.tree.length) return;
     var s = section("difftree-section", "Side by side: " + A.label + " vs " + B.label,
       (D.normalized ? "Vendor-normalized (svm_*/vmx_* aligned, vendor-only wrappers collapsed). " : "Not vendor-normalized. ") + D.sign + "." +
       ((D.collapsed || []).length ? " Collapsed wrappers: " + D.collapsed.map(function (c) {
@@ -471,6 +481,20 @@
     t.appendChild(body);
     s.appendChild(el("div", { cls: "scroll" }, [t]));
     makeCollapsible(t, rows, rows.length <= 120 ? Infinity : 2);
+  }
+
+  // Exit reasons of both traces, from the same comparison.
+  function exitDiff(D, A, B) {
+    if (!Array.isArray(D.exits) || !D.exits.length) return;
+    var s = section("exitdiff-section", "Exit reasons: " + A.label + " vs " + B.label, "Per exit reason; the latency compared is the whole exit (function graph) or kvm_exit → kvm_entry handling time, the same measure on both sides. " + D.sign + ".");
+    var t = el("table", { id: "exitdiff" });
+    t.appendChild(el("tr", {}, [th("Reason", "l"), th("Measure", "l"), th("A count", "sep"), th("A p50"), th("A p99"), th("B count", "sep"), th("B p50"), th("B p99"), th("Δ mean", "sep"), th("Δ p50"), th("Ratio")]));
+    function d(v) { return isNum(v) ? el("td", { cls: "n delta " + (v > 0 ? "up" : v < 0 ? "down" : ""), text: fmtDelta(v) }) : el("td", { cls: "n dim", text: "–" }); }
+    D.exits.forEach(function (x) {
+      var a = x.a || {}, b = x.b || {};
+      t.appendChild(el("tr", {}, [el("td", { cls: "l fn", text: x.reason }), el("td", { cls: "l", text: x.measure }), num(a.count, fmtInt), num(a.p50_ns), num(a.p99_ns), num(b.count, fmtInt), num(b.p50_ns), num(b.p99_ns), d(x.delta_ns), d(x.p50_delta_ns), num(x.ratio, function (v) { return isNum(v) ? v.toFixed(2) + "×" : "–"; })]));
+    });
+    s.appendChild(el("div", { cls: "scroll" }, [t]));
   }
 
   // ---------- flame graph: hover details and click-to-zoom on inferno's static SVG ----------
@@ -539,9 +563,9 @@
   // ---------- page ----------
   var reps = DATA.reports || [];
   summary(reps);
+  bench(DATA.bench);
   if (DATA.mode === "diff" && reps.length === 2) {
-    if (DATA.diff && Array.isArray(DATA.diff.tree)) normalizedDiffTree(DATA.diff, reps[0], reps[1]);
-    else diffTree(reps[0], reps[1]);
+    if (DATA.diff) { diffTree(DATA.diff, reps[0], reps[1]); exitDiff(DATA.diff, reps[0], reps[1]); }
     reps.forEach(function (e) { exitReasons(e.report, e.label); });
     reps.forEach(function (e) { exitPhases(e.report.exits, e.label); });
     reps.forEach(function (e) { diagnostics(e.report, e.label); });

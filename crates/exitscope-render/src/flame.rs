@@ -1,15 +1,11 @@
 //! Flame graphs (SVG) of the merged call tree, drawn by [inferno] from the folded stacks of
 //! [`crate::folded`]: frame widths are total time in nanoseconds, not samples.
 //!
-//! Differential flame graphs are sized by the second trace and colored by the change in self
-//! time from the first (red: slower, blue: faster), in two flavours:
-//!
-//! - [`write_normalized_diff`] draws a [`DiffReport`] (`exitscope diff`): frames are the
-//!   vendor-normalized call paths it aligned (`vendor_vcpu_run [*]` for `svm_vcpu_run` and
-//!   `vmx_vcpu_run`), with each side's self time. This is the one to compare AMD with Intel.
-//! - [`write_diff`] runs two reports' folded stacks through inferno's `differential` stage:
-//!   frames are matched by exact call path, so functions that exist only on one side
-//!   (`svm_*` against `vmx_*`) show as wholly new or wholly gone (`--no-normalize`).
+//! Differential flame graphs ([`write_diff`]) draw a [`DiffReport`], the one alignment of
+//! `exitscope diff`: frames are the call paths it aligned (vendor-normalized ones such as
+//! `vendor_vcpu_run [*]` for `svm_vcpu_run` and `vmx_vcpu_run`, or exact names with
+//! `--no-normalize`), sized by the second trace and colored by the change in self time from
+//! the first (red: slower, blue: faster).
 
 use std::io::{self, Write};
 
@@ -85,48 +81,17 @@ pub fn write(report: &Report, opts: &FlameOptions, w: &mut impl Write) -> io::Re
     flamegraph::from_lines(&mut inferno_options(opts), lines.iter().map(String::as_str), w)
 }
 
-/// The folded two-column lines (`stack before after`) of a differential flame graph, sorted.
-///
-/// # Errors
-/// Never in practice (in-memory buffers); kept for inferno's `io::Result`.
-pub fn diff_lines(before: &Report, after: &Report) -> io::Result<Vec<String>> {
-    let a = folded::lines(before).join("\n");
-    let b = folded::lines(after).join("\n");
-    let mut out = Vec::new();
-    inferno::differential::from_readers(
-        inferno::differential::Options::default(),
-        a.as_bytes(),
-        b.as_bytes(),
-        &mut out,
-    )?;
-    let text = String::from_utf8(out).map_err(io::Error::other)?;
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines.sort_unstable();
-    Ok(lines)
-}
-
-/// Draw the differential flame graph `before` → `after` as a standalone SVG.
-///
-/// # Errors
-/// I/O errors from `w`, or `InvalidData` when neither report has timed calls.
-pub fn write_diff(
-    before: &Report,
-    after: &Report,
-    opts: &FlameOptions,
-    w: &mut impl Write,
-) -> io::Result<()> {
-    let lines = diff_lines(before, after)?;
-    if lines.is_empty() {
-        return Err(nothing_to_draw());
-    }
-    flamegraph::from_lines(&mut inferno_options(opts), lines.iter().map(String::as_str), w)
-}
-
 /// The two-column folded lines (`stack a_self_ns b_self_ns`, sorted) of a [`DiffReport`]:
 /// one per aligned path, frames named by the normalized key the sides were aligned on.
-pub fn normalized_diff_lines(d: &DiffReport) -> Vec<String> {
-    fn walk(n: &DiffNode, prefix: &str, out: &mut Vec<String>) {
-        let frame = n.key.replace(';', ":");
+pub fn diff_lines(d: &DiffReport) -> Vec<String> {
+    fn walk(n: &DiffNode, normalized: bool, prefix: &str, out: &mut Vec<String>) {
+        // Exact-name comparisons draw the names as traced (suffixes and all); normalized ones
+        // the key both sides met on.
+        let name = match (normalized, n.b.as_ref().or(n.a.as_ref())) {
+            (false, Some(side)) => side.display_name(),
+            _ => n.key.clone(),
+        };
+        let frame = name.replace(';', ":");
         let path = if prefix.is_empty() { frame } else { format!("{prefix};{frame}") };
         let a = n.a.as_ref().and_then(|s| s.self_ns).unwrap_or(0);
         let b = n.b.as_ref().and_then(|s| s.self_ns).unwrap_or(0);
@@ -134,27 +99,24 @@ pub fn normalized_diff_lines(d: &DiffReport) -> Vec<String> {
             out.push(format!("{path} {a} {b}"));
         }
         for c in &n.children {
-            walk(c, &path, out);
+            walk(c, normalized, &path, out);
         }
     }
     let mut out = Vec::new();
     for n in &d.tree {
-        walk(n, "", &mut out);
+        walk(n, d.normalized, "", &mut out);
     }
     out.sort_unstable();
     out
 }
 
-/// Draw the vendor-normalized differential flame graph of `d` as a standalone SVG.
+/// Draw the differential flame graph of `d` (aligned as `exitscope diff` aligns: vendor
+/// normalized unless `d` was made without a table) as a standalone SVG.
 ///
 /// # Errors
 /// I/O errors from `w`, or `InvalidData` when neither side has timed calls.
-pub fn write_normalized_diff(
-    d: &DiffReport,
-    opts: &FlameOptions,
-    w: &mut impl Write,
-) -> io::Result<()> {
-    let lines = normalized_diff_lines(d);
+pub fn write_diff(d: &DiffReport, opts: &FlameOptions, w: &mut impl Write) -> io::Result<()> {
+    let lines = diff_lines(d);
     if lines.is_empty() {
         return Err(nothing_to_draw());
     }
@@ -243,8 +205,13 @@ mod tests {
 
     #[test]
     fn diff_has_two_columns() {
-        let lines = diff_lines(&report(100, 50), &report(100, 80)).unwrap();
-        assert_eq!(lines, ["a [kvm] 100 100", "a [kvm];b 50 80"]);
+        let d = exitscope_analyze::diff::diff(
+            &report(100, 50),
+            &report(100, 80),
+            None,
+            exitscope_analyze::diff::DiffSort::Tree,
+        );
+        assert_eq!(diff_lines(&d), ["a [kvm] 100 100", "a [kvm];b 50 80"]);
     }
 
     #[test]

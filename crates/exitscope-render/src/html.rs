@@ -24,17 +24,16 @@ use crate::flame::{self, FlameOptions};
 const CSS: &str = include_str!("../assets/report.css");
 const JS: &str = include_str!("../assets/report.js");
 
-/// Note shown over the side-by-side tree of [`write_diff`].
-pub const DIFF_NOTE: &str = "Aligned by exact call path (not vendor-normalized): functions that \
-    exist on one side only, such as svm_* against vmx_*, get rows of their own. Δ = right minus \
-    left.";
-
 /// Settings of a page.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct HtmlOptions {
     /// Page title; defaults to "exitscope report" / "exitscope diff".
     pub title: Option<String>,
+    /// A benchmark result to show in a section of its own (`exitscope run`): the serialized
+    /// bench report (`{host, mode, results: [{test, cpl, status, cycles_median, ns_median,
+    /// exits_per_iteration, exit_kind, reason, ...}]}`).
+    pub bench: Option<Value>,
 }
 
 /// A page's content, before layout: what [`write()`] and [`write_diff`] build from reports.
@@ -52,12 +51,13 @@ pub struct Page {
     pub flame_svg: Option<String>,
     /// Caption over the flame graph.
     pub flame_caption: String,
-    /// For `"diff"` pages: a vendor-normalized comparison document
-    /// (`exitscope_analyze::diff::DiffReport` serialized: `{"sign", "normalized", "tree":
-    /// [{"key", "status", "a", "b", "delta_ns", "ratio", "self_delta_ns", "children"}]}`).
-    /// When present the side-by-side tree shows it; when absent the page aligns the two
-    /// reports' trees by exact call path and says it is not vendor-normalized.
+    /// For `"diff"` pages: the comparison document (`exitscope_analyze::diff::DiffReport`
+    /// serialized: `{"sign", "normalized", "tree": [{"key", "status", "a", "b", "delta_ns",
+    /// "ratio", "self_delta_ns", "children"}], "exits": [...]}`), which the side-by-side tree
+    /// and the exit table show.
     pub diff: Option<Value>,
+    /// A benchmark section (see [`HtmlOptions::bench`]).
+    pub bench: Option<Value>,
 }
 
 /// Write the report page of `report`, whose inputs are called `label`.
@@ -84,39 +84,26 @@ pub fn write(
                         covered by callees. Hover for times, click to zoom."
             .into(),
         diff: None,
+        bench: opts.bench.clone(),
     };
     write_page(&page, w)
 }
 
-/// Write the comparison page of `a` (left, before) and `b` (right, after): both summaries, a
-/// side-by-side tree with deltas aligned by exact call path (not vendor-normalized), and a
-/// differential flame graph.
+/// Write the comparison page of `a` (left, before) and `b` (right, after) whose comparison is
+/// `diff` (`exitscope diff`'s one alignment: vendor-normalized unless it was made without a
+/// table): both summaries, a side-by-side tree with deltas, the exit reasons side by side, and
+/// a differential flame graph.
 ///
 /// # Errors
 /// I/O errors from `w`.
 pub fn write_diff(
     a: (&str, &Report),
     b: (&str, &Report),
+    diff: &DiffReport,
     opts: &HtmlOptions,
     w: &mut impl Write,
 ) -> io::Result<()> {
-    write_diff_with(a, b, None, opts, w)
-}
-
-/// [`write_diff`] with the comparison `diff` of the two reports (`exitscope diff`): the
-/// side-by-side tree and the differential flame graph then follow its alignment (vendor
-/// normalized unless it was made without a table), instead of exact call paths.
-///
-/// # Errors
-/// I/O errors from `w`.
-pub fn write_diff_with(
-    a: (&str, &Report),
-    b: (&str, &Report),
-    diff: Option<&DiffReport>,
-    opts: &HtmlOptions,
-    w: &mut impl Write,
-) -> io::Result<()> {
-    let normalized = diff.is_some_and(|d| d.normalized);
+    let normalized = diff.normalized;
     let fo = FlameOptions {
         subtitle: Some(format!(
             "{} → {}: widths from {}; red = slower, blue = faster{}",
@@ -127,28 +114,29 @@ pub fn write_diff_with(
         )),
         ..FlameOptions::titled("Differential flame graph")
     };
-    let flame_svg = match diff {
-        Some(d) => flame::to_string(|buf| flame::write_normalized_diff(d, &fo, buf)).ok(),
-        None => flame::to_string(|buf| flame::write_diff(a.1, b.1, &fo, buf)).ok(),
-    };
-    let flame_caption = match diff {
-        Some(d) if d.normalized => format!(
-            "Frames are the call paths aligned by the vendor-normalized comparison              (vendor_* stands for svm_*/vmx_*), sized by {} and colored by the change in self              time from {}.",
+    let flame_svg = flame::to_string(|buf| flame::write_diff(diff, &fo, buf)).ok();
+    let flame_caption = if normalized {
+        format!(
+            "Frames are the call paths aligned by the vendor-normalized comparison \
+             (vendor_* stands for svm_*/vmx_*), sized by {} and colored by the change in self \
+             time from {}.",
             b.0, a.0
-        ),
-        _ => format!(
-            "Frames sized by {} and colored by the change in self time from {} (matched by              exact call path; not vendor-normalized).",
+        )
+    } else {
+        format!(
+            "Frames are the call paths aligned by exact name (not vendor-normalized), sized by {} \
+             and colored by the change in self time from {}.",
             b.0, a.0
-        ),
+        )
     };
-    let diff = diff.map(|d| serde_json::to_value(d).map_err(io::Error::other)).transpose()?;
     let page = Page {
         title: opts.title.clone().unwrap_or_else(|| "exitscope diff".into()),
         mode: "diff",
         reports: vec![(a.0.to_string(), to_value(a.1)?), (b.0.to_string(), to_value(b.1)?)],
         flame_svg,
         flame_caption,
-        diff,
+        diff: Some(serde_json::to_value(diff).map_err(io::Error::other)?),
+        bench: opts.bench.clone(),
     };
     write_page(&page, w)
 }
@@ -167,8 +155,8 @@ pub fn write_page(page: &Page, w: &mut impl Write) -> io::Result<()> {
         "title": page.title,
         "mode": page.mode,
         "reports": page.reports.iter().map(|(l, r)| json!({"label": l, "report": r})).collect::<Vec<_>>(),
-        "diff_note": DIFF_NOTE,
         "diff": page.diff,
+        "bench": page.bench,
     });
     let title = escape(&page.title);
     write!(
@@ -244,6 +232,7 @@ pub fn without_data(html: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use exitscope_analyze::diff::{DiffSort, diff};
     use exitscope_analyze::report::TreeNode;
 
     use super::*;
@@ -275,11 +264,12 @@ mod tests {
 
     #[test]
     fn no_external_urls_outside_the_data() {
-        for diff in [false, true] {
+        for as_diff in [false, true] {
             let mut out = Vec::new();
-            if diff {
+            if as_diff {
                 let (a, b) = (report("a"), report("b"));
-                write_diff(("A", &a), ("B", &b), &HtmlOptions::default(), &mut out).unwrap();
+                let d = diff(&a, &b, None, DiffSort::Tree);
+                write_diff(("A", &a), ("B", &b), &d, &HtmlOptions::default(), &mut out).unwrap();
             } else {
                 write(&report("a"), "A", &HtmlOptions::default(), &mut out).unwrap();
             }

@@ -22,7 +22,6 @@
 #![deny(missing_docs)]
 
 pub mod diff;
-pub mod events;
 pub mod exits;
 pub mod flame;
 pub mod flat;

@@ -36,10 +36,6 @@ use exitscope_analyze::calls::{CallSink, NO_PARENT, RootCall};
 use exitscope_analyze::funcs::FuncTable;
 use exitscope_model::{Flow, Nanos, Record, RecordKind, RecordSink};
 
-/// Names a root call's slice, e.g. by its exit reason once exits are classified. Returning
-/// `None` keeps the default (the root function's name).
-pub type RootLabel = Box<dyn Fn(&RootCall, &FuncTable) -> Option<String>>;
-
 /// Settings of a timeline.
 #[non_exhaustive]
 pub struct PerfettoOptions {
@@ -47,15 +43,11 @@ pub struct PerfettoOptions {
     pub input_names: Vec<String>,
     /// Gap between consecutive roots when the trace has no timestamps.
     pub synthetic_gap_ns: Nanos,
-    /// Hook naming root slices. Exit classification (`report --exits`) is meant to plug in
-    /// here so that root slices read `CPUID` or `EPT_VIOLATION`; the root function's name is
-    /// always kept in the slice's `args.function`.
-    pub root_label: Option<RootLabel>,
 }
 
 impl Default for PerfettoOptions {
     fn default() -> Self {
-        PerfettoOptions { input_names: Vec::new(), synthetic_gap_ns: 1000, root_label: None }
+        PerfettoOptions { input_names: Vec::new(), synthetic_gap_ns: 1000 }
     }
 }
 
@@ -187,7 +179,10 @@ impl<W: Write> PerfettoTimeline<W> {
         self.opts.input_names.get(input).cloned().unwrap_or_else(|| format!("input {input}"))
     }
 
-    fn root(&self, root: &RootCall, funcs: &FuncTable) {
+    /// Root slices are named by the exit reasons the analysis found in them (`CPUID`, or
+    /// `3 exits: CPUID, IO, HLT` for a `kvm_arch_vcpu_ioctl_run` root); roots without an exit
+    /// keep their function's name, which every slice also carries in `args.function`.
+    fn root(&self, root: &RootCall, funcs: &FuncTable, exits: &[&str]) {
         let mut st = self.state.borrow_mut();
         if st.error.is_some() || root.nodes.is_empty() {
             return;
@@ -204,7 +199,11 @@ impl<W: Write> PerfettoTimeline<W> {
         for &(pid, tid) in &tracks {
             st.track(pid, tid, root, &input_name, synthetic);
         }
-        let root_label = self.opts.root_label.as_ref().and_then(|f| f(root, funcs));
+        let root_label = match exits {
+            [] => None,
+            [one] => Some((*one).to_string()),
+            many => Some(format!("{} exits: {}", many.len(), many.join(", "))),
+        };
         for (i, n) in root.nodes.iter().enumerate() {
             let Some(d) = n.duration else { continue };
             let info = funcs.get(n.func);
@@ -379,7 +378,11 @@ pub struct CallHalf<'t, W: Write>(&'t PerfettoTimeline<W>);
 
 impl<W: Write> CallSink for CallHalf<'_, W> {
     fn root(&mut self, root: &RootCall, funcs: &FuncTable) {
-        self.0.root(root, funcs);
+        self.0.root(root, funcs, &[]);
+    }
+
+    fn root_with_exits(&mut self, root: &RootCall, funcs: &FuncTable, exit_labels: &[&str]) {
+        self.0.root(root, funcs, exit_labels);
     }
 }
 

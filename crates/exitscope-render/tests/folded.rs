@@ -24,11 +24,13 @@ fn seed_intel_folded() {
     golden(&analyse_seed(&["cpuid-intel.fgraph.txt"]), "cpuid-intel.folded");
 }
 
+/// `--no-normalize`: the same one alignment, by exact names.
 #[test]
 fn seed_amd_vs_intel_differential_folded() {
+    use exitscope_analyze::diff::{DiffSort, diff};
     let a = analyse_seed(&["cpuid-amd.fgraph.txt"]);
     let b = analyse_seed(&["cpuid-intel.fgraph.txt"]);
-    let lines = flame::diff_lines(&a, &b).unwrap();
+    let lines = flame::diff_lines(&diff(&a, &b, None, DiffSort::Tree));
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     check_golden(&seed_dir().join("expected/cpuid-amd-vs-intel.diff.folded"), &text);
 }
@@ -38,15 +40,10 @@ fn seed_amd_vs_intel_differential_folded() {
 #[test]
 fn seed_amd_vs_intel_normalized_differential_folded() {
     use exitscope_analyze::diff::{DiffSort, NormTable, diff};
-    let analyse = |name: &str| {
-        let mut o = AnalysisOptions::default();
-        o.exits = true;
-        o.split_exits = true;
-        common::analyse_seed_with(&[name], o)
-    };
+    let analyse = |name: &str| common::analyse_seed_with(&[name], AnalysisOptions::for_diff());
     let (a, b) = (analyse("cpuid-amd.fgraph.txt"), analyse("cpuid-intel.fgraph.txt"));
     let d = diff(&a, &b, Some(&NormTable::builtin()), DiffSort::Tree);
-    let lines = flame::normalized_diff_lines(&d);
+    let lines = flame::diff_lines(&d);
     assert!(lines.iter().any(|l| l.starts_with("vcpu_enter_guest [kvm];vendor_vcpu_run [*] ")));
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     check_golden(&seed_dir().join("expected/cpuid-amd-vs-intel.normalized.diff.folded"), &text);

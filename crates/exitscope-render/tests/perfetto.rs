@@ -67,6 +67,12 @@ fn check_schema(doc: &Value) -> (Tracks, BTreeSet<Track>) {
                 assert!(ts >= 0.0 && dur >= 0.0, "{e}");
                 let duration_ns = e["args"]["duration_ns"].as_u64().expect("args.duration_ns");
                 assert!((dur * 1000.0 - duration_ns as f64).abs() < 1e-6, "dur is µs: {e}");
+                // Root slices are named by exit reason; the function is in the args.
+                let f = e["args"]["function"].as_str().expect("args.function");
+                let name = match e["args"]["module"].as_str() {
+                    Some(m) => format!("{f} [{m}]"),
+                    None => f.to_string(),
+                };
                 slices.entry(track).or_default().push(Slice { name, ts, dur, duration_ns });
             }
             "i" => {
@@ -200,20 +206,26 @@ fn timestamps_tasks_and_events() {
 }
 
 #[test]
-fn root_label_hook_names_root_slices() {
+fn root_slices_are_named_by_the_analysis_exit_reasons() {
     let amd = seed("cpuid-amd.fgraph.txt");
-    let mut opts = PerfettoOptions::default();
-    opts.root_label = Some(Box::new(|_, _| Some("CPUID".to_string())));
-    let timeline = PerfettoTimeline::new(Vec::new(), opts).unwrap();
+    let timeline = PerfettoTimeline::new(Vec::new(), PerfettoOptions::default()).unwrap();
     let mut calls = timeline.call_sink();
-    analyse_with(&[("amd", amd.as_str())], Some(&mut calls), None, |_| {});
+    let report = analyse_with(&[("amd", amd.as_str())], Some(&mut calls), None, |_| {});
     let doc: Value = serde_json::from_slice(&timeline.finish().unwrap()).unwrap();
-    for e in doc["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X") {
-        if e["args"]["depth"] == 0 {
-            assert_eq!(e["name"], "CPUID");
-            assert!(e["args"]["function"].is_string());
-        } else {
-            assert_ne!(e["name"], "CPUID");
-        }
-    }
+    let roots: Vec<(String, String)> = doc["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["args"]["depth"] == 0)
+        .map(|e| {
+            (e["name"].as_str().unwrap().into(), e["args"]["function"].as_str().unwrap().into())
+        })
+        .collect();
+    // The vcpu_enter_guest root is the CPUID exit; roots holding no exit keep their name.
+    assert!(roots.contains(&("CPUID".into(), "vcpu_enter_guest".into())), "{roots:?}");
+    assert!(
+        roots.iter().any(|(n, f)| n == "cpuid_interception [kvm_amd]" && f == "cpuid_interception"),
+        "{roots:?}"
+    );
+    assert_eq!(report.exits.unwrap().reasons[0].reason, "CPUID", "the same name as the report");
 }

@@ -259,6 +259,43 @@ impl<'a> Header<'a> {
             b"7" => 7,
             _ => return Err(Error::UnsupportedVersion(String::from_utf8_lossy(v).into_owned())),
         };
+        let mut h = Header::preamble(&mut c)?;
+        h.version = version;
+        if version == 6 {
+            h.parse_v6(data, c)?;
+        } else {
+            h.parse_v7(data, c)?;
+        }
+        Ok(h)
+    }
+
+    /// Parses the tracing-data block that perf stores in perf.data (the `HEADER_TRACING_DATA`
+    /// feature section, or a pipe's `PERF_RECORD_HEADER_TRACING_DATA`): the same magic,
+    /// header files, event formats, kallsyms and printk formats as a v6 file, then
+    /// saved_cmdlines (perf's version "0.6"; absent in "0.5"), and no CPU data. `base` is the
+    /// file offset of `data`, so errors name absolute offsets. `version` is set to 6.
+    pub(crate) fn parse_tracing_data(data: &'a [u8], base: u64) -> Result<Header<'a>, Error> {
+        if !data.starts_with(MAGIC) {
+            return Err(Error::Malformed {
+                offset: base,
+                what: "expected the tracing data magic \\x17\\x08\\x44tracing".into(),
+            });
+        }
+        let mut c = Bytes::new(data, base, Endian::Little);
+        c.read_bytes(10, "magic")?;
+        let v = c.cstr("version")?;
+        if !v.starts_with(b"0.") {
+            return Err(Error::UnsupportedVersion(String::from_utf8_lossy(v).into_owned()));
+        }
+        let mut h = Header::preamble(&mut c)?;
+        h.version = 6;
+        h.metadata_v6(&mut c, v != b"0.5")?;
+        Ok(h)
+    }
+
+    /// Endianness, long size and page size, after the magic and version string: the start
+    /// of both a trace.dat and perf's tracing data. Returns a header holding those fields.
+    fn preamble(c: &mut Bytes<'a>) -> Result<Header<'a>, Error> {
         let endian = match c.u8("endianness")? {
             0 => Endian::Little,
             1 => Endian::Big,
@@ -272,8 +309,8 @@ impl<'a> Header<'a> {
         c.set_endian(endian);
         let user_long_size = c.u8("long size")?;
         let page_size = c.u32("page size")?;
-        let mut h = Header {
-            version,
+        let h = Header {
+            version: 0,
             endian,
             user_long_size,
             long_size: 8,
@@ -295,11 +332,6 @@ impl<'a> Header<'a> {
             cpu_stats: Vec::new(),
             trace_id: None,
         };
-        if version == 6 {
-            h.parse_v6(data, c)?;
-        } else {
-            h.parse_v7(data, c)?;
-        }
         Ok(h)
     }
 
@@ -406,10 +438,12 @@ impl<'a> Header<'a> {
         Ok(o)
     }
 
-    fn parse_v6(&mut self, data: &'a [u8], mut c: Bytes<'a>) -> Result<(), Error> {
-        self.header_info(&mut c)?;
-        parse_ftrace(&mut c, &mut self.formats)?;
-        parse_systems(&mut c, &mut self.formats)?;
+    /// The v6 metadata: header files, event formats, kallsyms, printk formats and, when
+    /// `cmdlines`, saved_cmdlines.
+    fn metadata_v6(&mut self, c: &mut Bytes<'a>, cmdlines: bool) -> Result<(), Error> {
+        self.header_info(c)?;
+        parse_ftrace(c, &mut self.formats)?;
+        parse_systems(c, &mut self.formats)?;
         let n = c.u32("kallsyms size")?;
         self.symbols =
             Symbols::parse(String::from_utf8_lossy(c.read_bytes(n as usize, "kallsyms")?));
@@ -417,8 +451,16 @@ impl<'a> Header<'a> {
         self.printk = PrintkFormats::parse(&String::from_utf8_lossy(
             c.read_bytes(n as usize, "printk formats")?,
         ));
-        let n = c.u64("cmdlines size")?;
-        self.cmdlines = Cmdlines::parse(String::from_utf8_lossy(c.read_bytes_u64(n, "cmdlines")?));
+        if cmdlines {
+            let n = c.u64("cmdlines size")?;
+            self.cmdlines =
+                Cmdlines::parse(String::from_utf8_lossy(c.read_bytes_u64(n, "cmdlines")?));
+        }
+        Ok(())
+    }
+
+    fn parse_v6(&mut self, data: &'a [u8], mut c: Bytes<'a>) -> Result<(), Error> {
+        self.metadata_v6(&mut c, true)?;
         let cpus = c.u32("cpu count")?;
         if self.cpu_count == 0 {
             self.cpu_count = cpus;

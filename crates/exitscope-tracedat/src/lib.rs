@@ -487,94 +487,9 @@ impl<'a> TraceDat<'a> {
     /// Renders the event's arguments as the kernel prints them after `name: `, into `out`
     /// (appending). Falls back to `field=value` pairs when the print fmt is not understood.
     pub fn render(&self, payload: &[u8], out: &mut String) {
-        let Some(f) = self.format_of(payload) else { return };
-        let e = self.header.endian;
-        if f.system == "ftrace"
-            && (f.name == "bprint" || f.name == "bputs")
-            && self.render_printk(f, payload, out)
-        {
-            return;
+        if let Some(f) = self.format_of(payload) {
+            self.header.render_event(f, payload, out);
         }
-        match &f.print {
-            Some(p) => {
-                let cx = print::Ctx {
-                    payload,
-                    fields: &f.fields,
-                    endian: e,
-                    long_size: self.header.long_size,
-                    syms: &self.header.symbols,
-                };
-                p.render(&cx, out);
-            }
-            None => {
-                use std::fmt::Write as _;
-                let mut first = true;
-                for fl in f.fields.iter().filter(|x| !x.name.starts_with("common_")) {
-                    if !first {
-                        out.push(' ');
-                    }
-                    first = false;
-                    out.push_str(&fl.name);
-                    out.push('=');
-                    match fl.kind {
-                        FieldKind::Int => {
-                            let v = fl.int(payload, e).unwrap_or(0);
-                            let _ = if fl.signed {
-                                write!(out, "{v}")
-                            } else {
-                                write!(out, "{}", v as u64)
-                            };
-                        }
-                        _ if fl.is_char => {
-                            out.push_str(&String::from_utf8_lossy(
-                                fl.str(payload, e).unwrap_or_default(),
-                            ));
-                        }
-                        _ => {
-                            for (i, b) in
-                                fl.bytes(payload, e).unwrap_or_default().iter().enumerate()
-                            {
-                                if i > 0 {
-                                    out.push(',');
-                                }
-                                let _ = write!(out, "{b:02x}");
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// `trace_printk` records: `ip_sym: message`, the message from printk_formats (and,
-    /// for bprint, the packed arguments). False when the format is not in the file.
-    fn render_printk(&self, f: &EventFormat, payload: &[u8], out: &mut String) -> bool {
-        let e = self.header.endian;
-        let int = |n: &str| f.field(n).and_then(|x| x.int(payload, e)).map(|v| v as u64);
-        let (Some(ip), Some(fmt)) = (int("ip"), int("fmt").or_else(|| int("str"))) else {
-            return false;
-        };
-        let start = out.len();
-        self.header.symbols.write_sym(ip, false, out);
-        out.push_str(": ");
-        if f.name == "bputs" {
-            let Some(s) = self.header.printk.get(fmt) else {
-                out.truncate(start);
-                return false;
-            };
-            out.push_str(s);
-        } else {
-            let Some(b) = self.header.printk.bin(fmt) else {
-                out.truncate(start);
-                return false;
-            };
-            let buf = f.field("buf").and_then(|x| x.bytes(payload, e)).unwrap_or_default();
-            b.render(buf, e, self.header.long_size, &self.header.symbols, out);
-        }
-        while out.ends_with('\n') {
-            out.pop();
-        }
-        true
     }
 
     /// The function at `addr` (kallsyms), or its hex address written into `buf`.
@@ -727,6 +642,116 @@ impl<'a> TraceDat<'a> {
         sum.event_counts = ec;
         Ok(sum)
     }
+}
+
+impl Header<'_> {
+    /// Renders a record of event `f` (its raw payload, common fields first) as the kernel
+    /// prints it after `name: `, into `out` (appending): the `print fmt` with this file's
+    /// endianness, long size, kallsyms and printk formats. Falls back to `field=value` pairs
+    /// when the print fmt is not understood. [`TraceDat::render`] and the perf.data reader
+    /// both render through here, so their text is identical.
+    pub fn render_event(&self, f: &EventFormat, payload: &[u8], out: &mut String) {
+        let e = self.endian;
+        if f.system == "ftrace"
+            && (f.name == "bprint" || f.name == "bputs")
+            && self.render_printk(f, payload, out)
+        {
+            return;
+        }
+        match &f.print {
+            Some(p) => {
+                let cx = print::Ctx {
+                    payload,
+                    fields: &f.fields,
+                    endian: e,
+                    long_size: self.long_size,
+                    syms: &self.symbols,
+                };
+                p.render(&cx, out);
+            }
+            None => {
+                use std::fmt::Write as _;
+                let mut first = true;
+                for fl in f.fields.iter().filter(|x| !x.name.starts_with("common_")) {
+                    if !first {
+                        out.push(' ');
+                    }
+                    first = false;
+                    out.push_str(&fl.name);
+                    out.push('=');
+                    match fl.kind {
+                        FieldKind::Int => {
+                            let v = fl.int(payload, e).unwrap_or(0);
+                            let _ = if fl.signed {
+                                write!(out, "{v}")
+                            } else {
+                                write!(out, "{}", v as u64)
+                            };
+                        }
+                        _ if fl.is_char => {
+                            out.push_str(&String::from_utf8_lossy(
+                                fl.str(payload, e).unwrap_or_default(),
+                            ));
+                        }
+                        _ => {
+                            for (i, b) in
+                                fl.bytes(payload, e).unwrap_or_default().iter().enumerate()
+                            {
+                                if i > 0 {
+                                    out.push(',');
+                                }
+                                let _ = write!(out, "{b:02x}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `trace_printk` records: `ip_sym: message`, the message from printk_formats (and,
+    /// for bprint, the packed arguments). False when the format is not in the file.
+    fn render_printk(&self, f: &EventFormat, payload: &[u8], out: &mut String) -> bool {
+        let e = self.endian;
+        let int = |n: &str| f.field(n).and_then(|x| x.int(payload, e)).map(|v| v as u64);
+        let (Some(ip), Some(fmt)) = (int("ip"), int("fmt").or_else(|| int("str"))) else {
+            return false;
+        };
+        let start = out.len();
+        self.symbols.write_sym(ip, false, out);
+        out.push_str(": ");
+        if f.name == "bputs" {
+            let Some(s) = self.printk.get(fmt) else {
+                out.truncate(start);
+                return false;
+            };
+            out.push_str(s);
+        } else {
+            let Some(b) = self.printk.bin(fmt) else {
+                out.truncate(start);
+                return false;
+            };
+            let buf = f.field("buf").and_then(|x| x.bytes(payload, e)).unwrap_or_default();
+            b.render(buf, e, self.long_size, &self.symbols, out);
+        }
+        while out.ends_with('\n') {
+            out.pop();
+        }
+        true
+    }
+}
+
+/// Parses the tracing-data block of a perf.data file (the `HEADER_TRACING_DATA` feature
+/// section, or the payload of a pipe's `PERF_RECORD_HEADER_TRACING_DATA`): the trace.dat v6
+/// metadata (header files, event formats, kallsyms, printk formats, saved_cmdlines) without
+/// CPU data. `base` is the file offset of `data`; errors name absolute offsets. Render its
+/// records with [`Header::render_event`].
+///
+/// # Errors
+/// A block that does not start with the tracing magic, or whose metadata is truncated or
+/// malformed.
+pub fn parse_tracing_data(data: &[u8], base: u64) -> Result<Header<'_>, Error> {
+    Header::parse_tracing_data(data, base)
 }
 
 fn decompress_stream(

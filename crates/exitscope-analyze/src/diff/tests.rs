@@ -5,7 +5,7 @@ use crate::AnalysisOptions;
 use crate::testutil::{analyse_text, graph, seed};
 
 fn opts() -> AnalysisOptions {
-    AnalysisOptions { exits: true, split_exits: true, ..Default::default() }
+    AnalysisOptions::for_diff()
 }
 
 fn seed_diff(sort: DiffSort) -> DiffReport {
@@ -218,4 +218,48 @@ fn siblings_with_one_key_merge() {
     assert_eq!(f.len(), 1);
     let s = f[0].a.as_ref().unwrap();
     assert_eq!((s.count, s.total_ns, s.mean_ns, s.p50_ns), (2, Some(150), Some(75), None));
+}
+
+#[test]
+fn event_traces_compare_per_exit_reason() {
+    let trace = |cpuid_us: [u32; 3]| {
+        let mut t = String::new();
+        let mut ts = 1_000_000u64;
+        for us in cpuid_us {
+            t.push_str(&format!(
+                " q-7 [001] {}.{:06}: kvm_exit: vcpu 0 reason CPUID rip 0x1\n",
+                ts / 1_000_000,
+                ts % 1_000_000
+            ));
+            ts += u64::from(us);
+            t.push_str(&format!(
+                " q-7 [001] {}.{:06}: kvm_entry: vcpu 0, rip 0x3\n",
+                ts / 1_000_000,
+                ts % 1_000_000
+            ));
+            ts += 10;
+        }
+        t.push_str(&format!(
+            " q-7 [001] {}.{:06}: kvm_exit: vcpu 0 reason HLT rip 0x1\n",
+            ts / 1_000_000,
+            ts % 1_000_000
+        ));
+        t
+    };
+    let a = analyse_text(&trace([1, 1, 2]), opts());
+    let b = analyse_text(&trace([2, 2, 3]), opts());
+    let d = diff(&a, &b, Some(&NormTable::builtin()), DiffSort::Tree);
+    assert!(d.tree.is_empty(), "no graph, no tree");
+    let cpuid = d.exits.iter().find(|r| r.reason == "CPUID").unwrap();
+    assert_eq!((cpuid.status, cpuid.measure.as_str()), (DiffStatus::Both, "handling"));
+    let (sa, sb) = (cpuid.a.as_ref().unwrap(), cpuid.b.as_ref().unwrap());
+    assert_eq!((sa.count, sa.p50_ns, sb.p50_ns), (3, Some(1000), Some(2000)));
+    assert_eq!((cpuid.p50_delta_ns, cpuid.delta_ns), (Some(1000), Some(1000)));
+    let hlt = d.exits.iter().find(|r| r.reason == "HLT").unwrap();
+    assert_eq!((hlt.measure.as_str(), hlt.delta_ns), ("count", None), "never paired: counts only");
+    // The regression check sees exits when there is no tree.
+    let slow = d.regressions(5.0);
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    assert!(slow[0].what.contains("CPUID") && slow[0].change_pct > 70.0);
+    assert!(d.regressions(100.0).is_empty());
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, anyhow};
 use clap::{Args as ClapArgs, ValueEnum};
 
-use exitscope_analyze::diff::{self, DiffReport, DiffSort, DiffStatus, NormTable};
+use exitscope_analyze::diff::{self, DiffSort, NormTable};
 use exitscope_analyze::report::Report;
 use exitscope_analyze::{Analysis, AnalysisOptions};
 
@@ -67,10 +67,8 @@ fn parse_pct(s: &str) -> Result<f64, String> {
 }
 
 fn analyse(file: &str, max_diagnostics: usize) -> Result<Report, Failure> {
-    let mut opts = AnalysisOptions::default();
+    let mut opts = AnalysisOptions::for_diff();
     opts.max_diagnostics = max_diagnostics;
-    opts.exits = true;
-    opts.split_exits = true;
     let mut analysis = Analysis::new(opts);
     analyse_inputs(&[file.to_string()], &mut analysis)?;
     let report = analysis.finish();
@@ -92,23 +90,6 @@ fn load_table(args: &Args) -> Result<Option<NormTable>, Failure> {
     Ok(Some(table))
 }
 
-/// Roots in both traces that are slower in B by more than `pct` percent.
-fn over_threshold(d: &DiffReport, pct: f64) -> Vec<String> {
-    d.tree
-        .iter()
-        .filter(|n| n.status == DiffStatus::Both)
-        .filter_map(|n| {
-            let a = n.a.as_ref()?.mean_ns?;
-            let b = n.b.as_ref()?.mean_ns?;
-            if a == 0 {
-                return None;
-            }
-            let change = (b as f64 - a as f64) / a as f64 * 100.0;
-            (change > pct).then(|| format!("{} {:+.1}%", n.key, change))
-        })
-        .collect()
-}
-
 /// Run `exitscope diff`.
 pub fn run(args: Args) -> CmdResult {
     let table = load_table(&args)?;
@@ -127,7 +108,11 @@ pub fn run(args: Args) -> CmdResult {
     }
     out.flush()?;
     if let Some(pct) = args.fail_above {
-        let slow = over_threshold(&d, pct);
+        let slow: Vec<String> = d
+            .regressions(pct)
+            .iter()
+            .map(|r| format!("{} {:+.1}%", r.what, r.change_pct))
+            .collect();
         if !slow.is_empty() {
             return Err(Failure::check(anyhow!(
                 "B is slower than A by more than {pct}% (--fail-above): {}",

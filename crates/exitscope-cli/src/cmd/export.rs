@@ -1,15 +1,11 @@
 //! `exitscope export`: timelines for other tools (Perfetto / `chrome://tracing`).
 
-use std::cell::RefCell;
 use std::io::Write;
 
 use clap::Args as ClapArgs;
 
-use exitscope_analyze::calls::RootCall;
-use exitscope_analyze::exits::{self, ExitTable, RoleCache};
-use exitscope_analyze::funcs::FuncTable;
 use exitscope_analyze::{Analysis, AnalysisOptions};
-use exitscope_render::perfetto::{PerfettoOptions, PerfettoTimeline, RootLabel};
+use exitscope_render::perfetto::{PerfettoOptions, PerfettoTimeline};
 
 use crate::cmd::report::{analyse_inputs, open_output, print_diagnostics};
 use crate::exit::{self, CmdResult};
@@ -34,35 +30,11 @@ pub struct Args {
     pub output: Option<String>,
 }
 
-/// Names root slices by exit reason (the classification of `report --exits`): `CPUID` for a
-/// `vcpu_enter_guest` root that handled a CPUID exit, `3 exits: CPUID, IO, HLT` for a root
-/// holding several (`kvm_arch_vcpu_ioctl_run`); roots with no exit keep their function name.
-fn exit_reason_label() -> RootLabel {
-    let table = ExitTable::builtin();
-    let cache = RefCell::new(RoleCache::default());
-    Box::new(move |root: &RootCall, funcs: &FuncTable| {
-        let mut cache = cache.borrow_mut();
-        let roles = cache.roles(table, funcs);
-        let units = exits::exit_units(root, roles);
-        if units.is_empty() {
-            return None;
-        }
-        let names: Vec<&str> = exits::classify_units(table, root, &units, roles, funcs)
-            .iter()
-            .map(|c| c.reason.and_then(|i| table.reasons.get(i)).map_or("unknown", |r| &r.name))
-            .collect();
-        Some(match names.as_slice() {
-            [one] => (*one).to_string(),
-            many => format!("{} exits: {}", many.len(), many.join(", ")),
-        })
-    })
-}
-
 /// Run `exitscope export`.
 pub fn run(args: Args) -> CmdResult {
     let (out, _) = open_output(args.output.as_deref())?;
-    let mut popts = PerfettoOptions::with_inputs(args.files.clone());
-    popts.root_label = Some(exit_reason_label());
+    // Root slices are named by exit reason by the analysis itself.
+    let popts = PerfettoOptions::with_inputs(args.files.clone());
     let timeline = PerfettoTimeline::new(out, popts)?;
     let (mut calls, mut records) = (timeline.call_sink(), timeline.record_sink());
     let mut opts = AnalysisOptions::default();

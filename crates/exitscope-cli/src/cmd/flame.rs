@@ -69,7 +69,6 @@ pub enum Depth {
 pub fn analyse(files: &[String], max_diagnostics: usize, depth: Depth) -> Result<Report, Failure> {
     let mut opts = AnalysisOptions::default();
     opts.max_diagnostics = max_diagnostics;
-    opts.exits = depth != Depth::Tree;
     opts.split_exits = depth == Depth::Diff;
     let mut analysis = Analysis::new(opts);
     analyse_inputs(files, &mut analysis)?;
@@ -91,13 +90,11 @@ pub fn run(args: Args) -> CmdResult {
     if let Some(pair) = &args.diff {
         let a = analyse(&pair[..1], args.max_diagnostics, Depth::Diff)?;
         let b = analyse(&pair[1..], args.max_diagnostics, Depth::Diff)?;
-        let normalized = (!args.no_normalize)
-            .then(|| diff::diff(&a, &b, Some(&NormTable::builtin()), DiffSort::Tree));
+        // The one alignment of `exitscope diff`, by exact names with --no-normalize.
+        let table = (!args.no_normalize).then(NormTable::builtin);
+        let d = diff::diff(&a, &b, table.as_ref(), DiffSort::Tree);
         if args.folded {
-            let lines = match &normalized {
-                Some(d) => flame::normalized_diff_lines(d),
-                None => flame::diff_lines(&a, &b)?,
-            };
+            let lines = flame::diff_lines(&d);
             for l in lines {
                 writeln!(out, "{l}")?;
             }
@@ -109,13 +106,9 @@ pub fn run(args: Args) -> CmdResult {
                 "{} → {}: widths from the second; red = slower, blue = faster{}",
                 label(&pair[..1]),
                 label(&pair[1..]),
-                if normalized.is_some() { "; vendor-normalized" } else { "" }
+                if d.normalized { "; vendor-normalized" } else { "" }
             ));
-            match &normalized {
-                Some(d) => flame::write_normalized_diff(d, &fo, &mut out),
-                None => flame::write_diff(&a, &b, &fo, &mut out),
-            }
-            .map_err(no_timing)?;
+            flame::write_diff(&d, &fo, &mut out).map_err(no_timing)?;
         }
     } else {
         let report = analyse(&args.files, args.max_diagnostics, Depth::Tree)?;

@@ -46,7 +46,7 @@ pub fn run(args: Args) -> CmdResult {
         let (la, lb) = (label(&pair[..1]), label(&pair[1..]));
         let table = (!args.no_normalize).then(NormTable::builtin);
         let d = diff::diff(&a, &b, table.as_ref(), DiffSort::Tree);
-        html::write_diff_with((&la, &a), (&lb, &b), Some(&d), &opts, &mut out)?;
+        html::write_diff((&la, &a), (&lb, &b), &d, &opts, &mut out)?;
     } else {
         let report = analyse(&args.files, args.max_diagnostics, Depth::Exits)?;
         html::write(&report, &label(&args.files), &opts, &mut out)?;

@@ -201,7 +201,6 @@ pub fn run(args: Args) -> CmdResult {
     let (mut out, tty) = open_output(args.output.as_deref())?;
     let mut opts = AnalysisOptions::default();
     opts.max_diagnostics = args.max_diagnostics;
-    opts.exits = args.exits;
     let mut analysis = Analysis::new(opts);
     analyse_inputs(&args.files, &mut analysis)?;
     let report = analysis.finish();
@@ -219,15 +218,15 @@ pub fn run(args: Args) -> CmdResult {
         exitscope_render::exits::write(&report, &style, &mut out)?;
     } else if args.flat {
         exitscope_render::flat::write(&report, &style, &mut out)?;
-    } else if report.tree.is_empty() && report.event_analysis.is_some() {
+    } else if report.tree.is_empty() && report.exits.is_some() {
         // An event trace (kvm tracepoints, no function_graph): the exit-reason table.
-        exitscope_render::events::write(&report, &mut out)?;
+        exitscope_render::exits::write_table(&report, &mut out)?;
         exitscope_render::tree::footer(&report, &mut out)?;
     } else {
         exitscope_render::tree::write(&report, &style, &mut out)?;
-        if report.event_analysis.is_some() {
+        if !report.events.is_empty() && report.exits.is_some() {
             writeln!(out)?;
-            exitscope_render::events::write(&report, &mut out)?;
+            exitscope_render::exits::write_table(&report, &mut out)?;
         }
     }
     out.flush()?;

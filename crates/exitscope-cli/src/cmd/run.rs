@@ -179,21 +179,22 @@ pub fn run(args: Args) -> CmdResult {
     print_bench(&bench_json, &mut out)?;
 
     let mut opts = AnalysisOptions::default();
-    opts.exits = true;
+    // The bench's own signalling (done and fault ports) is not the experiment.
+    opts.harness_ports = vec![exitscope_guest::PORT_DONE, exitscope_guest::PORT_FAULT];
     let mut analysis = Analysis::new(opts);
     let name = trace.to_string_lossy().into_owned();
     report::analyse_inputs(std::slice::from_ref(&name), &mut analysis)?;
     let report = analysis.finish();
     report::print_diagnostics(&report);
     if let Some(ex) = &report.exits
-        && ex.exits > 0
+        && ex.whole_roots + ex.split_roots > 0
     {
         writeln!(out)?;
-        exitscope_render::exits::write(&report, &style, &mut out)?;
+        exitscope_render::exits::write_phases(ex, &style, &mut out)?;
     }
-    if report.event_analysis.is_some() {
+    if report.exits.is_some() && !report.events.is_empty() {
         writeln!(out)?;
-        exitscope_render::events::write(&report, &mut out)?;
+        exitscope_render::exits::write_table(&report, &mut out)?;
     } else if events {
         writeln!(
             out,
@@ -222,6 +223,8 @@ pub fn run(args: Args) -> CmdResult {
         );
         let mut opts = exitscope_render::html::HtmlOptions::default();
         opts.title = Some(format!("exitscope run {}", args.test));
+        opts.bench =
+            std::fs::read_to_string(&bench_json).ok().and_then(|t| serde_json::from_str(&t).ok());
         exitscope_render::html::write(&report, &format!("run {}", args.test), &opts, &mut h)?;
         h.flush()?;
         writeln!(

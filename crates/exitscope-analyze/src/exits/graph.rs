@@ -1,4 +1,5 @@
-//! The exit view: one classified exit per vendor run call, with its time split into phases.
+//! Exits in function graphs: one classified exit per vendor run call, with its time split into
+//! phases.
 //!
 //! # What is one exit
 //!
@@ -17,46 +18,53 @@
 //!   to the last exit dispatcher (`svm_handle_exit`, `vmx_handle_exit`, ...) before the next run
 //!   call (or, without a dispatcher, up to the next run call); what follows the dispatcher is
 //!   the next exit's `before`. The first exit's `before` therefore also holds the ioctl's entry
-//!   work (`vcpu_load`, ...). `other` is 0: the container's self time cannot be split between
-//!   exits from durations alone. Time of a split root outside every unit (the container's self
-//!   time, work after the last exit's dispatcher such as `vcpu_put`, calls outside the
-//!   container) is summed in [`ExitsReport::unattributed_ns`], so nothing disappears.
+//!   work (`vcpu_load`, ...), except completion callbacks (`complete_fast_pio_out`, ...): those
+//!   finish the previous `KVM_RUN`'s last exit, which went to userspace, and become that exit's
+//!   `completion` phase (see [`super`]). `other` is 0: the container's self time cannot be
+//!   split between exits from durations alone. Time of a split root outside every unit (the
+//!   container's self time, work after the last exit's dispatcher such as `vcpu_put`, calls
+//!   outside the container, completion work of an exit the trace does not hold) is summed in
+//!   [`super::ExitsReport::unattributed_ns`], so nothing disappears.
 //! - a root that *is* a run call is one exit with only a `run` phase.
 //! - a root with no run call (a `cpuid_interception` graph, an entry cancelled before the run
-//!   call) is not an exit; it is counted in [`ExitsReport::roots_without_run`].
+//!   call) is not an exit; it is counted in [`super::ExitsReport::roots_without_run`].
 //!
 //! Interrupt subtrees that sit directly under the container are charged to the phase they
 //! interrupted (it is wall time that phase took).
 //!
 //! # How an exit is classified
 //!
-//! From the data file `exit_handlers.toml` (the one table, compiled in): the first exit event
-//! (`kvm_exit`) inside the unit gives the reason when its reason string is known (VMX, SVM and
-//! trace-cmd vocabularies). Otherwise the first handler function found in pre-order in the run
-//! call's subtree and then in the `after` phase gives it; interrupt subtrees are skipped. A
-//! reason is then replaced by a more specific one that `refines` it when that one's handler is
-//! also seen (`npf` + `handle_mmio_page_fault` → MMIO; SVM `msr` + `kvm_emulate_wrmsr` →
-//! MSR_WRITE). With neither, the exit is `unknown` and the functions its dispatcher called
-//! (and the raw event reason) are listed as evidence, to extend the table with.
+//! The first `kvm_exit` event inside the unit gives the reason when it names one (decoded by
+//! [`exitscope_model::exit`]). Otherwise the first handler function found in pre-order in the
+//! run call's subtree and then in the `after` phase gives it (table: `exit_handlers.toml`);
+//! interrupt subtrees are skipped. A reason is then replaced by a more specific one that
+//! refines it when that one's handler, or its reason-specific tracepoint inside the unit, is
+//! also seen (`npf` + `handle_mmio_page_fault` or `kvm_mmio` → MMIO; SVM `msr` +
+//! `kvm_emulate_wrmsr` → MSR_WRITE). A host interrupt handled right after the vendor's
+//! irq-off step, with a dispatcher that called nothing, is EXTERNAL_INTERRUPT (SVM dispatches
+//! INTR to an inlined no-op). With none of these the exit is `unknown`, and the functions its
+//! dispatcher called (and the raw event reason) are listed as evidence, to extend the table
+//! with; evidence is never empty.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::OnceLock;
 
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use exitscope_model::Nanos;
+use exitscope_model::exit::{ExitKey, ExitKind, parse_kvm_exit, tracepoint_exit};
 
-use crate::calls::{CallNode, CallSink, NO_PARENT, RootCall};
+use super::{ExitFields, ExitRecord, ExitSource, Phases, ReasonId, Reasons};
+use crate::calls::{CallNode, NO_PARENT, RootCall};
 use crate::funcs::{FuncId, FuncTable};
-use crate::merge::DurationStats;
 
 /// The built-in classification table (see the comments at its top for the format).
 pub const BUILTIN_TABLE: &str = include_str!("exit_handlers.toml");
 
-/// Name of the reason given to exits nothing in the table recognised.
-pub const UNKNOWN: &str = "unknown";
+/// Events whose text carries `reason <R> rip 0x...`.
+const EXIT_EVENTS: &[&str] = &["kvm_exit"];
 
 /// A table (exit handlers or diff normalization) that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,7 +101,10 @@ struct RawStructure {
     run: Vec<String>,
     exit_roots: Vec<String>,
     dispatchers: Vec<String>,
-    exit_events: Vec<String>,
+    #[serde(default)]
+    completion: Vec<String>,
+    #[serde(default)]
+    irqoff: Vec<String>,
     synthetic_root: String,
 }
 
@@ -102,14 +113,6 @@ struct RawStructure {
 struct RawReason {
     #[serde(default)]
     handlers: Vec<String>,
-    #[serde(default)]
-    vmx: Vec<String>,
-    #[serde(default)]
-    svm: Vec<String>,
-    #[serde(default)]
-    trace_cmd: Vec<String>,
-    #[serde(default)]
-    refines: Vec<String>,
 }
 
 /// What a function is to the exit view.
@@ -123,27 +126,18 @@ pub enum Role {
     ExitRoot,
     /// A vendor exit dispatcher (`vmx_handle_exit`).
     Dispatcher,
-    /// A handler that identifies the reason with this index in [`ExitTable::reasons`].
-    Handler(usize),
-}
-
-/// One neutral exit reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReasonDef {
-    /// Neutral name (`CPUID`, `EPT_NPF`, ...).
-    pub name: String,
-    /// Indexes of the reasons this one refines.
-    pub refines: Vec<usize>,
+    /// A completion callback for the previous `KVM_RUN`'s userspace exit.
+    Completion,
+    /// The vendor's exit step with interrupts off (`svm_handle_exit_irqoff`).
+    IrqOff,
+    /// A handler that identifies this reason.
+    Handler(ExitKind),
 }
 
 /// The parsed classification table.
 #[derive(Clone, Debug)]
 pub struct ExitTable {
     roles: FxHashMap<String, Role>,
-    events: FxHashMap<String, usize>,
-    exit_events: Vec<String>,
-    /// Reasons, in the table's order (alphabetical).
-    pub reasons: Vec<ReasonDef>,
     /// `(name, module)` of the root given to units cut out of big roots.
     pub synthetic_root: (String, Option<String>),
 }
@@ -169,8 +163,8 @@ impl ExitTable {
     /// Parse a table in the format of [`BUILTIN_TABLE`].
     ///
     /// # Errors
-    /// TOML errors (with line and column), unknown keys, a `refines` naming no reason, and a
-    /// function or event name given to two reasons.
+    /// TOML errors (with line and column), unknown keys, a reason that is not an
+    /// [`ExitKind`] name, and a function given two roles.
     pub fn parse(text: &str) -> Result<ExitTable, TableError> {
         let raw: RawTable = toml::from_str(text).map_err(|e| TableError::new(e.to_string()))?;
         let mut roles: FxHashMap<String, Role> = FxHashMap::default();
@@ -182,51 +176,32 @@ impl ExitTable {
                 _ => Ok(()),
             }
         };
-        for n in &raw.structure.run {
-            put_role(n, Role::Run)?;
-        }
-        for n in &raw.structure.exit_roots {
-            put_role(n, Role::ExitRoot)?;
-        }
-        for n in &raw.structure.dispatchers {
-            put_role(n, Role::Dispatcher)?;
-        }
-        let names: Vec<&String> = raw.reason.keys().collect();
-        let mut reasons = Vec::with_capacity(names.len());
-        let mut events: FxHashMap<String, usize> = FxHashMap::default();
-        for (i, (name, r)) in raw.reason.iter().enumerate() {
-            if name == UNKNOWN {
-                return Err(TableError::new(format!("reason name {UNKNOWN} is reserved")));
+        let s = &raw.structure;
+        for (names, role) in [
+            (&s.run, Role::Run),
+            (&s.exit_roots, Role::ExitRoot),
+            (&s.dispatchers, Role::Dispatcher),
+            (&s.completion, Role::Completion),
+            (&s.irqoff, Role::IrqOff),
+        ] {
+            for n in names {
+                put_role(n, role)?;
             }
-            for h in &r.handlers {
-                put_role(h, Role::Handler(i))?;
-            }
-            for e in r.vmx.iter().chain(&r.svm).chain(&r.trace_cmd) {
-                if let Some(old) = events.insert(e.clone(), i)
-                    && old != i
-                {
-                    return Err(TableError::new(format!(
-                        "exit reason string {e:?} is given to both {} and {name}",
-                        names[old]
-                    )));
-                }
-            }
-            let mut refines = Vec::new();
-            for t in &r.refines {
-                let j = names.iter().position(|n| *n == t).ok_or_else(|| {
-                    TableError::new(format!("reason {name} refines {t}, which is not a reason"))
+        }
+        for (name, r) in &raw.reason {
+            let kind = ExitKind::from_name(name)
+                .filter(|k| !matches!(k, ExitKind::Other | ExitKind::Unknown))
+                .ok_or_else(|| {
+                    TableError::new(format!(
+                        "reason {name} is not an exit kind (one of {})",
+                        ExitKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                    ))
                 })?;
-                refines.push(j);
+            for h in &r.handlers {
+                put_role(h, Role::Handler(kind))?;
             }
-            reasons.push(ReasonDef { name: name.clone(), refines });
         }
-        Ok(ExitTable {
-            roles,
-            events,
-            exit_events: raw.structure.exit_events,
-            reasons,
-            synthetic_root: split_display(&raw.structure.synthetic_root),
-        })
+        Ok(ExitTable { roles, synthetic_root: split_display(&raw.structure.synthetic_root) })
     }
 
     /// The built-in table, parsed once.
@@ -251,42 +226,13 @@ impl ExitTable {
     }
 
     /// The reason a handler function identifies, if any.
-    pub fn handler_reason(&self, name: &str) -> Option<&str> {
+    #[cfg(test)]
+    pub fn handler_kind(&self, name: &str) -> Option<ExitKind> {
         match self.role(name) {
-            Role::Handler(i) => self.reasons.get(i).map(|r| r.name.as_str()),
+            Role::Handler(k) => Some(k),
             _ => None,
         }
     }
-
-    /// Index of the reason a raw `kvm_exit` reason string names (`CPUID`, `PF excp`,
-    /// `EXIT_NPF`, `EPT_VIOLATION FAILED_VMENTRY`).
-    pub fn event_reason_index(&self, raw: &str) -> Option<usize> {
-        let raw = raw.trim();
-        self.events
-            .get(raw)
-            .or_else(|| raw.split_once(' ').and_then(|(first, _)| self.events.get(first)))
-            .copied()
-    }
-
-    /// The neutral reason a raw `kvm_exit` reason string names.
-    pub fn event_reason(&self, raw: &str) -> Option<&str> {
-        self.event_reason_index(raw).and_then(|i| self.reasons.get(i)).map(|r| r.name.as_str())
-    }
-
-    /// Whether events named `name` carry an exit reason.
-    pub fn is_exit_event(&self, name: &str) -> bool {
-        self.exit_events.iter().any(|e| e == name)
-    }
-}
-
-/// The reason string of a `kvm_exit` event's text: everything between `reason ` and
-/// ` rip 0x` (it may contain spaces: `PF excp`), or to the end when there is no `rip`.
-pub fn exit_event_reason(text: &str) -> Option<&str> {
-    let start = text.find("reason ")? + "reason ".len();
-    let rest = &text[start..];
-    let end = rest.find(" rip 0x").unwrap_or(rest.len());
-    let r = rest[..end].trim();
-    (!r.is_empty()).then_some(r)
 }
 
 /// Roles of interned functions, computed once per function.
@@ -338,31 +284,6 @@ pub struct ExitUnit {
     pub whole_root: bool,
 }
 
-/// Time of one exit by phase. `None` when a call in that phase has no duration.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Phases {
-    /// Calls before the run call.
-    pub before: Option<Nanos>,
-    /// The run call: world switch + guest time + what it traces itself.
-    pub run: Option<Nanos>,
-    /// Calls after the run call: exit handling.
-    pub after: Option<Nanos>,
-    /// The root's own self time (whole-root exits only; 0 otherwise).
-    pub other: Option<Nanos>,
-}
-
-impl Phases {
-    /// The sum of the phases.
-    pub fn total(&self) -> Option<Nanos> {
-        Some(
-            self.before?
-                .saturating_add(self.run?)
-                .saturating_add(self.after?)
-                .saturating_add(self.other?),
-        )
-    }
-}
-
 impl ExitUnit {
     /// Node indexes `[first, end)` covered by the unit's members and their subtrees.
     pub fn node_range(&self, root: &RootCall) -> (usize, usize) {
@@ -371,12 +292,7 @@ impl ExitUnit {
         (first, end)
     }
 
-    /// The run call's node index.
-    pub fn run_node(&self) -> u32 {
-        self.members.get(self.run).copied().unwrap_or(0)
-    }
-
-    /// Time by phase.
+    /// Time by phase (`completion` is left `None`: it is known only from the next root).
     pub fn phases(&self, root: &RootCall) -> Phases {
         let sum = |ids: &[u32]| -> Option<Nanos> {
             ids.iter().try_fold(0u64, |acc, &i| {
@@ -400,6 +316,7 @@ impl ExitUnit {
                 .and_then(duration_of),
             after: sum(self.members.get(run + 1..).unwrap_or(&[])),
             other,
+            completion: None,
         }
     }
 }
@@ -499,6 +416,8 @@ pub enum Source {
     Event,
     /// From a handler function.
     Handler,
+    /// From the call structure (a host interrupt after the irq-off step, nothing dispatched).
+    Structure,
     /// Not found.
     None,
 }
@@ -506,34 +425,41 @@ pub enum Source {
 /// The reason of one exit and what showed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Classification {
-    /// Index into [`ExitTable::reasons`], `None` for unknown.
-    pub reason: Option<usize>,
+    /// The reason (`unknown` when nothing said).
+    pub reason: ReasonId,
     /// Where the reason came from.
     pub source: Source,
     /// What decided it (`kvm_exit: CPUID`, `cpuid_interception`), or for an unknown exit
-    /// what was seen: the raw event reason and the functions the dispatcher called.
+    /// what was seen: the raw event reason and the functions the dispatcher called. Never
+    /// empty.
     pub evidence: Vec<String>,
+    /// Input line of the `kvm_exit` event that named it.
+    pub event_line: Option<u64>,
+    /// That event's fields.
+    pub fields: Option<ExitFields>,
+    /// The port, MSR or address a reason-specific tracepoint inside the exit named.
+    pub key: Option<ExitKey>,
+    /// A `kvm_userspace_exit` event inside the exit.
+    pub userspace: bool,
 }
 
 /// Classify every unit of `root` (units as returned by [`exit_units`]).
 pub fn classify_units(
-    table: &ExitTable,
     root: &RootCall,
     units: &[ExitUnit],
     roles: &[Role],
     funcs: &FuncTable,
+    reasons: &mut Reasons,
 ) -> Vec<Classification> {
-    // The first exit event of each unit: by node when it sits inside a member's subtree,
-    // else by input line (an event printed at the container's level).
-    let mut raw_events: Vec<Option<&str>> = vec![None; units.len()];
-    // Units are disjoint and in pre-order, so both lookups are binary searches.
+    // Events of each unit: by node when inside a member's subtree, else by input line (an
+    // event printed at the container's level). Units are disjoint and in pre-order.
     let ranges: Vec<(usize, usize)> = units.iter().map(|u| u.node_range(root)).collect();
     let first_lines: Vec<u64> = units
         .iter()
         .map(|u| u.members.first().and_then(|&m| root.nodes.get(m as usize)).map_or(0, |n| n.line))
         .collect();
-    for ev in root.events.iter().filter(|e| table.is_exit_event(&e.name)) {
-        let Some(raw) = exit_event_reason(&ev.text) else { continue };
+    let mut unit_events: Vec<Vec<usize>> = vec![Vec::new(); units.len()];
+    for (e, ev) in root.events.iter().enumerate() {
         let node = ev.node as usize;
         let k = ranges.partition_point(|&(a, _)| a <= node);
         let by_node = k.checked_sub(1).filter(|&k| node < ranges[k].1);
@@ -546,104 +472,172 @@ pub fn classify_units(
             }
             first_lines.partition_point(|&l| l <= ev.line).checked_sub(1)
         });
-        if let Some(u) = unit
-            && raw_events[u].is_none()
-        {
-            raw_events[u] = Some(raw);
+        if let Some(u) = unit {
+            unit_events[u].push(e);
         }
     }
     units
         .iter()
-        .zip(raw_events)
-        .map(|(u, raw)| classify_one(table, root, u, raw, roles, funcs))
+        .zip(unit_events)
+        .map(|(u, evs)| classify_one(root, u, &evs, roles, funcs, reasons))
         .collect()
 }
 
 fn classify_one(
-    table: &ExitTable,
     root: &RootCall,
     unit: &ExitUnit,
-    raw_event: Option<&str>,
+    events: &[usize],
     roles: &[Role],
     funcs: &FuncTable,
+    reasons: &mut Reasons,
 ) -> Classification {
     // Handler matches, pre-order: the run call's subtree, then the after phase.
-    let mut matches: Vec<(usize, usize)> = Vec::new();
-    let mut scan = |from: usize| {
-        for i in from..subtree_end(root, from) {
+    let mut matches: Vec<(usize, ExitKind)> = Vec::new();
+    for &m in unit.members.get(unit.run..).unwrap_or(&[]) {
+        let m = m as usize;
+        for i in m..subtree_end(root, m) {
             let n = &root.nodes[i];
             if n.interrupt {
                 continue;
             }
-            if let Role::Handler(r) = role_of(roles, n) {
-                matches.push((i, r));
+            if let Role::Handler(k) = role_of(roles, n) {
+                matches.push((i, k));
             }
         }
-    };
-    for &m in unit.members.get(unit.run..).unwrap_or(&[]) {
-        scan(m as usize);
     }
     let name = |i: usize| funcs.get(root.nodes[i].func).name.clone();
-    let mut evidence = Vec::new();
-    let mut current = None;
-    let mut source = Source::None;
-    if let Some(raw) = raw_event
-        && let Some(r) = table.event_reason_index(raw)
-    {
-        current = Some(r);
-        source = Source::Event;
-        evidence.push(format!("kvm_exit: {raw}"));
+    let mut c = Classification {
+        reason: reasons.kind(ExitKind::Unknown),
+        source: Source::None,
+        evidence: Vec::new(),
+        event_line: None,
+        fields: None,
+        key: None,
+        userspace: false,
+    };
+    // The unit's events: the first kvm_exit, the reason-specific tracepoints.
+    let mut raw_event: Option<&str> = None;
+    let mut tracepoint_kinds: Vec<(ExitKind, &str)> = Vec::new();
+    for &e in events {
+        let ev = &root.events[e];
+        if EXIT_EVENTS.contains(&ev.name.as_str()) {
+            if raw_event.is_none()
+                && let Some(k) = parse_kvm_exit(&ev.text)
+            {
+                raw_event = Some(k.reason);
+                c.event_line = (ev.line > 0).then_some(ev.line);
+                c.fields = Some(ExitFields {
+                    rip: k.rip,
+                    info1: k.info1,
+                    info2: k.info2,
+                    intr_info: k.intr_info,
+                    error_code: k.error_code,
+                });
+            }
+        } else if ev.name == "kvm_userspace_exit" {
+            c.userspace = true;
+        } else if let Some(t) = tracepoint_exit(&ev.name, &ev.text) {
+            c.key = c.key.or(t.key);
+            tracepoint_kinds.push((t.kind, ev.name.as_str()));
+        }
+    }
+    let mut current: Option<ReasonId> = None;
+    if let Some(raw) = raw_event {
+        let id = reasons.vendor(raw);
+        if !matches!(reasons.get(id).kind, ExitKind::Unknown) {
+            current = Some(id);
+            c.source = Source::Event;
+            c.evidence.push(format!("kvm_exit: {raw}"));
+        }
     }
     if current.is_none()
-        && let Some(&(i, r)) = matches.first()
+        && let Some(&(i, k)) = matches.first()
     {
-        current = Some(r);
-        source = Source::Handler;
-        evidence.push(name(i));
-    }
-    if let Some(mut cur) = current {
-        // Refine: at most one step per reason, so no cycle can loop forever.
-        for _ in 0..table.reasons.len() {
-            let better = matches
-                .iter()
-                .find(|(_, r)| table.reasons.get(*r).is_some_and(|d| d.refines.contains(&cur)));
-            match better {
-                Some(&(i, r)) => {
-                    cur = r;
-                    evidence.push(name(i));
-                }
-                None => break,
-            }
-        }
-        return Classification { reason: Some(cur), source, evidence };
-    }
-    // Unknown: say what was seen.
-    if let Some(raw) = raw_event {
-        evidence.push(format!("kvm_exit: {raw}"));
+        current = Some(reasons.kind(k));
+        c.source = Source::Handler;
+        c.evidence.push(name(i));
     }
     let after = unit.members.get(unit.run + 1..).unwrap_or(&[]);
     // What the dispatchers called (through nested dispatchers), else the after phase's calls.
     let is_dispatcher = |i: u32| role_of(roles, &root.nodes[i as usize]) == Role::Dispatcher;
     let mut stack: Vec<u32> = after.iter().rev().copied().filter(|&i| is_dispatcher(i)).collect();
+    let mut dispatchers: Vec<u32> = Vec::new();
     let mut called = Vec::new();
     if stack.is_empty() {
-        called = after.iter().map(|&i| i as usize).collect();
+        called = after.iter().map(|&i| i as usize).filter(|&i| !root.nodes[i].interrupt).collect();
     }
     while let Some(i) = stack.pop() {
         if is_dispatcher(i) {
+            dispatchers.push(i);
             let kids: Vec<u32> = root.children(i).collect();
             stack.extend(kids.into_iter().rev());
         } else if !root.nodes[i as usize].interrupt {
             called.push(i as usize);
         }
     }
+    if let Some(mut cur) = current {
+        // Refine: each refinement makes the kind strictly more specific, so this ends.
+        loop {
+            let kind = reasons.get(cur).kind;
+            if let Some(&(i, k)) = matches.iter().find(|(_, k)| k.refines(kind)) {
+                cur = reasons.refined(cur, k);
+                c.evidence.push(name(i));
+            } else if let Some(&(k, ev)) = tracepoint_kinds.iter().find(|(k, _)| k.refines(kind)) {
+                cur = reasons.refined(cur, k);
+                c.evidence.push(ev.to_string());
+            } else {
+                break;
+            }
+        }
+        // A reason with no neutral kind: what the dispatcher did is the best hint.
+        if reasons.get(cur).kind == ExitKind::Other && matches.is_empty() {
+            for &i in &called {
+                let n = name(i);
+                if !c.evidence.contains(&n) {
+                    c.evidence.push(n);
+                }
+            }
+        }
+        c.reason = cur;
+        return c;
+    }
+    // A host interrupt taken right after the irq-off step, with nothing dispatched.
+    let irqoff =
+        after.iter().position(|&i| role_of(roles, &root.nodes[i as usize]) == Role::IrqOff);
+    let interrupt_after = irqoff
+        .and_then(|p| after[p + 1..].iter().copied().find(|&i| root.nodes[i as usize].interrupt));
+    if raw_event.is_none()
+        && called.is_empty()
+        && !dispatchers.is_empty()
+        && let (Some(p), Some(irq)) = (irqoff, interrupt_after)
+    {
+        c.reason = reasons.kind(ExitKind::ExternalInterrupt);
+        c.source = Source::Structure;
+        let d = dispatchers.last().map_or_else(String::new, |&d| name(d as usize));
+        c.evidence.push(format!(
+            "host interrupt {} after {} + empty {d}",
+            name(irq as usize),
+            name(after[p] as usize)
+        ));
+        return c;
+    }
+    // Unknown: say what was seen.
+    if let Some(raw) = raw_event {
+        c.evidence.push(format!("kvm_exit: {raw}"));
+    }
     for i in called {
         let n = name(i);
-        if !evidence.contains(&n) {
-            evidence.push(n);
+        if !c.evidence.contains(&n) {
+            c.evidence.push(n);
         }
     }
-    Classification { reason: None, source: Source::None, evidence }
+    if c.evidence.is_empty() {
+        c.evidence.push(match dispatchers.last() {
+            Some(&d) => format!("{} called nothing", name(d as usize)),
+            None => "no kvm_exit event, handler or dispatcher after the run call".to_string(),
+        });
+    }
+    c
 }
 
 /// A copy of one split exit as a root call of its own, under a synthetic root (function
@@ -696,41 +690,52 @@ pub fn unit_root(root: &RootCall, unit: &ExitUnit, synthetic: FuncId) -> RootCal
     RootCall { nodes, events: Vec::new(), cpu: root.cpu, pid: root.pid, input: root.input }
 }
 
-#[derive(Clone, Debug, Default)]
-struct ReasonAcc {
-    count: u64,
-    by_event: u64,
-    by_handler: u64,
-    evidence: BTreeMap<String, u64>,
-    total: DurationStats,
-    before: DurationStats,
-    run: DurationStats,
-    after: DurationStats,
-    other: DurationStats,
+/// Which thread a root ran on (completion work is matched within one vCPU thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Thread {
+    Pid(u32),
+    Cpu(u32),
+    Unknown,
 }
 
-/// A [`CallSink`] that cuts every root into exits, classifies them and keeps per-reason phase
-/// statistics. [`ExitCollector::report`] gives the result.
+/// What one root gave: its units (for the merged tree) and the reasons of its exits.
+#[derive(Clone, Debug, Default)]
+pub struct RootExits {
+    /// The exit units, as cut (completion calls taken out of the first).
+    pub units: Vec<ExitUnit>,
+    /// The reason of each unit.
+    pub reasons: Vec<ReasonId>,
+    /// The root was split (not one exit).
+    pub split: bool,
+}
+
+/// Cuts roots into exits, classifies them and turns them into [`ExitRecord`]s. The last exit of
+/// a split root waits for the thread's next root (its completion work is there) or the end of
+/// the input ([`GraphExits::flush`]).
 #[derive(Clone, Debug)]
-pub struct ExitCollector<'t> {
+pub struct GraphExits<'t> {
     table: &'t ExitTable,
     roles: RoleCache,
-    /// Per reason index; the last slot is `unknown`.
-    acc: Vec<ReasonAcc>,
-    exits: u64,
-    whole_roots: u64,
-    split_roots: u64,
-    roots_without_run: u64,
-    unattributed_ns: Nanos,
+    pending: FxHashMap<Thread, ExitRecord>,
+    /// Exits found.
+    pub exits: u64,
+    /// Roots that were one exit each.
+    pub whole_roots: u64,
+    /// Roots cut into exits.
+    pub split_roots: u64,
+    /// Roots without a run call.
+    pub roots_without_run: u64,
+    /// Time of split roots outside every exit.
+    pub unattributed_ns: Nanos,
 }
 
-impl<'t> ExitCollector<'t> {
+impl<'t> GraphExits<'t> {
     /// A collector classifying with `table`.
     pub fn new(table: &'t ExitTable) -> Self {
-        ExitCollector {
+        GraphExits {
             table,
             roles: RoleCache::default(),
-            acc: vec![ReasonAcc::default(); table.reasons.len() + 1],
+            pending: FxHashMap::default(),
             exits: 0,
             whole_roots: 0,
             split_roots: 0,
@@ -739,200 +744,112 @@ impl<'t> ExitCollector<'t> {
         }
     }
 
-    /// Cut `root` into exits, classify them and add them to the statistics. Returns the
-    /// units (empty when the root holds no run call).
-    pub fn observe(&mut self, root: &RootCall, funcs: &FuncTable) -> Vec<ExitUnit> {
+    /// Cut `root` into exits and classify them; exit records that are complete go to `out`.
+    pub fn observe(
+        &mut self,
+        root: &RootCall,
+        funcs: &FuncTable,
+        reasons: &mut Reasons,
+        out: &mut Vec<ExitRecord>,
+    ) -> RootExits {
         let roles = self.roles.roles(self.table, funcs);
-        let units = exit_units(root, roles);
+        let mut units = exit_units(root, roles);
         if units.is_empty() {
             self.roots_without_run += 1;
-            return units;
+            return RootExits::default();
         }
-        let classes = classify_units(self.table, root, &units, roles, funcs);
         let split = !units.iter().all(|u| u.whole_root);
         if split {
             self.split_roots += 1;
         } else {
             self.whole_roots += 1;
         }
-        let mut covered: Option<Nanos> = Some(0);
-        for (u, c) in units.iter().zip(classes) {
-            self.exits += 1;
-            let p = u.phases(root);
-            covered = covered.zip(p.total()).map(|(a, b)| a.saturating_add(b));
-            let slot = c.reason.unwrap_or(self.table.reasons.len());
-            let Some(a) = self.acc.get_mut(slot) else { continue };
-            a.count += 1;
-            match c.source {
-                Source::Event => a.by_event += 1,
-                Source::Handler => a.by_handler += 1,
-                Source::None => {}
-            }
-            if c.reason.is_some() {
-                // The chain that decided it, as one entry: `kvm_exit: npf + handle_mmio_page_fault`.
-                *a.evidence.entry(c.evidence.join(" + ")).or_insert(0) += 1;
-            } else {
-                for e in c.evidence {
-                    *a.evidence.entry(e).or_insert(0) += 1;
+        let thread = match (root.pid, root.cpu) {
+            (Some(p), _) if p != 0 => Thread::Pid(p),
+            (_, Some(c)) => Thread::Cpu(c),
+            _ => Thread::Unknown,
+        };
+        // Completion callbacks before the first run call finish the thread's previous exit.
+        let mut completion: Option<Nanos> = Some(0);
+        let mut completion_calls = 0;
+        if split && let Some(first) = units.first_mut() {
+            let (mut kept, mut run) = (Vec::with_capacity(first.members.len()), first.run);
+            for (i, &m) in first.members.iter().enumerate() {
+                let n = &root.nodes[m as usize];
+                if i < first.run && !n.interrupt && role_of(roles, n) == Role::Completion {
+                    completion = completion.zip(duration_of(n)).map(|(a, b)| a.saturating_add(b));
+                    completion_calls += 1;
+                    run -= 1;
+                } else {
+                    kept.push(m);
                 }
             }
-            a.total.add(p.total());
-            a.before.add(p.before);
-            a.run.add(p.run);
-            a.after.add(p.after);
-            a.other.add(p.other);
+            first.members = kept;
+            first.run = run;
+        }
+        let classes = classify_units(root, &units, roles, funcs, reasons);
+        let mut covered: Option<Nanos> = Some(0);
+        if let Some(mut prev) = self.pending.remove(&thread) {
+            if let Some(p) = prev.phases.as_mut() {
+                p.completion = completion;
+            }
+            prev.userspace |= completion_calls > 0;
+            prev.duration = prev.phases.and_then(|p| p.total());
+            out.push(prev);
+            if completion_calls > 0 {
+                covered = covered.zip(completion).map(|(a, b)| a.saturating_add(b));
+            }
+        }
+        let n = units.len();
+        let mut ids = Vec::with_capacity(n);
+        for (k, (u, c)) in units.iter().zip(classes).enumerate() {
+            self.exits += 1;
+            let mut phases = u.phases(root);
+            covered = covered.zip(phases.total()).map(|(a, b)| a.saturating_add(b));
+            if split {
+                phases.completion = Some(0);
+            }
+            let first = u.members.first().and_then(|&m| root.nodes.get(m as usize));
+            let rec = ExitRecord {
+                reason: c.reason,
+                source: Some(ExitSource::FunctionGraph),
+                input: root.input,
+                line: first.map_or(0, |f| f.line),
+                task: root.pid,
+                cpu: root.cpu,
+                vcpu: None,
+                start: first.and_then(|f| f.start),
+                duration: phases.total(),
+                phases: Some(phases),
+                key: c.key,
+                fields: c.fields,
+                kvm_exit_line: c.event_line,
+                userspace: c.userspace,
+                lost_before: false,
+                evidence: c.evidence,
+            };
+            ids.push(c.reason);
+            if split && k + 1 == n {
+                self.pending.insert(thread, rec);
+            } else {
+                out.push(rec);
+            }
         }
         if split && let (Some(c), Some(d)) = (covered, root.nodes.first().and_then(duration_of)) {
             self.unattributed_ns = self.unattributed_ns.saturating_add(d.saturating_sub(c));
         }
-        units
+        RootExits { units, reasons: ids, split }
     }
 
-    /// Whether `units` (from [`ExitCollector::observe`]) came from a split root.
-    pub fn is_split(units: &[ExitUnit]) -> bool {
-        !units.is_empty() && !units.iter().all(|u| u.whole_root)
-    }
-
-    /// The statistics so far.
-    pub fn report(&self) -> ExitsReport {
-        let mut reasons: Vec<ReasonReport> = self
-            .acc
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.count > 0)
-            .map(|(i, a)| {
-                let name = self.table.reasons.get(i).map_or(UNKNOWN, |r| r.name.as_str());
-                let mut evidence: Vec<NameCount> = a
-                    .evidence
-                    .iter()
-                    .map(|(n, &c)| NameCount { name: n.clone(), count: c })
-                    .collect();
-                evidence.sort_by(|x, y| y.count.cmp(&x.count).then(x.name.cmp(&y.name)));
-                ReasonReport {
-                    reason: name.to_string(),
-                    count: a.count,
-                    by_event: a.by_event,
-                    by_handler: a.by_handler,
-                    evidence,
-                    total: PhaseStats::from(&a.total),
-                    before: PhaseStats::from(&a.before),
-                    run: PhaseStats::from(&a.run),
-                    after: PhaseStats::from(&a.after),
-                    other: PhaseStats::from(&a.other),
-                }
-            })
-            .collect();
-        reasons.sort_by(|x, y| {
-            y.count
-                .cmp(&x.count)
-                .then(y.total.total_ns.cmp(&x.total.total_ns))
-                .then(x.reason.cmp(&y.reason))
-        });
-        ExitsReport {
-            exits: self.exits,
-            whole_roots: self.whole_roots,
-            split_roots: self.split_roots,
-            roots_without_run: self.roots_without_run,
-            unattributed_ns: self.unattributed_ns,
-            reasons,
-        }
-    }
-}
-
-impl CallSink for ExitCollector<'_> {
-    fn root(&mut self, root: &RootCall, funcs: &FuncTable) {
-        self.observe(root, funcs);
-    }
-}
-
-/// The exit view of a report (`"exits"` in the JSON document).
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct ExitsReport {
-    /// Exits found (one per vendor run call).
-    pub exits: u64,
-    /// Roots that were one exit each (`vcpu_enter_guest`, or a run call).
-    pub whole_roots: u64,
-    /// Bigger roots cut into exits (`kvm_arch_vcpu_ioctl_run`, `vcpu_run`).
-    pub split_roots: u64,
-    /// Roots with no vendor run call: not exits.
-    pub roots_without_run: u64,
-    /// Time of split roots outside every exit (container self time, work after the last
-    /// exit's dispatcher).
-    pub unattributed_ns: Nanos,
-    /// Per reason, most frequent first.
-    pub reasons: Vec<ReasonReport>,
-}
-
-/// The exits of one reason.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct ReasonReport {
-    /// Neutral reason (`CPUID`, ...) or `unknown`.
-    pub reason: String,
-    /// Exits.
-    pub count: u64,
-    /// Exits classified from a `kvm_exit` event.
-    pub by_event: u64,
-    /// Exits classified from a handler function.
-    pub by_handler: u64,
-    /// What decided the reason (event reason strings, handler names), or for `unknown`, what
-    /// was seen; with how many exits showed each.
-    pub evidence: Vec<NameCount>,
-    /// Whole exit: before + run + after + other.
-    pub total: PhaseStats,
-    /// Calls before the vendor run call.
-    pub before: PhaseStats,
-    /// The vendor run call (world switch + guest time).
-    pub run: PhaseStats,
-    /// Exit handling after the run call.
-    pub after: PhaseStats,
-    /// The root's own self time (whole-root exits; 0 for split ones).
-    pub other: PhaseStats,
-}
-
-/// A name and how often it was seen.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct NameCount {
-    /// The name.
-    pub name: String,
-    /// Times seen.
-    pub count: u64,
-}
-
-/// Statistics of one phase over the exits of one reason; null fields when no exit had a
-/// duration for it.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct PhaseStats {
-    /// Exits with a duration for this phase.
-    pub timed: u64,
-    /// Sum.
-    pub total_ns: Option<Nanos>,
-    /// Mean (rounded to the nearest ns).
-    pub mean_ns: Option<Nanos>,
-    /// Median (nearest rank).
-    pub p50_ns: Option<Nanos>,
-    /// 99th percentile (nearest rank).
-    pub p99_ns: Option<Nanos>,
-    /// Shortest.
-    pub min_ns: Option<Nanos>,
-    /// Longest.
-    pub max_ns: Option<Nanos>,
-}
-
-impl From<&DurationStats> for PhaseStats {
-    fn from(s: &DurationStats) -> Self {
-        let timed = s.timed > 0;
-        let p = s.hist.percentiles(&[50.0, 99.0]);
-        PhaseStats {
-            timed: s.timed,
-            total_ns: timed.then_some(s.total),
-            mean_ns: s.mean(),
-            p50_ns: p[0],
-            p99_ns: p[1],
-            min_ns: timed.then_some(s.min),
-            max_ns: timed.then_some(s.max),
-        }
+    /// Emit the exits still waiting for their thread's next root (end of input): they had no
+    /// completion work in the trace.
+    pub fn flush(&mut self, out: &mut Vec<ExitRecord>) {
+        let mut rest: Vec<ExitRecord> = self.pending.drain().map(|(_, r)| r).collect();
+        rest.sort_by_key(|r| (r.input, r.line));
+        out.extend(rest);
     }
 }
 
 #[cfg(test)]
+#[path = "graph_tests.rs"]
 mod tests;

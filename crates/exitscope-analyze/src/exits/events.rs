@@ -1,0 +1,341 @@
+//! Exits from kvm tracepoints, like `perf kvm stat`, as [`ExitRecord`]s.
+//!
+//! - Where `kvm_exit` fires (VMX, SVM hosts), each `kvm_exit` is paired with the next
+//!   `kvm_entry` of the same vCPU thread (keyed by task pid, else by CPU): the pair's span is
+//!   the exit's handling time. Reason-specific tracepoints between them (`kvm_pio`, `kvm_mmio`,
+//!   `kvm_msr`, ...) give the exit its key and refine its reason (`npf` + `kvm_mmio` → MMIO).
+//!   The reason is read by the `kvm_exit` field grammar ([`exitscope_model::exit`]).
+//! - Where only the reason-specific tracepoints fire (PVM), each one is an exit with no
+//!   duration. `kvm_mmio unsatisfied-read` goes to userspace and is completed later by an
+//!   `mmio read` of the same vCPU: one exit, two events.
+//! - Events inside an open function-graph call belong to the graph's exits
+//!   ([`super::graph`]): a `kvm_exit` there is not counted again; its pair's handling time is
+//!   handed on as a [`GraphPair`], matched to the graph exit by input line.
+
+use rustc_hash::FxHashMap;
+
+use exitscope_model::exit::{ExitKind, MmioStep, parse_kvm_exit, tracepoint_exit};
+use exitscope_model::{Nanos, Record, RecordKind};
+
+use super::{ExitFields, ExitRecord, ExitSource, ReasonId, Reasons};
+
+/// Which vCPU a record belongs to: its thread, or the CPU when the task is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum VcpuKey {
+    Task(u32),
+    Cpu(u32),
+    Unknown,
+}
+
+pub(crate) fn vcpu_key(task: Option<u32>, cpu: Option<u32>) -> VcpuKey {
+    match (task, cpu) {
+        (Some(t), _) if t != 0 => VcpuKey::Task(t),
+        (_, Some(c)) => VcpuKey::Cpu(c),
+        _ => VcpuKey::Unknown,
+    }
+}
+
+/// The handling time of a `kvm_exit` printed inside a function graph, for the graph exit that
+/// holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GraphPair {
+    /// Input index.
+    pub input: usize,
+    /// Input line of the `kvm_exit`.
+    pub line: u64,
+    /// The reason the event named.
+    pub reason: ReasonId,
+    /// kvm_exit → kvm_entry, when both had timestamps.
+    pub handling: Option<Nanos>,
+}
+
+/// What [`EventExits::record`] produced.
+#[derive(Debug, Default)]
+pub struct EventOutput {
+    /// Exits to count.
+    pub exits: Vec<ExitRecord>,
+    /// Pairs of `kvm_exit`s inside function graphs.
+    pub graph_pairs: Vec<GraphPair>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    rec: ExitRecord,
+    in_graph: bool,
+}
+
+/// The pairing state of one analysis. Feed it records in input order.
+#[derive(Debug, Default)]
+pub struct EventExits {
+    pending: FxHashMap<VcpuKey, Pending>,
+    /// vCPUs whose last kvm_mmio was an unsatisfied read.
+    mmio_unsatisfied: FxHashMap<VcpuKey, bool>,
+    /// CPUs that lost events since their last exit.
+    lost_cpus: Vec<Option<u32>>,
+    seen_kvm_exit: bool,
+    tracepoints_this_input: u64,
+    input: usize,
+    /// `kvm_exit`s with no `kvm_entry` (next exit, lost events, end of input first).
+    pub unpaired_exits: u64,
+    /// `kvm_entry`s with no `kvm_exit` before them.
+    pub unmatched_entries: u64,
+    /// Pairs whose entry was timestamped before the exit.
+    pub out_of_order: u64,
+    /// `kvm_userspace_exit` events.
+    pub userspace_exits: u64,
+    /// Reason-specific tracepoints counted as exits before a `kvm_exit` appeared in the same
+    /// input (a capture that started mid-exit, or mixed event sets).
+    pub tracepoints_before_kvm_exit: u64,
+    /// Reason-specific tracepoints after `kvm_exit` appeared whose vCPU had no open exit.
+    pub stray_tracepoints: u64,
+}
+
+impl EventExits {
+    /// Start input `index`.
+    pub fn begin_input(&mut self, index: usize) {
+        self.input = index;
+        self.seen_kvm_exit = false;
+        self.tracepoints_this_input = 0;
+        self.pending.clear();
+        self.mmio_unsatisfied.clear();
+        self.lost_cpus.clear();
+    }
+
+    fn finish_pending(&mut self, p: Pending, out: &mut EventOutput) {
+        if p.in_graph {
+            out.graph_pairs.push(GraphPair {
+                input: p.rec.input,
+                line: p.rec.line,
+                reason: p.rec.reason,
+                handling: p.rec.duration,
+            });
+        } else {
+            out.exits.push(p.rec);
+        }
+    }
+
+    /// Consume one record. `in_graph`: an event inside an open function-graph call.
+    pub fn record(
+        &mut self,
+        rec: &Record<'_>,
+        in_graph: bool,
+        reasons: &mut Reasons,
+        out: &mut EventOutput,
+    ) {
+        match rec.kind {
+            RecordKind::Event { name, text } => self.event(rec, name, text, in_graph, reasons, out),
+            RecordKind::Lost { .. } => self.lost(rec.cpu, out),
+            _ => {}
+        }
+    }
+
+    fn take_lost(&mut self, cpu: Option<u32>) -> bool {
+        let before = self.lost_cpus.len();
+        self.lost_cpus.retain(|&c| !(c.is_none() || cpu.is_none() || c == cpu));
+        self.lost_cpus.len() != before
+    }
+
+    fn event(
+        &mut self,
+        rec: &Record<'_>,
+        name: &str,
+        text: &str,
+        in_graph: bool,
+        reasons: &mut Reasons,
+        out: &mut EventOutput,
+    ) {
+        let task = rec.task.map(|t| t.pid);
+        let key = vcpu_key(task, rec.cpu);
+        match name {
+            "kvm_exit" => {
+                self.seen_kvm_exit = true;
+                let parsed = parse_kvm_exit(text);
+                let reason = match parsed {
+                    Some(k) => reasons.vendor(k.reason),
+                    None => reasons.kind(ExitKind::Unknown),
+                };
+                let lost_before = self.take_lost(rec.cpu);
+                let new = Pending {
+                    rec: ExitRecord {
+                        reason,
+                        source: Some(ExitSource::KvmExit),
+                        input: self.input,
+                        line: rec.line,
+                        task,
+                        cpu: rec.cpu,
+                        vcpu: parsed.and_then(|k| k.vcpu),
+                        start: rec.timestamp,
+                        fields: parsed.map(|k| ExitFields {
+                            rip: k.rip,
+                            info1: k.info1,
+                            info2: k.info2,
+                            intr_info: k.intr_info,
+                            error_code: k.error_code,
+                        }),
+                        lost_before,
+                        ..Default::default()
+                    },
+                    in_graph,
+                };
+                if let Some(prev) = self.pending.insert(key, new) {
+                    self.unpaired_exits += 1;
+                    self.finish_pending(prev, out);
+                }
+            }
+            "kvm_entry" => match self.pending.remove(&key) {
+                Some(mut p) => {
+                    match (p.rec.start, rec.timestamp) {
+                        (Some(a), Some(b)) if b >= a => p.rec.duration = Some(b - a),
+                        (Some(_), Some(_)) => self.out_of_order += 1,
+                        _ => {}
+                    }
+                    if p.rec.vcpu.is_none() {
+                        // 5.x kernels print `vcpu N` only in kvm_entry (perf takes it there).
+                        p.rec.vcpu = text
+                            .strip_prefix("vcpu ")
+                            .and_then(|r| r.split([',', ' ']).next())
+                            .and_then(|v| v.parse().ok());
+                    }
+                    self.finish_pending(p, out);
+                }
+                None => self.unmatched_entries += 1,
+            },
+            "kvm_userspace_exit" => {
+                self.userspace_exits += 1;
+                if let Some(p) = self.pending.get_mut(&key) {
+                    p.rec.userspace = true;
+                }
+            }
+            _ => {
+                let Some(t) = tracepoint_exit(name, text) else { return };
+                // An MMIO read completing an unsatisfied one is the same exit.
+                let completes_mmio = if t.kind == ExitKind::Mmio {
+                    let was = self
+                        .mmio_unsatisfied
+                        .insert(key, t.mmio == Some(MmioStep::UnsatisfiedRead));
+                    t.mmio == Some(MmioStep::Read) && was == Some(true)
+                } else {
+                    false
+                };
+                if let Some(p) = self.pending.get_mut(&key) {
+                    p.rec.key = p.rec.key.or(t.key);
+                    let cur = reasons.get(p.rec.reason).kind;
+                    if t.kind.refines(cur) {
+                        p.rec.reason = reasons.refined(p.rec.reason, t.kind);
+                    }
+                    return;
+                }
+                if in_graph || completes_mmio {
+                    return;
+                }
+                if self.seen_kvm_exit {
+                    self.stray_tracepoints += 1;
+                    return;
+                }
+                self.tracepoints_this_input += 1;
+                let lost_before = self.take_lost(rec.cpu);
+                out.exits.push(ExitRecord {
+                    reason: reasons.kind(t.kind),
+                    source: Some(ExitSource::Tracepoint),
+                    input: self.input,
+                    line: rec.line,
+                    task,
+                    cpu: rec.cpu,
+                    start: rec.timestamp,
+                    key: t.key,
+                    lost_before,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
+    fn lost(&mut self, cpu: Option<u32>, out: &mut EventOutput) {
+        // Pairs that may span the hole are no longer trustworthy: their exits stay, unpaired.
+        let hit = |c: Option<u32>| cpu.is_none() || c.is_none() || c == cpu;
+        let keys: Vec<VcpuKey> =
+            self.pending.iter().filter(|(_, p)| hit(p.rec.cpu)).map(|(k, _)| *k).collect();
+        for k in keys {
+            if let Some(p) = self.pending.remove(&k) {
+                self.unpaired_exits += 1;
+                self.finish_pending(p, out);
+            }
+        }
+        self.mmio_unsatisfied.clear();
+        self.lost_cpus.push(cpu);
+    }
+
+    /// End of the input: exits still waiting for their `kvm_entry` are unpaired.
+    pub fn end_input(&mut self, out: &mut EventOutput) {
+        let mut rest: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
+        rest.sort_by_key(|p| p.rec.line);
+        for p in rest {
+            self.unpaired_exits += 1;
+            self.finish_pending(p, out);
+        }
+        // In a tracepoint-only input these are the exits; before a kvm_exit they are worth a
+        // note.
+        if self.seen_kvm_exit {
+            self.tracepoints_before_kvm_exit += self.tracepoints_this_input;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use exitscope_model::Task;
+
+    use super::*;
+
+    fn ev<'a>(line: u64, ts: u64, name: &'a str, text: &'a str) -> Record<'a> {
+        Record {
+            line,
+            cpu: Some(0),
+            task: Some(Task { comm: "qemu", pid: 7 }),
+            timestamp: Some(ts),
+            kind: RecordKind::Event { name, text },
+        }
+    }
+
+    fn run(recs: &[Record<'_>]) -> (Vec<ExitRecord>, Reasons, EventExits) {
+        let mut e = EventExits::default();
+        let mut reasons = Reasons::default();
+        let mut out = EventOutput::default();
+        for r in recs {
+            e.record(r, false, &mut reasons, &mut out);
+        }
+        e.end_input(&mut out);
+        (out.exits, reasons, e)
+    }
+
+    #[test]
+    fn pairs_give_handling_time_and_tracepoints_refine() {
+        let (exits, reasons, e) = run(&[
+            ev(1, 1_000, "kvm_exit", "vcpu 0 reason npf rip 0x1 info1 0x0 info2 0xfee00030"),
+            ev(2, 1_200, "kvm_mmio", "mmio write len 4 gpa 0xfee00030 val 0x0"),
+            ev(3, 1_700, "kvm_entry", "vcpu 0, rip 0x3"),
+            ev(4, 2_000, "kvm_exit", "vcpu 0 reason CPUID rip 0x1"),
+        ]);
+        assert_eq!(exits.len(), 2);
+        assert_eq!(reasons.get(exits[0].reason).label(), "MMIO");
+        assert_eq!(reasons.get(exits[0].reason).vendor.as_deref(), Some("npf"));
+        assert_eq!(exits[0].duration, Some(700));
+        assert_eq!(exits[0].vcpu, Some(0));
+        assert!(matches!(exits[0].key, Some(exitscope_model::exit::ExitKey::Gpa(0xfee0_0030))));
+        assert_eq!((reasons.get(exits[1].reason).label(), exits[1].duration), ("CPUID", None));
+        assert_eq!(e.unpaired_exits, 1);
+    }
+
+    #[test]
+    fn tracepoint_only_traces_count_each_exit_once() {
+        let (exits, reasons, _) = run(&[
+            ev(1, 1_000, "kvm_pio", "pio_read at 0x4d0 size 1 count 1 val 0x0"),
+            ev(2, 2_000, "kvm_mmio", "mmio unsatisfied-read len 4 gpa 0x1000 val 0x0"),
+            ev(3, 2_500, "kvm_mmio", "mmio read len 4 gpa 0x1000 val 0x7"),
+            ev(4, 3_000, "kvm_cpuid", "func 0 idx 0 rax 0"),
+        ]);
+        let labels: Vec<&str> = exits.iter().map(|x| reasons.get(x.reason).label()).collect();
+        assert_eq!(labels, ["IO", "MMIO", "CPUID"]);
+        assert!(exits.iter().all(|x| x.duration.is_none()));
+    }
+}

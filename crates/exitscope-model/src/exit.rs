@@ -1,0 +1,778 @@
+//! The one exit vocabulary: what a VM exit was, in vendor-neutral terms, and what the trace
+//! said about it.
+//!
+//! Every source of exits in exitscope (function_graph handlers, `kvm_exit` events, the
+//! reason-specific tracepoints `kvm_cpuid`/`kvm_pio`/..., trace.dat and perf.data payloads)
+//! ends up as an [`ExitReason`]: a neutral [`ExitKind`] plus, where the trace said it, the
+//! instruction set ([`Isa`]), the raw code and the vendor's name. This module owns the decoders:
+//!
+//! - [`vendor_reason`] maps the names the kernel prints for `kvm_exit` (`VMX_EXIT_REASONS`,
+//!   `SVM_EXIT_REASONS` of the kernel's uapi headers), trace-cmd's kvm plugin spellings
+//!   (`EXIT_NPF`, `EXIT_IOIO`) and raw codes to a reason;
+//! - [`parse_kvm_exit`] reads a `kvm_exit` event's text by its own field grammar
+//!   (`[vcpu N] reason NAME [FLAGS] rip 0x.. [SYM] info|info1 .. [info2 ..] [intr_info ..]
+//!   [error_code ..]`), so a line wrapped or cut after `rip` still gives the right reason;
+//! - [`tracepoint_exit`] maps the reason-specific tracepoints to the exit they stand for, with
+//!   the key they carry (port, MSR, guest physical address).
+//!
+//! ```
+//! use exitscope_model::exit::{parse_kvm_exit, vendor_reason, ExitKind, Isa};
+//! let ev = parse_kvm_exit("vcpu 0 reason npf rip 0xfd11d info1 0x100000014 info2 0xfd000").unwrap();
+//! assert_eq!(ev.reason, "npf");
+//! let r = vendor_reason(ev.reason);
+//! assert_eq!((r.kind, r.isa, r.code), (ExitKind::EptNpf, Some(Isa::Svm), Some(0x400)));
+//! assert_eq!(r.label(), "EPT_NPF");
+//! ```
+
+use std::fmt;
+
+/// The hardware virtualization interface an exit code belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum Isa {
+    /// Intel VMX.
+    Vmx,
+    /// AMD SVM.
+    Svm,
+}
+
+impl Isa {
+    /// `vmx` or `svm`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isa::Vmx => "vmx",
+            Isa::Svm => "svm",
+        }
+    }
+}
+
+macro_rules! kinds {
+    ($($variant:ident => $name:literal: $doc:literal,)*) => {
+        /// A vendor-neutral exit reason.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum ExitKind {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl ExitKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [ExitKind] = &[$(ExitKind::$variant,)*];
+
+            /// The name reports use (`CPUID`, `EPT_NPF`, `MSR_WRITE`, `unknown`, ...).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ExitKind::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Cpuid => "CPUID": "CPUID instruction.",
+    Io => "IO": "Port I/O (`IN`/`OUT`/string I/O).",
+    Msr => "MSR": "RDMSR or WRMSR, direction not known (SVM's one `msr` exit code).",
+    MsrRead => "MSR_READ": "RDMSR.",
+    MsrWrite => "MSR_WRITE": "WRMSR.",
+    EptNpf => "EPT_NPF": "Nested page fault: VMX EPT violation, SVM NPF.",
+    Mmio => "MMIO": "Emulated MMIO: VMX EPT misconfiguration, or an NPF handled as MMIO.",
+    Hlt => "HLT": "HLT (or SVM's idle HLT).",
+    ExternalInterrupt => "EXTERNAL_INTERRUPT": "A host interrupt arrived while the guest ran.",
+    InterruptWindow => "INTERRUPT_WINDOW": "The guest became able to take a pending interrupt.",
+    Nmi => "NMI": "NMI or NMI window.",
+    Exception => "EXCEPTION": "A guest exception or NMI intercepted by the hypervisor.",
+    Hypercall => "HYPERCALL": "VMCALL / VMMCALL.",
+    CrAccess => "CR_ACCESS": "Control register access.",
+    DrAccess => "DR_ACCESS": "Debug register access.",
+    Pause => "PAUSE": "PAUSE loop exiting.",
+    PreemptionTimer => "PREEMPTION_TIMER": "VMX preemption timer expired.",
+    Apic => "APIC": "APIC access, APIC write, EOI induced, TPR below threshold, AVIC.",
+    Xsetbv => "XSETBV": "XSETBV.",
+    Invlpg => "INVLPG": "INVLPG.",
+    Invpcid => "INVPCID": "INVPCID.",
+    Rdpmc => "RDPMC": "RDPMC.",
+    Rdtsc => "RDTSC": "RDTSC or RDTSCP.",
+    Wbinvd => "WBINVD": "WBINVD or INVD.",
+    MwaitMonitor => "MWAIT_MONITOR": "MWAIT or MONITOR.",
+    TaskSwitch => "TASK_SWITCH": "Hardware task switch.",
+    Shutdown => "SHUTDOWN": "Triple fault / shutdown.",
+    BusLock => "BUS_LOCK": "Bus lock detected.",
+    PmlFull => "PML_FULL": "Page-modification log full.",
+    Vmgexit => "VMGEXIT": "SEV-ES/SNP guest-initiated exit.",
+    NestedVirt => "NESTED_VIRT": "A virtualization instruction of a nested hypervisor (VMREAD, VMRUN, ...).",
+    InvalidState => "INVALID_STATE": "VM entry failed: invalid guest state.",
+    Other => "OTHER": "A reason the trace names that has no neutral kind (see the vendor name).",
+    Unknown => "unknown": "Nothing in the trace said which exit this was.",
+}
+
+impl ExitKind {
+    /// The kind named `name` ([`ExitKind::name`]), if any.
+    pub fn from_name(name: &str) -> Option<ExitKind> {
+        ExitKind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    /// Whether `self` is a more specific form of `general` (MSR_READ of MSR, MMIO of EPT_NPF).
+    pub fn refines(self, general: ExitKind) -> bool {
+        matches!(
+            (self, general),
+            (ExitKind::MsrRead | ExitKind::MsrWrite, ExitKind::Msr)
+                | (ExitKind::Mmio, ExitKind::EptNpf)
+        )
+    }
+}
+
+impl fmt::Display for ExitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A classified exit reason: the neutral kind and what the trace said.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExitReason {
+    /// The neutral kind.
+    pub kind: ExitKind,
+    /// VMX or SVM, when the trace's naming or code says which.
+    pub isa: Option<Isa>,
+    /// The raw exit code (VMX basic exit reason, SVM exit code), when known.
+    pub code: Option<u32>,
+    /// The reason as the trace spelled it (`EPT_VIOLATION`, `npf`, `EXIT_IOIO`, `PF excp`),
+    /// `None` when the reason was not read from a vendor name (handlers, tracepoints).
+    pub vendor: Option<String>,
+}
+
+impl ExitReason {
+    /// A reason of `kind` with nothing else known.
+    pub fn of(kind: ExitKind) -> ExitReason {
+        ExitReason { kind, isa: None, code: None, vendor: None }
+    }
+
+    /// The name reports show: the neutral kind's name, or for [`ExitKind::Other`] the vendor
+    /// name (`VMCLEAR`, `0x4e`) so that distinct unknown reasons stay apart.
+    pub fn label(&self) -> &str {
+        match (self.kind, &self.vendor) {
+            (ExitKind::Other, Some(v)) => v,
+            (k, _) => k.name(),
+        }
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// `(code, kernel name, kind)` of VMX basic exit reasons, as `VMX_EXIT_REASONS` prints them.
+const VMX: &[(u32, &str, ExitKind)] = {
+    use ExitKind::*;
+    &[
+        (0, "EXCEPTION_NMI", Exception),
+        (1, "EXTERNAL_INTERRUPT", ExternalInterrupt),
+        (2, "TRIPLE_FAULT", Shutdown),
+        (3, "INIT_SIGNAL", Other),
+        (4, "SIPI_SIGNAL", Other),
+        (7, "INTERRUPT_WINDOW", InterruptWindow),
+        (7, "PENDING_INTERRUPT", InterruptWindow), // the name before 5.8
+        (8, "NMI_WINDOW", Nmi),
+        (9, "TASK_SWITCH", TaskSwitch),
+        (10, "CPUID", Cpuid),
+        (12, "HLT", Hlt),
+        (13, "INVD", Wbinvd),
+        (14, "INVLPG", Invlpg),
+        (15, "RDPMC", Rdpmc),
+        (16, "RDTSC", Rdtsc),
+        (18, "VMCALL", Hypercall),
+        (19, "VMCLEAR", NestedVirt),
+        (20, "VMLAUNCH", NestedVirt),
+        (21, "VMPTRLD", NestedVirt),
+        (22, "VMPTRST", NestedVirt),
+        (23, "VMREAD", NestedVirt),
+        (24, "VMRESUME", NestedVirt),
+        (25, "VMWRITE", NestedVirt),
+        (26, "VMOFF", NestedVirt),
+        (27, "VMON", NestedVirt),
+        (28, "CR_ACCESS", CrAccess),
+        (29, "DR_ACCESS", DrAccess),
+        (30, "IO_INSTRUCTION", Io),
+        (31, "MSR_READ", MsrRead),
+        (32, "MSR_WRITE", MsrWrite),
+        (33, "INVALID_STATE", InvalidState),
+        (34, "MSR_LOAD_FAIL", InvalidState),
+        (36, "MWAIT_INSTRUCTION", MwaitMonitor),
+        (37, "MONITOR_TRAP_FLAG", Other),
+        (39, "MONITOR_INSTRUCTION", MwaitMonitor),
+        (40, "PAUSE_INSTRUCTION", Pause),
+        (41, "MCE_DURING_VMENTRY", InvalidState),
+        (43, "TPR_BELOW_THRESHOLD", Apic),
+        (44, "APIC_ACCESS", Apic),
+        (45, "EOI_INDUCED", Apic),
+        (46, "GDTR_IDTR", Other),
+        (47, "LDTR_TR", Other),
+        (48, "EPT_VIOLATION", EptNpf),
+        (49, "EPT_MISCONFIG", Mmio),
+        (50, "INVEPT", NestedVirt),
+        (51, "RDTSCP", Rdtsc),
+        (52, "PREEMPTION_TIMER", PreemptionTimer),
+        (53, "INVVPID", NestedVirt),
+        (54, "WBINVD", Wbinvd),
+        (55, "XSETBV", Xsetbv),
+        (56, "APIC_WRITE", Apic),
+        (57, "RDRAND", Other),
+        (58, "INVPCID", Invpcid),
+        (59, "VMFUNC", NestedVirt),
+        (60, "ENCLS", Other),
+        (61, "RDSEED", Other),
+        (62, "PML_FULL", PmlFull),
+        (63, "XSAVES", Other),
+        (64, "XRSTORS", Other),
+        (67, "UMWAIT", MwaitMonitor),
+        (68, "TPAUSE", MwaitMonitor),
+        (74, "BUS_LOCK", BusLock),
+        (75, "NOTIFY", Other),
+        (77, "TDCALL", Hypercall),
+    ]
+};
+
+/// `(code, kernel name, trace-cmd plugin suffix after `EXIT_`, kind)` of SVM exit codes, as
+/// `SVM_EXIT_REASONS` and trace-cmd's kvm plugin print them.
+const SVM: &[(u32, &str, &str, ExitKind)] = {
+    use ExitKind::*;
+    &[
+        (0x000, "read_cr0", "READ_CR0", CrAccess),
+        (0x003, "read_cr3", "READ_CR3", CrAccess),
+        (0x004, "read_cr4", "READ_CR4", CrAccess),
+        (0x008, "read_cr8", "READ_CR8", CrAccess),
+        (0x010, "write_cr0", "WRITE_CR0", CrAccess),
+        (0x013, "write_cr3", "WRITE_CR3", CrAccess),
+        (0x014, "write_cr4", "WRITE_CR4", CrAccess),
+        (0x018, "write_cr8", "WRITE_CR8", CrAccess),
+        (0x020, "read_dr0", "READ_DR0", DrAccess),
+        (0x021, "read_dr1", "READ_DR1", DrAccess),
+        (0x022, "read_dr2", "READ_DR2", DrAccess),
+        (0x023, "read_dr3", "READ_DR3", DrAccess),
+        (0x024, "read_dr4", "READ_DR4", DrAccess),
+        (0x025, "read_dr5", "READ_DR5", DrAccess),
+        (0x026, "read_dr6", "READ_DR6", DrAccess),
+        (0x027, "read_dr7", "READ_DR7", DrAccess),
+        (0x030, "write_dr0", "WRITE_DR0", DrAccess),
+        (0x031, "write_dr1", "WRITE_DR1", DrAccess),
+        (0x032, "write_dr2", "WRITE_DR2", DrAccess),
+        (0x033, "write_dr3", "WRITE_DR3", DrAccess),
+        (0x034, "write_dr4", "WRITE_DR4", DrAccess),
+        (0x035, "write_dr5", "WRITE_DR5", DrAccess),
+        (0x036, "write_dr6", "WRITE_DR6", DrAccess),
+        (0x037, "write_dr7", "WRITE_DR7", DrAccess),
+        (0x040, "DE excp", "EXCP_DE", Exception),
+        (0x041, "DB excp", "EXCP_DB", Exception),
+        (0x043, "BP excp", "EXCP_BP", Exception),
+        (0x044, "OF excp", "EXCP_OF", Exception),
+        (0x046, "UD excp", "EXCP_UD", Exception),
+        (0x047, "NM excp", "EXCP_NM", Exception),
+        (0x048, "DF excp", "EXCP_DF", Exception),
+        (0x04a, "TS excp", "EXCP_TS", Exception),
+        (0x04b, "NP excp", "EXCP_NP", Exception),
+        (0x04c, "SS excp", "EXCP_SS", Exception),
+        (0x04d, "GP excp", "EXCP_GP", Exception),
+        (0x04e, "PF excp", "EXCP_PF", Exception),
+        (0x050, "MF excp", "EXCP_MF", Exception),
+        (0x051, "AC excp", "EXCP_AC", Exception),
+        (0x052, "MC excp", "EXCP_MC", Exception),
+        (0x053, "XF excp", "EXCP_XF", Exception),
+        (0x060, "interrupt", "INTR", ExternalInterrupt),
+        (0x061, "nmi", "NMI", Nmi),
+        (0x062, "smi", "SMI", Other),
+        (0x063, "init", "INIT", Other),
+        (0x064, "vintr", "VINTR", InterruptWindow),
+        (0x065, "cr0_sel_write", "CR0_SEL_WRITE", CrAccess),
+        (0x066, "read_idtr", "IDTR_READ", Other),
+        (0x067, "read_gdtr", "GDTR_READ", Other),
+        (0x068, "read_ldtr", "LDTR_READ", Other),
+        (0x069, "read_rt", "TR_READ", Other),
+        (0x06a, "write_idtr", "IDTR_WRITE", Other),
+        (0x06b, "write_gdtr", "GDTR_WRITE", Other),
+        (0x06c, "write_ldtr", "LDTR_WRITE", Other),
+        (0x06d, "write_rt", "TR_WRITE", Other),
+        (0x06e, "rdtsc", "RDTSC", Rdtsc),
+        (0x06f, "rdpmc", "RDPMC", Rdpmc),
+        (0x070, "pushf", "PUSHF", Other),
+        (0x071, "popf", "POPF", Other),
+        (0x072, "cpuid", "CPUID", Cpuid),
+        (0x073, "rsm", "RSM", Other),
+        (0x074, "iret", "IRET", Other),
+        (0x075, "swint", "SWINT", Other),
+        (0x076, "invd", "INVD", Wbinvd),
+        (0x077, "pause", "PAUSE", Pause),
+        (0x078, "hlt", "HLT", Hlt),
+        (0x079, "invlpg", "INVLPG", Invlpg),
+        (0x07a, "invlpga", "INVLPGA", NestedVirt),
+        (0x07b, "io", "IOIO", Io),
+        (0x07c, "msr", "MSR", Msr),
+        (0x07d, "task_switch", "TASK_SWITCH", TaskSwitch),
+        (0x07e, "ferr_freeze", "FERR_FREEZE", Other),
+        (0x07f, "shutdown", "SHUTDOWN", Shutdown),
+        (0x080, "vmrun", "VMRUN", NestedVirt),
+        (0x081, "hypercall", "VMMCALL", Hypercall),
+        (0x082, "vmload", "VMLOAD", NestedVirt),
+        (0x083, "vmsave", "VMSAVE", NestedVirt),
+        (0x084, "stgi", "STGI", NestedVirt),
+        (0x085, "clgi", "CLGI", NestedVirt),
+        (0x086, "skinit", "SKINIT", NestedVirt),
+        (0x087, "rdtscp", "RDTSCP", Rdtsc),
+        (0x088, "icebp", "ICEBP", Exception),
+        (0x089, "wbinvd", "WBINVD", Wbinvd),
+        (0x08a, "monitor", "MONITOR", MwaitMonitor),
+        (0x08b, "mwait", "MWAIT", MwaitMonitor),
+        (0x08c, "mwait_cond", "MWAIT_COND", MwaitMonitor),
+        (0x08d, "xsetbv", "XSETBV", Xsetbv),
+        (0x08e, "rdpru", "RDPRU", Other),
+        (0x08f, "write_efer_trap", "EFER_WRITE_TRAP", CrAccess),
+        (0x090, "write_cr0_trap", "CR0_WRITE_TRAP", CrAccess),
+        (0x093, "write_cr3_trap", "CR3_WRITE_TRAP", CrAccess),
+        (0x094, "write_cr4_trap", "CR4_WRITE_TRAP", CrAccess),
+        (0x098, "write_cr8_trap", "CR8_WRITE_TRAP", CrAccess),
+        (0x0a2, "invpcid", "INVPCID", Invpcid),
+        (0x0a5, "buslock", "BUS_LOCK", BusLock),
+        (0x0a6, "idle-halt", "IDLE_HLT", Hlt),
+        (0x400, "npf", "NPF", EptNpf),
+        (0x401, "avic_incomplete_ipi", "AVIC_INCOMPLETE_IPI", Apic),
+        (0x402, "avic_unaccelerated_access", "AVIC_UNACCELERATED_ACCESS", Apic),
+        (0x403, "vmgexit", "VMGEXIT", Vmgexit),
+        (0xffff_ffff, "invalid_guest_state", "ERR", InvalidState),
+    ]
+};
+
+/// The reason of VMX basic exit reason `code` (flag bits such as FAILED_VMENTRY, bit 31, are
+/// ignored).
+pub fn vmx_reason(code: u32) -> ExitReason {
+    let basic = code & 0xffff;
+    match VMX.iter().find(|e| e.0 == basic) {
+        Some(&(c, name, kind)) => {
+            ExitReason { kind, isa: Some(Isa::Vmx), code: Some(c), vendor: Some(name.into()) }
+        }
+        None => ExitReason {
+            kind: ExitKind::Other,
+            isa: Some(Isa::Vmx),
+            code: Some(basic),
+            vendor: Some(format!("UNKNOWN ({basic})")),
+        },
+    }
+}
+
+/// The reason of SVM exit code `code`.
+pub fn svm_reason(code: u32) -> ExitReason {
+    match SVM.iter().find(|e| e.0 == code) {
+        Some(&(c, name, _, kind)) => {
+            ExitReason { kind, isa: Some(Isa::Svm), code: Some(c), vendor: Some(name.into()) }
+        }
+        None => ExitReason {
+            kind: ExitKind::Other,
+            isa: Some(Isa::Svm),
+            code: Some(code),
+            vendor: Some(format!("{code:#x}")),
+        },
+    }
+}
+
+/// `(isa, code, kind)` of a vendor reason name, without allocating: the hot path of event
+/// pairing uses this and builds an [`ExitReason`] only once per distinct name.
+pub fn lookup_vendor_name(name: &str) -> Option<(Isa, u32, ExitKind)> {
+    let name = name.trim();
+    if let Some(&(c, _, k)) = VMX.iter().find(|e| e.1 == name) {
+        return Some((Isa::Vmx, c, k));
+    }
+    if let Some(&(c, _, _, k)) = SVM.iter().find(|e| e.1 == name) {
+        return Some((Isa::Svm, c, k));
+    }
+    if let Some(suffix) = name.strip_prefix("EXIT_")
+        && let Some(&(c, _, _, k)) = SVM.iter().find(|e| e.2 == suffix)
+    {
+        return Some((Isa::Svm, c, k));
+    }
+    // VMX prints flags after the name: `EPT_VIOLATION FAILED_VMENTRY`, `... SGX_ENCLAVE`.
+    let (first, rest) = name.split_once(' ')?;
+    if rest.split(' ').all(|f| f.chars().all(|c| c.is_ascii_uppercase() || c == '_')) {
+        return VMX.iter().find(|e| e.1 == first).map(|&(c, _, k)| (Isa::Vmx, c, k));
+    }
+    None
+}
+
+/// The reason a `kvm_exit` names, as printed: a VMX or SVM kernel name, a trace-cmd `EXIT_*`
+/// spelling, `UNKNOWN (n)` or a hex code. Names nothing knows become [`ExitKind::Other`] with
+/// the name kept as the vendor name; an empty name is [`ExitKind::Unknown`].
+pub fn vendor_reason(name: &str) -> ExitReason {
+    let name = name.trim();
+    if name.is_empty() {
+        return ExitReason::of(ExitKind::Unknown);
+    }
+    if let Some((isa, code, kind)) = lookup_vendor_name(name) {
+        return ExitReason { kind, isa: Some(isa), code: Some(code), vendor: Some(name.into()) };
+    }
+    // `__print_symbolic` prints codes it has no name for in hex; trace-cmd `UNKNOWN (n)`.
+    let code =
+        name.strip_prefix("0x").and_then(|h| u32::from_str_radix(h, 16).ok()).or_else(|| {
+            name.strip_prefix("UNKNOWN (")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|d| d.trim().parse().ok())
+        });
+    // VMX basic exit reasons are below 0x100; codes above can only be SVM's (0x400 npf, ...).
+    if let Some(c) = code
+        && c >= 0x100
+        && name.starts_with("0x")
+    {
+        let svm = svm_reason(c);
+        if svm.kind != ExitKind::Other {
+            return ExitReason { vendor: Some(name.into()), ..svm };
+        }
+    }
+    ExitReason { kind: ExitKind::Other, isa: None, code, vendor: Some(name.into()) }
+}
+
+/// The fields of a `kvm_exit` (or `kvm_nested_vmexit`) event, read from its printed text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KvmExit<'a> {
+    /// `vcpu N` (5.10+ kernels print it).
+    pub vcpu: Option<u32>,
+    /// The reason as printed: one or more words (`PF excp`, `EPT_VIOLATION FAILED_VMENTRY`),
+    /// a slice of the text.
+    pub reason: &'a str,
+    /// Guest RIP.
+    pub rip: Option<u64>,
+    /// `info1` (or the first value after `info`).
+    pub info1: Option<u64>,
+    /// `info2` (or the second value after `info`).
+    pub info2: Option<u64>,
+    /// `intr_info`.
+    pub intr_info: Option<u64>,
+    /// `error_code`.
+    pub error_code: Option<u64>,
+}
+
+fn hex(s: &str) -> Option<u64> {
+    let s = s.trim_end_matches(',');
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// Read a `kvm_exit` text by its field grammar. The reason is the words between `reason` and
+/// the first field keyword (`rip`, `info`, `info1`, ...), never "the rest of the line", so a
+/// text cut after `rip` (an e-mail wrap, a trimmed paste) still gives `npf`, not `npf rip`.
+/// `None` when there is no `reason` word or it names nothing.
+pub fn parse_kvm_exit(text: &str) -> Option<KvmExit<'_>> {
+    const KEYWORDS: &[&str] = &["rip", "info", "info1", "info2", "intr_info", "error_code"];
+    let mut out = KvmExit::default();
+    // Positions of words, to slice the reason out of the original text.
+    let words: Vec<(usize, &str)> = text
+        .split(' ')
+        .scan(0usize, |pos, w| {
+            let at = *pos;
+            *pos += w.len() + 1;
+            Some((at, w))
+        })
+        .filter(|(_, w)| !w.is_empty())
+        .collect();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i].1;
+        match w {
+            "vcpu" => {
+                out.vcpu = words.get(i + 1).and_then(|(_, v)| v.trim_end_matches(',').parse().ok());
+                i += 2;
+            }
+            "reason" => {
+                let start = i + 1;
+                let mut end = start;
+                while end < words.len() && !KEYWORDS.contains(&words[end].1) {
+                    end += 1;
+                }
+                if end > start {
+                    let from = words[start].0;
+                    let to = words[end - 1].0 + words[end - 1].1.len();
+                    out.reason = &text[from..to];
+                }
+                i = end;
+            }
+            "rip" => {
+                out.rip = words.get(i + 1).and_then(|(_, v)| hex(v));
+                // trace-cmd's plugin prints the symbol after the address.
+                i += if out.rip.is_some() { 2 } else { 1 };
+            }
+            "info" => {
+                out.info1 = words.get(i + 1).and_then(|(_, v)| hex(v));
+                out.info2 = words.get(i + 2).and_then(|(_, v)| hex(v));
+                i += 3;
+            }
+            "info1" | "info2" | "intr_info" | "error_code" => {
+                let v = words.get(i + 1).and_then(|(_, v)| hex(v));
+                match w {
+                    "info1" => out.info1 = v,
+                    "info2" => out.info2 = v,
+                    "intr_info" => out.intr_info = v,
+                    _ => out.error_code = v,
+                }
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    (!out.reason.is_empty()).then_some(out)
+}
+
+/// What a reason-specific tracepoint says about the exit it belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointExit {
+    /// The exit kind the event stands for.
+    pub kind: ExitKind,
+    /// The port, MSR or address it names.
+    pub key: Option<ExitKey>,
+    /// For `kvm_mmio`: an `unsatisfied-read` goes to userspace and the following `read` of the
+    /// same vCPU completes it (one exit, two events).
+    pub mmio: Option<MmioStep>,
+}
+
+/// The step of an MMIO access a `kvm_mmio` event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmioStep {
+    /// `unsatisfied-read`: goes to the VMM.
+    UnsatisfiedRead,
+    /// `read`: a read (completing an unsatisfied one when it follows it).
+    Read,
+    /// `write`.
+    Write,
+}
+
+/// What an exit touched, from a reason-specific tracepoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExitKey {
+    /// An I/O port; `write` for OUT.
+    Port {
+        /// Port number.
+        port: u16,
+        /// OUT (true) or IN (false).
+        write: bool,
+    },
+    /// An MSR index.
+    Msr {
+        /// MSR index.
+        index: u32,
+        /// WRMSR (true) or RDMSR (false).
+        write: bool,
+    },
+    /// A guest physical address (MMIO).
+    Gpa(u64),
+    /// A hypercall number.
+    Hypercall(u64),
+}
+
+impl fmt::Display for ExitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitKey::Port { port, write } => {
+                write!(f, "port {port:#x} {}", if write { "out" } else { "in" })
+            }
+            ExitKey::Msr { index, write } => {
+                write!(f, "msr {index:#x} {}", if write { "write" } else { "read" })
+            }
+            ExitKey::Gpa(a) => write!(f, "gpa {a:#x}"),
+            ExitKey::Hypercall(n) => write!(f, "hypercall {n}"),
+        }
+    }
+}
+
+/// The exit a reason-specific tracepoint stands for (`kvm_cpuid`, `kvm_pio`, `kvm_mmio`,
+/// `kvm_msr`, `kvm_hypercall`, `kvm_hv_hypercall`, `kvm_xen_hypercall`), with the key its text
+/// names, from the kernels' print formats:
+///
+/// - `kvm_pio`: `pio_read at 0x4d0 size 1 count 1 val 0x0` (`pio_write` for OUT);
+/// - `kvm_mmio`: `mmio write len 4 gpa 0xfee000b0 val 0x0` (`read`, `unsatisfied-read`);
+/// - `kvm_msr`: `msr_read 1d9 = 0x0` / `msr_write c0000103 = 0x0` (`(#GP)` when it faulted);
+/// - `kvm_hypercall`: `nr 0x1 a0 0x0 ...`.
+pub fn tracepoint_exit(event: &str, text: &str) -> Option<TracepointExit> {
+    let mut w = text.split_whitespace();
+    let plain = |kind| Some(TracepointExit { kind, key: None, mmio: None });
+    match event {
+        "kvm_cpuid" => plain(ExitKind::Cpuid),
+        "kvm_pio" => {
+            let dir = w.next();
+            let write = dir == Some("pio_write");
+            let port = w
+                .skip_while(|x| *x != "at")
+                .nth(1)
+                .and_then(hex)
+                .and_then(|p| u16::try_from(p).ok());
+            let key = port.map(|port| ExitKey::Port { port, write });
+            Some(TracepointExit { kind: ExitKind::Io, key, mmio: None })
+        }
+        "kvm_mmio" => {
+            let _ = w.next(); // "mmio"
+            let step = match w.next() {
+                Some("unsatisfied-read") => Some(MmioStep::UnsatisfiedRead),
+                Some("read") => Some(MmioStep::Read),
+                Some("write") => Some(MmioStep::Write),
+                _ => None,
+            };
+            let gpa = w.skip_while(|x| *x != "gpa").nth(1).and_then(hex);
+            Some(TracepointExit { kind: ExitKind::Mmio, key: gpa.map(ExitKey::Gpa), mmio: step })
+        }
+        "kvm_msr" => {
+            let dir = w.next();
+            let write = dir == Some("msr_write");
+            let kind = match dir {
+                Some("msr_write") => ExitKind::MsrWrite,
+                Some("msr_read") => ExitKind::MsrRead,
+                _ => ExitKind::Msr,
+            };
+            let index = w.next().and_then(hex).and_then(|i| u32::try_from(i).ok());
+            Some(TracepointExit {
+                kind,
+                key: index.map(|index| ExitKey::Msr { index, write }),
+                mmio: None,
+            })
+        }
+        "kvm_hypercall" | "kvm_hv_hypercall" | "kvm_xen_hypercall" => {
+            let nr = w.skip_while(|x| *x != "nr" && *x != "code").nth(1).and_then(hex);
+            Some(TracepointExit {
+                kind: ExitKind::Hypercall,
+                key: nr.map(ExitKey::Hypercall),
+                mmio: None,
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_and_trace_cmd_spelling() {
+        let r = |s| vendor_reason(s);
+        assert_eq!(r("CPUID").kind, ExitKind::Cpuid);
+        assert_eq!(r("cpuid").kind, ExitKind::Cpuid);
+        assert_eq!(r("EXIT_CPUID").kind, ExitKind::Cpuid);
+        assert_eq!(r("EPT_VIOLATION").kind, ExitKind::EptNpf);
+        assert_eq!(r("npf").kind, ExitKind::EptNpf);
+        assert_eq!(r("EXIT_NPF").code, Some(0x400));
+        assert_eq!(r("EXIT_IOIO").kind, ExitKind::Io);
+        assert_eq!(r("io").kind, ExitKind::Io);
+        assert_eq!(r("IO_INSTRUCTION").isa, Some(Isa::Vmx));
+        assert_eq!(r("EPT_MISCONFIG").kind, ExitKind::Mmio);
+        assert_eq!(r("msr").kind, ExitKind::Msr);
+        assert_eq!(r("MSR_WRITE").kind, ExitKind::MsrWrite);
+        assert_eq!(r("PF excp").kind, ExitKind::Exception);
+        assert_eq!(r("EXIT_EXCP_PF").code, Some(0x4e));
+        assert_eq!(r("EXIT_INTR").kind, ExitKind::ExternalInterrupt);
+        assert_eq!(r("interrupt").kind, ExitKind::ExternalInterrupt);
+        assert_eq!(r("EXIT_VMMCALL").kind, ExitKind::Hypercall);
+        assert_eq!(r("PENDING_INTERRUPT").kind, ExitKind::InterruptWindow);
+        assert_eq!(r("idle-halt").kind, ExitKind::Hlt);
+        let failed = r("EPT_VIOLATION FAILED_VMENTRY");
+        assert_eq!((failed.kind, failed.code), (ExitKind::EptNpf, Some(48)));
+        assert_eq!(failed.vendor.as_deref(), Some("EPT_VIOLATION FAILED_VMENTRY"));
+        let unknown = r("UNKNOWN (78)");
+        assert_eq!(
+            (unknown.kind, unknown.code, unknown.label()),
+            (ExitKind::Other, Some(78), "UNKNOWN (78)")
+        );
+        let hex = r("0x4e");
+        assert_eq!(
+            (hex.kind, hex.code, hex.isa),
+            (ExitKind::Other, Some(0x4e), None),
+            "VMX or SVM?"
+        );
+        let svm_only = r("0x403");
+        assert_eq!(
+            (svm_only.kind, svm_only.isa),
+            (ExitKind::Vmgexit, Some(Isa::Svm)),
+            "> 0xff: SVM"
+        );
+        assert_eq!(svm_only.vendor.as_deref(), Some("0x403"), "kept as printed");
+        assert_eq!(r("").kind, ExitKind::Unknown);
+        assert_eq!(r("VMREAD").label(), "NESTED_VIRT");
+    }
+
+    #[test]
+    fn codes_decode_like_the_kernel_tables() {
+        assert_eq!(vmx_reason(10).vendor.as_deref(), Some("CPUID"));
+        assert_eq!(vmx_reason(0x8000_0021).kind, ExitKind::InvalidState, "flags ignored");
+        assert_eq!(vmx_reason(7).vendor.as_deref(), Some("INTERRUPT_WINDOW"));
+        assert_eq!(svm_reason(0x7b).kind, ExitKind::Io);
+        assert_eq!(svm_reason(0x400).vendor.as_deref(), Some("npf"));
+        assert_eq!(svm_reason(0x999).vendor.as_deref(), Some("0x999"));
+        // Every name maps back to its own code.
+        for &(c, n, k) in VMX {
+            assert_eq!(lookup_vendor_name(n), Some((Isa::Vmx, c, k)), "{n}");
+        }
+        for &(c, n, t, k) in SVM {
+            assert_eq!(lookup_vendor_name(n), Some((Isa::Svm, c, k)), "{n}");
+            assert_eq!(lookup_vendor_name(&format!("EXIT_{t}")), Some((Isa::Svm, c, k)), "{t}");
+        }
+    }
+
+    #[test]
+    fn kvm_exit_fields_by_grammar() {
+        let v = parse_kvm_exit(
+            "vcpu 1 reason PF excp rip 0xffffffff81000000 info1 0x0000000000000002 info2 0x10 \
+             intr_info 0x80000b0e error_code 0x00000004",
+        )
+        .unwrap();
+        assert_eq!(v.vcpu, Some(1));
+        assert_eq!(v.reason, "PF excp");
+        assert_eq!(v.rip, Some(0xffff_ffff_8100_0000));
+        assert_eq!((v.info1, v.info2), (Some(2), Some(0x10)));
+        assert_eq!((v.intr_info, v.error_code), (Some(0x8000_0b0e), Some(4)));
+        let old = parse_kvm_exit("reason EPT_VIOLATION rip 0x40359f info 582 0").unwrap();
+        assert_eq!((old.reason, old.info1, old.info2), ("EPT_VIOLATION", Some(0x582), Some(0)));
+        let plugin =
+            parse_kvm_exit("reason EXIT_NPF rip 0xffffffff81000000 native_safe_halt+0x6 info 0 0")
+                .unwrap();
+        assert_eq!((plugin.reason, plugin.info1), ("EXIT_NPF", Some(0)));
+        // Wrapped after `rip` (the rest went to the next line).
+        assert_eq!(parse_kvm_exit("reason npf rip").unwrap().reason, "npf");
+        assert_eq!(parse_kvm_exit("vcpu 0 reason npf rip").unwrap().rip, None);
+        assert_eq!(
+            parse_kvm_exit("reason  EPT_VIOLATION FAILED_VMENTRY rip 0x1").unwrap().reason,
+            "EPT_VIOLATION FAILED_VMENTRY"
+        );
+        assert_eq!(parse_kvm_exit("vcpu 0 reason"), None);
+        assert_eq!(parse_kvm_exit("vcpu 0, rip 0x1"), None);
+    }
+
+    #[test]
+    fn tracepoints_stand_for_their_exits() {
+        let pio = tracepoint_exit("kvm_pio", "pio_write at 0x4d0 size 1 count 1 val 0x0").unwrap();
+        assert_eq!(pio.kind, ExitKind::Io);
+        assert_eq!(pio.key, Some(ExitKey::Port { port: 0x4d0, write: true }));
+        let msr = tracepoint_exit("kvm_msr", "msr_read 1d9 = 0x0").unwrap();
+        assert_eq!(
+            (msr.kind, msr.key),
+            (ExitKind::MsrRead, Some(ExitKey::Msr { index: 0x1d9, write: false }))
+        );
+        let mmio =
+            tracepoint_exit("kvm_mmio", "mmio unsatisfied-read len 4 gpa 0xfee00030 val 0x0")
+                .unwrap();
+        assert_eq!(
+            (mmio.mmio, mmio.key),
+            (Some(MmioStep::UnsatisfiedRead), Some(ExitKey::Gpa(0xfee0_0030)))
+        );
+        assert_eq!(
+            tracepoint_exit("kvm_cpuid", "func 0 idx 0 rax 1").unwrap().kind,
+            ExitKind::Cpuid
+        );
+        assert_eq!(tracepoint_exit("kvm_entry", "vcpu 0"), None);
+        assert_eq!(ExitKey::Port { port: 0x3f0, write: true }.to_string(), "port 0x3f0 out");
+    }
+
+    #[test]
+    fn refinement_and_names() {
+        assert!(ExitKind::Mmio.refines(ExitKind::EptNpf));
+        assert!(ExitKind::MsrWrite.refines(ExitKind::Msr));
+        assert!(!ExitKind::Cpuid.refines(ExitKind::Msr));
+        for k in ExitKind::ALL {
+            assert_eq!(ExitKind::from_name(k.name()), Some(*k));
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Recorded perf.data files (`tests/data/perfdata`, see its README) against the `perf
+//! script` output stored next to them: same events, same counts, same text, in order.
+//! Needs no perf.
+
+mod common;
+
+fn check(stem: &str, pipe: bool, compressed: bool) {
+    let dir = common::data_dir().join("perfdata");
+    let bytes = std::fs::read(dir.join(format!("{stem}.data"))).expect("fixture");
+    let script = std::fs::read_to_string(dir.join(format!("{stem}.script"))).expect("script");
+    let theirs = common::parse_perf_script(&script);
+    let (s, ours) = common::read_events(&bytes, stem);
+    assert_eq!(ours, theirs, "{stem}");
+    assert_eq!(s.pipe, pipe, "{stem}");
+    assert_eq!(s.compressed_records > 0, compressed, "{stem}");
+    let counts: Vec<(String, u64)> =
+        theirs.iter().map(|(k, v)| (k.clone(), v.len() as u64)).collect();
+    assert_eq!(s.event_counts, counts, "{stem}");
+    assert_eq!(s.events, ["kvm:kvm_cpuid", "kvm:kvm_pio", "kvm:kvm_userspace_exit"], "{stem}");
+    assert!(s.first_ts.is_some() && s.first_ts <= s.last_ts, "{stem}");
+}
+
+#[test]
+fn file_mode_matches_perf_script() {
+    check("kvm-file", false, false);
+}
+
+#[test]
+fn compressed_file_matches_perf_script() {
+    check("kvm-zstd", false, true);
+}
+
+#[test]
+fn pipe_mode_matches_perf_script() {
+    check("kvm-pipe", true, false);
+}
+
+#[test]
+fn tasks_times_and_cpus_come_from_the_samples() {
+    let bytes = std::fs::read(common::data_dir().join("perfdata/kvm-file.data")).unwrap();
+    let mut c = common::Collect::default();
+    exitscope_perfdata::read(&bytes, "kvm-file", &mut c).unwrap();
+    let script =
+        std::fs::read_to_string(common::data_dir().join("perfdata/kvm-file.script")).unwrap();
+    // perf script: `python3  3521 [001]  1531.284474: kvm:kvm_pio: ...`
+    let first = script.lines().next().unwrap();
+    let toks: Vec<&str> = first.split_whitespace().collect();
+    let (comm, tid) = c.tasks[0].clone().unwrap();
+    assert_eq!(comm, toks[0]);
+    assert_eq!(tid.to_string(), toks[1]);
+    assert_eq!(format!("[{:03}]", c.cpus[0].unwrap()), toks[2]);
+    let ts = c.timestamps[0].unwrap();
+    assert_eq!(format!("{}.{:06}:", ts / 1_000_000_000, ts % 1_000_000_000 / 1000), toks[3]);
+}
