@@ -733,8 +733,10 @@ fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
         _ => {
             // The function tracer: `func <-parent` (or just `func` with noprint-parent).
             let rest = line[i..].trim_ascii_end();
-            let func = rest.split_once(" <-").map_or(rest, |(f, _)| f);
-            if rest.is_empty() || parse_func_name(func.trim_ascii()).is_none() {
+            let (func, parent) = rest.split_once(" <-").map_or((rest, None), |(f, p)| (f, Some(p)));
+            // A bare name after a bare timestamp is too weak a sign of a trace line.
+            let context = parent.is_some() || task.is_some() || cpu.is_some();
+            if !context || parse_func_name(func.trim_ascii()).is_none() {
                 return err(i, "an event name followed by `:`");
             }
             return Ok(Some(Line::Event { task, cpu, timestamp, name: "function", text: rest }));

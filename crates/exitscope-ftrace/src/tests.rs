@@ -425,6 +425,10 @@ fn event_lines_with_trimmed_columns() {
     let c = parse(&format!("  <idle>-0  [005] d..2. {exit}\n"));
     assert!(c.out.is_empty());
     assert!(c.diags[0].message.contains("a timestamp like"), "{}", c.diags[0]);
+    // A number and a colon in prose is not an event.
+    let c = parse("Elapsed 12.5: done\nTook 3: seconds in total\n");
+    assert!(c.out.is_empty(), "{:?}", c.out);
+    assert_eq!(c.diags.len(), 2);
 }
 
 /// Issue 13 (7): `ftrace_dump` prints non-graph tracers in latency format, through printk:
