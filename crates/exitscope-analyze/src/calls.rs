@@ -405,15 +405,20 @@ impl CallTreeBuilder {
         i
     }
 
+    fn warning(&self, line: u64, message: String) -> Diagnostic {
+        Diagnostic {
+            file: self.input_name.clone(),
+            line,
+            column: 1,
+            severity: Severity::Warning,
+            message,
+        }
+    }
+
     fn warn(&mut self, line: u64, message: String) {
         if (self.warnings.len() as u64) < MAX_WARNINGS {
-            self.warnings.push(Diagnostic {
-                file: self.input_name.clone(),
-                line,
-                column: 1,
-                severity: Severity::Warning,
-                message,
-            });
+            let w = self.warning(line, message);
+            self.warnings.push(w);
         }
     }
 
@@ -974,29 +979,22 @@ impl CallTreeBuilder {
                      after its return time was taken): placed after that call, in its caller"
                 )
             };
-            self.warnings.push(Diagnostic {
-                file: self.input_name.clone(),
-                line,
-                column: 1,
-                severity: Severity::Warning,
-                message,
-            });
+            let w = self.warning(line, message);
+            self.warnings.push(w);
         }
         self.placed_first_line = [None; 2];
         self.placed_at_input_start = counts;
         if let Some((line, kids, d)) = self.contradiction_first.take() {
             let n = self.leftovers.contradictions - self.contradictions_at_input_start;
-            self.warnings.push(Diagnostic {
-                file: self.input_name.clone(),
+            let w = self.warning(
                 line,
-                column: 1,
-                severity: Severity::Warning,
-                message: format!(
+                format!(
                     "the children of this call take {kids} ns of its {d} ns, and no interrupt \
                      explains it: {n} root call(s) with durations that contradict each other \
                      left out of the statistics (counted as incomplete)"
                 ),
-            });
+            );
+            self.warnings.push(w);
         }
         self.contradictions_at_input_start = self.leftovers.contradictions;
     }
