@@ -183,9 +183,12 @@ check_events() {
 if [ -f "$R/run.cmd" ]; then
 	D=$R/run-cpuid
 	benchf='' tracef=''
-	# `exitscope run -o DIR` names its files: trace.txt, bench.json, report.json, report.html.
+	# `exitscope run -o DIR` names its files: trace.dat (trace.txt before issue 15), bench.json
+	# (untraced), traced-bench.json,
+	# report.json, report.html.
 	[ -f "$D/bench.json" ] && benchf=$D/bench.json
 	[ -f "$D/trace.txt" ] && tracef=$D/trace.txt
+	[ -f "$D/trace.dat" ] && tracef=$D/trace.dat
 	for f in $(find "$D" -type f ! -name '*.html' 2>/dev/null | sort); do
 		if jq -e '.results' "$f" >/dev/null 2>&1; then [ -n "$benchf" ] || benchf=$f
 		elif jq -e . "$f" >/dev/null 2>&1; then :

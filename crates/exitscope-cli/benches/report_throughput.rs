@@ -16,7 +16,6 @@ use std::io::{BufWriter, Write};
 use std::time::Instant;
 
 use exitscope_analyze::{Analysis, AnalysisOptions};
-use exitscope_model::InputSink;
 
 const SEED_AMD: &str = include_str!("../../../tests/data/seed/cpuid-amd.fgraph.txt");
 const SEED_INTEL: &str = include_str!("../../../tests/data/seed/cpuid-intel.fgraph.txt");
@@ -159,17 +158,13 @@ fn thread_cpu_ns() -> u64 {
 }
 
 fn run(path: &str) -> (f64, f64, u64, u64) {
-    let f = File::open(path).expect("open");
     let cpu0 = thread_cpu_ns();
     let t = Instant::now();
     let mut a = Analysis::new(AnalysisOptions::default());
-    a.begin_input(path, exitscope_model::InputFormat::FtraceText);
-    let s = exitscope_ftrace::parse_reader(path, f, &mut a).expect("parse");
-    a.end_input(&exitscope_model::InputSummary {
-        lines: s.lines,
-        records: s.records,
-        ..Default::default()
-    });
+    // The whole input path of `exitscope report`: sniffing and streaming through ingest.
+    let s = exitscope_ingest::read_path(path, &mut a, &exitscope_ingest::Options::default())
+        .expect("read")
+        .summary;
     let report = a.finish();
     let secs = t.elapsed().as_secs_f64();
     let cpu_secs = (thread_cpu_ns() - cpu0) as f64 / 1e9;

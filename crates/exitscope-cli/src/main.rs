@@ -1,10 +1,15 @@
 //! `exitscope`: measure, trace and explain KVM VM exits. This binary only wires the library
 //! crates together: argument parsing, subcommand dispatch, exit codes.
 
+#[macro_use]
+mod stderr;
+mod args;
 mod cmd;
-#[allow(dead_code)] // constructors are used as subcommands land
 mod exit;
-mod input;
+mod inputs;
+mod output;
+mod recording;
+mod text;
 
 use std::process::ExitCode;
 
@@ -16,7 +21,15 @@ use clap::{Parser, Subcommand};
     name = "exitscope",
     version,
     about = "Measure, trace and explain the latency of KVM VM exits.",
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "\
+Examples:
+  exitscope run cpuid                       # bench + record + report in one go
+  exitscope report tests/data/seed/cpuid-amd.fgraph.txt
+  exitscope record --events -o t.txt -- ./my-vmm
+
+Exit codes: 0 ok, 1 a check failed, 2 bad input or usage, 3 the environment lacks what is
+needed, 4 the traced command failed, 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,15 +38,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The whole experiment in one command: run a built-in benchmark, record its exit path
-    /// (function_graph where the kernel allows it, else kvm tracepoints) and explain it.
+    /// The whole experiment in one command: run a built-in benchmark untraced, then record its
+    /// exit path (function_graph where the kernel allows it, else kvm tracepoints) and explain it.
     Run(cmd::run::Args),
     /// Run VM-exit microbenchmarks on exitscope's built-in VMM (no QEMU needed).
     Bench(cmd::bench::Args),
     /// Record the VM-exit path from tracefs (function_graph or kvm tracepoints) to a file,
     /// leaving tracefs exactly as it was.
     Record(cmd::record::Args),
-    /// Parse function_graph or event traces and explain them as call trees and statistics.
+    /// Parse function_graph or event traces (text or trace.dat) and explain them as call trees
+    /// and statistics.
     Report(cmd::report::Args),
     /// Compare two traces call path by call path (AMD vs Intel, before vs after).
     Diff(cmd::diff::Args),
@@ -63,9 +77,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // A closed stdout (`exitscope report big.txt | head`) ends quietly; tracefs has been
+        // restored by then (sessions restore before errors travel up).
         Err(f) if exit::is_broken_pipe(&f.error) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("exitscope: error: {f}");
+            say!("error: {f}");
             ExitCode::from(f.code)
         }
     }

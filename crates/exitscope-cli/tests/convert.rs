@@ -60,7 +60,7 @@ fn bad_input_exits_2_with_offset() {
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(err.contains("byte 0x") && err.contains("truncated"), "{err}");
     let txt = dir.join("not.dat");
-    std::fs::write(&txt, "# tracer: nop\n").unwrap();
+    std::fs::write(&txt, " 0)   0.080 us    |  f();\n").unwrap();
     let o = exitscope().arg("convert").arg(&txt).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8(o.stderr).unwrap().contains("not a trace-cmd trace.dat file"));

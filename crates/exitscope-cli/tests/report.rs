@@ -256,7 +256,7 @@ fn not_a_trace_empty_binary_missing_are_clear_errors() {
     std::fs::write(&prose, "Dear colleague,\nplease find the trace attached.\n").unwrap();
     let out = exitscope(&["report", prose.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not look like an ftrace trace"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no trace: none of its 2 lines"));
 
     let bin = dir.join("junk.bin");
     let junk: Vec<u8> =

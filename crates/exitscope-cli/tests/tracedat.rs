@@ -91,7 +91,8 @@ fn truncated_trace_dat_is_a_clear_error_with_an_offset() {
     let out = exitscope(&["report", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cut.dat: byte 0x") && err.contains("truncated"), "{err}");
+    assert!(err.contains("cut.dat: ") && err.contains("at byte 0x"), "{err}");
+    assert!(err.contains("truncated") && err.contains("bytes long"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

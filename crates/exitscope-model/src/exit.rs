@@ -463,8 +463,8 @@ fn hex(s: &str) -> Option<u64> {
 pub fn parse_kvm_exit(text: &str) -> Option<KvmExit<'_>> {
     const KEYWORDS: &[&str] = &["rip", "info", "info1", "info2", "intr_info", "error_code"];
     let mut out = KvmExit::default();
-    // Positions of words, to slice the reason out of the original text.
-    let words: Vec<(usize, &str)> = text
+    // One pass over the words with their offsets (no allocation: this runs once per exit).
+    let mut words = text
         .split(' ')
         .scan(0usize, |pos, w| {
             let at = *pos;
@@ -472,49 +472,50 @@ pub fn parse_kvm_exit(text: &str) -> Option<KvmExit<'_>> {
             Some((at, w))
         })
         .filter(|(_, w)| !w.is_empty())
-        .collect();
-    let mut i = 0;
-    while i < words.len() {
-        let w = words[i].1;
+        .peekable();
+    while let Some((at, w)) = words.next() {
         match w {
             "vcpu" => {
-                out.vcpu = words.get(i + 1).and_then(|(_, v)| v.trim_end_matches(',').parse().ok());
-                i += 2;
+                out.vcpu = words.next().and_then(|(_, v)| v.trim_end_matches(',').parse().ok());
             }
             "reason" => {
-                let start = i + 1;
-                let mut end = start;
-                while end < words.len() && !KEYWORDS.contains(&words[end].1) {
-                    end += 1;
+                let (mut from, mut to) = (None, at);
+                while let Some(&(p, x)) = words.peek() {
+                    if KEYWORDS.contains(&x) {
+                        break;
+                    }
+                    from = from.or(Some(p));
+                    to = p + x.len();
+                    words.next();
                 }
-                if end > start {
-                    let from = words[start].0;
-                    let to = words[end - 1].0 + words[end - 1].1.len();
-                    out.reason = &text[from..to];
+                if let Some(f) = from {
+                    out.reason = &text[f..to];
                 }
-                i = end;
             }
             "rip" => {
-                out.rip = words.get(i + 1).and_then(|(_, v)| hex(v));
-                // trace-cmd's plugin prints the symbol after the address.
-                i += if out.rip.is_some() { 2 } else { 1 };
+                // trace-cmd's plugin prints the symbol after the address; it is skipped as an
+                // unknown word.
+                if let Some(&(_, v)) = words.peek()
+                    && let Some(r) = hex(v)
+                {
+                    out.rip = Some(r);
+                    words.next();
+                }
             }
             "info" => {
-                out.info1 = words.get(i + 1).and_then(|(_, v)| hex(v));
-                out.info2 = words.get(i + 2).and_then(|(_, v)| hex(v));
-                i += 3;
+                out.info1 = words.next().and_then(|(_, v)| hex(v));
+                out.info2 = words.next().and_then(|(_, v)| hex(v));
             }
             "info1" | "info2" | "intr_info" | "error_code" => {
-                let v = words.get(i + 1).and_then(|(_, v)| hex(v));
+                let v = words.next().and_then(|(_, v)| hex(v));
                 match w {
                     "info1" => out.info1 = v,
                     "info2" => out.info2 = v,
                     "intr_info" => out.intr_info = v,
                     _ => out.error_code = v,
                 }
-                i += 2;
             }
-            _ => i += 1,
+            _ => {}
         }
     }
     (!out.reason.is_empty()).then_some(out)

@@ -8,6 +8,9 @@
 //!   temporary file (inferno's and object's habit).
 //! - [`skip_unless`] prints `SKIP: <reason>` for a test whose hardware or tool is absent, and
 //!   fails instead under `EXITSCOPE_REQUIRE_HW=1` (CI on a machine that has them).
+//! - [`fake_tracefs`] fills a fake tracefs (`exitscope_tracefs::Tracefs::fake`) with the real
+//!   ring-buffer pages and formats of a recorded trace.dat, so binary capture can be tested
+//!   without tracefs.
 //!
 //! ```
 //! let dir = std::env::temp_dir().join(format!("testkit-doc-{}", std::process::id()));
@@ -20,6 +23,8 @@
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
+
+pub mod fake_tracefs;
 
 /// The workspace root (where `tests/data` lives).
 pub fn workspace_root() -> PathBuf {

@@ -1,5 +1,5 @@
 //! Writes a synthetic function_graph + kvm_exit/kvm_entry trace.dat with
-//! [`exitscope_tracedat::write::demo_funcgraph`]: the fixture generator for the
+//! [`exitscope_tracedat::write::fixture::demo_funcgraph`]: the fixture generator for the
 //! function_graph tests (the tracer is refused on the machine the other fixtures were
 //! recorded on) and the benchmark input.
 //!
@@ -21,7 +21,7 @@ fn main() {
         _ => Compression::None,
     };
     let iterations: u64 = args[4].parse().unwrap_or(40);
-    let w = exitscope_tracedat::write::demo_funcgraph(version, compression, iterations);
+    let w = exitscope_tracedat::write::fixture::demo_funcgraph(version, compression, iterations);
     if let Err(e) = std::fs::write(&args[1], w.to_bytes()) {
         eprintln!("gen_funcgraph: {}: {e}", args[1]);
         std::process::exit(1);

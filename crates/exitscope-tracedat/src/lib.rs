@@ -28,7 +28,9 @@
 //! ```
 //!
 //! [`TraceDat`] gives lower-level access (headers, formats, raw merged events) and
-//! [`text::write_text`] renders a whole file as kernel-style ftrace text.
+//! [`text::write_text`] renders a whole file as kernel-style ftrace text. The writer
+//! (`write`: streaming per-CPU pages into a file, and fixture building) is behind the `write`
+//! feature and is not part of the reader.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -43,6 +45,7 @@ mod meta;
 mod print;
 mod ring;
 pub mod text;
+#[cfg(feature = "write")]
 pub mod write;
 
 use std::borrow::Cow;
@@ -55,7 +58,7 @@ pub use bytes::Endian;
 pub use file::{Buffer, Compression, CpuData, Guest, Header};
 pub use format::{EventFormat, Field, FieldKind};
 pub use meta::{Cmdlines, PrintkFormats, Symbols};
-pub use ring::Item;
+pub use ring::{CpuCursor, Item, PageFormat, PageHeader};
 
 /// Why a trace.dat could not be read. Offsets are absolute byte offsets in the file (for
 /// compressed data: of the compressed block).

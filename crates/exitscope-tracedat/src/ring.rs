@@ -41,6 +41,80 @@ impl Item {
     }
 }
 
+/// The layout of ring-buffer sub-buffers ("pages") as a kernel's `events/header_page` states
+/// it. Live readers of `per_cpu/cpuN/trace_pipe_raw` must use it: sub-buffers are larger
+/// than 4 KiB when `buffer_subbuf_size_kb` was raised, and 32-bit kernels have a 4-byte
+/// `commit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageFormat {
+    /// Sub-buffer size in bytes: offset plus size of the `data` field.
+    pub page_size: usize,
+    /// Kernel `long` size: the size of the `commit` field (8 or 4).
+    pub long_size: usize,
+    /// Byte order of page and event headers.
+    pub endian: Endian,
+}
+
+/// What a sub-buffer's header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageHeader {
+    /// Timestamp of the page start (trace-clock units).
+    pub timestamp: u64,
+    /// Bytes of record data used after the header.
+    pub data_len: usize,
+    /// `None`: nothing was lost before this page; `Some(None)`: events were lost, count
+    /// unknown; `Some(Some(n))`: `n` events were lost.
+    pub missed: Option<Option<u64>>,
+}
+
+impl PageFormat {
+    /// The layout stated by `header_page` text (`field: local_t commit; offset:8; size:8;`,
+    /// `field: char data; offset:16; size:4080;`), in byte order `endian`; `None` when the
+    /// text lacks either field or states impossible sizes.
+    pub fn from_header_page(text: &str, endian: Endian) -> Option<PageFormat> {
+        let attr = |line: &str, key: &str| -> Option<usize> {
+            line.split(';').find_map(|p| p.trim().strip_prefix(key)?.trim().parse().ok())
+        };
+        let mut long_size = None;
+        let mut page_size = None;
+        for line in text.lines() {
+            if line.contains(" commit;") {
+                long_size = attr(line, "size:");
+            } else if line.contains(" data;") {
+                page_size = attr(line, "offset:")?.checked_add(attr(line, "size:")?);
+            }
+        }
+        let (long_size, page_size) = (long_size?, page_size?);
+        let ok = matches!(long_size, 4 | 8) && page_size > 8 + long_size && page_size <= 1 << 27;
+        ok.then_some(PageFormat { page_size, long_size, endian })
+    }
+
+    /// Size of the page header (timestamp and commit).
+    pub fn header_len(&self) -> usize {
+        8 + self.long_size
+    }
+
+    /// The header of the page starting at `page[0]`; `None` when `page` is shorter than the
+    /// header or the commit exceeds the page.
+    pub fn header(&self, page: &[u8]) -> Option<PageHeader> {
+        let timestamp = read_uint(page, 0, 8, self.endian)?;
+        let commit = read_uint(page, 8, self.long_size, self.endian)?;
+        let data_len = (commit & COMMIT_MASK) as usize;
+        let end = self.header_len() + data_len;
+        if end > self.page_size {
+            return None;
+        }
+        let missed = (commit & MISSED_EVENTS != 0).then(|| {
+            if commit & MISSED_STORED != 0 {
+                read_uint(page, end, self.long_size, self.endian)
+            } else {
+                None
+            }
+        });
+        Some(PageHeader { timestamp, data_len, missed })
+    }
+}
+
 /// A cursor over one CPU's page stream.
 #[derive(Debug)]
 pub struct CpuCursor {
@@ -251,6 +325,33 @@ mod tests {
             v.push(i);
         }
         v
+    }
+
+    #[test]
+    fn page_format_from_header_page_text() {
+        let text = "\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n\tfield: local_t commit;\toffset:8;\tsize:8;\tsigned:1;\n\tfield: int overwrite;\toffset:8;\tsize:1;\tsigned:1;\n\tfield: char data;\toffset:16;\tsize:8176;\tsigned:0;\n";
+        let f = PageFormat::from_header_page(text, Endian::Little).unwrap();
+        assert_eq!((f.page_size, f.long_size, f.header_len()), (8192, 8, 16));
+        let k32 = text
+            .replace("size:8;\tsigned:1", "size:4;\tsigned:1")
+            .replace("offset:16", "offset:12");
+        let f = PageFormat::from_header_page(&k32, Endian::Big).unwrap();
+        assert_eq!((f.page_size, f.long_size), (8188, 4));
+        assert_eq!(PageFormat::from_header_page("garbage", Endian::Little), None);
+    }
+
+    #[test]
+    fn page_header_flags_and_stored_count() {
+        let f = PageFormat { page_size: 256, long_size: 8, endian: Endian::Little };
+        let mut p = page(Endian::Little, 77, &[hdr(Endian::Little, 1, 0), 5]);
+        assert_eq!(f.header(&p), Some(PageHeader { timestamp: 77, data_len: 8, missed: None }));
+        p[8..16].copy_from_slice(&(8u64 | MISSED_EVENTS).to_le_bytes());
+        assert_eq!(f.header(&p).unwrap().missed, Some(None));
+        p[8..16].copy_from_slice(&(8u64 | MISSED_EVENTS | MISSED_STORED).to_le_bytes());
+        p[24..32].copy_from_slice(&42u64.to_le_bytes());
+        assert_eq!(f.header(&p).unwrap().missed, Some(Some(42)));
+        p[8..16].copy_from_slice(&300u64.to_le_bytes());
+        assert_eq!(f.header(&p), None);
     }
 
     #[test]

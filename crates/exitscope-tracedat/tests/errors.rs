@@ -4,7 +4,8 @@
 mod common;
 
 use common::{Collect, Rec, data_dir};
-use exitscope_tracedat::{Compression, Error, write};
+use exitscope_tracedat::write::fixture;
+use exitscope_tracedat::{Compression, Error};
 
 fn read(bytes: &[u8]) -> Result<exitscope_tracedat::Summary, Error> {
     exitscope_tracedat::read(bytes, "t.dat", &mut Collect::default())
@@ -48,7 +49,7 @@ fn cpu_data_past_the_end_names_the_cpu() {
 
 #[test]
 fn corrupt_page_reports_cpu_page_and_offset() {
-    let w = write::demo_funcgraph(6, Compression::None, 20);
+    let w = fixture::demo_funcgraph(6, Compression::None, 20);
     let mut bytes = w.to_bytes();
     // The first CPU's data starts at the first page-aligned offset after the metadata; its
     // second page's commit field gets an impossible size.
@@ -63,7 +64,7 @@ fn corrupt_page_reports_cpu_page_and_offset() {
 
 #[test]
 fn random_byte_flips_never_panic() {
-    let base = write::demo_funcgraph(7, Compression::None, 10).to_bytes();
+    let base = fixture::demo_funcgraph(7, Compression::None, 10).to_bytes();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for _ in 0..1500 {
         let mut b = base.clone();
@@ -87,7 +88,7 @@ fn random_byte_flips_never_panic() {
 
 #[test]
 fn missed_events_become_lost_records() {
-    let mut w = write::demo_funcgraph(6, Compression::None, 5);
+    let mut w = fixture::demo_funcgraph(6, Compression::None, 5);
     w.missed_first_page = vec![(1, 1234)];
     let mut sink = Collect::default();
     let sum = exitscope_tracedat::read(&w.to_bytes(), "t.dat", &mut sink).unwrap();
@@ -100,7 +101,7 @@ fn missed_events_become_lost_records() {
 fn trace_printk_records_use_printk_formats() {
     let bprint = "name: bprint\nID: 6\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:const char * fmt;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:u32 buf[];\toffset:24;\tsize:0;\tsigned:0;\n\nprint fmt: \"%ps: %s\", (void *)REC->ip, REC->fmt\n";
     let bputs = "name: bputs\nID: 15\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:const char * str;\toffset:16;\tsize:8;\tsigned:0;\n\nprint fmt: \"%ps: %s\", (void *)REC->ip, REC->str\n";
-    let mut w = write::demo_funcgraph(6, Compression::None, 0);
+    let mut w = fixture::demo_funcgraph(6, Compression::None, 0);
     w.ftrace_formats.push(bprint.into());
     w.ftrace_formats.push(bputs.into());
     w.printk = "0xffffffff82000000 : \"exit %d at %#lx %s/%c %5u|\\n\"\n0xffffffff82000100 : \"hello\\n\"\n".into();
@@ -146,7 +147,7 @@ fn trace_printk_records_use_printk_formats() {
 #[test]
 fn guest_cpustat_and_offset_options_are_read() {
     for version in [6, 7] {
-        let mut w = write::demo_funcgraph(version, Compression::Zlib, 2);
+        let mut w = fixture::demo_funcgraph(version, Compression::Zlib, 2);
         let mut guest = b"vm0\0".to_vec();
         guest.extend_from_slice(&77u64.to_le_bytes());
         guest.extend_from_slice(&2u32.to_le_bytes());

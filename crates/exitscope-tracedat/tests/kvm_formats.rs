@@ -6,7 +6,8 @@
 mod common;
 
 use common::{Collect, Rec, data_dir};
-use exitscope_tracedat::{Compression, write};
+use exitscope_tracedat::Compression;
+use exitscope_tracedat::write::fixture;
 
 fn format(name: &str) -> String {
     std::fs::read_to_string(data_dir().join("formats").join(format!("{name}.format"))).unwrap()
@@ -38,7 +39,7 @@ fn exit(vcpu: u32, isa: u32, reason: u32, rip: u64, info1: u64) -> Vec<u8> {
 
 #[test]
 fn kvm_events_render_like_the_kernel() {
-    let mut w = write::demo_funcgraph(7, Compression::Zstd, 0);
+    let mut w = fixture::demo_funcgraph(7, Compression::Zstd, 0);
     w.systems = vec![(
         "kvm".into(),
         ["kvm_exit", "kvm_entry", "kvm_msr", "kvm_nested_vmexit", "kvm_hypercall"]
@@ -133,7 +134,7 @@ fn unsupported_print_fmt_constructs_are_named_once_per_event() {
     );
     let bad_fmt =
         format!("name: kvm_weird\nID: 901\n{head}print fmt: \"mode %d\", REC->mode == SOME_ENUM\n");
-    let mut w = write::demo_funcgraph(7, Compression::None, 0);
+    let mut w = fixture::demo_funcgraph(7, Compression::None, 0);
     w.systems = vec![("kvm".into(), vec![enum_fmt, bad_fmt])];
     let rec = |id: u16, mode: u32| payload(id, 16, &[(8, &mode.to_le_bytes())]);
     w.cpus = vec![vec![(10, rec(900, 2)), (11, rec(900, 7)), (12, rec(901, 3)), (13, rec(901, 4))]];

@@ -4,13 +4,14 @@
 mod common;
 
 use common::{Collect, Rec};
-use exitscope_tracedat::{Compression, write};
+use exitscope_tracedat::Compression;
+use exitscope_tracedat::write::fixture;
 
 /// (timestamp, cpu) of each record.
 type Order = Vec<(u64, u32)>;
 
 fn merged_timestamps(ncpu: usize) -> (Order, Order) {
-    let mut w = write::demo_funcgraph(7, Compression::Zstd, 0);
+    let mut w = fixture::demo_funcgraph(7, Compression::Zstd, 0);
     let mut want = Vec::new();
     w.cpus = (0..ncpu)
         .map(|cpu| {
@@ -59,7 +60,7 @@ fn many_cpus_merge_in_timestamp_order() {
     assert_eq!(got, want);
 }
 
-/// A kvm_entry record (format id 1501 of `write::KVM_ENTRY_FORMAT`) in either byte order.
+/// A kvm_entry record (format id 1501 of `fixture::KVM_ENTRY_FORMAT`) in either byte order.
 fn kvm_entry(be: bool, pid: i32, vcpu: u32, rip: u64) -> Vec<u8> {
     let mut p = vec![0u8; 24];
     if be {
@@ -92,7 +93,7 @@ fn big_endian_files_read_like_little_endian_ones() {
         [(6, Compression::None), (7, Compression::Zstd), (7, Compression::Zlib)]
     {
         for be in [false, true] {
-            let mut w = write::demo_funcgraph(version, compression, 0);
+            let mut w = fixture::demo_funcgraph(version, compression, 0);
             w.big_endian = be;
             w.cpus = records(be);
             let mut sink = Collect::default();

@@ -1,12 +1,44 @@
-//! Streaming `trace_pipe` to a file, and lost events from `per_cpu/cpuN/stats`.
+//! Capture: the kernel's text (`trace_pipe`) or its binary pages (`per_cpu/cpuN/
+//! trace_pipe_raw`, see `dat.rs`) to a file, and lost events from `per_cpu/cpuN/stats`.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use exitscope_tracedat::Compression;
+
 use crate::error::Error;
 use crate::session::Session;
+
+/// What [`Session::capture`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CaptureFormat {
+    /// The kernel's formatted text from `trace_pipe` (one merged stream, µs timestamps),
+    /// after a `# tracer:` header.
+    #[default]
+    Text,
+    /// trace-cmd's trace.dat (version 7): the ring-buffer pages of every CPU's
+    /// `trace_pipe_raw` as the kernel wrote them (ns timestamps, nothing formatted), with the
+    /// event formats, kallsyms, printk formats, saved cmdlines and per-CPU stats. Read by
+    /// `exitscope report` and `trace-cmd report`.
+    TraceDat {
+        /// zstd by default (as trace-cmd 3.x); `None` for the least CPU.
+        compression: Compression,
+    },
+}
+
+impl CaptureFormat {
+    /// The format an output path asks for: text for a `.txt` file, otherwise trace.dat
+    /// with `compression` (`-o t.dat`, `-o -`, any other name).
+    pub fn for_path(path: &Path, compression: Compression) -> CaptureFormat {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
+            CaptureFormat::Text
+        } else {
+            CaptureFormat::TraceDat { compression }
+        }
+    }
+}
 
 /// Why a capture stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,15 +54,25 @@ pub enum StopWhen {
 /// What a capture wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CaptureSummary {
-    /// Bytes written to the output (including LOST lines appended at the end).
+    /// The format written.
+    pub format: CaptureFormat,
+    /// Bytes written to the output (text: including LOST lines appended at the end).
     pub bytes: u64,
-    /// Lines copied from `trace_pipe`.
+    /// Lines copied from `trace_pipe` (text).
     pub lines: u64,
-    /// Per CPU: events the kernel reported lost inside the stream (`CPU:N [LOST n EVENTS]`).
+    /// Ring-buffer pages written (trace.dat).
+    pub pages: u64,
+    /// Per CPU: events the kernel reported lost inside the stream (text: `CPU:N [LOST n
+    /// EVENTS]` lines; trace.dat: the counts stored in pages flagged with missed events).
     pub lost_in_stream: BTreeMap<u32, u64>,
     /// Per CPU: further events lost according to `per_cpu/cpuN/stats` (overrun + dropped
-    /// events since the start), appended as LOST lines at the end.
+    /// events since the start); text appends them as LOST lines at the end, trace.dat keeps
+    /// the stats in its CPUSTAT options.
     pub lost_from_stats: BTreeMap<u32, u64>,
+    /// Things worth telling the user that happened while recording.
+    pub notes: Vec<String>,
+    /// Per event name (`kvm_pio`), the event lines copied: which requested events fired.
+    pub events: BTreeMap<String, u64>,
     /// Why it stopped.
     pub stop: Option<StopWhen>,
     /// How long it ran.
@@ -42,21 +84,62 @@ impl CaptureSummary {
     pub fn lost_total(&self) -> u64 {
         self.lost_in_stream.values().chain(self.lost_from_stats.values()).sum()
     }
+
+    /// What was written, for a message: `1200 lines (96000 bytes)`, `30 ring-buffer pages
+    /// (4096 bytes, zstd)`.
+    pub fn written(&self) -> String {
+        match self.format {
+            CaptureFormat::Text => format!(
+                "{} line{} ({} bytes)",
+                self.lines,
+                if self.lines == 1 { "" } else { "s" },
+                self.bytes
+            ),
+            CaptureFormat::TraceDat { compression } => format!(
+                "{} ring-buffer page{} as trace.dat ({} bytes, {})",
+                self.pages,
+                if self.pages == 1 { "" } else { "s" },
+                self.bytes,
+                match compression {
+                    Compression::None => "uncompressed",
+                    Compression::Zstd => "zstd",
+                    Compression::Zlib => "zlib",
+                }
+            ),
+        }
+    }
 }
 
 /// How often to look at the pipe, the stop condition and the signals when nothing arrives.
-const POLL: Duration = Duration::from_millis(20);
+pub(crate) const POLL: Duration = Duration::from_millis(20);
 
 impl Session {
-    /// Copy `trace_pipe` (the merged, time-ordered stream of all CPUs) to `out` until `stop`
-    /// returns `Some` (it is called with the elapsed time after every read attempt). Then turn
-    /// tracing off, drain what is left, and append a `CPU:N [LOST n EVENTS]` line for each CPU
-    /// whose stats show losses the stream did not already report. Tracing stays off and
-    /// nothing is restored yet (see [`Session::finish`]).
+    /// Record into `out` (named `out_name` in errors) in the session's
+    /// [`SessionConfig::format`](crate::SessionConfig::format) until `stop` returns `Some` (it
+    /// is called with the elapsed time after every round of reads). Then turn tracing off,
+    /// drain what is left, and account for losses: text appends a `CPU:N [LOST n EVENTS]`
+    /// line for each CPU whose stats show losses the stream did not already report; trace.dat
+    /// keeps the kernel's flags in its pages and the stats in its options. Tracing stays off
+    /// and nothing is restored yet (see [`Session::finish`]).
     ///
     /// # Errors
-    /// [`Error::Read`] for the pipe or stats, [`Error::Output`] naming `out_name`.
+    /// [`Error::Read`] for the pipes or stats, [`Error::Output`] naming `out_name` (or the
+    /// directory of trace.dat's per-CPU temp files).
     pub fn capture(
+        &mut self,
+        out: &mut dyn Write,
+        out_name: &Path,
+        stop: &mut dyn FnMut(Duration) -> Option<StopWhen>,
+    ) -> Result<CaptureSummary, Error> {
+        match self.format() {
+            CaptureFormat::Text => self.capture_text(out, out_name, stop),
+            CaptureFormat::TraceDat { compression } => {
+                self.capture_dat(compression, out, out_name, stop)
+            }
+        }
+    }
+
+    fn capture_text(
         &mut self,
         out: &mut dyn Write,
         out_name: &Path,
@@ -71,42 +154,34 @@ impl Session {
         let mut sum = CaptureSummary::default();
         let mut lines = LineCopier::default();
         let out_err = |source| Error::Output { path: out_name.to_owned(), source };
+        let header = format!(
+            "# tracer: {}\n# exitscope record: {}\n",
+            self.tracer(),
+            self.enabled().join(" ")
+        );
+        out.write_all(header.as_bytes()).map_err(out_err)?;
+        sum.bytes += header.len() as u64;
         let mut buf = vec![0u8; 1 << 16];
-        loop {
+        let mut round = || -> Result<usize, Error> {
             let n = self.read_pipe(&mut buf, &fs, &pipe_rel)?;
             if n > 0 {
                 lines.push(&buf[..n], out, &mut sum).map_err(out_err)?;
             }
-            if let Some(why) = stop(started.elapsed()) {
-                sum.stop = Some(why);
-                break;
-            }
-            if n == 0 {
-                std::thread::sleep(POLL);
-            }
-        }
+            Ok(n)
+        };
+        let why = poll_until(started, stop, &mut round)?;
         self.stop_tracing()?;
-        // Drain: everything recorded before tracing_on went to 0. A bound keeps a flood from
-        // another writer from keeping us here forever.
-        for _ in 0..10_000 {
-            let n = self.read_pipe(&mut buf, &fs, &pipe_rel)?;
-            if n == 0 {
-                break;
-            }
-            lines.push(&buf[..n], out, &mut sum).map_err(out_err)?;
-        }
+        // Everything recorded before tracing_on went to 0.
+        drain(10_000, &mut round)?;
+        sum.stop = Some(why);
         lines.finish(out, &mut sum).map_err(out_err)?;
         self.with_pipe(|p| *p = None);
-        let after = read_stats(&fs, &self.dir);
-        for (cpu, total) in after {
-            let lost = total.saturating_sub(before.get(&cpu).copied().unwrap_or(0));
-            let seen = sum.lost_in_stream.get(&cpu).copied().unwrap_or(0);
-            if lost > seen {
-                let line = format!("CPU:{cpu} [LOST {} EVENTS]\n", lost - seen);
-                out.write_all(line.as_bytes()).map_err(out_err)?;
-                sum.bytes += line.len() as u64;
-                sum.lost_from_stats.insert(cpu, lost - seen);
-            }
+        sum.lost_from_stats =
+            lost_beyond(&before, &read_stats(&fs, &self.dir), &sum.lost_in_stream);
+        for (cpu, n) in &sum.lost_from_stats {
+            let line = format!("CPU:{cpu} [LOST {n} EVENTS]\n");
+            out.write_all(line.as_bytes()).map_err(out_err)?;
+            sum.bytes += line.len() as u64;
         }
         out.flush().map_err(out_err)?;
         sum.elapsed = started.elapsed();
@@ -153,6 +228,13 @@ impl LineCopier {
             sum.lines += 1;
             if let Some((cpu, n)) = parse_lost(line) {
                 *sum.lost_in_stream.entry(cpu).or_default() += n;
+            } else if let Some(name) = event_name(line) {
+                match sum.events.get_mut(name) {
+                    Some(n) => *n += 1,
+                    None => {
+                        sum.events.insert(name.to_owned(), 1);
+                    }
+                }
             }
         }
         out.write_all(&complete)?;
@@ -168,6 +250,20 @@ impl LineCopier {
         }
         Ok(())
     }
+}
+
+/// The event name of a `trace_pipe` event line, `comm-pid [cpu] flags ts: name: args`.
+fn event_name(line: &[u8]) -> Option<&str> {
+    let close = line.iter().position(|&b| b == b']')?;
+    let rest = &line[close + 1..];
+    let colon = rest.windows(2).position(|w| w == b": ")?;
+    let rest = &rest[colon + 2..];
+    let end = rest.iter().position(|&b| b == b':')?;
+    let name = &rest[..end];
+    if name.is_empty() || !name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
 }
 
 /// `CPU:3 [LOST 120 EVENTS]` → (3, 120).
@@ -190,17 +286,67 @@ pub(crate) fn buffered_entries(fs: &crate::Tracefs, dir: &str) -> u64 {
         .sum()
 }
 
-/// Per CPU, `overrun + dropped events` from `<dir>per_cpu/cpuN/stats` (missing files: none).
-fn read_stats(fs: &crate::Tracefs, dir: &str) -> BTreeMap<u32, u64> {
+/// Runs `round` (one pass of reads, returning the bytes moved) until `stop`, asked after
+/// every pass with the time since `started`, says why to stop; sleeps [`POLL`] after a pass
+/// that moved nothing.
+pub(crate) fn poll_until(
+    started: Instant,
+    stop: &mut dyn FnMut(Duration) -> Option<StopWhen>,
+    round: &mut dyn FnMut() -> Result<usize, Error>,
+) -> Result<StopWhen, Error> {
+    loop {
+        let n = round()?;
+        if let Some(why) = stop(started.elapsed()) {
+            return Ok(why);
+        }
+        if n == 0 {
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Runs `round` until a pass moves nothing, at most `max` passes: a flood from another writer
+/// cannot keep us here.
+pub(crate) fn drain(
+    max: usize,
+    round: &mut dyn FnMut() -> Result<usize, Error>,
+) -> Result<(), Error> {
+    for _ in 0..max {
+        if round()? == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Per CPU, the events the stats count as lost between `before` and `after` beyond those the
+/// stream itself reported (`in_stream`).
+pub(crate) fn lost_beyond(
+    before: &BTreeMap<u32, u64>,
+    after: &BTreeMap<u32, u64>,
+    in_stream: &BTreeMap<u32, u64>,
+) -> BTreeMap<u32, u64> {
     let mut m = BTreeMap::new();
-    let Ok(rd) = std::fs::read_dir(fs.path(&format!("{dir}per_cpu"))) else { return m };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(cpu) =
-            name.to_str().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse().ok())
-        else {
-            continue;
-        };
+    for (&cpu, &total) in after {
+        let lost = total.saturating_sub(before.get(&cpu).copied().unwrap_or(0));
+        let seen = in_stream.get(&cpu).copied().unwrap_or(0);
+        if lost > seen {
+            m.insert(cpu, lost - seen);
+        }
+    }
+    m
+}
+
+/// The CPU numbers of the `<dir>per_cpu/cpuN` directories.
+pub(crate) fn cpu_numbers(fs: &crate::Tracefs, dir: &str) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir(fs.path(&format!("{dir}per_cpu"))) else { return Vec::new() };
+    rd.flatten().filter_map(|e| e.file_name().to_str()?.strip_prefix("cpu")?.parse().ok()).collect()
+}
+
+/// Per CPU, `overrun + dropped events` from `<dir>per_cpu/cpuN/stats` (missing files: none).
+pub(crate) fn read_stats(fs: &crate::Tracefs, dir: &str) -> BTreeMap<u32, u64> {
+    let mut m = BTreeMap::new();
+    for cpu in cpu_numbers(fs, dir) {
         let Ok(text) = fs.read(&format!("{dir}per_cpu/cpu{cpu}/stats")) else { continue };
         let field = |k: &str| -> u64 {
             text.lines().find_map(|l| l.strip_prefix(k)?.trim().parse().ok()).unwrap_or(0)
@@ -213,6 +359,13 @@ fn read_stats(fs: &crate::Tracefs, dir: &str) -> BTreeMap<u32, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_names_are_taken_from_event_lines() {
+        let l = b"  python3-5832    [001] .....   979.002051: kvm_cpuid: func 0 idx ffff";
+        assert_eq!(event_name(l), Some("kvm_cpuid"));
+        assert_eq!(event_name(b" 0)   0.080 us    |  f();"), None);
+    }
 
     #[test]
     fn lost_lines_are_recognised() {

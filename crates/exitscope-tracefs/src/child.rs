@@ -1,16 +1,49 @@
 //! Start the traced command paused, so that pid filters are in place before it runs a single
 //! instruction of its own (the trace-cmd/perf approach: fork, wait on a pipe, exec).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 
 use crate::error::Error;
 
 /// The shim: wait for the go line on fd `$1`, then become the command (same pid).
 const SHIM: &str = r#"fd=$1; shift; read -r _ < /proc/self/fd/$fd || exit 127; exec "$@""#;
+
+/// Check that `program` can be run: a path that exists and is executable, or a name found
+/// on `PATH`. Called before anything is set up, so a typo fails with a clear message instead
+/// of a trace of a shell saying "not found".
+///
+/// # Errors
+/// [`Error::CommandNotFound`].
+pub fn resolve_command(program: &OsStr) -> Result<PathBuf, Error> {
+    let not_found = |why: &str| Error::CommandNotFound {
+        command: program.to_string_lossy().into_owned(),
+        why: why.to_owned(),
+    };
+    let executable =
+        |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let as_path = Path::new(program);
+    if program.as_bytes().contains(&b'/') {
+        if !as_path.exists() {
+            return Err(not_found("no such file"));
+        }
+        if !executable(as_path) {
+            return Err(not_found("not an executable file"));
+        }
+        return Ok(as_path.to_owned());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| not_found("not found on PATH"))
+}
 
 /// A child process started paused: its pid exists (so pid filters can name it) but the
 /// command has not run yet, until [`PausedChild::resume`].
@@ -34,6 +67,7 @@ impl PausedChild {
         let Some((program, args)) = argv.split_first() else {
             return Err(Error::Invalid("no command given".into()));
         };
+        resolve_command(program)?;
         let mut fds = [0; 2];
         // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -44,15 +78,27 @@ impl PausedChild {
         let (read_end, write_end) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let rfd = read_end.as_raw_fd();
+        // SAFETY: getpid(2) has no preconditions and cannot fail.
+        let parent = unsafe { libc::getpid() };
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c").arg(SHIM).arg("exitscope-shim").arg(rfd.to_string()).arg(program).args(args);
         // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2),
-        // which is async-signal-safe; it allocates nothing, touches no locks, never blocks.
+        // prctl(2) and getppid(2), which are async-signal-safe; it allocates nothing, touches
+        // no locks, never blocks.
         unsafe {
             cmd.pre_exec(move || {
                 // Let the shim inherit the read end (it is O_CLOEXEC in the parent).
                 if libc::fcntl(rfd, libc::F_SETFD, 0) == -1 {
                     return Err(io::Error::last_os_error());
+                }
+                // Die with exitscope, even when it is killed with SIGKILL: nothing would stop
+                // the command or read its trace any more. (The setting survives the exec.)
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                // exitscope died between fork and prctl: the signal will never come.
+                if libc::getppid() != parent {
+                    libc::_exit(127);
                 }
                 Ok(())
             });
@@ -114,6 +160,16 @@ impl PausedChild {
     pub fn into_child(mut self) -> Child {
         self.go = None;
         self.child
+    }
+
+    /// Whether [`PausedChild::resume`] has been called.
+    pub fn is_resumed(&self) -> bool {
+        self.go.is_none()
+    }
+
+    /// Close the go pipe without resuming: a child still paused exits with 127.
+    pub fn release(&mut self) {
+        self.go = None;
     }
 
     /// The underlying [`Child`].

@@ -141,6 +141,31 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// The command to trace cannot be run.
+    #[error("cannot run {command}: {why}")]
+    CommandNotFound {
+        /// The command as given.
+        command: String,
+        /// `no such file`, `not found on PATH`, `not an executable file`.
+        why: String,
+    },
+    /// The process given with `--pid` does not exist.
+    #[error("no such process: {pid}")]
+    NoSuchProcess {
+        /// The pid.
+        pid: u32,
+    },
+    /// The top level holds settings an exitscope that was killed could not restore.
+    #[error(
+        "tracefs top level is in use ({what}), by changes exitscope pid {pid} made and could not \
+         undo (it was killed); `exitscope record --reset` restores what it changed"
+    )]
+    Leftover {
+        /// What shows that it is in use.
+        what: String,
+        /// The pid of the exitscope that made the changes.
+        pid: u32,
+    },
     /// A bad argument (event spec, pid).
     #[error("{0}")]
     Invalid(String),
@@ -171,6 +196,7 @@ impl Error {
             | Error::TracerRefused { .. }
             | Error::TracerUnavailable { .. }
             | Error::Busy { .. }
+            | Error::Leftover { .. }
             | Error::GraphFilterEmpty { .. }
             | Error::NoTraceableFunction { .. }
             | Error::Mkdir { .. } => true,

@@ -157,7 +157,9 @@ impl Tracefs {
     /// [`Error::Read`].
     pub fn read(&self, rel: &str) -> Result<String, Error> {
         let path = self.path(rel);
-        let mut s = String::new();
+        // Some files answer only the first read(2) (`events/header_page` returns 0 at any
+        // offset but 0), so the first read must be large enough for the whole file.
+        let mut s = String::with_capacity(1 << 16);
         File::open(&path)
             .and_then(|mut f| f.read_to_string(&mut s))
             .map_err(|source| Error::Read { path, source })?;

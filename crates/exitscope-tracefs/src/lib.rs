@@ -8,6 +8,11 @@
 //! stopped, or when the process panics ([`install_panic_hook`]). Signals are turned into a flag
 //! by [`SignalWatcher`] so that the ordinary code path can stop and restore.
 //!
+//! [`Session::capture`] writes the kernel's text (`trace_pipe`) or, with
+//! [`CaptureFormat::TraceDat`], trace-cmd's binary trace.dat made of every CPU's ring-buffer
+//! pages (`per_cpu/cpuN/trace_pipe_raw`, spliced where the kernel allows it), streamed
+//! through per-CPU temp files so memory stays bounded.
+//!
 //! ```no_run
 //! use exitscope_tracefs::{Mode, Session, SessionConfig, Tracefs, StopWhen};
 //!
@@ -22,7 +27,7 @@
 //!     Some(StopWhen::Duration)
 //! })?;
 //! session.finish()?;
-//! eprintln!("{} lines, {} lost", summary.lines, summary.lost_total());
+//! eprintln!("wrote {}, {} events lost", summary.written(), summary.lost_total());
 //! # Ok::<(), exitscope_tracefs::Error>(())
 //! ```
 //!
@@ -33,19 +38,33 @@
 
 mod capture;
 mod child;
+mod dat;
 mod error;
 mod fs;
+mod ledger;
+mod raw;
+mod recorder;
 mod restore;
 mod session;
 mod signals;
 
-pub use capture::{CaptureSummary, StopWhen};
-pub use child::PausedChild;
+pub use capture::{CaptureFormat, CaptureSummary, StopWhen};
+pub use child::{PausedChild, resolve_command};
 pub use error::{Error, errno_name};
+pub use exitscope_tracedat::Compression;
 pub use fs::{Op, Tracefs};
-pub use restore::install_panic_hook;
+pub use ledger::STATE_DIR_ENV;
+pub use recorder::{Outcome, Recorder, Recording, Target};
+pub use restore::{install_panic_hook, reset};
 pub use session::{
     DEFAULT_EVENTS, GRAPH_FALLBACK_FUNCTIONS, Mode, Placement, Session, SessionConfig,
     process_tree_threads, threads_of,
 };
 pub use signals::SignalWatcher;
+
+/// Print `exitscope: MSG` to stderr, ignoring failures: a closed stderr (`2>&1 | head`) must
+/// not turn a restore message into a panic.
+pub(crate) fn say(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "exitscope: {msg}");
+}

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
 
 use crate::error::Error;
 use crate::fs::{ALL_FUNCTIONS_ENABLED, Tracefs};
+use crate::ledger;
 
 /// What one session changed and how to undo it.
 #[derive(Debug)]
@@ -18,26 +19,46 @@ pub(crate) struct RestoreState {
     /// The open `trace_pipe`, closed before anything else (an open reader makes `rmdir`
     /// fail with EBUSY).
     pub(crate) pipe: Option<File>,
+    /// The open `per_cpu/cpuN/trace_pipe_raw` files of a binary capture (closed first too).
+    pub(crate) raw_readers: Vec<File>,
     pub(crate) done: bool,
 }
 
 impl RestoreState {
     pub(crate) fn new(fs: Tracefs) -> Self {
-        RestoreState { fs, saved: Vec::new(), instance: None, pipe: None, done: false }
+        RestoreState {
+            fs,
+            saved: Vec::new(),
+            instance: None,
+            pipe: None,
+            raw_readers: Vec::new(),
+            done: false,
+        }
     }
 
     /// Write `value` to `rel`, saving the file first if this is its first touch.
     pub(crate) fn write(&mut self, rel: &str, value: &str, save: bool) -> Result<(), Error> {
         if save && !self.saved.iter().any(|(p, _)| p == rel) {
             let before = self.fs.read(rel)?;
-            self.saved.push((rel.to_owned(), before));
+            self.save(rel, before);
         }
         self.fs.write(rel, value)
     }
 
+    /// Remember `before` as the content of top-level file `rel`, in memory and in the
+    /// ledger on disk (so that a SIGKILL still leaves a way back: `exitscope record --reset`).
+    pub(crate) fn save(&mut self, rel: &str, before: String) {
+        if self.saved.iter().any(|(p, _)| p == rel) {
+            return;
+        }
+        // Best effort: without the ledger, only a SIGKILL loses the way back.
+        let _ = ledger::append(&self.fs, rel, &before);
+        self.saved.push((rel.to_owned(), before));
+    }
+
     /// Undo everything, once. Keeps going after a failure and reports all of them.
     ///
-    /// Order: close the pipe; stop tracing; put the tracer back (so that restoring filters
+    /// Order: close the pipes; stop tracing; put the tracer back (so that restoring filters
     /// does not change a live tracer); restore the other files in reverse order of first
     /// touch; `tracing_on` last; remove the instance.
     pub(crate) fn restore(&mut self) -> Result<(), Error> {
@@ -46,6 +67,7 @@ impl RestoreState {
         }
         self.done = true;
         self.pipe = None;
+        self.raw_readers.clear();
         let mut failures = Vec::new();
         let mut put = |rel: &str, value: &str| {
             if let Err(e) = self.fs.write(rel, value) {
@@ -77,6 +99,9 @@ impl RestoreState {
             }
         }
         if failures.is_empty() {
+            if !self.saved.is_empty() {
+                ledger::remove(&self.fs);
+            }
             Ok(())
         } else {
             Err(Error::Restore { failures: failures.join("; ") })
@@ -122,6 +147,41 @@ pub(crate) fn restore_value(rel: &str, before: &str) -> String {
     }
 }
 
+/// Undo what killed exitscope processes left behind in `fs`: their instances, and the
+/// top-level files listed in their ledger (restored to the contents saved before the first
+/// change, in the usual order). Returns one line per thing undone.
+///
+/// # Errors
+/// [`Error::Invalid`] while the exitscope that wrote the ledger still runs; [`Error::Rmdir`]
+/// or [`Error::Restore`] when something could not be undone (the ledger is kept then).
+pub fn reset(fs: &Tracefs) -> Result<Vec<String>, Error> {
+    let mut done: Vec<String> =
+        fs.remove_stale_instances()?.into_iter().map(|i| format!("removed {i}")).collect();
+    if let Some(l) = ledger::read(fs) {
+        if ledger::live_exitscope(l.pid) {
+            return Err(Error::Invalid(format!(
+                "exitscope pid {} is still recording at the top level of {}; stop it (Ctrl-C) \
+                 and it restores tracefs itself",
+                l.pid,
+                fs.root().display()
+            )));
+        }
+        let files: Vec<String> = l.saved.iter().map(|(p, _)| p.clone()).collect();
+        let mut st = RestoreState::new(fs.clone());
+        st.saved = l.saved;
+        st.restore()?;
+        ledger::remove(fs);
+        done.push(format!(
+            "restored {} top-level file{} changed by exitscope pid {}: {}",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+            l.pid,
+            files.join(", ")
+        ));
+    }
+    Ok(done)
+}
+
 type Registry = Mutex<Vec<Weak<Mutex<RestoreState>>>>;
 
 static ACTIVE: Registry = Mutex::new(Vec::new());
@@ -148,7 +208,7 @@ pub(crate) fn restore_all() {
         if let Some(mut g) = guard
             && let Err(e) = g.restore()
         {
-            eprintln!("exitscope: {e}");
+            crate::say(&format!("{e}"));
         }
     }
 }

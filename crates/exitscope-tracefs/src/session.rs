@@ -2,8 +2,10 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::capture::CaptureFormat;
 use crate::error::Error;
 use crate::fs::{ALL_FUNCTIONS_ENABLED, Tracefs};
+use crate::ledger;
 use crate::restore::{self, RestoreState};
 
 /// The default `--events` set: the generic exit/entry pair plus the reason-specific
@@ -115,6 +117,9 @@ pub struct SessionConfig {
     pub placement: Placement,
     /// Instance directory name under `instances/` (default `exitscope-<pid>`).
     pub instance_name: String,
+    /// What [`Session::capture`] writes (default: text; `exitscope record` picks trace.dat
+    /// unless the output is a `.txt` file, see [`CaptureFormat::for_path`]).
+    pub format: CaptureFormat,
 }
 
 impl SessionConfig {
@@ -127,6 +132,7 @@ impl SessionConfig {
             buffer_size_kb: None,
             placement: Placement::Auto,
             instance_name: format!("exitscope-{}", std::process::id()),
+            format: CaptureFormat::default(),
         }
     }
 }
@@ -142,6 +148,7 @@ pub struct Session {
     tracer: &'static str,
     notes: Vec<String>,
     enabled: Vec<String>,
+    format: CaptureFormat,
 }
 
 impl Session {
@@ -170,8 +177,21 @@ impl Session {
         }
         let state = Arc::new(Mutex::new(RestoreState::new(fs.clone())));
         restore::register(&state);
-        let mut s =
-            Session { state, dir: String::new(), tracer, notes: Vec::new(), enabled: Vec::new() };
+        let mut s = Session {
+            state,
+            dir: String::new(),
+            tracer,
+            notes: Vec::new(),
+            enabled: Vec::new(),
+            format: cfg.format,
+        };
+        if let Some(l) = ledger::read(fs).filter(|l| !ledger::live_exitscope(l.pid)) {
+            s.notes.push(format!(
+                "the top level still holds changes made by exitscope pid {} (killed before it \
+                 could restore them); `exitscope record --reset` restores them",
+                l.pid
+            ));
+        }
         s.place(fs, cfg)?;
         match &cfg.mode {
             Mode::Graph { .. } => s.setup_graph(fs, cfg)?,
@@ -207,10 +227,7 @@ impl Session {
             match fs.mkdir(&rel) {
                 Ok(()) => {
                     if let Some(b) = top_buffer {
-                        let mut st = self.lock();
-                        if !st.saved.iter().any(|(p, _)| p == "buffer_size_kb") {
-                            st.saved.push(("buffer_size_kb".to_owned(), b));
-                        }
+                        self.lock().save("buffer_size_kb", b);
                     }
                     self.lock().instance = Some(rel.clone());
                     self.dir = format!("{rel}/");
@@ -244,15 +261,21 @@ impl Session {
                 fs.root().display()
             )));
         }
-        // Top level: refuse to touch someone else's session.
+        // Top level: refuse to touch someone else's session, and name exitscope's own
+        // leftovers as such.
+        let leftover = ledger::read(fs).filter(|l| !ledger::live_exitscope(l.pid));
+        let busy = |what: String| match &leftover {
+            Some(l) => Error::Leftover { what, pid: l.pid },
+            None => Error::Busy { what },
+        };
         let current = fs.read("current_tracer")?;
         if current.trim() != "nop" {
-            return Err(Error::Busy { what: format!("current_tracer is {}", current.trim()) });
+            return Err(busy(format!("current_tracer is {}", current.trim())));
         }
         if matches!(cfg.mode, Mode::Events { .. }) && fs.exists("set_event") {
             let set = fs.read("set_event")?;
             if let Some(first) = set.lines().find(|l| !l.trim().is_empty()) {
-                return Err(Error::Busy { what: format!("set_event lists {}", first.trim()) });
+                return Err(busy(format!("set_event lists {}", first.trim())));
             }
             // Switching the tracer clears the buffer; enabling events does not, and the top
             // level's buffer is not ours to clear.
@@ -263,6 +286,10 @@ impl Session {
                      will appear at the start of the output"
                 ));
             }
+        }
+        if let Some(l) = &leftover {
+            let files: Vec<&str> = l.saved.iter().map(|(p, _)| p.as_str()).collect();
+            return Err(busy(format!("{} still changed", files.join(", "))));
         }
         if matches!(cfg.mode, Mode::Graph { .. }) && fs.exists("set_ftrace_filter") {
             let filter = fs.read("set_ftrace_filter").unwrap_or_default();
@@ -434,6 +461,11 @@ impl Session {
         &self.notes
     }
 
+    /// What [`Session::capture`] writes.
+    pub fn format(&self) -> CaptureFormat {
+        self.format
+    }
+
     /// The tracer in use (`function_graph` or `nop`).
     pub fn tracer(&self) -> &'static str {
         self.tracer
@@ -470,7 +502,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         if let Err(e) = self.lock().restore() {
-            eprintln!("exitscope: {e}");
+            crate::say(&format!("{e}"));
         }
     }
 }
@@ -491,7 +523,7 @@ fn parse_event(spec: &str) -> Result<(String, String), Error> {
 /// `--pid`: a wrapper (a shell, pyenv's shim) has often forked the real VMM already.
 ///
 /// # Errors
-/// [`Error::Process`] when the process does not exist.
+/// [`Error::NoSuchProcess`] when the process does not exist.
 pub fn process_tree_threads(pid: u32) -> Result<Vec<u32>, Error> {
     let mut tids = threads_of(pid)?;
     // ppid of every process, from /proc/N/stat field 4 (after the parenthesised comm).
@@ -523,11 +555,16 @@ pub fn process_tree_threads(pid: u32) -> Result<Vec<u32>, Error> {
 /// All thread ids of process `pid` (`/proc/<pid>/task`).
 ///
 /// # Errors
-/// [`Error::Process`] when the process does not exist.
+/// [`Error::NoSuchProcess`] when the process does not exist.
 pub fn threads_of(pid: u32) -> Result<Vec<u32>, Error> {
     let dir = format!("/proc/{pid}/task");
-    let rd = std::fs::read_dir(&dir)
-        .map_err(|source| Error::Process { what: format!("listing {dir}"), source })?;
+    let rd = std::fs::read_dir(&dir).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::NoSuchProcess { pid }
+        } else {
+            Error::Process { what: format!("listing {dir}"), source }
+        }
+    })?;
     let mut tids: Vec<u32> =
         rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
     tids.sort_unstable();

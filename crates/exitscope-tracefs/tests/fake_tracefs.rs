@@ -5,41 +5,15 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use exitscope_tracefs::{
     Error, Mode, Op, PausedChild, Placement, Session, SessionConfig, StopWhen, Tracefs,
 };
 
-/// A fresh temp directory, removed on drop.
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "exitscope-fake-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn put(root: &Path, rel: &str, content: &str) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, content).unwrap();
-}
+use common::{TempDir, put};
 
 const TRACE_LINES: &str = "\
          python3-5832    [001] .....   979.002051: kvm_cpuid: func 0 idx ffff rax 0 rbx 0 rcx 0 rdx 0, cpuid entry not found
@@ -356,7 +330,8 @@ fn events_mode_uses_a_private_instance_and_streams_lost_events() {
         .unwrap();
     s.finish().unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(text, format!("{TRACE_LINES}CPU:0 [LOST 5 EVENTS]\n"));
+    let header = "# tracer: nop\n# exitscope record: kvm:kvm_exit kvm:kvm_cpuid\n";
+    assert_eq!(text, format!("{header}{TRACE_LINES}CPU:0 [LOST 5 EVENTS]\n"));
     assert_eq!(sum.lines, 2);
     assert_eq!(sum.lost_total(), 5);
     assert_eq!(sum.stop, Some(StopWhen::Duration));
@@ -535,4 +510,59 @@ fn panic_restores_through_the_hook_and_unwinding() {
     });
     assert!(r.is_err());
     assert_eq!(snapshot(&dir.0), before);
+}
+
+/// `Recorder` with a thread of this process as the target: the pid filter names the thread,
+/// the closure starts only after `tracing_on 1`, its value comes back, and all is restored.
+#[test]
+fn recorder_thread_target_runs_once_tracing_is_on() {
+    use exitscope_tracefs::{Outcome, Recorder, Target};
+    let dir = TempDir::new("recorder-thread");
+    fake_top_level(&dir.0);
+    fake_instance_template(&dir.0);
+    let before = snapshot(&dir.0);
+    let fs = Tracefs::fake(&dir.0);
+    let mut rec = Recorder::new(fs.clone(), SessionConfig::new(Mode::events(["kvm:kvm_cpuid"])));
+    let log_path = dir.0.join(".ops.log");
+    let target = Target::Thread(Box::new(move || {
+        // SAFETY: gettid(2) has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        (tid, fs::read_to_string(&log_path).unwrap_or_default())
+    }));
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    let r =
+        rec.record(target, &mut out, Path::new("mem"), &mut |n| notes.push(n.to_owned())).unwrap();
+    let Outcome::Returned((tid, log_when_started)) = r.outcome else { panic!("{:?}", r.outcome) };
+    assert!(log_when_started.contains("tracing_on \"1\""), "{log_when_started}");
+    assert!(log_when_started.contains(&format!("set_event_pid \"{tid}\"")), "{log_when_started}");
+    assert_ne!(u32::try_from(tid).unwrap(), std::process::id(), "a thread, not the main thread");
+    assert!(String::from_utf8(out).unwrap().contains("kvm_cpuid"));
+    assert_eq!(r.silent_events, Vec::<String>::new());
+    assert_eq!(snapshot(&dir.0), before);
+}
+
+/// A command that cannot be run, and a pid that does not exist, fail before tracefs is touched.
+#[test]
+fn recorder_validates_before_touching_tracefs() {
+    use exitscope_tracefs::{Recorder, Target};
+    let dir = TempDir::new("recorder-validate");
+    fake_top_level(&dir.0);
+    let fs = Tracefs::fake(&dir.0);
+    let mut rec = Recorder::new(fs.clone(), SessionConfig::new(Mode::default_events()));
+    let mut out = Vec::new();
+    let e = rec
+        .record::<()>(
+            Target::Command(vec!["/nonexistent/x".into()]),
+            &mut out,
+            Path::new("m"),
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::CommandNotFound { .. }), "{e}");
+    let e = rec
+        .record::<()>(Target::Pid(4_000_000), &mut out, Path::new("m"), &mut |_| {})
+        .unwrap_err();
+    assert_eq!(e.to_string(), "no such process: 4000000");
+    assert!(fs.ops().is_empty(), "{:?}", fs.ops());
 }

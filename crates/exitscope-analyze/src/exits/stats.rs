@@ -26,6 +26,9 @@ struct ReasonAcc {
     by_tracepoint: u64,
     vendor: FxHashMap<ReasonId, u64>,
     evidence: FxHashMap<String, u64>,
+    /// Exits whose evidence follows from their reason and source (events, tracepoints),
+    /// named at the end: no string per exit.
+    implied: FxHashMap<(ReasonId, ExitSource), u64>,
     total: DurationStats,
     before: DurationStats,
     run: DurationStats,
@@ -133,11 +136,7 @@ impl ExitStats {
         let slot = self.slot(reasons, rec.reason);
         let reason = reasons.get(rec.reason);
         let known = reason.kind != ExitKind::Unknown;
-        let evidence = match rec.source {
-            Some(ExitSource::FunctionGraph) => None,
-            Some(ExitSource::KvmExit) => Some(self.evidence_of_event(reasons, rec.reason)),
-            _ => Some(tracepoint_of(reason.kind).to_string()),
-        };
+
         if let Some(src) = rec.source {
             self.sources.insert(src);
         }
@@ -168,13 +167,15 @@ impl ExitStats {
         if reason.vendor.is_some() {
             *a.vendor.entry(rec.reason).or_insert(0) += 1;
         }
-        match evidence {
-            Some(e) => *a.evidence.entry(e).or_insert(0) += 1,
-            None if known => {
+        match rec.source {
+            Some(src @ (ExitSource::KvmExit | ExitSource::Tracepoint)) => {
+                *a.implied.entry((rec.reason, src)).or_insert(0) += 1;
+            }
+            _ if known => {
                 // The chain that decided it, as one entry: `kvm_exit: npf + handle_mmio_page_fault`.
                 *a.evidence.entry(rec.evidence.join(" + ")).or_insert(0) += 1;
             }
-            None => {
+            _ => {
                 for e in &rec.evidence {
                     *a.evidence.entry(e.clone()).or_insert(0) += 1;
                 }
@@ -260,12 +261,23 @@ impl ExitStats {
 
     /// The report. `graph` gives the function-graph counters, `events` the pairing's.
     pub fn finish(
-        self,
+        mut self,
         reasons: &Reasons,
         graph: &super::graph::GraphExits<'_>,
         events: &super::events::EventExits,
         mut notes: Vec<String>,
     ) -> ExitsReport {
+        let mut implied: Vec<(usize, ReasonId, ExitSource, u64)> = Vec::new();
+        for (i, a) in self.accs.iter_mut().enumerate() {
+            implied.extend(a.implied.drain().map(|((r, src), n)| (i, r, src, n)));
+        }
+        for (i, r, src, n) in implied {
+            let name = match src {
+                ExitSource::KvmExit => self.evidence_of_event(reasons, r),
+                _ => tracepoint_of(reasons.get(r).kind).to_string(),
+            };
+            *self.accs[i].evidence.entry(name).or_insert(0) += n;
+        }
         let total_exits: u64 = self.accs.iter().map(|a| a.count).sum();
         let handling_total: u64 = self.accs.iter().map(|a| a.handling.total).sum();
         let handling_available = self.accs.iter().any(|a| a.handling.timed > 0);

@@ -1,66 +1,49 @@
 //! `exitscope bench`: VM-exit microbenchmarks on exitscope's built-in VMM (no QEMU).
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Args as ClapArgs;
-use exitscope_vmm::{BENCHMARKS, Benchmark, Cpl, Options, Report, Status, TestResult};
+use exitscope_vmm::{BENCHMARKS, Benchmark, Report, Status, TestResult};
 
+use crate::args::BenchOptions;
 use crate::exit::{self, CmdResult, Failure};
+use crate::recording::find_test;
+use crate::text::{fixed, plural};
 
 /// Arguments of `exitscope bench`.
 #[derive(Debug, ClapArgs)]
+#[command(after_help = "\
+Examples:
+  exitscope bench --list
+  exitscope bench --quick cpuid inl_from_kernel
+  exitscope bench --cpl 0 --min-cycles 2^28 --repeat 9 --json mmio_from_vmm > bench.json
+
+Defaults: --min-cycles 2^30 (as kvm-unit-tests) and --repeat 5; with --quick 2^26 and 3.")]
 pub struct Args {
     /// Tests to run (default: all listed by --list), named as in kvm-unit-tests' vmexit.
+    #[arg(value_name = "TEST")]
     pub tests: Vec<String>,
     /// List the tests with what each exercises, and exit.
     #[arg(long)]
     pub list: bool,
-    /// Privilege level of the loops (default: 3 on PVM hosts, 0 elsewhere).
-    #[arg(long, value_parser = parse_cpl)]
-    pub cpl: Option<Cpl>,
-    /// Minimum TSC cycles per measured loop; iterations double until reached.
-    /// Accepts N or 2^N [default: 2^30 as kvm-unit-tests, 2^26 with --quick].
-    #[arg(long, value_parser = parse_cycles)]
-    pub min_cycles: Option<u64>,
-    /// Measured loops per test; median, min and max are reported [default: 5, 3 with --quick].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub repeat: Option<u32>,
+    #[command(flatten)]
+    pub bench: BenchOptions,
     /// Short run: --min-cycles 2^26 and --repeat 3 unless given.
     #[arg(long)]
     pub quick: bool,
-    /// Deadline per test in seconds; a test still running then is stopped.
-    #[arg(long, default_value_t = 20.0, value_parser = parse_seconds)]
-    pub timeout: f64,
     /// Write the report as JSON to stdout.
     #[arg(long)]
     pub json: bool,
 }
 
-fn parse_cpl(s: &str) -> Result<Cpl, String> {
-    match s {
-        "0" => Ok(Cpl::Zero),
-        "3" => Ok(Cpl::Three),
-        _ => Err("must be 0 or 3".into()),
+/// `--min-cycles` and `--repeat` when not given: kvm-unit-tests' goal, or `--quick`'s.
+pub fn defaults(quick: bool) -> (u64, u32) {
+    if quick {
+        (1 << 26, 3)
+    } else {
+        (exitscope_vmm::bench::DEFAULT_MIN_CYCLES, exitscope_vmm::bench::DEFAULT_REPEAT)
     }
-}
-
-fn parse_cycles(s: &str) -> Result<u64, String> {
-    let v = match s.split_once('^') {
-        Some(("2", e)) => {
-            let e: u32 = e.parse().map_err(|_| format!("bad exponent in {s:?}"))?;
-            1u64.checked_shl(e).filter(|_| e < 63).ok_or_else(|| format!("{s} is too large"))?
-        }
-        Some(_) => return Err(format!("{s:?}: only powers of 2 are accepted as 2^N")),
-        None => s.replace('_', "").parse().map_err(|_| format!("{s:?} is not a number"))?,
-    };
-    if v == 0 { Err("must be at least 1".into()) } else { Ok(v) }
-}
-
-fn parse_seconds(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if v.is_finite() && v > 0.0 { Ok(v) } else { Err("must be positive".into()) }
 }
 
 /// Run `exitscope bench`.
@@ -75,19 +58,8 @@ pub fn run(args: Args) -> CmdResult {
     }
     let benches = select(&args.tests)?;
 
-    let (min_cycles, repeat) = if args.quick {
-        (args.min_cycles.unwrap_or(1 << 26), args.repeat.unwrap_or(3))
-    } else {
-        (
-            args.min_cycles.unwrap_or(exitscope_vmm::bench::DEFAULT_MIN_CYCLES),
-            args.repeat.unwrap_or(exitscope_vmm::bench::DEFAULT_REPEAT),
-        )
-    };
-    let opts = Options::default()
-        .with_cpl(args.cpl)
-        .with_min_cycles(min_cycles)
-        .with_repeat(repeat)
-        .with_timeout(Duration::from_secs_f64(args.timeout));
+    let (min_cycles, repeat) = defaults(args.quick);
+    let opts = args.bench.vmm(min_cycles, repeat);
 
     let chatty = std::io::stderr().is_terminal();
     let report = exitscope_vmm::run_suite(&benches, &opts, |b, done| {
@@ -95,8 +67,12 @@ pub fn run(args: Args) -> CmdResult {
             return;
         }
         match done {
-            None => eprint!("exitscope: {} ...", b.name),
-            Some(r) => eprintln!(" {} ({:.1} s)", r.status.as_str(), r.seconds),
+            None => crate::stderr::partial(format_args!("exitscope: {} ...", b.name)),
+            Some(r) => crate::stderr::partial(format_args!(
+                " {} ({:.1} s)\n",
+                r.status.as_str(),
+                r.seconds
+            )),
         }
     })
     .map_err(|e| Failure::environment(anyhow!(e)))?;
@@ -116,7 +92,7 @@ pub fn run(args: Args) -> CmdResult {
     if bad.is_empty() {
         Ok(exit::OK)
     } else {
-        eprintln!("exitscope: {} did not complete: {}", bad.len(), bad.join(", "));
+        say!("{} did not complete: {}", plural(bad.len() as u64, "test", "tests"), bad.join(", "));
         Ok(exit::CHECK_FAILED)
     }
 }
@@ -126,20 +102,7 @@ fn select(names: &[String]) -> Result<Vec<&'static Benchmark>, Failure> {
     if names.is_empty() {
         return Ok(BENCHMARKS.iter().filter(|b| !b.hidden).collect());
     }
-    names
-        .iter()
-        .map(|n| {
-            exitscope_vmm::find(n).ok_or_else(|| {
-                let known: Vec<&str> =
-                    BENCHMARKS.iter().filter(|b| !b.hidden).map(|b| b.name).collect();
-                Failure::input(anyhow!("unknown test {n:?}; known tests: {}", known.join(", ")))
-            })
-        })
-        .collect()
-}
-
-fn num(v: Option<f64>, prec: usize) -> String {
-    v.map_or_else(|| "-".to_string(), |v| format!("{v:.prec$}"))
+    names.iter().map(|n| find_test(n)).collect()
 }
 
 fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
@@ -155,11 +118,11 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
             r.test,
             r.cpl,
             r.status.as_str(),
-            num(r.cycles_median, 1),
-            num(r.cycles_min, 1),
-            num(r.cycles_max, 1),
-            num(r.ns_median, 1),
-            num(r.exits_per_iteration, 2),
+            fixed(r.cycles_median, 1),
+            fixed(r.cycles_min, 1),
+            fixed(r.cycles_max, 1),
+            fixed(r.ns_median, 1),
+            fixed(r.exits_per_iteration, 2),
             r.exit_kind
         )?;
     }
@@ -208,15 +171,6 @@ fn write_note(out: &mut impl Write, r: &TestResult) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cycles_accept_powers_and_plain_numbers() {
-        assert_eq!(parse_cycles("2^20"), Ok(1 << 20));
-        assert_eq!(parse_cycles("1_000"), Ok(1000));
-        assert!(parse_cycles("3^2").is_err());
-        assert!(parse_cycles("0").is_err());
-        assert!(parse_cycles("2^70").is_err());
-    }
 
     #[test]
     fn unknown_test_is_a_usage_error() {

@@ -1,21 +1,24 @@
 //! `exitscope diff A B`: compare two traces call path by call path.
 
-use std::io::Write;
-
 use anyhow::{Context, anyhow};
 use clap::{Args as ClapArgs, ValueEnum};
 
 use exitscope_analyze::diff::{self, DiffSort, NormTable};
-use exitscope_analyze::report::Report;
-use exitscope_analyze::{Analysis, AnalysisOptions};
 
-use crate::cmd::report::{ColorChoice, analyse_inputs, open_output, print_diagnostics, style_for};
+use crate::args::{ColorArg, DiagnosticsArgs, OutputFile};
 use crate::exit::{self, CmdResult, Failure};
+use crate::inputs::{self, Depth};
+use crate::output::Output;
 
 /// Arguments of `exitscope diff`.
 #[derive(Debug, ClapArgs)]
+#[command(after_help = "\
+Examples:
+  exitscope diff tests/data/seed/cpuid-amd.fgraph.txt tests/data/seed/cpuid-intel.fgraph.txt
+  exitscope diff --sort delta before.dat after.dat
+  exitscope diff --no-normalize --fail-above 5% base.txt.gz new.txt.gz   # exit 1 if slower")]
 pub struct Args {
-    /// The baseline trace (ftrace function_graph text; `-` reads stdin).
+    /// The baseline trace (ftrace text, trace.dat or perf.data, plain or gzip/zstd; `-` reads stdin).
     #[arg(value_name = "A")]
     pub a: String,
     /// The trace compared with it. Δ = B − A: positive means B is slower.
@@ -25,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Sibling order: `tree` (as traced) or `delta` (largest |Δ| first at every level).
-    #[arg(long, value_enum, default_value_t = SortChoice::Tree)]
+    #[arg(long, value_enum, value_name = "ORDER", default_value_t = SortChoice::Tree)]
     pub sort: SortChoice,
     /// A TOML file of extra normalization rules (same format as the built-in
     /// `diff_normalize.toml`: `collapse`, `[modules]`, `[[alias]]`, `[[pattern]]`), checked first.
@@ -38,15 +41,12 @@ pub struct Args {
     /// (mean per call), e.g. `--fail-above 5` or `5%`.
     #[arg(long, value_name = "PCT", value_parser = parse_pct)]
     pub fail_above: Option<f64>,
-    /// Print at most this many diagnostics per trace (all are counted).
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    pub max_diagnostics: usize,
-    /// Write the output here instead of stdout (`-` = stdout).
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<String>,
-    /// Color the terminal tree.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
-    pub color: ColorChoice,
+    #[command(flatten)]
+    pub diagnostics: DiagnosticsArgs,
+    #[command(flatten)]
+    pub output: OutputFile,
+    #[command(flatten)]
+    pub color: ColorArg,
 }
 
 /// `--sort` values.
@@ -66,16 +66,6 @@ fn parse_pct(s: &str) -> Result<f64, String> {
     }
 }
 
-fn analyse(file: &str, max_diagnostics: usize) -> Result<Report, Failure> {
-    let mut opts = AnalysisOptions::for_diff();
-    opts.max_diagnostics = max_diagnostics;
-    let mut analysis = Analysis::new(opts);
-    analyse_inputs(&[file.to_string()], &mut analysis)?;
-    let report = analysis.finish();
-    print_diagnostics(&report);
-    Ok(report)
-}
-
 fn load_table(args: &Args) -> Result<Option<NormTable>, Failure> {
     if args.no_normalize {
         return Ok(None);
@@ -93,9 +83,9 @@ fn load_table(args: &Args) -> Result<Option<NormTable>, Failure> {
 /// Run `exitscope diff`.
 pub fn run(args: Args) -> CmdResult {
     let table = load_table(&args)?;
-    let (mut out, tty) = open_output(args.output.as_deref())?;
-    let a = analyse(&args.a, args.max_diagnostics)?;
-    let b = analyse(&args.b, args.max_diagnostics)?;
+    let mut out = Output::create(args.output.path())?;
+    let a = inputs::analyse(std::slice::from_ref(&args.a), &args.diagnostics, Depth::Diff)?;
+    let b = inputs::analyse(std::slice::from_ref(&args.b), &args.diagnostics, Depth::Diff)?;
     let sort = match args.sort {
         SortChoice::Tree => DiffSort::Tree,
         SortChoice::Delta => DiffSort::Delta,
@@ -104,9 +94,9 @@ pub fn run(args: Args) -> CmdResult {
     if args.json {
         exitscope_render::json::write(&d, &mut out)?;
     } else {
-        exitscope_render::diff::write(&d, &style_for(args.color, tty), &mut out)?;
+        exitscope_render::diff::write(&d, &args.color.style(out.is_tty()), &mut out)?;
     }
-    out.flush()?;
+    out.commit()?;
     if let Some(pct) = args.fail_above {
         let slow: Vec<String> = d
             .regressions(pct)

@@ -1,19 +1,25 @@
 //! `exitscope export`: timelines for other tools (Perfetto / `chrome://tracing`).
 
-use std::io::Write;
-
 use clap::Args as ClapArgs;
 
 use exitscope_analyze::{Analysis, AnalysisOptions};
 use exitscope_render::perfetto::{PerfettoOptions, PerfettoTimeline};
 
-use crate::cmd::report::{analyse_inputs, open_output, print_diagnostics};
+use exitscope_ingest::Options;
+
+use crate::args::{DiagnosticsArgs, OutputFile};
 use crate::exit::{self, CmdResult};
+use crate::inputs;
+use crate::output::Output;
 
 /// Arguments of `exitscope export`.
 #[derive(Debug, ClapArgs)]
+#[command(after_help = "\
+Examples:
+  exitscope export --perfetto tests/data/seed/cpuid-amd.fgraph.txt -o trace.json
+  exitscope export --perfetto trace.dat.zst -o trace.json   # open in ui.perfetto.dev")]
 pub struct Args {
-    /// Trace files, analysed together.
+    /// Traces, analysed together (ftrace text, trace.dat or perf.data, plain or gzip/zstd; `-` = stdin).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
     /// Chrome trace-event JSON for ui.perfetto.dev and chrome://tracing: one track per CPU
@@ -22,33 +28,32 @@ pub struct Args {
     /// laid out in synthetic time (marked `synthetic_time` in the file).
     #[arg(long, required = true)]
     pub perfetto: bool,
-    /// Print at most this many diagnostics (all are counted).
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    pub max_diagnostics: usize,
-    /// Write the output here instead of stdout (`-` = stdout).
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<String>,
+    #[command(flatten)]
+    pub diagnostics: DiagnosticsArgs,
+    #[command(flatten)]
+    pub output: OutputFile,
 }
 
 /// Run `exitscope export`.
 pub fn run(args: Args) -> CmdResult {
-    let (out, _) = open_output(args.output.as_deref())?;
+    let out = Output::create(args.output.path())?;
     // Root slices are named by exit reason by the analysis itself.
     let popts = PerfettoOptions::with_inputs(args.files.clone());
     let timeline = PerfettoTimeline::new(out, popts)?;
     let (mut calls, mut records) = (timeline.call_sink(), timeline.record_sink());
     let mut opts = AnalysisOptions::default();
-    opts.max_diagnostics = args.max_diagnostics;
+    opts.max_diagnostics = args.diagnostics.max_diagnostics;
     let mut analysis = Analysis::new(opts);
     analysis.add_call_sink(&mut calls);
     analysis.add_record_sink(&mut records);
     // One analysis run feeds the timeline as it goes; the report only supplies diagnostics.
     for (i, f) in args.files.iter().enumerate() {
         timeline.begin_input(i);
-        analyse_inputs(std::slice::from_ref(f), &mut analysis)?;
+        inputs::read(std::slice::from_ref(f), &mut analysis, &Options::default())?;
     }
     let report = analysis.finish();
-    print_diagnostics(&report);
-    timeline.finish()?.flush()?;
+    inputs::print_diagnostics(&report);
+    inputs::check_strict(&report, &args.diagnostics)?;
+    timeline.finish()?.commit()?;
     Ok(exit::OK)
 }

@@ -6,17 +6,22 @@ use anyhow::anyhow;
 use clap::Args as ClapArgs;
 
 use exitscope_analyze::diff::{self, DiffSort, NormTable};
-use exitscope_analyze::report::Report;
-use exitscope_analyze::{Analysis, AnalysisOptions};
 use exitscope_render::flame::{self, FlameOptions};
 
-use crate::cmd::report::{analyse_inputs, open_output, print_diagnostics};
+use crate::args::{DiagnosticsArgs, OutputFile};
 use crate::exit::{self, CmdResult, Failure};
+use crate::inputs::{self, Depth, label};
+use crate::output::Output;
 
 /// Arguments of `exitscope flame`.
 #[derive(Debug, ClapArgs)]
+#[command(after_help = "\
+Examples:
+  exitscope flame tests/data/seed/cpuid-amd.fgraph.txt -o flame.svg
+  exitscope flame --folded trace.dat | inferno-flamegraph > flame.svg
+  exitscope flame --diff amd.txt intel.txt -o diff.svg")]
 pub struct Args {
-    /// Trace files, analysed together (as `exitscope report`).
+    /// Traces, analysed together (ftrace text, trace.dat or perf.data, plain or gzip/zstd; `-` = stdin).
     #[arg(value_name = "FILE", required_unless_present = "diff", conflicts_with = "diff")]
     pub files: Vec<String>,
     /// Differential flame graph of trace A (before) against trace B (after): frames sized by
@@ -34,52 +39,15 @@ pub struct Args {
     /// Title drawn over the graph.
     #[arg(long, value_name = "TEXT")]
     pub title: Option<String>,
-    /// Print at most this many diagnostics (all are counted).
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    pub max_diagnostics: usize,
-    /// Write the output here instead of stdout (`-` = stdout).
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<String>,
-}
-
-/// Short label for inputs in titles: their file names (the full paths are in the report).
-pub fn label(files: &[String]) -> String {
-    files
-        .iter()
-        .map(|f| {
-            std::path::Path::new(f).file_name().map_or(f.clone(), |n| n.to_string_lossy().into())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// How much analysis a picture needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Depth {
-    /// Tree and flat profile (flame graphs, folded stacks).
-    Tree,
-    /// Plus the exit view (`report --exits`): the HTML report.
-    Exits,
-    /// As `exitscope diff` analyses each side: exits, and roots holding several exits split
-    /// into one `vcpu_enter_guest`-like root per exit.
-    Diff,
-}
-
-/// Analyse `files` together into one report, printing its diagnostics.
-pub fn analyse(files: &[String], max_diagnostics: usize, depth: Depth) -> Result<Report, Failure> {
-    let mut opts = AnalysisOptions::default();
-    opts.max_diagnostics = max_diagnostics;
-    opts.split_exits = depth == Depth::Diff;
-    let mut analysis = Analysis::new(opts);
-    analyse_inputs(files, &mut analysis)?;
-    let report = analysis.finish();
-    print_diagnostics(&report);
-    Ok(report)
+    #[command(flatten)]
+    pub diagnostics: DiagnosticsArgs,
+    #[command(flatten)]
+    pub output: OutputFile,
 }
 
 /// Run `exitscope flame`.
 pub fn run(args: Args) -> CmdResult {
-    let (mut out, _) = open_output(args.output.as_deref())?;
+    let mut out = Output::create(args.output.path())?;
     let no_timing = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::InvalidData {
             Failure::input(anyhow!("{e}"))
@@ -88,8 +56,8 @@ pub fn run(args: Args) -> CmdResult {
         }
     };
     if let Some(pair) = &args.diff {
-        let a = analyse(&pair[..1], args.max_diagnostics, Depth::Diff)?;
-        let b = analyse(&pair[1..], args.max_diagnostics, Depth::Diff)?;
+        let a = inputs::analyse(&pair[..1], &args.diagnostics, Depth::Diff)?;
+        let b = inputs::analyse(&pair[1..], &args.diagnostics, Depth::Diff)?;
         // The one alignment of `exitscope diff`, by exact names with --no-normalize.
         let table = (!args.no_normalize).then(NormTable::builtin);
         let d = diff::diff(&a, &b, table.as_ref(), DiffSort::Tree);
@@ -111,7 +79,7 @@ pub fn run(args: Args) -> CmdResult {
             flame::write_diff(&d, &fo, &mut out).map_err(no_timing)?;
         }
     } else {
-        let report = analyse(&args.files, args.max_diagnostics, Depth::Tree)?;
+        let report = inputs::analyse(&args.files, &args.diagnostics, Depth::Plain)?;
         if args.folded {
             exitscope_render::folded::write(&report, &mut out)?;
         } else {
@@ -121,6 +89,6 @@ pub fn run(args: Args) -> CmdResult {
             flame::write(&report, &fo, &mut out).map_err(no_timing)?;
         }
     }
-    out.flush()?;
+    out.commit()?;
     Ok(exit::OK)
 }

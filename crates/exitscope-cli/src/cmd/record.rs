@@ -1,28 +1,40 @@
-//! `exitscope record`: set up tracefs safely, run or attach to the target, stream the trace to
-//! a file, and put tracefs back exactly as it was.
+//! `exitscope record`: validate, then let exitscope-tracefs's `Recorder` set up tracefs,
+//! run or attach to the target, stream the trace to a file and put tracefs back exactly as
+//! it was.
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use clap::Args as ClapArgs;
 use exitscope_tracefs::{
-    Error as TfError, Mode, PausedChild, Placement, Session, SessionConfig, SignalWatcher,
-    StopWhen, Tracefs,
+    CaptureFormat, Compression, Mode, Outcome, Placement, Recorder, SessionConfig, Target,
 };
 
-use crate::exit::{CmdResult, Failure, OK};
+use crate::args::{BenchOptions, TracefsArgs};
+use crate::exit::{self, CmdResult, Failure};
+use crate::output::Output;
+use crate::recording::{self, BenchOutcome};
 
 /// Arguments of `exitscope record`.
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
 Examples:
-  exitscope record --events -o t.txt -- ./my-vmm --boot kernel
+  exitscope record --events -o t.dat -- ./my-vmm --boot kernel
+  exitscope record --events -o t.txt -- ./my-vmm     # the kernel's text instead
   exitscope record --graph vcpu_enter_guest --max-depth 8 --pid 1234 --duration 5
-  exitscope record -e kvm:kvm_exit -e kvm:kvm_entry --duration 2")]
+  exitscope record -e kvm:kvm_pio -e kvm:kvm_cpuid --bench inl_from_kernel -o t.txt
+  exitscope record --reset          # undo what a killed exitscope left in tracefs
+
+The output file is replaced only when the recording succeeds; an interrupted recording
+(Ctrl-C, SIGTERM, SIGHUP) keeps what was captured. The traced command is killed if exitscope
+dies; with --duration it is stopped (SIGTERM) at the end.
+
+Exit codes: 0 ok; 1 the --bench test did not complete; 2 bad usage (unknown test, command
+not found); 3 tracefs or KVM unusable; 4 the traced command failed (non-zero exit, killed by
+a signal); 130, 143, 129 interrupted by SIGINT, SIGTERM, SIGHUP (tracefs restored).")]
 pub struct Args {
     /// function_graph rooted at FUNC (repeatable). This is the default mode, rooted at
     /// vcpu_enter_guest, with kvm_arch_vcpu_ioctl_run/vcpu_run as fallbacks when it is inlined.
@@ -33,7 +45,7 @@ pub struct Args {
     #[arg(long)]
     pub events: bool,
     /// Record this event (`system:event`, `event` for kvm:event, `system:*`); repeatable;
-    /// implies --events.
+    /// implies --events. Events that never fire are named at the end.
     #[arg(short = 'e', long = "event", value_name = "EVENT")]
     pub event: Vec<String>,
     /// Graph depth limit (max_graph_depth).
@@ -45,20 +57,24 @@ pub struct Args {
     /// Leave out the comm-pid column (funcgraph-proc).
     #[arg(long)]
     pub no_proc: bool,
-    /// Output file (`-` for stdout).
-    #[arg(short = 'o', long, value_name = "FILE", default_value = "exitscope.trace")]
+    /// Write the trace to FILE (`-` = stdout): trace-cmd's trace.dat of the ring-buffer pages
+    /// (ns timestamps; read by `exitscope report` and `trace-cmd report`), or the kernel's text
+    /// for a `.txt` name.
+    #[arg(short = 'o', long, value_name = "FILE", default_value = "exitscope.dat")]
     pub output: PathBuf,
-    /// Per-CPU ring buffer size in KiB (buffer_size_kb).
-    #[arg(long, value_name = "KB")]
-    pub buffer_size: Option<u64>,
+    /// trace.dat compression: zstd (as trace-cmd 3.x writes) or none (least CPU).
+    #[arg(long, value_name = "zstd|none", default_value = "zstd", value_parser = compression)]
+    pub compression: Compression,
     /// Trace this running process: all its threads, its current child processes, and
     /// whatever they fork from now on.
     #[arg(long, value_name = "PID", conflicts_with = "command")]
     pub pid: Option<u32>,
-    /// Run a built-in benchmark as the target (`exitscope bench --quick TEST`; see
-    /// `exitscope bench --list`).
+    /// Run a built-in benchmark on a thread of exitscope itself and trace it (`exitscope
+    /// bench --list`); --cpl, --min-cycles, --repeat, --timeout apply (default: --quick's).
     #[arg(long, value_name = "TEST", conflicts_with_all = ["command", "pid"])]
     pub bench: Option<String>,
+    #[command(flatten)]
+    pub bench_options: BenchOptions,
     /// Stop after this many seconds (decimals allowed); without a target it traces every task.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -69,291 +85,193 @@ pub struct Args {
     /// saved and restored).
     #[arg(long)]
     pub top_level: bool,
-    /// tracefs mount to use instead of looking for one.
-    #[arg(long, value_name = "DIR")]
-    pub tracefs: Option<PathBuf>,
-    /// Testing only: a directory of plain files that emulates tracefs.
-    #[arg(long, value_name = "DIR", hide = true, conflicts_with = "tracefs")]
-    pub fake_tracefs: Option<PathBuf>,
+    #[command(flatten)]
+    pub tracefs: TracefsArgs,
+    /// Undo what an exitscope killed with SIGKILL left in tracefs (its instances, and the
+    /// top-level files it had changed), then exit.
+    #[arg(long, conflicts_with_all = ["command", "pid", "bench", "duration", "graph", "events", "event"])]
+    pub reset: bool,
     /// The command to run and trace (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 
-/// The validated configuration.
-struct Config {
-    mode: Mode,
-    target: Target,
-    duration: Option<Duration>,
-    session: SessionConfig,
-}
-
-enum Target {
+/// What to trace, validated (the bench's KVM already opened once).
+enum TargetSpec {
     Command(Vec<OsString>),
     Pid(u32),
     Everyone,
+    Bench(&'static exitscope_vmm::Benchmark, exitscope_vmm::Options),
 }
 
-fn validate(a: &Args) -> Result<Config, Failure> {
-    let mode = if a.events || !a.event.is_empty() {
+fn mode_of(a: &Args) -> Result<Mode, Failure> {
+    if a.events || !a.event.is_empty() {
         if a.max_depth.is_some() {
             return Err(Failure::input(anyhow!("--max-depth only applies to --graph")));
         }
-        if a.event.is_empty() {
+        return Ok(if a.event.is_empty() {
             Mode::default_events()
         } else {
             Mode::events(a.event.iter().cloned())
-        }
+        });
+    }
+    let (functions, fallback) = if a.graph.is_empty() {
+        (vec!["vcpu_enter_guest".to_owned()], true)
     } else {
-        let (functions, fallback) = if a.graph.is_empty() {
-            (vec!["vcpu_enter_guest".to_owned()], true)
-        } else {
-            // A root on KVM's exit path that the compiler inlined (vcpu_enter_guest, vcpu_run
-            // on stock kernels) falls back to the nearest traceable caller, as the default does.
-            let on_exit_path = a.graph.iter().any(|f| f == "vcpu_enter_guest" || f == "vcpu_run");
-            (a.graph.clone(), on_exit_path)
-        };
-        Mode::Graph {
-            functions,
-            fallback,
-            max_depth: a.max_depth,
-            abstime: !a.no_abstime,
-            proc_column: !a.no_proc,
-        }
+        // A root on KVM's exit path that the compiler inlined (vcpu_enter_guest, vcpu_run
+        // on stock kernels) falls back to the nearest traceable caller, as the default does.
+        let on_exit_path = a.graph.iter().any(|f| f == "vcpu_enter_guest" || f == "vcpu_run");
+        (a.graph.clone(), on_exit_path)
     };
+    Ok(Mode::Graph {
+        functions,
+        fallback,
+        max_depth: a.max_depth,
+        abstime: !a.no_abstime,
+        proc_column: !a.no_proc,
+    })
+}
+
+/// Everything that can be checked before tracefs is touched.
+fn validate(a: &Args) -> Result<(Mode, TargetSpec, Option<Duration>), Failure> {
+    let mode = mode_of(a)?;
     let duration = match a.duration {
         None => None,
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => return Err(Failure::input(anyhow!("--duration {s}: expected seconds > 0"))),
     };
+    if a.bench.is_none() && a.bench_options.any() {
+        return Err(Failure::input(anyhow!(
+            "--cpl, --min-cycles, --repeat and --timeout apply to --bench TEST only"
+        )));
+    }
     let target = if let Some(test) = &a.bench {
-        Target::Command(bench_command(test, &["--quick"])?)
+        let bench = recording::find_test(test)?;
+        let (min_cycles, repeat) = QUICK;
+        let opts = a.bench_options.vmm(min_cycles, repeat);
+        recording::check_kvm(&opts)?;
+        TargetSpec::Bench(bench, opts)
     } else if !a.command.is_empty() {
-        Target::Command(a.command.clone())
+        exitscope_tracefs::resolve_command(&a.command[0])
+            .map_err(|e| recording::failure(e, &mode))?;
+        TargetSpec::Command(a.command.clone())
     } else if let Some(p) = a.pid {
-        Target::Pid(p)
+        exitscope_tracefs::threads_of(p).map_err(|e| recording::failure(e, &mode))?;
+        TargetSpec::Pid(p)
     } else if duration.is_some() {
-        Target::Everyone
+        TargetSpec::Everyone
     } else {
         return Err(Failure::input(anyhow!(
-            "nothing to trace: give a command after `--`, --pid PID, or --duration SECS"
+            "nothing to trace: give a command after `--`, --pid PID, --bench TEST or --duration SECS"
         )));
     };
-    let mut session = SessionConfig::new(mode.clone());
-    session.follow_forks = !a.no_follow;
-    session.buffer_size_kb = a.buffer_size;
-    if a.top_level {
-        session.placement = Placement::TopLevel;
+    Ok((mode, target, duration))
+}
+
+fn compression(s: &str) -> Result<Compression, String> {
+    match s {
+        "zstd" => Ok(Compression::Zstd),
+        "none" => Ok(Compression::None),
+        _ => Err(format!("{s:?}: expected zstd or none")),
     }
-    Ok(Config { mode, target, duration, session })
 }
 
-/// `exitscope bench EXTRA... TEST` with this very binary, so the traced VMM is exitscope's own.
-pub fn bench_command(test: &str, extra: &[&str]) -> Result<Vec<OsString>, Failure> {
-    let exe = std::env::current_exe()
-        .context("finding the exitscope binary to run the benchmark")
-        .map_err(Failure::environment)?;
-    let mut argv = vec![exe.into_os_string(), "bench".into()];
-    argv.extend(extra.iter().map(OsString::from));
-    argv.push(test.into());
-    Ok(argv)
-}
+/// `record --bench` runs the bench as `bench --quick` does.
+const QUICK: (u64, u32) = (1 << 26, 3);
 
-/// Whether process `pid` still runs (a zombie, not yet reaped by its parent, does not).
-fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-    !matches!(state, Some("Z" | "X") | None)
-}
-
-/// Map a tracefs error to an exit code, with advice where there is some.
-fn failure(e: TfError, mode: &Mode) -> Failure {
-    let graph = matches!(mode, Mode::Graph { .. });
-    let advice = match &e {
-        TfError::TracerRefused { .. } | TfError::TracerUnavailable { .. } if graph => Some(
-            "function_graph cannot be used on this kernel (lockdown or not built in); \
-             record kvm tracepoints instead: exitscope record --events ...",
-        ),
-        TfError::GraphFilterEmpty { .. } | TfError::NoTraceableFunction { .. } => {
-            Some("name a traceable root with --graph FUNC, or record kvm tracepoints with --events")
-        }
-        TfError::Busy { .. } => Some("stop the other session, or drop --top-level"),
-        _ => None,
-    };
-    let env = e.is_environment();
-    let err = match advice {
-        Some(a) => anyhow::Error::new(e).context(a),
-        None => anyhow::Error::new(e),
-    };
-    if env { Failure::environment(err) } else { Failure::input(err) }
+fn reset(a: &Args) -> CmdResult {
+    let fs = recording::tracefs(&a.tracefs, &Mode::default_events())?;
+    let done = exitscope_tracefs::reset(&fs)
+        .map_err(|e| recording::failure(e, &Mode::default_events()))?;
+    if done.is_empty() {
+        say!("nothing to reset: {} holds nothing left behind by exitscope", fs.root().display());
+    }
+    for d in done {
+        say!("{d}");
+    }
+    Ok(exit::OK)
 }
 
 /// Run `exitscope record`.
 pub fn run(args: Args) -> CmdResult {
-    let cfg = validate(&args)?;
-    let fake = args.fake_tracefs.is_some();
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    if !fake && unsafe { libc::geteuid() } != 0 {
-        return Err(Failure::environment(anyhow!(
-            "exitscope record needs root (tracefs is writable only by root)"
+    if args.reset {
+        return reset(&args);
+    }
+    let (mode, target, duration) = validate(&args)?;
+    let format = CaptureFormat::for_path(&args.output, args.compression);
+    if args.output.as_os_str() == "-"
+        && format != CaptureFormat::Text
+        && std::io::stdout().is_terminal()
+    {
+        return Err(Failure::input(anyhow!(
+            "-o - writes binary trace.dat: redirect it, or record text with -o FILE.txt"
         )));
     }
     // Create the output first: a bad path fails before tracefs is touched.
-    let sink: Box<dyn Write> = if args.output.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        Box::new(
-            File::create(&args.output)
-                .with_context(|| format!("creating {}", args.output.display()))
-                .map_err(Failure::input)?,
-        )
+    let mut out = Output::create(Some(&args.output))?;
+    let fs = recording::tracefs(&args.tracefs, &mode)?;
+    let mut cfg = SessionConfig::new(mode.clone());
+    cfg.follow_forks = !args.no_follow;
+    cfg.buffer_size_kb = args.tracefs.buffer_size;
+    cfg.format = format;
+    if args.top_level {
+        cfg.placement = Placement::TopLevel;
+    }
+    let mut recorder = Recorder::new(fs, cfg).with_duration(duration);
+    let target: Target<BenchOutcome> = match target {
+        TargetSpec::Command(argv) => Target::Command(argv),
+        TargetSpec::Pid(p) => Target::Pid(p),
+        TargetSpec::Everyone => Target::Everyone,
+        TargetSpec::Bench(b, opts) => recording::bench_target(b, opts),
     };
-    let mut out = BufWriter::with_capacity(1 << 20, sink);
-    let mut fs = match (&args.fake_tracefs, &args.tracefs) {
-        (Some(d), _) => Tracefs::fake(d),
-        (None, Some(d)) => Tracefs::real(d),
-        (None, None) => Tracefs::discover(true).map_err(|e| failure(e, &cfg.mode))?,
-    };
-    match fs.remove_stale_instances() {
-        Ok(gone) => {
-            for g in gone {
-                eprintln!("exitscope: removed {g}, left behind by a killed exitscope");
-            }
-        }
-        Err(e) => eprintln!("exitscope: warning: {e}"),
+    let rec = recorder
+        .record(target, &mut out, &args.output, &mut |m| say!("{m}"))
+        .map_err(|e| recording::failure(e, &mode))?;
+    // Whatever was captured is kept, also after a signal.
+    out.commit()?;
+    if let Err(e) = recorder.unmount() {
+        say!("warning: {e}");
     }
-    let signals = SignalWatcher::install().map_err(|e| failure(e, &cfg.mode))?;
-
-    let mut session_cfg = cfg.session;
-    let mut child = None;
-    match &cfg.target {
-        Target::Command(argv) => {
-            let c = PausedChild::spawn(argv).map_err(|e| failure(e, &cfg.mode))?;
-            session_cfg.pids = vec![c.pid()];
-            child = Some(c);
-        }
-        Target::Pid(p) => {
-            session_cfg.pids =
-                exitscope_tracefs::process_tree_threads(*p).map_err(|e| failure(e, &cfg.mode))?;
-        }
-        Target::Everyone => {}
-    }
-    let mut session = match Session::start(&fs, &session_cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some(c) = child {
-                // Never resumed: the shim exits 127 without running the command.
-                let _ = c.into_child().wait();
-            }
-            return Err(failure(e, &cfg.mode));
-        }
-    };
-    for n in session.notes() {
-        eprintln!("exitscope: {n}");
-    }
-    let place = session.instance().unwrap_or_else(|| "the top level".into());
-    eprintln!(
-        "exitscope: recording {} ({}) in {} of {} to {}",
-        if session.tracer() == "nop" { "events" } else { session.tracer() },
-        session.enabled().join(", "),
-        place,
-        fs.root().display(),
-        args.output.display()
-    );
-    let header = format!(
-        "# tracer: {}\n# exitscope record: {}\n",
-        session.tracer(),
-        session.enabled().join(" ")
-    );
-    out.write_all(header.as_bytes())
-        .with_context(|| format!("writing {}", args.output.display()))
-        .map_err(Failure::input)?;
-
-    if let Some(c) = child.as_mut() {
-        c.resume().map_err(|e| failure(e, &cfg.mode))?;
-    }
-    let started = Instant::now();
-    let mut exit_status = None;
-    let mut signalled_child = false;
-    let result = session.capture(&mut out, &args.output, &mut |elapsed| {
-        if let Some(sig) = signals.pending() {
-            if let Some(c) = child.as_mut()
-                && !signalled_child
-            {
-                // Pass it on (a terminal's Ctrl-C reaches both of us anyway).
-                c.signal(sig);
-                signalled_child = true;
-            }
-            return Some(StopWhen::Signal(sig));
-        }
-        if let Some(c) = child.as_mut()
-            && let Ok(Some(st)) = c.try_wait()
-        {
-            exit_status = Some(st);
-            return Some(StopWhen::TargetExited);
-        }
-        if let Target::Pid(p) = &cfg.target
-            && !alive(*p)
-        {
-            return Some(StopWhen::TargetExited);
-        }
-        match cfg.duration {
-            Some(d) if elapsed >= d => Some(StopWhen::Duration),
-            _ => None,
-        }
-    });
-    let restored = session.finish();
-    drop(signals);
-    if let Err(e) = fs.unmount_if_mounted() {
-        eprintln!("exitscope: warning: {e}");
-    }
-    let summary = result.map_err(|e| failure(e, &cfg.mode))?;
-    restored.map_err(|e| failure(e, &cfg.mode))?;
-
-    eprintln!(
-        "exitscope: wrote {} lines ({} bytes) to {} in {:.2} s",
-        summary.lines,
-        summary.bytes,
-        args.output.display(),
-        started.elapsed().as_secs_f64()
-    );
-    let lost = summary.lost_total();
-    if lost > 0 {
-        let per_cpu: Vec<String> = summary
-            .lost_in_stream
-            .iter()
-            .chain(summary.lost_from_stats.iter())
-            .map(|(c, n)| format!("cpu{c}: {n}"))
-            .collect();
-        eprintln!(
-            "exitscope: warning: the kernel lost {lost} events ({}); use --buffer-size to enlarge \
-             the ring buffer",
-            per_cpu.join(", ")
-        );
-    }
-    match summary.stop {
-        Some(StopWhen::Signal(sig)) => {
-            let name = match sig {
-                2 => "SIGINT",
-                15 => "SIGTERM",
-                1 => "SIGHUP",
-                _ => "a signal",
+    recording::report_recording(&rec, &args.output);
+    match rec.outcome {
+        Outcome::Interrupted(sig) => Err(Failure::signal(sig)),
+        Outcome::Exited(st) if st.success() => Ok(exit::OK),
+        Outcome::Exited(st) => {
+            let how = match (st.code(), std::os::unix::process::ExitStatusExt::signal(&st)) {
+                (Some(127), _) => "exited with 127 (command not found?)".to_owned(),
+                (Some(c), _) => format!("exited with {c}"),
+                (None, Some(s)) => format!("was killed by signal {s}"),
+                _ => format!("ended with {st}"),
             };
-            let code = 128 + u8::try_from(sig).unwrap_or(2);
-            Err(Failure { code, error: anyhow!("interrupted by {name}; tracefs restored") })
-        }
-        _ => {
-            let still_running = child.as_mut().map(|c| (c.pid(), matches!(c.try_wait(), Ok(None))));
-            match (exit_status, still_running) {
-                (Some(st), _) if !st.success() => {
-                    eprintln!("exitscope: the traced command exited with {st}");
-                }
-                (None, Some((pid, true))) => eprintln!(
-                    "exitscope: --duration reached; the command (pid {pid}) keeps running untraced"
+            Err(Failure {
+                code: exit::TARGET_FAILED,
+                error: anyhow!(
+                    "the traced command {how}; its trace is in {}",
+                    args.output.display()
                 ),
-                _ => {}
+            })
+        }
+        Outcome::StoppedAfterDuration { pid } => {
+            say!("--duration reached; stopped the command (pid {pid})");
+            Ok(exit::OK)
+        }
+        Outcome::ProcessExited | Outcome::DurationReached => Ok(exit::OK),
+        Outcome::Returned(Ok(report)) => {
+            for r in &report.results {
+                say!("bench {}", recording::bench_line(r, None));
             }
-            Ok(OK)
+            if recording::bench_completed(&report) {
+                Ok(exit::OK)
+            } else {
+                Err(Failure::check(anyhow!(
+                    "the benchmark did not complete; its trace is in {}",
+                    args.output.display()
+                )))
+            }
+        }
+        Outcome::Returned(Err(e)) => Err(Failure::environment(anyhow!(e))),
+        Outcome::Panicked => {
+            Err(Failure::check(anyhow!("the benchmark did not complete: its thread panicked")))
         }
     }
 }

@@ -1,34 +1,46 @@
-//! `exitscope run TEST`: the seed's experiment in one command. Run a built-in benchmark, record
-//! its exit path (function_graph where the kernel allows it, else kvm tracepoints), and explain
-//! the result: exit reasons, phases, call tree.
+//! `exitscope run TEST`: the seed's experiment in one command. Measure a built-in benchmark
+//! untraced, then record its exit path on a thread of exitscope itself (function_graph where
+//! the kernel allows it, else kvm tracepoints), and explain the result: both measurements,
+//! exit reasons, phases, call tree.
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use clap::Args as ClapArgs;
-use serde_json::Value;
 
 use exitscope_analyze::{Analysis, AnalysisOptions};
-use exitscope_tracefs::Error as TfError;
+use exitscope_tracefs::{
+    CaptureFormat, Compression, Error as TfError, Mode, Outcome, Recorder, SessionConfig,
+    errno_name,
+};
+use exitscope_vmm::Report as BenchReport;
 
-use crate::cmd::record;
-use crate::cmd::report::{self, ColorChoice};
-use crate::exit::{CmdResult, Failure, OK};
+use crate::args::{BenchOptions, ColorArg, TracefsArgs};
+use crate::exit::{self, CmdResult, Failure};
+use crate::inputs;
+use crate::output::{self, Output};
+use crate::recording::{self, bench_completed, bench_line};
 
 /// Arguments of `exitscope run`.
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
 Examples:
   exitscope run cpuid                  # function_graph of the exit path, or kvm events
-  exitscope run inl_from_kernel -o out # keep trace.txt, bench.json, report.json, report.html
-  exitscope run --events mmio_from_vmm")]
+  exitscope run inl_from_kernel -o out # keep trace.dat, bench.json, report.json, report.html
+  exitscope run --events --cpl 3 mmio_from_vmm
+
+The benchmark is measured twice: untraced first (--min-cycles, default 2^26, --repeat,
+default 3: the figures to quote), then traced on a thread of exitscope (a shorter loop, at most
+2^24 cycles, once: every exit becomes trace lines, and function_graph writes dozens per exit).
+Without -o the trace lives in a temporary directory that is deleted when exitscope ends.
+Exit codes as `exitscope record`; 1 when the benchmark did not complete.")]
 pub struct Args {
     /// The benchmark to run and trace (`exitscope bench --list`).
     #[arg(value_name = "TEST")]
     pub test: String,
-    /// Keep the raw trace, the benchmark's JSON, the report's JSON and the HTML report here.
+    /// Keep the raw trace, the benchmark's JSON (untraced and traced), the report's JSON and
+    /// the HTML report in DIR.
     #[arg(short = 'o', long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Record kvm tracepoints even where function_graph is available.
@@ -37,26 +49,18 @@ pub struct Args {
     /// Root of the function graph (default: vcpu_enter_guest, with fallbacks when inlined).
     #[arg(long, value_name = "FUNC", conflicts_with = "events")]
     pub graph: Option<String>,
-    /// Privilege level of the benchmark loop (default: the bench's own choice for this host).
-    #[arg(long, value_name = "0|3")]
-    pub cpl: Option<u8>,
-    /// Minimum TSC cycles of the measured loop. Smaller than `bench`'s default: every exit
-    /// becomes trace lines, and function_graph writes dozens per exit.
-    #[arg(long, value_name = "N", default_value = "2^24")]
-    pub min_cycles: String,
-    /// Per-CPU ring buffer size in KiB.
-    #[arg(long, value_name = "KB", default_value_t = 65536)]
-    pub buffer_size: u64,
-    /// tracefs mount to use instead of looking for one.
-    #[arg(long, value_name = "DIR")]
-    pub tracefs: Option<PathBuf>,
-    /// Testing only: a directory of plain files that emulates tracefs.
-    #[arg(long, value_name = "DIR", hide = true, conflicts_with = "tracefs")]
-    pub fake_tracefs: Option<PathBuf>,
-    /// Color the terminal output.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
-    pub color: ColorChoice,
+    #[command(flatten)]
+    pub bench: BenchOptions,
+    #[command(flatten)]
+    pub tracefs: TracefsArgs,
+    #[command(flatten)]
+    pub color: ColorArg,
 }
+
+/// Longest measured loop while tracing.
+const TRACED_MAX_CYCLES: u64 = 1 << 24;
+/// Ring buffer per CPU when `--buffer-size` is not given: a traced loop writes a lot.
+const DEFAULT_BUFFER_KB: u64 = 65536;
 
 /// Where the run's files go: the user's directory, or a temporary one removed at the end.
 struct WorkDir {
@@ -72,120 +76,147 @@ impl Drop for WorkDir {
     }
 }
 
-/// `sh -c 'exec exitscope bench --json ... TEST > bench.json'`: exec keeps the pid the tracer
-/// filters on, and the benchmark's JSON goes to a file instead of the terminal. The file name
-/// is the script's `$1`, so no quoting is involved.
-fn bench_argv(a: &Args, json: &Path) -> Result<Vec<OsString>, Failure> {
-    let mut extra = vec!["--json", "--repeat", "1", "--min-cycles", a.min_cycles.as_str()];
-    let cpl = a.cpl.map(|c| c.to_string());
-    if let Some(c) = &cpl {
-        extra.extend(["--cpl", c.as_str()]);
-    }
-    let mut argv: Vec<OsString> = vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        "out=$1; shift; exec \"$@\" > \"$out\"".into(),
-        "sh".into(),
-        json.as_os_str().to_owned(),
-    ];
-    argv.extend(record::bench_command(&a.test, &extra)?);
-    Ok(argv)
-}
-
-fn record_args(a: &Args, events: bool, trace: &Path, argv: Vec<OsString>) -> record::Args {
-    record::Args {
-        graph: if events { Vec::new() } else { a.graph.iter().cloned().collect() },
-        events,
-        event: Vec::new(),
-        max_depth: None,
-        no_abstime: false,
-        no_proc: false,
-        output: trace.to_path_buf(),
-        buffer_size: Some(a.buffer_size),
-        pid: None,
-        bench: None,
-        duration: None,
-        no_follow: false,
-        top_level: false,
-        tracefs: a.tracefs.clone(),
-        fake_tracefs: a.fake_tracefs.clone(),
-        command: argv,
+impl WorkDir {
+    fn new(dir: Option<&Path>) -> Result<WorkDir, Failure> {
+        let (path, keep) = match dir {
+            Some(d) => (d.to_owned(), true),
+            None => {
+                (std::env::temp_dir().join(format!("exitscope-run-{}", std::process::id())), false)
+            }
+        };
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating {}", path.display()))
+            .map_err(Failure::input)?;
+        Ok(WorkDir { path, keep })
     }
 }
 
-/// True when the failure says function_graph itself cannot be used here.
-fn graph_unavailable(f: &Failure) -> bool {
-    f.error.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<TfError>(),
-            Some(TfError::TracerRefused { .. } | TfError::TracerUnavailable { .. })
-        )
-    })
+/// Why function_graph cannot be used, when that is what `e` says.
+fn graph_unavailable(e: &TfError) -> Option<String> {
+    match e {
+        TfError::TracerUnavailable { path, available, .. } => Some(format!(
+            "this kernel offers no function_graph tracer: {} lists only \"{available}\"",
+            path.display()
+        )),
+        TfError::TracerRefused { source, .. } => Some(format!(
+            "the kernel refused the function_graph tracer with {} (lockdown?)",
+            errno_name(source)
+        )),
+        _ => None,
+    }
+}
+
+fn graph_mode(root: Option<&str>) -> Mode {
+    let mut m = Mode::default_graph();
+    if let (Some(r), Mode::Graph { functions, fallback, .. }) = (root, &mut m) {
+        *functions = vec![r.to_owned()];
+        *fallback = r == "vcpu_enter_guest" || r == "vcpu_run";
+    }
+    m
 }
 
 /// Run `exitscope run`.
 pub fn run(args: Args) -> CmdResult {
-    // Check the name before tracefs is touched.
-    if exitscope_guest::find(&args.test).is_none() {
-        let known: Vec<&str> = exitscope_guest::BENCHMARKS.iter().map(|b| b.name).collect();
-        return Err(Failure::input(anyhow!(
-            "unknown test {:?}; known tests: {}",
-            args.test,
-            known.join(", ")
-        )));
+    // Everything is checked before tracefs is touched: the test, KVM, root and tracefs.
+    let bench = recording::find_test(&args.test)?;
+    let untraced_opts = args.bench.vmm(1 << 26, 3);
+    recording::check_kvm(&untraced_opts)?;
+    let first_mode =
+        if args.events { Mode::default_events() } else { graph_mode(args.graph.as_deref()) };
+    let fs = recording::tracefs(&args.tracefs, &first_mode)?;
+
+    let untraced = exitscope_vmm::run_suite(&[bench], &untraced_opts, |_, _| {})
+        .map_err(|e| Failure::environment(anyhow!(e)))?;
+
+    let work = WorkDir::new(args.output.as_deref())?;
+    // The ring-buffer pages (ns timestamps, least recording cost), as `record` writes.
+    let trace = work.path.join("trace.dat");
+    let traced_opts = args
+        .bench
+        .vmm(TRACED_MAX_CYCLES, 1)
+        .with_min_cycles(args.bench.min_cycles.unwrap_or(TRACED_MAX_CYCLES).min(TRACED_MAX_CYCLES))
+        .with_repeat(1);
+    let mut cfg = SessionConfig::new(first_mode.clone());
+    cfg.format = CaptureFormat::for_path(&trace, Compression::Zstd);
+    cfg.buffer_size_kb = Some(args.tracefs.buffer_size.unwrap_or(DEFAULT_BUFFER_KB));
+    let mut recorder = Recorder::new(fs, cfg);
+    let mut notify = |m: &str| say!("{m}");
+    let mut why = args.events.then(|| "--events was given".to_owned());
+    let mut trace_out = Output::create(Some(&trace))?;
+    let target = recording::bench_target(bench, traced_opts.clone());
+    let rec = match recorder.record(target, &mut trace_out, &trace, &mut notify) {
+        Ok(r) => r,
+        Err(e) if why.is_none() && graph_unavailable(&e).is_some() => {
+            let reason = graph_unavailable(&e).unwrap_or_default();
+            say!("{reason}; recording kvm tracepoints instead");
+            why = Some(reason);
+            recorder.set_mode(Mode::default_events());
+            drop(trace_out);
+            trace_out = Output::create(Some(&trace))?;
+            let target = recording::bench_target(bench, traced_opts);
+            recorder
+                .record(target, &mut trace_out, &trace, &mut notify)
+                .map_err(|e| recording::failure(e, &Mode::default_events()))?
+        }
+        Err(e) => return Err(recording::failure(e, &first_mode)),
+    };
+    trace_out.commit()?;
+    if let Err(e) = recorder.unmount() {
+        say!("warning: {e}");
     }
-    let work = match &args.output {
-        Some(d) => {
-            std::fs::create_dir_all(d)
-                .with_context(|| format!("creating {}", d.display()))
-                .map_err(Failure::input)?;
-            WorkDir { path: d.clone(), keep: true }
-        }
-        None => {
-            let d = std::env::temp_dir().join(format!("exitscope-run-{}", std::process::id()));
-            std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-            WorkDir { path: d, keep: false }
-        }
-    };
-    let trace = work.path.join("trace.txt");
-    let bench_json = work.path.join("bench.json");
-    let argv = bench_argv(&args, &bench_json)?;
-
-    let mut events = args.events;
-    let mut why = if events { "--events was given".to_string() } else { String::new() };
-    let recorded = if events {
-        record::run(record_args(&args, true, &trace, argv))
-    } else {
-        match record::run(record_args(&args, false, &trace, argv.clone())) {
-            Err(f) if graph_unavailable(&f) => {
-                why = format!("function_graph is not available: {}", f.error.root_cause());
-                eprintln!("exitscope: {why}; recording kvm tracepoints instead");
-                events = true;
-                record::run(record_args(&args, true, &trace, argv))
-            }
-            other => other,
+    recording::report_recording(&rec, &trace);
+    if !work.keep {
+        say!(
+            "{} is temporary and deleted when exitscope ends; -o DIR keeps it, with \
+             bench.json, report.json and report.html",
+            trace.display()
+        );
+    }
+    let traced = match rec.outcome {
+        Outcome::Interrupted(sig) => return Err(Failure::signal(sig)),
+        Outcome::Returned(Ok(r)) => r,
+        Outcome::Returned(Err(e)) => return Err(Failure::environment(anyhow!(e))),
+        _ => {
+            return Err(Failure::check(anyhow!(
+                "the benchmark did not complete: its thread panicked"
+            )));
         }
     };
-    recorded?;
 
-    let (mut out, tty) = report::open_output(None)?;
-    let style = report::style_for(args.color, tty);
-    let mode = if events {
-        format!("kvm tracepoints ({why})")
-    } else {
-        "function_graph of the exit path".to_string()
+    let mut out = Output::create(None)?;
+    let style = args.color.style(out.is_tty());
+    let tracepoints = rec.enabled.len();
+    let mode = match &why {
+        Some(w) => format!("kvm tracepoints ({w})"),
+        None => format!("function_graph of the exit path (rooted at {})", rec.enabled.join(", ")),
     };
     writeln!(out, "# exitscope run {}: recorded {mode}", args.test)?;
-    print_bench(&bench_json, &mut out)?;
+    writeln!(out, "# bench mode: CPL{} ({})", untraced.mode.cpl.as_u8(), untraced.mode.reason)?;
+    write_bench(&mut out, &untraced, "untraced")?;
+    let traced_label = if why.is_some() {
+        format!("traced, {tracepoints} tracepoints on")
+    } else {
+        "traced, function_graph on".to_owned()
+    };
+    write_bench(&mut out, &traced, &traced_label)?;
+    writeln!(
+        out,
+        "# the untraced figures are the measurement ({} cycles per loop, {} repeats); the traced \
+         run ({} cycles, once) is what the trace below shows, tracing overhead included",
+        untraced.min_cycles, untraced.repeat, traced.min_cycles
+    )?;
 
     let mut opts = AnalysisOptions::default();
     // The bench's own signalling (done and fault ports) is not the experiment.
     opts.harness_ports = vec![exitscope_guest::PORT_DONE, exitscope_guest::PORT_FAULT];
     let mut analysis = Analysis::new(opts);
+    let mut read_opts = exitscope_ingest::Options::default();
+    // A recording where no event fired is a finding, explained below.
+    read_opts.require_records = false;
     let name = trace.to_string_lossy().into_owned();
-    report::analyse_inputs(std::slice::from_ref(&name), &mut analysis)?;
+    inputs::read(std::slice::from_ref(&name), &mut analysis, &read_opts)?;
     let report = analysis.finish();
-    report::print_diagnostics(&report);
+    inputs::print_diagnostics(&report);
     if let Some(ex) = &report.exits
         && ex.whole_roots + ex.split_roots > 0
     {
@@ -195,7 +226,7 @@ pub fn run(args: Args) -> CmdResult {
     if report.exits.is_some() && !report.events.is_empty() {
         writeln!(out)?;
         exitscope_render::exits::write_table(&report, &mut out)?;
-    } else if events {
+    } else if why.is_some() {
         writeln!(
             out,
             "\n# no kvm events were recorded: the benchmark's operation did not exit to this \
@@ -205,65 +236,47 @@ pub fn run(args: Args) -> CmdResult {
     if !report.tree.is_empty() {
         writeln!(out)?;
         exitscope_render::tree::write(&report, &style, &mut out)?;
-    } else {
-        exitscope_render::tree::footer(&report, &mut out)?;
     }
-    let report_json = work.path.join("report.json");
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(&report_json)
-            .with_context(|| format!("creating {}", report_json.display()))?,
-    );
-    exitscope_render::json::write(&report, &mut f)?;
-    f.flush()?;
     if work.keep {
-        let html_path = work.path.join("report.html");
-        let mut h = std::io::BufWriter::new(
-            std::fs::File::create(&html_path)
-                .with_context(|| format!("creating {}", html_path.display()))?,
-        );
-        let mut opts = exitscope_render::html::HtmlOptions::default();
-        opts.title = Some(format!("exitscope run {}", args.test));
-        opts.bench =
-            std::fs::read_to_string(&bench_json).ok().and_then(|t| serde_json::from_str(&t).ok());
-        exitscope_render::html::write(&report, &format!("run {}", args.test), &opts, &mut h)?;
-        h.flush()?;
+        for (file, r) in [("bench.json", &untraced), ("traced-bench.json", &traced)] {
+            output::write_file(&work.path.join(file), |o| write_json(o, r))?;
+        }
+        output::write_file(&work.path.join("report.json"), |o| {
+            exitscope_render::json::write(&report, o)?;
+            Ok(())
+        })?;
+        output::write_file(&work.path.join("report.html"), |o| {
+            let mut opts = exitscope_render::html::HtmlOptions::default();
+            opts.title = Some(format!("exitscope run {}", args.test));
+            // The untraced measurement is the benchmark's result.
+            opts.bench = serde_json::to_value(&untraced).ok();
+            exitscope_render::html::write(&report, &format!("run {}", args.test), &opts, o)?;
+            Ok(())
+        })?;
         writeln!(
             out,
-            "# kept {}: trace.txt, bench.json, report.json, report.html",
+            "# kept {}: trace.dat, bench.json, traced-bench.json, report.json, report.html",
             work.path.display()
         )?;
     }
-    out.flush()?;
-    Ok(OK)
+    out.commit()?;
+    if bench_completed(&untraced) && bench_completed(&traced) {
+        Ok(exit::OK)
+    } else {
+        Err(Failure::check(anyhow!("the benchmark did not complete")))
+    }
 }
 
-/// One line per benchmark result from the bench JSON, plus its notes.
-fn print_bench(path: &Path, out: &mut impl Write) -> Result<(), Failure> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        writeln!(out, "# the benchmark wrote no results ({})", path.display())?;
-        return Ok(());
-    };
-    let v: Value = serde_json::from_str(&text)
-        .with_context(|| format!("reading the benchmark's results in {}", path.display()))?;
-    if let Some(reason) = v["mode"]["reason"].as_str() {
-        writeln!(out, "# bench mode: CPL{} ({reason})", v["mode"]["cpl"])?;
-    }
-    for r in v["results"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let num = |k: &str| r[k].as_f64().map_or("-".to_string(), |x| format!("{x:.1}"));
-        writeln!(
-            out,
-            "# bench {}: {} cycles/iter ({} ns), {} exits/iter, {} [{}]{}",
-            r["test"].as_str().unwrap_or("?"),
-            num("cycles_median"),
-            num("ns_median"),
-            r["exits_per_iteration"].as_f64().map_or("-".to_string(), |x| format!("{x:.2}")),
-            r["exit_kind"].as_str().unwrap_or("?"),
-            r["status"].as_str().unwrap_or("?"),
-            r["reason"].as_str().map(|s| format!(": {s}")).unwrap_or_default()
-        )?;
-    }
-    if v["results"].as_array().is_none_or(Vec::is_empty) {
-        return Err(Failure::input(anyhow!("the benchmark produced no results")));
+fn write_json(o: &mut Output, r: &BenchReport) -> Result<(), Failure> {
+    serde_json::to_writer_pretty(&mut *o, r).context("writing JSON")?;
+    writeln!(o)?;
+    Ok(())
+}
+
+/// One `# bench TEST, LABEL: ...` line per result.
+fn write_bench(out: &mut impl Write, report: &BenchReport, label: &str) -> std::io::Result<()> {
+    for r in &report.results {
+        writeln!(out, "# bench {}", bench_line(r, Some(label)))?;
     }
     Ok(())
 }

@@ -1,19 +1,16 @@
-//! A minimal trace.dat writer (little-endian, 64-bit kernel layout), written from the
-//! format description. It exists to generate fixtures the machine cannot record (a
-//! function_graph trace, zlib-compressed v7), fuzz seeds and benchmark inputs.
+//! Record-level fixtures: `(timestamp, payload)` records packed into ring-buffer pages and
+//! written with [`super::write_file`] (little- or big-endian, 64-bit kernel layout). They
+//! stand in for what this project's machine cannot record (function_graph, zlib, big-endian
+//! kernels) in tests, fuzz seeds and benchmark inputs.
 
-use std::io::Write as _;
+use std::io::Cursor;
 
-use crate::Compression;
-
-/// Standard `header_page` text of a 64-bit kernel.
-pub const HEADER_PAGE: &str = "\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n\tfield: local_t commit;\toffset:8;\tsize:8;\tsigned:1;\n\tfield: int overwrite;\toffset:8;\tsize:1;\tsigned:1;\n\tfield: char data;\toffset:16;\tsize:4080;\tsigned:1;\n";
-/// Standard `header_event` text.
-pub const HEADER_EVENT: &str = "# compressed entry header\n\ttype_len    :    5 bits\n\ttime_delta  :   27 bits\n\tarray       :   32 bits\n\n\tpadding     : type == 29\n\ttime_extend : type == 30\n\ttime_stamp : type == 31\n\tdata max type_len  == 28\n";
+use super::{CpuSpool, FileOptions, HEADER_EVENT, HEADER_PAGE, Metadata, write_file};
+use crate::{Compression, Endian, PageFormat};
 
 /// What to write.
 #[derive(Clone, Debug)]
-pub struct Writer {
+pub struct Fixture {
     /// 6 or 7.
     pub version: u32,
     /// v7 compression (ignored for v6).
@@ -41,15 +38,23 @@ pub struct Writer {
     pub extra_options: Vec<(u16, Vec<u8>)>,
 }
 
+/// Size of the page header of a 64-bit kernel.
 const HDR: usize = 16;
 
-/// Packs records into ring-buffer pages.
 /// An event header word.
 fn hdr(be: bool, type_len: u32, delta: u32) -> u32 {
     if be { (type_len << 27) | delta } else { type_len | (delta << 5) }
 }
 
-fn pages(recs: &[(u64, Vec<u8>)], page_size: usize, missed: Option<u64>, be: bool) -> Vec<u8> {
+/// Packs records (timestamp order) into pages of `page_size` bytes, as the kernel would: a
+/// TIME_EXTEND before deltas of 2^27 or more, type_len 0 for payloads over 112 bytes, and the
+/// missed-events flag with a stored count on the first page when `missed` is given.
+pub fn pack_records(
+    recs: &[(u64, Vec<u8>)],
+    page_size: usize,
+    missed: Option<u64>,
+    be: bool,
+) -> Vec<u8> {
     let w32 = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
     let w64 = |x: u64| if be { x.to_be_bytes() } else { x.to_le_bytes() };
     let mut out = Vec::new();
@@ -102,232 +107,44 @@ fn pages(recs: &[(u64, Vec<u8>)], page_size: usize, missed: Option<u64>, be: boo
     out
 }
 
-fn compress(c: Compression, data: &[u8]) -> Vec<u8> {
-    match c {
-        Compression::Zstd => zstd::bulk::compress(data, 3).unwrap_or_default(),
-        Compression::Zlib => {
-            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-            let _ = e.write_all(data);
-            e.finish().unwrap_or_default()
-        }
-        Compression::None => data.to_vec(),
-    }
-}
-
-fn u16b(be: bool, v: &mut Vec<u8>, x: u16) {
-    v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() });
-}
-fn u32b(be: bool, v: &mut Vec<u8>, x: u32) {
-    v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() });
-}
-fn u64b(be: bool, v: &mut Vec<u8>, x: u64) {
-    v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() });
-}
-
-impl Writer {
-    fn header_info(&self, v: &mut Vec<u8>) {
-        let be = self.big_endian;
-        v.extend_from_slice(b"header_page\0");
-        u64b(be, v, HEADER_PAGE.len() as u64);
-        v.extend_from_slice(HEADER_PAGE.as_bytes());
-        v.extend_from_slice(b"header_event\0");
-        u64b(be, v, HEADER_EVENT.len() as u64);
-        v.extend_from_slice(HEADER_EVENT.as_bytes());
-    }
-    fn ftrace(&self, v: &mut Vec<u8>) {
-        let be = self.big_endian;
-        u32b(be, v, self.ftrace_formats.len() as u32);
-        for f in &self.ftrace_formats {
-            u64b(be, v, f.len() as u64);
-            v.extend_from_slice(f.as_bytes());
-        }
-    }
-    fn systems(&self, v: &mut Vec<u8>) {
-        let be = self.big_endian;
-        u32b(be, v, self.systems.len() as u32);
-        for (s, fs) in &self.systems {
-            v.extend_from_slice(s.as_bytes());
-            v.push(0);
-            u32b(be, v, fs.len() as u32);
-            for f in fs {
-                u64b(be, v, f.len() as u64);
-                v.extend_from_slice(f.as_bytes());
-            }
-        }
-    }
-    fn cpu_pages(&self) -> Vec<Vec<u8>> {
-        self.cpus
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let missed = self.missed_first_page.iter().find(|m| m.0 == i).map(|m| m.1);
-                pages(r, self.page_size as usize, missed, self.big_endian)
-            })
-            .collect()
-    }
-
-    /// The file's bytes.
+impl Fixture {
+    /// The file's bytes (empty for a version other than 6 and 7).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let be = self.big_endian;
-        let mut v = Vec::new();
-        v.extend_from_slice(crate::file::MAGIC);
-        v.extend_from_slice(if self.version == 6 { b"6\0" } else { b"7\0" });
-        v.push(u8::from(be));
-        v.push(8);
-        u32b(be, &mut v, self.page_size);
-        let ps = self.page_size as usize;
-        let data = self.cpu_pages();
-        if self.version == 6 {
-            self.header_info(&mut v);
-            self.ftrace(&mut v);
-            self.systems(&mut v);
-            u32b(be, &mut v, self.kallsyms.len() as u32);
-            v.extend_from_slice(self.kallsyms.as_bytes());
-            u32b(be, &mut v, self.printk.len() as u32);
-            v.extend_from_slice(self.printk.as_bytes());
-            u64b(be, &mut v, self.cmdlines.len() as u64);
-            v.extend_from_slice(self.cmdlines.as_bytes());
-            u32b(be, &mut v, self.cpus.len() as u32);
-            v.extend_from_slice(b"options  \0");
-            u16b(be, &mut v, 8);
-            u32b(be, &mut v, 4);
-            u32b(be, &mut v, self.cpus.len() as u32);
-            for (id, d) in &self.extra_options {
-                u16b(be, &mut v, *id);
-                u32b(be, &mut v, d.len() as u32);
-                v.extend_from_slice(d);
-            }
-            u16b(be, &mut v, 0);
-            v.extend_from_slice(b"flyrecord\0");
-            let mut off = (v.len() + 16 * data.len()).next_multiple_of(ps) as u64;
-            for d in &data {
-                u64b(be, &mut v, if d.is_empty() { 0 } else { off });
-                u64b(be, &mut v, d.len() as u64);
-                off += d.len() as u64;
-            }
-            v.resize(v.len().next_multiple_of(ps), 0);
-            for d in &data {
-                v.extend_from_slice(d);
-            }
-            return v;
-        }
-        let comp = self.compression;
-        v.extend_from_slice(match comp {
-            Compression::None => b"none\0",
-            Compression::Zlib => b"zlib\0",
-            Compression::Zstd => b"zstd\0",
-        });
-        v.extend_from_slice(b"1\0");
-        let opt_ptr = v.len();
-        u64b(be, &mut v, 0);
-        let mut section_offsets = Vec::new();
-        let section = |v: &mut Vec<u8>, id: u16, body: &[u8]| -> u64 {
-            let at = v.len() as u64;
-            let compressed = comp != Compression::None;
-            u16b(be, v, id);
-            u16b(be, v, u16::from(compressed));
-            u32b(be, v, 0);
-            if compressed {
-                let c = compress(comp, body);
-                u64b(be, v, 8 + c.len() as u64);
-                u32b(be, v, c.len() as u32);
-                u32b(be, v, body.len() as u32);
-                v.extend_from_slice(&c);
-            } else {
-                u64b(be, v, body.len() as u64);
-                v.extend_from_slice(body);
-            }
-            at
+        let endian = if self.big_endian { Endian::Big } else { Endian::Little };
+        let pf = PageFormat { page_size: self.page_size as usize, long_size: 8, endian };
+        let compression = if self.version == 6 { Compression::None } else { self.compression };
+        let meta = Metadata {
+            header_page: HEADER_PAGE.into(),
+            header_event: HEADER_EVENT.into(),
+            ftrace_formats: self.ftrace_formats.iter().map(|f| f.clone().into_bytes()).collect(),
+            systems: self
+                .systems
+                .iter()
+                .map(|(s, fs)| (s.clone(), fs.iter().map(|f| f.clone().into_bytes()).collect()))
+                .collect(),
+            kallsyms: self.kallsyms.clone().into_bytes(),
+            printk: self.printk.clone().into_bytes(),
+            cmdlines: self.cmdlines.clone().into_bytes(),
+            buffer_name: String::new(),
+            clock: "local".into(),
+            options: self.extra_options.clone(),
         };
-        let mut b = Vec::new();
-        self.header_info(&mut b);
-        section_offsets.push((16u16, section(&mut v, 16, &b)));
-        b.clear();
-        self.ftrace(&mut b);
-        section_offsets.push((17, section(&mut v, 17, &b)));
-        b.clear();
-        self.systems(&mut b);
-        section_offsets.push((18, section(&mut v, 18, &b)));
-        b.clear();
-        u32b(be, &mut b, self.kallsyms.len() as u32);
-        b.extend_from_slice(self.kallsyms.as_bytes());
-        section_offsets.push((19, section(&mut v, 19, &b)));
-        b.clear();
-        u32b(be, &mut b, self.printk.len() as u32);
-        b.extend_from_slice(self.printk.as_bytes());
-        section_offsets.push((20, section(&mut v, 20, &b)));
-        b.clear();
-        u64b(be, &mut b, self.cmdlines.len() as u64);
-        b.extend_from_slice(self.cmdlines.as_bytes());
-        section_offsets.push((21, section(&mut v, 21, &b)));
-        // Buffer section: header, padding, per-CPU data.
-        let buf_at = v.len() as u64;
-        u16b(be, &mut v, 3);
-        u16b(be, &mut v, u16::from(comp != Compression::None));
-        u32b(be, &mut v, 0);
-        let size_ptr = v.len();
-        u64b(be, &mut v, 0);
-        let body_start = v.len();
-        v.resize(v.len().next_multiple_of(ps), 0);
-        let mut cpu_table = Vec::new();
-        for (i, d) in data.iter().enumerate() {
-            let at = v.len() as u64;
-            if comp == Compression::None {
-                v.extend_from_slice(d);
-            } else {
-                let chunks: Vec<&[u8]> = d.chunks(ps * 4).collect();
-                u32b(be, &mut v, chunks.len() as u32);
-                for ch in chunks {
-                    let c = compress(comp, ch);
-                    u32b(be, &mut v, c.len() as u32);
-                    u32b(be, &mut v, ch.len() as u32);
-                    v.extend_from_slice(&c);
-                }
+        let mut spools: Vec<CpuSpool<Cursor<Vec<u8>>>> = Vec::new();
+        for (i, recs) in self.cpus.iter().enumerate() {
+            let missed = self.missed_first_page.iter().find(|m| m.0 == i).map(|m| m.1);
+            let pages = pack_records(recs, pf.page_size, missed, self.big_endian);
+            let mut s = CpuSpool::new(i as u32, Cursor::new(Vec::new()), compression, pf);
+            if s.push_pages(&pages).is_err() {
+                return Vec::new();
             }
-            let size = v.len() as u64 - at;
-            cpu_table.push((i as u32, if size == 0 { 0 } else { at }, size));
-            v.resize(v.len().next_multiple_of(ps), 0);
+            spools.push(s);
         }
-        let body_len = (v.len() - body_start) as u64;
-        if let Some(s) = v.get_mut(size_ptr..size_ptr + 8) {
-            s.copy_from_slice(&if be { body_len.to_be_bytes() } else { body_len.to_le_bytes() });
+        let mut v = Vec::new();
+        let opts = FileOptions::new(self.version, compression, pf);
+        match write_file(&mut v, &opts, &meta, &mut spools) {
+            Ok(_) => v,
+            Err(_) => Vec::new(),
         }
-        // Options section.
-        let mut o = Vec::new();
-        u16b(be, &mut o, 8);
-        u32b(be, &mut o, 4);
-        u32b(be, &mut o, self.cpus.len() as u32);
-        for (id, off) in &section_offsets {
-            u16b(be, &mut o, *id);
-            u32b(be, &mut o, 8);
-            u64b(be, &mut o, *off);
-        }
-        for (id, d) in &self.extra_options {
-            u16b(be, &mut o, *id);
-            u32b(be, &mut o, d.len() as u32);
-            o.extend_from_slice(d);
-        }
-        let mut bo = Vec::new();
-        u64b(be, &mut bo, buf_at);
-        bo.extend_from_slice(b"\0local\0");
-        u32b(be, &mut bo, self.page_size);
-        u32b(be, &mut bo, cpu_table.len() as u32);
-        for (c, off, size) in &cpu_table {
-            u32b(be, &mut bo, *c);
-            u64b(be, &mut bo, *off);
-            u64b(be, &mut bo, *size);
-        }
-        u16b(be, &mut o, 3);
-        u32b(be, &mut o, bo.len() as u32);
-        o.extend_from_slice(&bo);
-        u16b(be, &mut o, 0);
-        u32b(be, &mut o, 8);
-        u64b(be, &mut o, 0);
-        let opt_at = section(&mut v, 0, &o);
-        if let Some(s) = v.get_mut(opt_ptr..opt_ptr + 8) {
-            s.copy_from_slice(&if be { opt_at.to_be_bytes() } else { opt_at.to_le_bytes() });
-        }
-        v
     }
 }
 
@@ -376,7 +193,7 @@ pub const DEMO_SYMBOLS: &[(u64, &str, Option<&str>)] = &[
 /// tree and a guest exit (alternating CPUID and IO_INSTRUCTION): 14 records for a CPUID
 /// iteration, 12 for an IO one. Every tenth iteration is followed by a 300 ms idle gap, which
 /// needs a TIME_EXTEND.
-pub fn demo_funcgraph(version: u32, compression: Compression, iterations: u64) -> Writer {
+pub fn demo_funcgraph(version: u32, compression: Compression, iterations: u64) -> Fixture {
     let sym = |i: usize| DEMO_SYMBOLS.get(i).map_or(0, |s| s.0);
     let mut kallsyms = String::new();
     for (a, n, m) in DEMO_SYMBOLS {
@@ -451,7 +268,7 @@ pub fn demo_funcgraph(version: u32, compression: Compression, iterations: u64) -
             t += if i % 10 == 9 { 300_000_000 } else { 700 };
         }
     }
-    Writer {
+    Fixture {
         version,
         compression,
         page_size: 4096,

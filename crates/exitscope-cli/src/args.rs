@@ -1,0 +1,167 @@
+//! Flag groups shared by several subcommands (clap `#[command(flatten)]`): one type, one
+//! value name and one meaning per flag, wherever it appears.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use exitscope_render::Style;
+use exitscope_vmm::Cpl;
+
+/// `-o FILE` of the commands that read traces and write one result.
+#[derive(Debug, Clone, Args)]
+pub struct OutputFile {
+    /// Write the result to FILE instead of stdout (`-` = stdout). FILE is replaced only when
+    /// the command succeeds.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+impl OutputFile {
+    /// The path, `None` for stdout.
+    pub fn path(&self) -> Option<&Path> {
+        self.output.as_deref()
+    }
+}
+
+/// `--color WHEN`.
+#[derive(Debug, Clone, Args)]
+pub struct ColorArg {
+    /// Color the terminal output: auto (a terminal, and NO_COLOR unset), always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// When to color output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// When writing to a terminal and `NO_COLOR` is not set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorArg {
+    /// Resolve `--color` against the output and `NO_COLOR`.
+    pub fn style(&self, to_tty: bool) -> Style {
+        let color = match self.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                to_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        };
+        Style { color }
+    }
+}
+
+/// How unreadable lines are reported.
+#[derive(Debug, Clone, Args)]
+pub struct DiagnosticsArgs {
+    /// Fail (exit 2) if any line could not be read, instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print at most N diagnostics (all are counted).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub max_diagnostics: usize,
+}
+
+/// Benchmark loop options, shared by `bench`, `run` and `record --bench`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BenchOptions {
+    /// Privilege level of the benchmark loops [default: 3 on PVM hosts, 0 elsewhere].
+    #[arg(long, value_name = "0|3", value_parser = parse_cpl)]
+    pub cpl: Option<Cpl>,
+    /// Minimum TSC cycles per measured loop; iterations double until reached. N or 2^N.
+    #[arg(long, value_name = "N|2^N", value_parser = parse_cycles)]
+    pub min_cycles: Option<u64>,
+    /// Measured loops per test; median, min and max are reported.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: Option<u32>,
+    /// Deadline per test in seconds; a test still running then is stopped [default: 20].
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub timeout: Option<f64>,
+}
+
+impl BenchOptions {
+    /// The VMM's options, with `min_cycles` and `repeat` defaulting to the given values.
+    pub fn vmm(&self, min_cycles: u64, repeat: u32) -> exitscope_vmm::Options {
+        exitscope_vmm::Options::default()
+            .with_cpl(self.cpl)
+            .with_min_cycles(self.min_cycles.unwrap_or(min_cycles))
+            .with_repeat(self.repeat.unwrap_or(repeat))
+            .with_timeout(Duration::from_secs_f64(self.timeout.unwrap_or(20.0)))
+    }
+
+    /// Whether any option was given.
+    pub fn any(&self) -> bool {
+        self.cpl.is_some()
+            || self.min_cycles.is_some()
+            || self.repeat.is_some()
+            || self.timeout.is_some()
+    }
+}
+
+/// Which tracefs to use and how big its buffers are, for `record` and `run`.
+#[derive(Debug, Clone, Args)]
+pub struct TracefsArgs {
+    /// Per-CPU ring buffer size in KiB (buffer_size_kb).
+    #[arg(long, value_name = "KB", value_parser = parse_kb)]
+    pub buffer_size: Option<u64>,
+    /// The tracefs mount to use instead of looking for one.
+    #[arg(long, value_name = "DIR")]
+    pub tracefs: Option<PathBuf>,
+    /// Testing only: a directory of plain files that emulates tracefs.
+    #[arg(long, value_name = "DIR", hide = true, conflicts_with = "tracefs")]
+    pub fake_tracefs: Option<PathBuf>,
+}
+
+fn parse_cpl(s: &str) -> Result<Cpl, String> {
+    match s {
+        "0" => Ok(Cpl::Zero),
+        "3" => Ok(Cpl::Three),
+        _ => Err("must be 0 or 3".into()),
+    }
+}
+
+/// `N`, `1_000` or `2^N`.
+pub fn parse_cycles(s: &str) -> Result<u64, String> {
+    let v = match s.split_once('^') {
+        Some(("2", e)) => {
+            let e: u32 = e.parse().map_err(|_| format!("bad exponent in {s:?}"))?;
+            1u64.checked_shl(e).filter(|_| e < 63).ok_or_else(|| format!("{s} is too large"))?
+        }
+        Some(_) => return Err(format!("{s:?}: only powers of 2 are accepted as 2^N")),
+        None => s.replace('_', "").parse().map_err(|_| format!("{s:?} is not a number"))?,
+    };
+    if v == 0 { Err("must be at least 1".into()) } else { Ok(v) }
+}
+
+fn parse_kb(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1 (KiB per CPU)".into()),
+        Ok(v) => Ok(v),
+        Err(_) => Err(format!("{s:?} is not a whole number of KiB")),
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 { Ok(v) } else { Err("must be positive".into()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_accept_powers_and_plain_numbers() {
+        assert_eq!(parse_cycles("2^20"), Ok(1 << 20));
+        assert_eq!(parse_cycles("1_000"), Ok(1000));
+        assert!(parse_cycles("3^2").is_err());
+        assert!(parse_cycles("0").is_err());
+        assert!(parse_cycles("2^70").is_err());
+    }
+}
