@@ -323,8 +323,8 @@ pub(crate) struct CallTreeBuilder {
     roots_seen: u64,
     /// First line of each kind of interrupt placement in this input (for its one warning),
     /// and the counts at the start of the input.
-    placed_first_line: [Option<u64>; 2],
-    placed_at_input_start: [u64; 2],
+    placed_first_line: [Option<u64>; 3],
+    placed_at_input_start: [u64; 3],
     /// Scratch for splitting a root.
     split_scratch: RootCall,
     /// The first contradiction of this input (for its one warning), and the count at the
@@ -352,8 +352,8 @@ impl CallTreeBuilder {
             input_name: String::new(),
             warnings: Vec::new(),
             roots_seen: 0,
-            placed_first_line: [None; 2],
-            placed_at_input_start: [0; 2],
+            placed_first_line: [None; 3],
+            placed_at_input_start: [0; 3],
             split_scratch: RootCall::default(),
             contradiction_first: None,
             contradictions_at_input_start: 0,
@@ -364,9 +364,8 @@ impl CallTreeBuilder {
     pub fn begin_input(&mut self, index: usize, name: &str) {
         self.input = index;
         self.input_name = name.to_string();
-        self.placed_first_line = [None; 2];
-        self.placed_at_input_start =
-            [self.leftovers.irqs_before_entry, self.leftovers.irqs_after_return];
+        self.placed_first_line = [None; 3];
+        self.placed_at_input_start = self.placement_counts();
         self.contradiction_first = None;
         self.contradictions_at_input_start = self.leftovers.contradictions;
     }
@@ -403,6 +402,12 @@ impl CallTreeBuilder {
         }
         self.last = Some((key, i));
         i
+    }
+
+    /// Interrupts placed before entries, after returns, and durations widened, so far.
+    fn placement_counts(&self) -> [u64; 3] {
+        let l = &self.leftovers;
+        [l.irqs_before_entry, l.irqs_after_return, l.widened_to_children]
     }
 
     fn warning(&self, line: u64, message: String) -> Diagnostic {
@@ -689,6 +694,7 @@ impl CallTreeBuilder {
                     duration = Some(node.child_ns);
                     node.duration = duration;
                     self.leftovers.widened_to_children += 1;
+                    self.placed_first_line[2].get_or_insert(node.line);
                 } else if st.contradiction.is_none() {
                     st.contradiction = Some((node.line, node.child_ns, d));
                 }
@@ -962,27 +968,31 @@ impl CallTreeBuilder {
         self.index.clear();
         self.last = None;
         // One warning per kind of placement and input.
-        let counts = [self.leftovers.irqs_before_entry, self.leftovers.irqs_after_return];
+        let counts = self.placement_counts();
         let placed = counts.iter().zip(self.placed_at_input_start).zip(self.placed_first_line);
         for (kind, ((&now, before), first)) in placed.enumerate() {
             let Some(line) = first else { continue };
             let n = now - before;
-            let message = if kind == 0 {
-                format!(
+            let message = match kind {
+                0 => format!(
                     "{n} interrupt(s) printed before the entry of the call they interrupted, one \
                      level deeper (the tracer raced with the interrupt): placed inside that \
                      call, as its indentation and duration say"
-                )
-            } else {
-                format!(
+                ),
+                1 => format!(
                     "{n} interrupt(s) printed inside a call too short to hold them (they came \
                      after its return time was taken): placed after that call, in its caller"
-                )
+                ),
+                _ => format!(
+                    "{n} call(s) printed shorter than their children by less than one step of \
+                     their printed precision (7 significant digits): taken as their \
+                     children's sum"
+                ),
             };
             let w = self.warning(line, message);
             self.warnings.push(w);
         }
-        self.placed_first_line = [None; 2];
+        self.placed_first_line = [None; 3];
         self.placed_at_input_start = counts;
         if let Some((line, kids, d)) = self.contradiction_first.take() {
             let n = self.leftovers.contradictions - self.contradictions_at_input_start;

@@ -330,6 +330,12 @@ fn a_duration_truncated_below_its_childrens_sum_is_widened_within_its_resolution
     let (roots, r) = roots_of(text);
     assert_eq!(roots[0].nodes[0].duration, Some(2_000_000_400));
     assert_eq!(root(&r, "schedule").self_ns, Some(0));
+    assert_eq!(r.diagnostics.len(), 1);
+    assert!(
+        r.diagnostics[0].message.starts_with("1 call(s) printed shorter"),
+        "{:?}",
+        r.diagnostics
+    );
 }
 
 /// The children of a call whose return was lost are charged to no one's self time: its
