@@ -6,6 +6,30 @@
 //! [`RootCall`] handed to a [`CallSink`] once it completes; calls that never complete (end of
 //! input, lost events) and returns without an entry (trace start, `trace_pipe`) are counted
 //! apart and never enter the statistics.
+//!
+//! Time is conserved: within a root, the self times add up to the root's duration, and no
+//! call's children add up to more than its own duration. Two races between an interrupt and
+//! the function_graph tracer would break that if the braces were followed blindly, so
+//! there the indentation and the durations decide where the interrupt goes (and a warning
+//! says so, once per input):
+//!
+//! ```text
+//!  caller() {                 the tracer pushed callee's return and took its call time,
+//!      irq_enter_rcu() {      then the interrupt came: its calls are one level deeper
+//!      ...                    than callee, yet printed before callee's entry line
+//!      }
+//!    callee() {               callee's duration includes the interrupt: the interrupt
+//!    } 330 us                 is placed inside callee (it fits), not beside it
+//!  }
+//!
+//!  f() {
+//!    irq_enter_rcu() { ... }  the interrupt came after f's return time was taken:
+//!  } 14 us                    printed inside f, but not part of its 14 us, so it is
+//!                             placed after f, in f's caller
+//! ```
+//!
+//! A call whose return was lost keeps no duration; its children's time is charged to no
+//! one else's self time (it is subtracted from its caller's, where the lost call ran).
 
 use std::collections::BTreeMap;
 
@@ -82,6 +106,75 @@ pub struct RootCall {
 }
 
 impl RootCall {
+    /// Checks that time is conserved in this root (see the module docs), returning the first
+    /// violation found:
+    ///
+    /// - the tree is well formed: parents come before their children, one level up;
+    /// - each call's `child_ns` is the sum of its timed children's durations (a child whose
+    ///   return was lost contributes its own children), and `interrupt_child_ns` the part of
+    ///   that spent in interrupt subtrees, so an interrupt's time is in no function's self
+    ///   time;
+    /// - no call's children add up to more than its duration;
+    /// - when every call is timed, the self times add up to the root's duration.
+    pub fn check_conservation(&self) -> Result<(), String> {
+        let n = self.nodes.len();
+        let mut kids = vec![0 as Nanos; n];
+        let mut irq_kids = vec![0 as Nanos; n];
+        let mut all_timed = self.nodes.first().is_some_and(|r| r.duration.is_some());
+        for (i, c) in self.nodes.iter().enumerate().skip(1).rev() {
+            let p = c.parent as usize;
+            let Some(pn) = self.nodes.get(p).filter(|_| p < i) else {
+                return Err(format!("node {i} (line {}): parent {p} is not before it", c.line));
+            };
+            if c.depth != pn.depth + 1 {
+                return Err(format!(
+                    "node {i} (line {}): depth {} under depth {}",
+                    c.line, c.depth, pn.depth
+                ));
+            }
+            let (ns, irq_ns) = if c.return_lost {
+                let irq_ns = match (c.interrupt, pn.interrupt) {
+                    (false, _) => irq_kids[i],
+                    (true, false) => kids[i],
+                    (true, true) => 0,
+                };
+                (kids[i], irq_ns)
+            } else {
+                let d = c.duration.unwrap_or(0);
+                all_timed &= c.duration.is_some();
+                (d, if c.interrupt && !pn.interrupt { d } else { 0 })
+            };
+            kids[p] = kids[p].saturating_add(ns);
+            irq_kids[p] = irq_kids[p].saturating_add(irq_ns);
+        }
+        if self.nodes.first().is_some_and(|r| r.parent != NO_PARENT) {
+            return Err("node 0 is not a root".into());
+        }
+        let mut self_sum: Nanos = 0;
+        for (i, c) in self.nodes.iter().enumerate().filter(|(_, c)| !c.return_lost) {
+            if kids[i] != c.child_ns || irq_kids[i] != c.interrupt_child_ns {
+                return Err(format!(
+                    "node {i} (line {}): children {} ns (interrupts {} ns) recorded as {} ({})",
+                    c.line, kids[i], irq_kids[i], c.child_ns, c.interrupt_child_ns
+                ));
+            }
+            if let Some(d) = c.duration {
+                if c.child_ns > d {
+                    return Err(format!(
+                        "node {i} (line {}): children take {} ns of its {d} ns",
+                        c.line, c.child_ns
+                    ));
+                }
+                self_sum = self_sum.saturating_add(d - c.child_ns);
+            }
+        }
+        let total = self.nodes.first().and_then(|r| r.duration);
+        if all_timed && total != Some(self_sum) {
+            return Err(format!("self times add up to {self_sum} ns, the root took {total:?}"));
+        }
+        Ok(())
+    }
+
     /// Indexes of the direct children of `node`, in order.
     pub fn children(&self, node: u32) -> impl Iterator<Item = u32> + '_ {
         let depth = self.nodes.get(node as usize).map_or(0, |n| n.depth);
@@ -118,9 +211,11 @@ pub(crate) enum CutReason {
     LostEvents,
     /// A return naming an outer function closed it first (its own return was lost).
     SkippedByReturn,
+    /// A call in it took less time than its children (the durations contradict each other).
+    DurationsContradict,
 }
 
-/// Counts of calls left out of the statistics.
+/// Counts of calls left out of the statistics, and of calls placed by their durations.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Leftovers {
     /// Open calls that never returned, per function and reason.
@@ -138,6 +233,44 @@ pub(crate) struct Leftovers {
     pub lost_uncounted: u64,
     /// Returns whose indentation disagreed with the braces.
     pub depth_mismatches: u64,
+    /// Interrupt subtrees printed before the entry of the call they interrupted, placed
+    /// inside that call (see the module docs).
+    pub irqs_before_entry: u64,
+    /// Interrupt subtrees printed inside a call whose return time was taken before them,
+    /// placed after that call.
+    pub irqs_after_return: u64,
+    /// Calls whose printed duration was shorter than their children's by less than its
+    /// print resolution (7 significant digits), taken as their children's sum.
+    pub widened_to_children: u64,
+    /// Roots left out because a call's children took longer than it did, with no interrupt
+    /// to explain it (also counted in `incomplete` as [`CutReason::DurationsContradict`]).
+    pub contradictions: u64,
+}
+
+/// The step between two durations as the kernel prints them (7 significant digits of µs,
+/// at most 3 decimals): 1 ns below 10 ms, then 10, 100 and 1000 ns.
+pub fn print_resolution(d: Nanos) -> Nanos {
+    match d / 1000 {
+        0..=9_999 => 1,
+        10_000..=99_999 => 10,
+        100_000..=999_999 => 100,
+        _ => 1000,
+    }
+}
+
+/// Interrupt subtrees printed one level too deep, before the call they interrupted.
+#[derive(Clone, Copy, Debug)]
+struct EarlyIrqs {
+    /// The open call they were printed under.
+    caller: u32,
+    /// Index of the first node of the first subtree; the group runs up to the callee.
+    first: u32,
+    /// The call whose entry followed them, once it came.
+    callee: Option<u32>,
+    /// Line of the first subtree (for the warning if they stay where the braces put them).
+    line: u64,
+    /// Its printed depth.
+    depth: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -160,6 +293,14 @@ struct TaskStack {
     /// Nesting of `==========>` markers.
     irq_markers: u32,
     last_cpu: Option<u32>,
+    /// Interrupt subtrees waiting for the call they interrupted (see [`EarlyIrqs`]).
+    early: Vec<EarlyIrqs>,
+    /// Some subtree was moved out of the root call itself: the root holds more than one
+    /// outermost call when it completes.
+    split_root: bool,
+    /// The first call of this root whose children took longer than it: (line, children ns,
+    /// its ns). Such a root is left out of the statistics.
+    contradiction: Option<(u64, Nanos, Nanos)>,
 }
 
 /// Most warnings of one kind printed per input; the rest are only counted.
@@ -180,6 +321,16 @@ pub(crate) struct CallTreeBuilder {
     input_name: String,
     warnings: Vec<Diagnostic>,
     roots_seen: u64,
+    /// First line of each kind of interrupt placement in this input (for its one warning),
+    /// and the counts at the start of the input.
+    placed_first_line: [Option<u64>; 3],
+    placed_at_input_start: [u64; 3],
+    /// Scratch for splitting a root.
+    split_scratch: RootCall,
+    /// The first contradiction of this input (for its one warning), and the count at the
+    /// start of the input.
+    contradiction_first: Option<(u64, Nanos, Nanos)>,
+    contradictions_at_input_start: u64,
 }
 
 impl Default for CallTreeBuilder {
@@ -201,6 +352,11 @@ impl CallTreeBuilder {
             input_name: String::new(),
             warnings: Vec::new(),
             roots_seen: 0,
+            placed_first_line: [None; 3],
+            placed_at_input_start: [0; 3],
+            split_scratch: RootCall::default(),
+            contradiction_first: None,
+            contradictions_at_input_start: 0,
         }
     }
 
@@ -208,6 +364,10 @@ impl CallTreeBuilder {
     pub fn begin_input(&mut self, index: usize, name: &str) {
         self.input = index;
         self.input_name = name.to_string();
+        self.placed_first_line = [None; 3];
+        self.placed_at_input_start = self.placement_counts();
+        self.contradiction_first = None;
+        self.contradictions_at_input_start = self.leftovers.contradictions;
     }
 
     /// Number of complete root calls produced so far.
@@ -244,15 +404,26 @@ impl CallTreeBuilder {
         i
     }
 
+    /// Interrupts placed before entries, after returns, and durations widened, so far.
+    fn placement_counts(&self) -> [u64; 3] {
+        let l = &self.leftovers;
+        [l.irqs_before_entry, l.irqs_after_return, l.widened_to_children]
+    }
+
+    fn warning(&self, line: u64, message: String) -> Diagnostic {
+        Diagnostic {
+            file: self.input_name.clone(),
+            line,
+            column: 1,
+            severity: Severity::Warning,
+            message,
+        }
+    }
+
     fn warn(&mut self, line: u64, message: String) {
         if (self.warnings.len() as u64) < MAX_WARNINGS {
-            self.warnings.push(Diagnostic {
-                file: self.input_name.clone(),
-                line,
-                column: 1,
-                severity: Severity::Warning,
-                message,
-            });
+            let w = self.warning(line, message);
+            self.warnings.push(w);
         }
     }
 
@@ -351,8 +522,33 @@ impl CallTreeBuilder {
             Some(p) => (p.depth + 1, p.interrupt),
             None => (0, false),
         };
+        let interrupt = interrupt_fn || parent_interrupt || st.irq_markers > 0;
+        let idx = u32::try_from(st.root.nodes.len()).unwrap_or(u32::MAX);
         // Cross-check: a nested call is printed one level deeper than its caller.
-        let mismatch = st.open_depth.last().is_some_and(|&pd| depth != pd + 1);
+        let mut mismatch = false;
+        if let Some(&pd) = st.open_depth.last() {
+            // Printed depths come from the input: any value, so no plain arithmetic on them.
+            let (one, two) = (pd.checked_add(1), pd.checked_add(2));
+            let waiting = st.early.last().filter(|g| g.caller == parent && g.callee.is_none());
+            if Some(depth) == two && interrupt && !parent_interrupt {
+                // An interrupt one level too deep: it may belong to the next call's entry.
+                if waiting.is_none() {
+                    st.early.push(EarlyIrqs {
+                        caller: parent,
+                        first: idx,
+                        callee: None,
+                        line: rec.line,
+                        depth,
+                    });
+                }
+            } else if Some(depth) == one && waiting.is_some() {
+                if let Some(g) = st.early.last_mut() {
+                    g.callee = Some(idx);
+                }
+            } else if Some(depth) != one {
+                mismatch = true;
+            }
+        }
         let node = CallNode {
             func: id,
             parent,
@@ -361,11 +557,10 @@ impl CallTreeBuilder {
             duration: leaf_duration,
             child_ns: 0,
             interrupt_child_ns: 0,
-            interrupt: interrupt_fn || parent_interrupt || st.irq_markers > 0,
+            interrupt,
             line: rec.line,
             return_lost: false,
         };
-        let idx = u32::try_from(st.root.nodes.len()).unwrap_or(u32::MAX);
         st.root.nodes.push(node);
         if is_entry {
             st.open.push(idx);
@@ -416,6 +611,20 @@ impl CallTreeBuilder {
                                 n.duration = None;
                                 n.return_lost = true;
                                 skipped_funcs.push(n.func);
+                                // Its children ran inside its caller: not the caller's self.
+                                let (p, c, i, irq) =
+                                    (n.parent, n.child_ns, n.interrupt_child_ns, n.interrupt);
+                                if let Some(pn) = st.root.nodes.get_mut(p as usize) {
+                                    pn.child_ns = pn.child_ns.saturating_add(c);
+                                    let irq_ns = match (irq, pn.interrupt) {
+                                        (false, _) => i,
+                                        (true, false) => c,
+                                        (true, true) => 0,
+                                    };
+                                    pn.interrupt_child_ns =
+                                        pn.interrupt_child_ns.saturating_add(irq_ns);
+                                }
+                                st.early.retain(|g| g.caller != skipped);
                             }
                         }
                         target = *st.open.last().unwrap_or(&top);
@@ -464,9 +673,35 @@ impl CallTreeBuilder {
         duration: Option<Nanos>,
         sink: &mut impl CallSink,
     ) {
-        let st = &mut self.stacks[s];
-        let node = &mut st.root.nodes[idx as usize];
+        let mut idx = idx;
+        if !self.stacks[s].early.is_empty() {
+            idx = self.place_early_irqs(s, idx, duration);
+        }
+        let mut duration = duration;
+        let node = &mut self.stacks[s].root.nodes[idx as usize];
         node.duration = duration;
+        if let Some(d) = duration
+            && node.child_ns > d
+        {
+            self.place_late_irqs(s, idx, d);
+            let st = &mut self.stacks[s];
+            let node = &mut st.root.nodes[idx as usize];
+            if node.child_ns > d {
+                if node.child_ns - d < print_resolution(d) {
+                    // The printed duration was truncated to fewer digits than the
+                    // children's: its true value lies within one print step above, and
+                    // the children's sum is such a value.
+                    duration = Some(node.child_ns);
+                    node.duration = duration;
+                    self.leftovers.widened_to_children += 1;
+                    self.placed_first_line[2].get_or_insert(node.line);
+                } else if st.contradiction.is_none() {
+                    st.contradiction = Some((node.line, node.child_ns, d));
+                }
+            }
+        }
+        let st = &mut self.stacks[s];
+        let node = &st.root.nodes[idx as usize];
         let (parent, interrupt) = (node.parent, node.interrupt);
         if let (Some(d), Some(p)) = (duration, st.root.nodes.get_mut(parent as usize)) {
             p.child_ns = p.child_ns.saturating_add(d);
@@ -475,10 +710,204 @@ impl CallTreeBuilder {
             }
         }
         if st.open.is_empty() {
-            self.roots_seen += 1;
-            sink.root(&st.root, &self.funcs);
+            let split = std::mem::take(&mut st.split_root);
+            if let Some((line, kids, d)) = st.contradiction.take() {
+                // Durations that contradict each other cannot give trustworthy self
+                // times: the root is counted apart, like a root cut short.
+                let f = st.root.nodes[0].func;
+                *self
+                    .leftovers
+                    .incomplete
+                    .entry((f, CutReason::DurationsContradict))
+                    .or_insert(0) += 1;
+                self.leftovers.discarded_calls += st.root.nodes.len() as u64 - 1;
+                self.leftovers.contradictions += 1;
+                if self.contradiction_first.is_none() {
+                    self.contradiction_first = Some((line, kids, d));
+                }
+            } else if split {
+                self.emit_split_root(s, sink);
+            } else {
+                self.roots_seen += 1;
+                sink.root(&st.root, &self.funcs);
+            }
+            let st = &mut self.stacks[s];
             st.root.nodes.clear();
             st.root.events.clear();
+            st.early.clear();
+        }
+    }
+
+    /// `idx` is finishing with `duration`. If it is the call that followed a group of
+    /// interrupt subtrees printed one level too deep ([`EarlyIrqs`]), and its duration holds
+    /// them, move them inside it: it becomes their parent and takes their place in entry
+    /// order. Returns the call's index afterwards. A group whose call closes without them
+    /// fitting, or whose caller closes first, stays where the braces put it (and is reported
+    /// as an indentation mismatch).
+    fn place_early_irqs(&mut self, s: usize, idx: u32, duration: Option<Nanos>) -> u32 {
+        let st = &mut self.stacks[s];
+        let mut result = idx;
+        let mut dropped = Vec::new();
+        st.early.retain(|g| {
+            let keep = g.callee != Some(idx) && g.caller != idx;
+            if !keep {
+                dropped.push(*g);
+            }
+            keep
+        });
+        for g in dropped {
+            let st = &mut self.stacks[s];
+            let nodes = &mut st.root.nodes;
+            let (first, callee) = (g.first as usize, idx as usize);
+            let fits = g.callee == Some(idx)
+                && duration.is_some_and(|d| {
+                    let group = nodes[first..callee]
+                        .iter()
+                        .filter(|n| n.parent == g.caller)
+                        .fold(0, |a: Nanos, n| a.saturating_add(n.duration.unwrap_or(0)));
+                    nodes[callee].child_ns.saturating_add(group)
+                        < d.saturating_add(print_resolution(d))
+                })
+                && nodes[first..callee].iter().all(|n| !n.return_lost);
+            if !fits {
+                self.depth_mismatch(g.line, g.depth);
+                continue;
+            }
+            // Rotate the callee in front of the group, then re-point every index.
+            nodes[first..=callee].rotate_right(1);
+            let remap = |i: u32| -> u32 {
+                match i as usize {
+                    i2 if i2 < first || i2 > callee => i,
+                    i2 if i2 == callee => g.first,
+                    _ => i + 1,
+                }
+            };
+            let (mut moved_ns, mut moved_irq_ns) = (0, 0);
+            for n in &mut nodes[first + 1..] {
+                n.parent = remap(n.parent);
+            }
+            for n in &mut nodes[first + 1..=callee] {
+                n.depth += 1;
+                if n.parent == g.caller {
+                    n.parent = g.first;
+                    let d = n.duration.unwrap_or(0);
+                    moved_ns = Nanos::saturating_add(moved_ns, d);
+                    if n.interrupt {
+                        moved_irq_ns = Nanos::saturating_add(moved_irq_ns, d);
+                    }
+                }
+            }
+            for e in &mut st.root.events {
+                e.node = remap(e.node);
+            }
+            let caller = &mut nodes[g.caller as usize];
+            caller.child_ns = caller.child_ns.saturating_sub(moved_ns);
+            if !caller.interrupt {
+                caller.interrupt_child_ns = caller.interrupt_child_ns.saturating_sub(moved_irq_ns);
+            }
+            let c = &mut nodes[first];
+            c.child_ns = c.child_ns.saturating_add(moved_ns);
+            if !c.interrupt {
+                c.interrupt_child_ns = c.interrupt_child_ns.saturating_add(moved_irq_ns);
+            }
+            result = g.first;
+            self.leftovers.irqs_before_entry += 1;
+            self.placed_first_line[0].get_or_insert(g.line);
+        }
+        result
+    }
+
+    /// `idx` has just finished with duration `d`, shorter than its children. If its last
+    /// children are an interrupt (a run of interrupt subtrees with nothing between them) and
+    /// the rest fits in `d`, the interrupt came after the return time was taken: move the
+    /// run out to the caller (after `idx` in entry order, which it already is).
+    fn place_late_irqs(&mut self, s: usize, idx: u32, d: Nanos) {
+        let st = &mut self.stacks[s];
+        let nodes = &mut st.root.nodes;
+        let f = idx as usize;
+        if nodes[f].interrupt {
+            return;
+        }
+        // The trailing run, from the last child back.
+        let mut run_start = nodes.len();
+        let mut run_ns: Nanos = 0;
+        for j in (f + 1..nodes.len()).rev() {
+            let n = &nodes[j];
+            if n.parent != idx {
+                continue;
+            }
+            match n.duration {
+                Some(cd) if n.interrupt && !n.return_lost => {
+                    run_ns = run_ns.saturating_add(cd);
+                    run_start = j;
+                }
+                _ => break,
+            }
+        }
+        let rest = nodes[f].child_ns.saturating_sub(run_ns);
+        if run_start == nodes.len() || rest >= d.saturating_add(print_resolution(d)) {
+            return;
+        }
+        let parent = nodes[f].parent;
+        for n in &mut nodes[run_start..] {
+            n.depth -= 1;
+            if n.parent == idx {
+                n.parent = parent;
+            }
+        }
+        let fnode = &mut nodes[f];
+        fnode.child_ns = rest;
+        fnode.interrupt_child_ns = fnode.interrupt_child_ns.saturating_sub(run_ns);
+        match nodes.get_mut(parent as usize) {
+            Some(p) => {
+                p.child_ns = p.child_ns.saturating_add(run_ns);
+                if !p.interrupt {
+                    p.interrupt_child_ns = p.interrupt_child_ns.saturating_add(run_ns);
+                }
+            }
+            None => st.split_root = true,
+        }
+        self.leftovers.irqs_after_return += 1;
+        self.placed_first_line[1].get_or_insert(nodes[run_start].line);
+    }
+
+    /// The root completed with subtrees moved out of it ([`Self::place_late_irqs`] on the
+    /// root itself): hand each outermost call to `sink` as a root of its own.
+    fn emit_split_root(&mut self, s: usize, sink: &mut impl CallSink) {
+        let st = &mut self.stacks[s];
+        let starts: Vec<usize> = st
+            .root
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.parent == NO_PARENT)
+            .map(|(i, _)| i)
+            .collect();
+        for (k, &a) in starts.iter().enumerate() {
+            let b = starts.get(k + 1).copied().unwrap_or(st.root.nodes.len());
+            let part = &mut self.split_scratch;
+            part.nodes.clear();
+            part.events.clear();
+            part.cpu = st.root.cpu;
+            part.pid = st.root.pid;
+            part.input = st.root.input;
+            let off = u32::try_from(a).unwrap_or(u32::MAX);
+            part.nodes.extend(st.root.nodes[a..b].iter().cloned().map(|mut n| {
+                if n.parent != NO_PARENT {
+                    n.parent -= off;
+                }
+                n
+            }));
+            part.events.extend(
+                st.root.events.iter().filter(|e| (a..b).contains(&(e.node as usize))).cloned().map(
+                    |mut e| {
+                        e.node -= off;
+                        e
+                    },
+                ),
+            );
+            self.roots_seen += 1;
+            sink.root(part, &self.funcs);
         }
     }
 
@@ -514,6 +943,9 @@ impl CallTreeBuilder {
         st.root.nodes.clear();
         st.root.events.clear();
         st.irq_markers = 0;
+        st.early.clear();
+        st.split_root = false;
+        st.contradiction = None;
     }
 
     /// Whether `rec` (an event) falls inside an open call of its task: it is then part of that
@@ -535,5 +967,45 @@ impl CallTreeBuilder {
         self.stacks.clear();
         self.index.clear();
         self.last = None;
+        // One warning per kind of placement and input.
+        let counts = self.placement_counts();
+        let placed = counts.iter().zip(self.placed_at_input_start).zip(self.placed_first_line);
+        for (kind, ((&now, before), first)) in placed.enumerate() {
+            let Some(line) = first else { continue };
+            let n = now - before;
+            let message = match kind {
+                0 => format!(
+                    "{n} interrupt(s) printed before the entry of the call they interrupted, one \
+                     level deeper (the tracer raced with the interrupt): placed inside that \
+                     call, as its indentation and duration say"
+                ),
+                1 => format!(
+                    "{n} interrupt(s) printed inside a call too short to hold them (they came \
+                     after its return time was taken): placed after that call, in its caller"
+                ),
+                _ => format!(
+                    "{n} call(s) printed shorter than their children by less than one step of \
+                     their printed precision (7 significant digits): taken as their \
+                     children's sum"
+                ),
+            };
+            let w = self.warning(line, message);
+            self.warnings.push(w);
+        }
+        self.placed_first_line = [None; 3];
+        self.placed_at_input_start = counts;
+        if let Some((line, kids, d)) = self.contradiction_first.take() {
+            let n = self.leftovers.contradictions - self.contradictions_at_input_start;
+            let w = self.warning(
+                line,
+                format!(
+                    "the children of this call take {kids} ns of its {d} ns, and no interrupt \
+                     explains it: {n} root call(s) with durations that contradict each other \
+                     left out of the statistics (counted as incomplete)"
+                ),
+            );
+            self.warnings.push(w);
+        }
+        self.contradictions_at_input_start = self.leftovers.contradictions;
     }
 }

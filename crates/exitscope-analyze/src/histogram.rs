@@ -293,7 +293,9 @@ impl DurationStats {
 
     /// Mean over timed calls, rounded to the nearest ns.
     pub fn mean(&self) -> Option<Nanos> {
-        (self.timed > 0).then(|| (self.total + self.timed / 2) / self.timed)
+        // In u128: a trace.dat can hold durations near u64::MAX (the total saturates).
+        let (total, timed) = (u128::from(self.total), u128::from(self.timed));
+        (timed > 0).then(|| u64::try_from((total + timed / 2) / timed).unwrap_or(Nanos::MAX))
     }
 
     /// Merge another set.
@@ -389,6 +391,17 @@ fn bucket_low(k: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `tracedat` fuzz target: the mean of durations near `u64::MAX` overflowed.
+    #[test]
+    fn regression_fuzz_mean_of_huge_durations() {
+        let mut s = DurationStats::default();
+        s.add(Some(u64::MAX - 1));
+        s.add(Some(u64::MAX - 1));
+        assert_eq!(s.total, u64::MAX);
+        assert_eq!(s.mean(), Some(u64::MAX / 2 + 1));
+        assert_eq!(DurationStats { timed: 2, total: 7, ..Default::default() }.mean(), Some(4));
+    }
 
     #[test]
     fn nearest_rank_percentiles_are_exact_for_small_sets() {

@@ -378,6 +378,7 @@ fn serde_plain_reason(r: calls::CutReason) -> String {
         calls::CutReason::EndOfInput => "end_of_input",
         calls::CutReason::LostEvents => "lost_events",
         calls::CutReason::SkippedByReturn => "skipped_by_return",
+        calls::CutReason::DurationsContradict => "durations_contradict",
     }
     .to_string()
 }

@@ -173,7 +173,7 @@ pub struct IncompleteFunction {
     pub function: String,
     /// Module.
     pub module: Option<String>,
-    /// `end_of_input`, `lost_events` or `skipped_by_return`.
+    /// `end_of_input`, `lost_events`, `skipped_by_return` or `durations_contradict`.
     pub reason: String,
     /// How many.
     pub count: u64,

@@ -212,3 +212,163 @@ fn no_duration_column_gives_counts_and_null_times() {
     let d = root(&r, "do_sys_open");
     assert_eq!((d.count, d.total_ns, d.children[0].count), (1, None, 1));
 }
+
+/// Every root of `text`, as the builder hands it out, plus the report.
+fn roots_of(text: &str) -> (Vec<crate::calls::RootCall>, Report) {
+    #[derive(Default)]
+    struct Keep(Vec<crate::calls::RootCall>);
+    impl crate::calls::CallSink for Keep {
+        fn root(&mut self, r: &crate::calls::RootCall, _f: &crate::funcs::FuncTable) {
+            self.0.push(r.clone());
+        }
+    }
+    let mut keep = Keep::default();
+    let mut a = Analysis::new(AnalysisOptions::default());
+    a.add_call_sink(&mut keep);
+    a.begin_input("t", exitscope_model::InputFormat::FtraceText);
+    let s = parse_reader("t", text.as_bytes(), &mut a).unwrap();
+    a.end_input(&InputSummary { lines: s.lines, records: s.records, ..Default::default() });
+    let r = a.finish();
+    for root in &keep.0 {
+        root.check_conservation().unwrap();
+    }
+    (keep.0, r)
+}
+
+/// Issue 13 (1): an interrupt printed before a *leaf* it interrupted (the leaf's entry was
+/// recorded after the interrupt, its return right after) goes inside the leaf.
+#[test]
+fn interrupt_printed_before_a_leaf_goes_inside_it() {
+    let text = concat!(
+        " 0)               |  f() {\n",
+        " 0)               |      irq_enter_rcu() {\n",
+        " 0)   0.500 us    |        irqtime_account_irq();\n",
+        " 0)   1.000 us    |      }\n",
+        " 0) + 12.000 us   |    g();\n",
+        " 0) + 13.000 us   |  }\n",
+    );
+    let (roots, r) = roots_of(text);
+    assert_eq!(roots.len(), 1);
+    let f = root(&r, "f");
+    assert_eq!((f.self_ns, f.children.len()), (Some(1000), 1));
+    let g = &f.children[0];
+    assert_eq!((g.function.as_str(), g.total_ns, g.self_ns), ("g", Some(12000), Some(11000)));
+    assert!(g.children[0].interrupt);
+    assert_eq!(r.diagnostic_counts.warnings, 1, "{:?}", r.diagnostics);
+    assert!(r.diagnostics[0].message.contains("placed inside that call"), "{:?}", r.diagnostics);
+}
+
+/// When the next call is too short to hold the interrupt, the braces are followed (and the
+/// indentation mismatch reported), and time is still conserved.
+#[test]
+fn interrupt_printed_too_deep_stays_when_the_next_call_cannot_hold_it() {
+    let text = concat!(
+        " 0)               |  f() {\n",
+        " 0)               |      irq_enter_rcu() {\n",
+        " 0)   5.000 us    |        irqtime_account_irq();\n",
+        " 0)   6.000 us    |      }\n",
+        " 0)   1.000 us    |    g();\n",
+        " 0) + 10.000 us   |  }\n",
+    );
+    let (_, r) = roots_of(text);
+    let f = root(&r, "f");
+    assert_eq!(f.self_ns, Some(3000));
+    assert_eq!(f.children[0].function, "irq_enter_rcu");
+    assert!(r.diagnostics.iter().any(|d| d.message.starts_with("indentation says depth 2")));
+}
+
+/// An interrupt after the *root*'s return time was taken becomes a root of its own.
+#[test]
+fn interrupt_after_the_roots_return_becomes_its_own_root() {
+    let text = concat!(
+        " 0)               |  vcpu_enter_guest() {\n",
+        " 0)   1.000 us    |    kvm_cpuid();\n",
+        " 0)               |    __sysvec_apic_timer_interrupt() {\n",
+        " 0) + 50.000 us   |      hrtimer_interrupt();\n",
+        " 0) + 51.000 us   |    }\n",
+        " 0)   3.000 us    |  }\n",
+    );
+    let (roots, r) = roots_of(text);
+    assert_eq!((roots.len(), r.roots), (2, 2));
+    let v = root(&r, "vcpu_enter_guest");
+    assert_eq!((v.total_ns, v.self_ns, v.children.len()), (Some(3000), Some(2000), 1));
+    let irq = root(&r, "__sysvec_apic_timer_interrupt");
+    assert_eq!((irq.total_ns, irq.interrupt), (Some(51000), true));
+}
+
+/// Durations nothing explains (children longer than the call, no interrupt among them):
+/// the root is counted apart with a warning, never given clamped self times.
+#[test]
+fn contradicting_durations_leave_the_root_out_of_the_statistics() {
+    let text = concat!(
+        " 0)               |  f() {\n",
+        " 0)   5.000 us    |    g();\n",
+        " 0)   2.000 us    |  }\n",
+        " 0)   1.000 us    |  h();\n",
+    );
+    let (roots, r) = roots_of(text);
+    assert_eq!(roots.len(), 1, "only h");
+    assert_eq!(r.incomplete.functions[0].function, "f");
+    assert_eq!(r.incomplete.functions[0].reason, "durations_contradict");
+    assert_eq!(r.incomplete.discarded_calls, 1);
+    let w = &r.diagnostics[0];
+    assert_eq!(w.line, 1);
+    assert!(w.message.contains("take 5000 ns of its 2000 ns"), "{}", w.message);
+}
+
+/// A long call printed with 1 µs resolution (7 digits) can be shorter than its exactly
+/// printed children by less than that: it is the truncation, not a contradiction.
+#[test]
+fn a_duration_truncated_below_its_childrens_sum_is_widened_within_its_resolution() {
+    let text = concat!(
+        " 0)               |  schedule() {\n",
+        " 0) $ 1999999 us  |    __schedule();\n",
+        " 0)   0.900 us    |    finish_task_switch();\n",
+        " 0)   0.500 us    |    balance_callbacks();\n",
+        " 0) $ 2000000 us  |  }\n",
+    );
+    let (roots, r) = roots_of(text);
+    assert_eq!(roots[0].nodes[0].duration, Some(2_000_000_400));
+    assert_eq!(root(&r, "schedule").self_ns, Some(0));
+    assert_eq!(r.diagnostics.len(), 1);
+    assert!(
+        r.diagnostics[0].message.starts_with("1 call(s) printed shorter"),
+        "{:?}",
+        r.diagnostics
+    );
+}
+
+/// The children of a call whose return was lost are charged to no one's self time: its
+/// caller's self excludes them.
+#[test]
+fn children_of_a_call_whose_return_was_lost_are_not_its_callers_self_time() {
+    let text = concat!(
+        " 0)               |  a() {\n",
+        " 0)               |    b() {\n",
+        " 0)   1.000 us    |      c();\n",
+        " 0)   3.000 us    |  } /* a */\n",
+    );
+    let (roots, r) = roots_of(text);
+    assert_eq!(roots.len(), 1);
+    assert_eq!(root(&r, "a").self_ns, Some(2000));
+}
+
+/// Found by the `tracedat` fuzz target: depths near `u32::MAX` (trace.dat records carry any
+/// depth) overflowed the indentation cross-check.
+#[test]
+fn regression_fuzz_depth_near_u32_max() {
+    use exitscope_model::{Func, Record, RecordKind, RecordSink};
+    let mut a = Analysis::new(AnalysisOptions::default());
+    a.begin_input("t", exitscope_model::InputFormat::TraceDat);
+    let f = Func::new("f", None);
+    for (depth, kind) in [(u32::MAX - 1, 0), (u32::MAX, 0), (u32::MAX, 1), (u32::MAX, 0)] {
+        let kind = match kind {
+            0 => RecordKind::Entry { func: f, depth },
+            _ => RecordKind::Exit { func: None, duration: Some(10), depth },
+        };
+        a.record(&Record { line: 0, cpu: Some(0), task: None, timestamp: None, kind });
+    }
+    a.end_input(&InputSummary::default());
+    let r = a.finish();
+    assert_eq!(r.incomplete.count, 2, "the outer call and the last one never returned");
+}

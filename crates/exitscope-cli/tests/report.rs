@@ -165,6 +165,69 @@ fn variant_facts_that_matter() {
     assert_eq!(node(&v["tree"], "vcpu_enter_guest")["self_ns"], 5684 - 2090 - 1840);
 }
 
+/// Issue 13: the classes real captures contain, one fixture each (goldens above), with the
+/// numbers that matter asserted here.
+#[test]
+fn issue_13_classes() {
+    let j = |f: &str| -> Value {
+        serde_json::from_str(&ok_stdout(&["report", "--json", &format!("tests/data/fgraph/{f}")]))
+            .unwrap()
+    };
+    let warnings = |v: &Value| -> Vec<String> {
+        v["diagnostics"].as_array().unwrap().iter().map(|d| d["message"].to_string()).collect()
+    };
+    // (1) The interrupt printed before svm_vcpu_run's entry is inside it, once: the caller's
+    // children no longer exceed it, and svm_vcpu_run's self time excludes the 325.2 µs.
+    let v = j("irq-race-before-entry.txt");
+    assert_eq!(node(&v["tree"], "vcpu_enter_guest")["self_ns"], 1000);
+    let run = node(&v["tree"], "svm_vcpu_run");
+    assert_eq!((run["total_ns"].as_u64(), run["self_ns"].as_u64()), (Some(328_700), Some(2500)));
+    assert_eq!(run["children"][1]["function"], "__sysvec_apic_timer_interrupt");
+    let w = warnings(&v);
+    assert_eq!(w.len(), 1, "said once: {w:?}");
+    assert!(w[0].contains("placed inside that call"), "{w:?}");
+    // (1) The interrupt printed inside a 14 µs call it came after is placed after it.
+    let v = j("irq-race-after-return.txt");
+    let cpuid = node(&v["tree"], "kvm_emulate_cpuid");
+    assert_eq!(
+        (cpuid["self_ns"].as_u64(), cpuid["children"].as_array().unwrap().len()),
+        (Some(13_200), 1)
+    );
+    assert_eq!(node(&v["tree"], "vcpu_enter_guest")["self_ns"], 3000);
+    assert!(warnings(&v)[0].contains("placed after that call"));
+    // (3) Every line with a timestamp and an event is read; pairs made where possible.
+    let v = j("events-trimmed-columns.txt");
+    assert_eq!(v["inputs"][0]["error_lines"], 0);
+    assert_eq!(
+        (v["events"]["kvm_exit"].as_u64(), v["events"]["kvm_entry"].as_u64()),
+        (Some(7), Some(6))
+    );
+    let reasons = v["exits"]["reasons"].as_array().unwrap();
+    let paired: u64 = reasons.iter().map(|r| r["handling"]["count"].as_u64().unwrap()).sum();
+    assert_eq!((paired, v["exits"]["unpaired_exits"].as_u64()), (6, Some(1)));
+    // (7) Valid lines are not unreadable: ftrace_dump latency format, function tracer,
+    // trace-cmd report of an instance buffer (its lost-event markers counted).
+    for (f, n) in
+        [("ftrace-dump-latency.txt", 6), ("function-tracer.txt", 8), ("trace-cmd-instance.txt", 8)]
+    {
+        let v = j(f);
+        assert_eq!(v["inputs"][0]["error_lines"], 0, "{f}");
+        assert_eq!(v["inputs"][0]["records"], n, "{f}");
+    }
+    assert_eq!(j("function-tracer.txt")["events"]["function"], 7);
+    let v = j("trace-cmd-instance.txt");
+    assert_eq!(
+        (v["lost_events"]["markers"].as_u64(), v["lost_events"]["events"].as_u64()),
+        (Some(2), Some(17))
+    );
+    // (8) `} /* putname() */` closes putname: one root, nothing incomplete or orphaned.
+    let v = j("tail-comment-parens.txt");
+    assert_eq!(
+        (v["roots"].as_u64(), v["incomplete"]["count"].as_u64(), v["orphans"]["count"].as_u64()),
+        (Some(1), Some(0), Some(0))
+    );
+}
+
 #[test]
 fn bad_lines_are_reported_with_place_and_skipped_or_fatal_with_strict() {
     let dir = tempdir();

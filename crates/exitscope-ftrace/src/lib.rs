@@ -3,9 +3,11 @@
 //! A streaming parser for ftrace **text**: function_graph output in all its option variants
 //! (CPU / proc / abstime / latency-flag / duration columns, overhead marks, funcgraph-tail,
 //! retval and retaddr comments, irq markers, task-switch banners, event comments, `LOST`
-//! lines), plain tracepoint lines from `trace` and `trace_pipe`, and `trace-cmd report`'s
-//! rendering of both. It reads through a fixed buffer, so memory does not grow with the
-//! input, and pushes [`Record`]s into a [`RecordSink`].
+//! lines), plain tracepoint lines from `trace` and `trace_pipe` (with any of the task, CPU
+//! and flags columns trimmed away, as pasted captures often have them), the function
+//! tracer's `func <-parent` lines, `ftrace_dump`'s latency format, and `trace-cmd report`'s
+//! rendering of all of these (instance buffers included). It reads through a fixed buffer,
+//! so memory does not grow with the input, and pushes [`Record`]s into a [`RecordSink`].
 //!
 //! ```
 //! use exitscope_ftrace::parse_reader;
@@ -251,16 +253,15 @@ impl TextParser {
             Line::TraceCmdGraph { task, cpu, timestamp, body } => {
                 self.summary.record_lines += 1;
                 let kind = body_kind(body);
-                let rec =
-                    Record { line: lineno, cpu: Some(cpu), task: Some(task), timestamp, kind };
+                let rec = Record { line: lineno, cpu, task, timestamp, kind };
                 self.push(&rec, sink)
             }
             Line::Event { task, cpu, timestamp, name, text } => {
                 self.summary.record_lines += 1;
                 let rec = Record {
                     line: lineno,
-                    cpu: Some(cpu),
-                    task: Some(task),
+                    cpu,
+                    task,
                     timestamp,
                     kind: RecordKind::Event { name, text },
                 };

@@ -23,12 +23,14 @@ pub enum Line<'a> {
         /// What the line says.
         body: Body<'a>,
     },
-    /// A tracepoint line: `comm-pid [cpu] flags ts: name: text`.
+    /// A tracepoint line: `comm-pid [cpu] flags ts: name: text`, any of the columns before
+    /// the timestamp possibly trimmed away; also the function tracer's `ts: func <-parent`
+    /// (event name `function`) and latency format's `comm-pid cpuFLAGS 123us : name: text`.
     Event {
-        /// Task that wrote it.
-        task: Task<'a>,
-        /// CPU.
-        cpu: u32,
+        /// Task that wrote it, when the line still says.
+        task: Option<Task<'a>>,
+        /// CPU, when the line still says.
+        cpu: Option<u32>,
         /// Timestamp (seconds.micros converted to ns, or a raw counter value).
         timestamp: Option<Nanos>,
         /// Event name.
@@ -40,9 +42,9 @@ pub enum Line<'a> {
     /// duration column plus a graph body.
     TraceCmdGraph {
         /// Task that wrote it.
-        task: Task<'a>,
+        task: Option<Task<'a>>,
         /// CPU.
-        cpu: u32,
+        cpu: Option<u32>,
         /// Timestamp.
         timestamp: Option<Nanos>,
         /// The graph body.
@@ -133,6 +135,15 @@ pub fn parse_line(line: &str) -> Res<Line<'_>> {
     // Capture prefixes that people paste with the trace: a dmesg timestamp and email quoting.
     i = strip_capture_prefix(b, i);
     let Some(&first) = b.get(i) else { return Ok(Line::Skip) };
+    // `trace-cmd report` of an instance buffer prefixes its lines with `name: `; event
+    // lines are recognised with it, markers here. (Graph lines start with a digit or `|`.)
+    if first.is_ascii_alphabetic()
+        && let Some(after) = instance_prefix(b, i)
+        && b[after..].starts_with(b"CPU")
+    {
+        i = after;
+    }
+    let Some(&first) = b.get(i) else { return Ok(Line::Skip) };
     match first {
         b'#' => return Ok(Line::Skip),
         b'-' if b[i..].iter().all(|&c| c == b'-' || c == b' ') => return Ok(Line::Skip),
@@ -142,8 +153,13 @@ pub fn parse_line(line: &str) -> Res<Line<'_>> {
         b'C' if b[i..].starts_with(b"CPU ") && line.ends_with("is empty") => return Ok(Line::Skip),
         // funcgraph-overrun's extra line.
         b'(' if b[i..].starts_with(b"(Overruns:") => return Ok(Line::Skip),
-        // ftrace_dump frame.
-        b'D' if b[i..].starts_with(b"Dumping ftrace buffer") => return Ok(Line::Skip),
+        // ftrace_dump frame (`Dumping ftrace buffer:`, newer `Dumping ftrace instance X
+        // buffer:`).
+        b'D' if b[i..].starts_with(b"Dumping ftrace ")
+            && line.trim_ascii_end().ends_with("buffer:") =>
+        {
+            return Ok(Line::Skip);
+        }
         _ => {}
     }
     parse_graph_or_event(line, i)
@@ -398,9 +414,16 @@ fn tail_func(inner: &str) -> Option<Func<'_>> {
             end = end.min(k);
         }
     }
-    let head = inner[..end].trim_ascii();
+    let mut head = inner[..end].trim_ascii();
     // A bare `=` at the end (`f =`), or a retval without name, is not a name.
-    let head = head.strip_suffix(" =").unwrap_or(head);
+    head = head.strip_suffix(" =").unwrap_or(head);
+    // `} /* putname() */`: the name written as a call (Documentation/trace/ftrace.rst
+    // prints tails this way, and so do captures edited after it).
+    if head.ends_with(')')
+        && let Some(open) = head.find('(')
+    {
+        head = head[..open].trim_ascii_end();
+    }
     if head.starts_with("<-") || head.starts_with("ret=") || head.starts_with('=') {
         return None;
     }
@@ -583,64 +606,146 @@ fn parse_lost(line: &str, i: usize) -> Res<Line<'_>> {
     Ok(Line::Lost { cpu, count })
 }
 
-/// Event line: `comm-pid [(tgid)] [cpu] [flags] timestamp: name: text`.
-fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
-    let b = line.as_bytes();
-    // Find ` [ddd]`: the CPU field. The comm may contain spaces, `-` and even `[`.
-    let mut search = start;
-    let (lb, rb) = loop {
-        let Some(k) = memchr::memchr(b'[', &b[search..]).map(|k| search + k) else {
-            return Ok(None);
-        };
+/// `name: ` at `i` (an instance buffer's name as `trace-cmd report` prints it): the offset
+/// after it, when the token ends in `:` and is not a timestamp.
+fn instance_prefix(b: &[u8], i: usize) -> Option<usize> {
+    let end = memchr::memchr(b' ', &b[i..]).map(|k| i + k)?;
+    let tok = &b[i..end];
+    let name = tok.strip_suffix(b":")?;
+    if name.is_empty() || name.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
+        return None;
+    }
+    Some(skip_ws(b, end))
+}
+
+/// The event timestamp of a line: `(start of the token, offset after its `:`, ns)`.
+/// Accepts `secs.fraction:`, a raw counter `N:`, and latency format's `Nus:` / `Nus :` /
+/// `Nus!:` (µs since the buffer started, then the delay mark). The token must be followed by
+/// a space or the end of the line, and preceded by a space or the start.
+#[inline]
+fn find_timestamp(b: &[u8], start: usize) -> Option<(usize, usize, Nanos)> {
+    for k in memchr::memchr_iter(b':', &b[start..]).map(|k| start + k) {
+        if !matches!(b.get(k + 1), None | Some(b' ' | b'\t')) {
+            continue;
+        }
+        let mut t_end = k;
+        // Latency format with a blank mark: `123us :`.
+        if k > start && b[k - 1] == b' ' {
+            t_end = k - 1;
+            if !b[..t_end].ends_with(b"us") {
+                continue;
+            }
+        }
+        let mut t0 = t_end;
+        while t0 > start && !matches!(b[t0 - 1], b' ' | b'\t') {
+            t0 -= 1;
+        }
+        let tok = &b[t0..t_end];
+        if tok.is_empty() {
+            continue;
+        }
+        if let Some(ts) = std::str::from_utf8(tok).ok().and_then(parse_timestamp) {
+            return Some((t0, k + 1, ts));
+        }
+        // Latency format: `Nus` plus an optional mark character.
+        let digits = tok.iter().take_while(|c| c.is_ascii_digit()).count();
+        let tail = &tok[digits..];
+        if digits > 0 && (tail == b"us" || (tail.len() == 3 && tail.starts_with(b"us"))) {
+            let us = std::str::from_utf8(&tok[..digits]).ok()?.parse::<u64>().ok()?;
+            return Some((t0, k + 1, us.checked_mul(1000)?));
+        }
+    }
+    None
+}
+
+/// The columns before an event's timestamp, every one optional: `[inst: ] [comm-pid]
+/// [(tgid)] [[cpu]] [flags]`, or latency format's `comm-pid cpuFLAGS`.
+fn parse_context(ctx: &str) -> (Option<Task<'_>>, Option<u32>) {
+    let mut s = ctx.trim_ascii();
+    if let Some(after) = instance_prefix(s.as_bytes(), 0) {
+        s = &s[after..];
+    }
+    let b = s.as_bytes();
+    // ` [ddd]`: the CPU field. The comm may contain spaces, `-` and even `[`.
+    let mut search = 0;
+    while let Some(k) = memchr::memchr(b'[', &b[search..]).map(|k| search + k) {
         let d_end = scan_digits(b, k + 1);
-        if d_end > k + 1 && b.get(d_end) == Some(&b']') && k > start {
-            break (k, d_end);
+        if d_end > k + 1 && b.get(d_end) == Some(&b']') && (k == 0 || b[k - 1] == b' ') {
+            let cpu = s[k + 1..d_end].parse::<u32>().ok();
+            return (context_task(&s[..k]), cpu);
         }
         search = k + 1;
-    };
-    let mut head = line[start..lb].trim_ascii_end();
-    // record-tgid: `(  123)` or `(-------)` before the CPU.
+    }
+    // No brackets: trailing flags (`d..2.`), or latency format's CPU glued to its flags
+    // (`1d..2.`), then the task.
+    let mut head = s;
+    let mut cpu = None;
+    let k = head.rfind(' ').map_or(0, |k| k + 1);
+    let last = &head[k..];
+    let digits = last.bytes().take_while(u8::is_ascii_digit).count();
+    // Flags never start with a digit (the first is the irqs-off column).
+    if digits > 0 && digits < last.len() && is_latency_flags(&last[digits..]) {
+        cpu = last[..digits].parse::<u32>().ok();
+        head = head[..k].trim_ascii_end();
+    } else if digits == 0 && is_latency_flags(last) {
+        head = head[..k].trim_ascii_end();
+    }
+    (context_task(head), cpu)
+}
+
+/// `comm-pid` with an optional `(tgid)` after it.
+fn context_task(head: &str) -> Option<Task<'_>> {
+    let mut head = head.trim_ascii();
+    // record-tgid: `(  123)` or `(-------)`.
     if head.ends_with(')')
         && let Some(p) = head.rfind('(')
     {
         head = head[..p].trim_ascii_end();
     }
-    let Some(task) = split_comm_pid(head.trim_ascii_start()) else {
+    split_comm_pid(head.trim_ascii_start())
+}
+
+/// Event line: `[comm-pid] [(tgid)] [[cpu]] [flags] timestamp: name: text`, with any of the
+/// columns before the timestamp trimmed away (people cut them when pasting), the function
+/// tracer's `timestamp: func <-parent`, and latency format (`ftrace_dump`).
+fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
+    let b = line.as_bytes();
+    let Some((ts_start, ts_end, ts)) = find_timestamp(b, start) else {
+        // An event line's CPU field with no timestamp after it.
+        if let Some(k) = memchr::memmem::find(&b[start..], b"] ").map(|k| start + k)
+            && b[start..k].contains(&b'[')
+            && b[start..k].contains(&b'-')
+        {
+            return err(skip_ws(b, k + 1), "a timestamp like `140.314684:` after the CPU field");
+        }
         return Ok(None);
     };
-    let cpu = line[lb + 1..rb]
-        .parse::<u32>()
-        .map_err(|_| LineError { offset: lb + 1, expected: "a CPU number" })?;
-    // After `]`: optional flags, then `timestamp:`.
-    let mut i = skip_ws(b, rb + 1);
-    let mut timestamp = None;
-    for _ in 0..2 {
-        let tok_end = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
-        let tok = &line[i..tok_end];
-        if let Some(ts) = tok.strip_suffix(':')
-            && ts.bytes().all(|c| c.is_ascii_digit() || c == b'.')
-            && !ts.is_empty()
-        {
-            timestamp = parse_timestamp(ts);
-            i = skip_ws(b, tok_end);
-            break;
+    if b[start..ts_start].contains(&b'|') {
+        // A graph line's columns (its body may hold a comment with `N: ` in it).
+        return Ok(None);
+    }
+    let (task, cpu) = parse_context(&line[start..ts_start]);
+    let timestamp = Some(ts);
+    let i = skip_ws(b, ts_end);
+    let tok_end = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
+    let (name, text_start) = match b[i..tok_end].strip_suffix(b":") {
+        Some(n) if !n.is_empty() => (&line[i..tok_end - 1], tok_end),
+        _ => {
+            // The function tracer: `func <-parent` (or just `func` with noprint-parent).
+            let rest = line[i..].trim_ascii_end();
+            let (func, parent) = rest.split_once(" <-").map_or((rest, None), |(f, p)| (f, Some(p)));
+            // A bare name after a bare timestamp is too weak a sign of a trace line.
+            let context = parent.is_some() || task.is_some() || cpu.is_some();
+            if !context || parse_func_name(func.trim_ascii()).is_none() {
+                return err(i, "an event name followed by `:`");
+            }
+            return Ok(Some(Line::Event { task, cpu, timestamp, name: "function", text: rest }));
         }
-        i = skip_ws(b, tok_end);
-    }
-    if timestamp.is_none() {
-        return err(i, "a timestamp like `140.314684:` after the CPU field");
-    }
-    let Some(colon) = line[i..].find(':').map(|k| i + k) else {
-        return err(i, "an event name followed by `:`");
     };
-    let name = &line[i..colon];
-    if name.is_empty() || name.contains(' ') {
-        return err(i, "an event name followed by `:`");
-    }
-    let text = line[colon + 1..].trim_ascii_start();
+    let text = line[text_start..].trim_ascii_start();
     if name == "funcgraph_entry" || name == "funcgraph_exit" {
         // trace-cmd report: duration column and graph body follow.
-        let tb = colon + 1 + (line[colon + 1..].len() - text.len());
+        let tb = text_start + (line[text_start..].len() - text.len());
         let (duration, body_start, depth) = match memchr::memchr(b'|', &b[tb..]).map(|k| tb + k) {
             Some(bar) => {
                 let seg = line[tb..bar].trim_ascii();

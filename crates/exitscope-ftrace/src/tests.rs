@@ -402,3 +402,105 @@ fn regression_fuzz_timestamp_with_two_dots() {
     assert!(c.out.is_empty());
     assert_eq!(c.diags.len(), 1);
 }
+
+/// Issue 13 (3): event lines whose task, CPU or flags columns were cut when pasted are still
+/// read; whatever is missing is left unknown.
+#[test]
+fn event_lines_with_trimmed_columns() {
+    let exit = "kvm_exit: vcpu 0 reason HLT rip 0x1 info1 0x0";
+    for (line, want) in [
+        (format!("  <idle>-0  [005] d..2. 123.456789: {exit}"), "5 <idle>-0 123456789000"),
+        (format!("  <idle>-0  [005] 123.456789: {exit}"), "5 <idle>-0 123456789000"),
+        (format!("  <idle>-0  d..2. 123.456789: {exit}"), "- <idle>-0 123456789000"),
+        (format!("  <idle>-0 123.456789: {exit}"), "- <idle>-0 123456789000"),
+        (format!("[005] d..2. 123.456789: {exit}"), "5 - 123456789000"),
+        (format!("d..2. 123.456789: {exit}"), "- - 123456789000"),
+        (format!("123.456789: {exit}"), "- - 123456789000"),
+        (format!("123.456: {exit}"), "- - 123456000000"),
+        (format!("   opt cgu.0-6915 [001] 12.5: {exit}"), "1 opt cgu.0-6915 12500000000"),
+    ] {
+        assert_eq!(one(&line), format!("{want} event {exit}"), "{line}");
+    }
+    // A timestamp is what makes it an event line: without one it is an error as before.
+    let c = parse(&format!("  <idle>-0  [005] d..2. {exit}\n"));
+    assert!(c.out.is_empty());
+    assert!(c.diags[0].message.contains("a timestamp like"), "{}", c.diags[0]);
+    // A number and a colon in prose is not an event.
+    let c = parse("Elapsed 12.5: done\nTook 3: seconds in total\n");
+    assert!(c.out.is_empty(), "{:?}", c.out);
+    assert_eq!(c.diags.len(), 2);
+}
+
+/// Issue 13 (7): `ftrace_dump` prints non-graph tracers in latency format, through printk:
+/// `%8.8s-%-7d %3d` + flags, then `%4lldus%c: ` (µs since the buffer start and a delay
+/// mark), then the event.
+#[test]
+fn ftrace_dump_latency_format_lines() {
+    assert_eq!(
+        one(
+            "[  210.222389] rcu_tort-155       1d..2. 10347723897us : sched_switch: prev_comm=rcu_torture_wri prev_pid=155 prev_prio=120 prev_state=I ==> next_comm=swapper/1 next_pid=0 next_prio=120"
+        ),
+        "1 rcu_tort-155 10347723897000 event sched_switch: prev_comm=rcu_torture_wri prev_pid=155 prev_prio=120 prev_state=I ==> next_comm=swapper/1 next_pid=0 next_prio=120"
+    );
+    assert_eq!(
+        one(
+            "  <idle>-0         0dNh4. 1234us!: sched_wakeup: comm=kworker/0:1 pid=7 prio=120 target_cpu=000"
+        ),
+        "0 <idle>-0 1234000 event sched_wakeup: comm=kworker/0:1 pid=7 prio=120 target_cpu=000"
+    );
+    assert_eq!(
+        one("  kworker-7          3.N.1.   55us+: irq_enter_rcu <-sysvec_apic_timer_interrupt"),
+        "3 kworker-7 55000 event function: irq_enter_rcu <-sysvec_apic_timer_interrupt"
+    );
+}
+
+/// Issue 13 (7): the function tracer's `func <-parent` lines, with module suffixes and
+/// sym-offset, and without the parent (noprint-parent).
+#[test]
+fn function_tracer_lines() {
+    assert_eq!(
+        one(
+            "          <idle>-0       [003] d.s2.    24.521407: _raw_spin_unlock <-rq_unlock_irqrestore"
+        ),
+        "3 <idle>-0 24521407000 event function: _raw_spin_unlock <-rq_unlock_irqrestore"
+    );
+    assert_eq!(
+        one(
+            "   qemu-1234    [001] .....   5.000001: vcpu_enter_guest [kvm] <-kvm_arch_vcpu_ioctl_run+0x1a/0x40 [kvm]"
+        ),
+        "1 qemu-1234 5000001000 event function: vcpu_enter_guest [kvm] <-kvm_arch_vcpu_ioctl_run+0x1a/0x40 [kvm]"
+    );
+    assert_eq!(
+        one("   qemu-1234    [001] .....   5.000002: schedule"),
+        "1 qemu-1234 5000002000 event function: schedule"
+    );
+}
+
+/// Issue 13 (7): `trace-cmd report` of an instance buffer prefixes every line with the
+/// instance's name, lost-event markers included.
+#[test]
+fn trace_cmd_report_of_an_instance_buffer() {
+    let c = parse(
+        "cpus=2\ninst: CPU 0 is empty\ntdfix-6812:          python3-6817  [000]   390.136899184: kvm_pio:              pio_write at 0x10 size 1 count 1 val 0x41 \ninst: CPU:1 [EVENTS DROPPED]\ninst: CPU:0 [48009 EVENTS DROPPED]\n",
+    );
+    assert!(c.diags.is_empty(), "{:?}", c.diags);
+    assert_eq!(
+        c.out,
+        [
+            "0 python3-6817 390136899184 event kvm_pio: pio_write at 0x10 size 1 count 1 val 0x41",
+            "1 - - lost None",
+            "0 - - lost Some(48009)",
+        ]
+    );
+}
+
+/// Issue 13 (8): a funcgraph-tail comment written as a call (`} /* putname() */`, as the
+/// kernel documentation prints it) still names the function.
+#[test]
+fn tail_comment_with_parentheses() {
+    assert_eq!(one(" 1)   2.000 us    |  } /* putname() */"), "1 - - exit putname Some(2000) d0");
+    assert_eq!(
+        one(" 1)   2.000 us    |  } /* vcpu_run [kvm]() */"),
+        "1 - - exit vcpu_run [kvm] Some(2000) d0"
+    );
+}

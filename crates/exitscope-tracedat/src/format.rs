@@ -93,6 +93,8 @@ pub struct EventFormat {
     pub fields: Vec<Field>,
     /// The parsed print format, `None` when absent or not understood.
     pub(crate) print: Option<PrintFmt>,
+    /// Why the print format was not understood, when it was not.
+    print_error: Option<String>,
     /// The raw print format text.
     pub print_text: String,
 }
@@ -101,6 +103,20 @@ impl EventFormat {
     /// The field called `name`.
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// What of this event's `print fmt` exitscope cannot render as the kernel does, one
+    /// sentence each (empty when records render exactly): a format it does not understand
+    /// (records then print as `field=value` pairs), or a construct inside one it does
+    /// (an enum constant without a value, a helper it does not evaluate).
+    pub fn print_problems(&self) -> Vec<String> {
+        match (&self.print, &self.print_error) {
+            (Some(p), _) => p.problems().to_vec(),
+            (None, Some(e)) => {
+                vec![format!("print fmt not understood ({e}); fields are printed as name=value")]
+            }
+            (None, None) => Vec::new(),
+        }
     }
 
     /// Parses a format file. Returns a message on failure.
@@ -123,8 +139,23 @@ impl EventFormat {
         }
         let name = name.ok_or("format has no name: line")?;
         let id = id.ok_or("format has no ID: line")?;
-        let print = crate::print::PrintFmt::parse(&print_text, &fields).ok();
-        Ok(EventFormat { system: system.to_string(), name, id, fields, print, print_text })
+        let (print, print_error) = if print_text.is_empty() {
+            (None, None)
+        } else {
+            match crate::print::PrintFmt::parse(&print_text, &fields) {
+                Ok(p) => (Some(p), None),
+                Err(e) => (None, Some(e)),
+            }
+        };
+        Ok(EventFormat {
+            system: system.to_string(),
+            name,
+            id,
+            fields,
+            print,
+            print_error,
+            print_text,
+        })
     }
 }
 

@@ -422,6 +422,14 @@ impl<'a> TraceDat<'a> {
         (id, k.copied().unwrap_or(Kind::Unknown))
     }
 
+    /// Index in `header.formats` of a record's format, `None` for an unknown id.
+    pub fn format_index(&self, payload: &[u8]) -> Option<usize> {
+        match self.kind(payload).1 {
+            Kind::Unknown => None,
+            Kind::Event(i) | Kind::Entry(i, _) | Kind::Exit(i, _) => Some(i as usize),
+        }
+    }
+
     /// The event format of a record, `None` for an unknown id.
     pub fn format_of(&self, payload: &[u8]) -> Option<&EventFormat> {
         match self.kind(payload).1 {
@@ -564,6 +572,27 @@ impl<'a> TraceDat<'a> {
                         Kind::Event(i) | Kind::Entry(i, _) | Kind::Exit(i, _) => i as usize,
                     };
                     if let Some(c) = counts.get_mut(idx) {
+                        // The first record of an event: say once if it cannot be printed
+                        // as the kernel prints it.
+                        if *c == 0
+                            && let Some(f) = self.header.formats.get(idx)
+                        {
+                            for p in f.print_problems() {
+                                let d = Diagnostic {
+                                    file: input_name.to_string(),
+                                    line: 0,
+                                    column: ev.offset,
+                                    severity: Severity::Warning,
+                                    message: format!("event {}:{}: {p}", f.system, f.name),
+                                };
+                                if sink.diagnostic(d) == Flow::Stop {
+                                    sum.stopped = true;
+                                }
+                            }
+                            if sum.stopped {
+                                break;
+                            }
+                        }
                         *c += 1;
                     }
                     let pid = self.pid(ev.payload);

@@ -122,13 +122,81 @@ enum Expr {
     GetStr(usize),
     DynArray(usize),
     DynLen(usize),
+    /// A helper this evaluator does not know (its value is unknown; reported as a problem).
     Unknown,
+    /// A constant the format file names but does not define (only allowed in table keys).
+    Unresolved(String),
+}
+
+/// Enum constants that real kvm print formats name without a value. `TP_printk` arguments
+/// are stringified after macro expansion, so `#define`d constants arrive as numbers, but
+/// enum members stay names unless the kernel registers them with `TRACE_DEFINE_ENUM`, which
+/// these are not. Values from the kernel headers named on each group (stable across the
+/// versions whose print formats use them).
+const KERNEL_ENUMS: &[(&str, i64)] = &[
+    // include/vdso/clocksource.h `enum vdso_clock_mode` with x86's VDSO_ARCH_CLOCKMODES
+    // (kvm_update_master_clock, kvm_track_tsc).
+    ("VDSO_CLOCKMODE_NONE", 0),
+    ("VDSO_CLOCKMODE_TSC", 1),
+    ("VDSO_CLOCKMODE_PVCLOCK", 2),
+    ("VDSO_CLOCKMODE_HVCLOCK", 3),
+    // arch/x86/include/asm/kvm_host.h `enum kvm_apicv_inhibit` (kvm_apicv_inhibit_changed,
+    // 6.10+; DISABLE was renamed DISABLED).
+    ("APICV_INHIBIT_REASON_DISABLE", 0),
+    ("APICV_INHIBIT_REASON_DISABLED", 0),
+    ("APICV_INHIBIT_REASON_HYPERV", 1),
+    ("APICV_INHIBIT_REASON_ABSENT", 2),
+    ("APICV_INHIBIT_REASON_BLOCKIRQ", 3),
+    ("APICV_INHIBIT_REASON_PHYSICAL_ID_ALIASED", 4),
+    ("APICV_INHIBIT_REASON_APIC_ID_MODIFIED", 5),
+    ("APICV_INHIBIT_REASON_APIC_BASE_MODIFIED", 6),
+    ("APICV_INHIBIT_REASON_NESTED", 7),
+    ("APICV_INHIBIT_REASON_IRQWIN", 8),
+    ("APICV_INHIBIT_REASON_PIT_REINJ", 9),
+    ("APICV_INHIBIT_REASON_SEV", 10),
+    ("APICV_INHIBIT_REASON_LOGICAL_ID_ALIASED", 11),
+    ("APICV_INHIBIT_REASON_PHYSICAL_ID_TOO_BIG", 12),
+    // arch/x86/include/asm/vmx.h `enum vm_instruction_error_number`: the VM-instruction
+    // error numbers of the Intel SDM (kvm_nested_vmenter_failed).
+    ("VMXERR_VMCALL_IN_VMX_ROOT_OPERATION", 1),
+    ("VMXERR_VMCLEAR_INVALID_ADDRESS", 2),
+    ("VMXERR_VMCLEAR_VMXON_POINTER", 3),
+    ("VMXERR_VMLAUNCH_NONCLEAR_VMCS", 4),
+    ("VMXERR_VMRESUME_NONLAUNCHED_VMCS", 5),
+    ("VMXERR_VMRESUME_AFTER_VMXOFF", 6),
+    ("VMXERR_ENTRY_INVALID_CONTROL_FIELD", 7),
+    ("VMXERR_ENTRY_INVALID_HOST_STATE_FIELD", 8),
+    ("VMXERR_VMPTRLD_INVALID_ADDRESS", 9),
+    ("VMXERR_VMPTRLD_VMXON_POINTER", 10),
+    ("VMXERR_VMPTRLD_INCORRECT_VMCS_REVISION_ID", 11),
+    ("VMXERR_UNSUPPORTED_VMCS_COMPONENT", 12),
+    ("VMXERR_VMWRITE_READ_ONLY_VMCS_COMPONENT", 13),
+    ("VMXERR_VMXON_IN_VMX_ROOT_OPERATION", 15),
+    ("VMXERR_ENTRY_INVALID_EXECUTIVE_VMCS_POINTER", 16),
+    ("VMXERR_ENTRY_NONLAUNCHED_EXECUTIVE_VMCS", 17),
+    ("VMXERR_ENTRY_EXECUTIVE_VMCS_POINTER_NOT_VMXON_POINTER", 18),
+    ("VMXERR_VMCALL_NONCLEAR_VMCS", 19),
+    ("VMXERR_VMCALL_INVALID_VM_EXIT_CONTROL_FIELDS", 20),
+    ("VMXERR_VMCALL_INCORRECT_MSEG_REVISION_ID", 22),
+    ("VMXERR_VMXOFF_UNDER_DUAL_MONITOR_TREATMENT_OF_SMIS_AND_SMM", 23),
+    ("VMXERR_VMCALL_INVALID_SMM_MONITOR_FEATURES", 24),
+    ("VMXERR_ENTRY_INVALID_VM_EXECUTION_CONTROL_FIELDS_IN_EXECUTIVE_VMCS", 25),
+    ("VMXERR_ENTRY_EVENTS_BLOCKED_BY_MOV_SS", 26),
+    ("VMXERR_INVALID_OPERAND_TO_INVEPT_INVVPID", 28),
+];
+
+fn kernel_enum(name: &str) -> Option<i64> {
+    KERNEL_ENUMS.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
 }
 
 struct Parser<'f> {
     toks: Vec<Tok>,
     pos: usize,
     fields: &'f [Field],
+    /// Parsing the value of a `{ value, "name" }` table entry: unknown names are allowed.
+    in_table_key: bool,
+    /// What the format uses that cannot be rendered as the kernel does (one line each).
+    problems: Vec<String>,
 }
 
 impl Parser<'_> {
@@ -232,16 +300,44 @@ impl Parser<'_> {
     fn postfix(&mut self, e: Expr) -> Result<Expr, String> {
         Ok(e)
     }
-    fn table(&mut self) -> Result<Vec<(i64, String)>, String> {
+    fn problem(&mut self, p: String) {
+        if !self.problems.contains(&p) {
+            self.problems.push(p);
+        }
+    }
+    /// The `{ value, "name" }, ...` entries of `__print_symbolic` / `__print_flags`.
+    fn table(&mut self, helper: &str) -> Result<Vec<(i64, String)>, String> {
         let mut t = Vec::new();
         while self.eat_op(",") {
             self.expect("{")?;
-            let v = self.expr()?;
+            // `{ }`: an empty table (kvm_inj_exception's error code).
+            if self.eat_op("}") {
+                continue;
+            }
+            self.in_table_key = true;
+            let v = self.expr();
+            self.in_table_key = false;
+            let v = v?;
             self.expect(",")?;
             let Some(Tok::Str(s)) = self.next() else { return Err("expected table string".into()) };
             self.expect("}")?;
-            let v = const_eval(&v).ok_or("table value is not constant")?;
-            t.push((v, s));
+            match const_eval(&v) {
+                Some(v) => t.push((v, s)),
+                None => {
+                    let mut names = Vec::new();
+                    unresolved_names(&v, &mut names);
+                    if names.is_empty() {
+                        return Err("table value is not constant".into());
+                    }
+                    // The entry can never match: values print in hex where the kernel
+                    // prints the name.
+                    self.problem(format!(
+                        "`{helper}` entry \"{s}\" is keyed by `{}`, a kernel enum constant the \
+                         format file does not define (its value prints in hex)",
+                        names.join("`, `")
+                    ));
+                }
+            }
         }
         Ok(t)
     }
@@ -273,7 +369,7 @@ impl Parser<'_> {
                 "__print_symbolic" | "__print_symbolic_u64" => {
                     self.expect("(")?;
                     let v = self.expr()?;
-                    let t = self.table()?;
+                    let t = self.table(&id)?;
                     self.expect(")")?;
                     Ok(Expr::Symbolic(Box::new(v), t))
                 }
@@ -284,7 +380,7 @@ impl Parser<'_> {
                     let Some(Tok::Str(d)) = self.next() else {
                         return Err("expected delimiter".into());
                     };
-                    let t = self.table()?;
+                    let t = self.table(&id)?;
                     self.expect(")")?;
                     Ok(Expr::Flags(Box::new(v), d, t))
                 }
@@ -315,7 +411,10 @@ impl Parser<'_> {
                     Ok(Expr::DynLen(f))
                 }
                 _ if self.peek_op("(") => {
-                    // Unknown helper: skip its balanced argument list.
+                    // Unknown helper: skip its balanced argument list, and say so.
+                    self.problem(format!(
+                        "`{id}()` is not evaluated by exitscope (its value prints as 0)"
+                    ));
                     let mut depth = 0usize;
                     while let Some(t) = self.next() {
                         match t {
@@ -333,7 +432,14 @@ impl Parser<'_> {
                 }
                 "true" => Ok(Expr::Num(1)),
                 "false" | "NULL" => Ok(Expr::Num(0)),
-                _ => Err(format!("unknown identifier {id}")),
+                _ => match kernel_enum(&id) {
+                    Some(v) => Ok(Expr::Num(v)),
+                    None if self.in_table_key => Ok(Expr::Unresolved(id)),
+                    None => Err(format!(
+                        "`{id}` is a name the format file does not define (a kernel enum \
+                         constant?)"
+                    )),
+                },
             },
             t => Err(format!("unexpected token {t:?}")),
         }
@@ -398,6 +504,18 @@ fn cast_type(words: &[String]) -> (u8, bool) {
         0
     };
     (size, signed)
+}
+
+fn unresolved_names(e: &Expr, out: &mut Vec<String>) {
+    match e {
+        Expr::Unresolved(n) => out.push(n.clone()),
+        Expr::Unary(_, a) | Expr::Cast(_, _, a) => unresolved_names(a, out),
+        Expr::Binary(_, a, b) => {
+            unresolved_names(a, out);
+            unresolved_names(b, out);
+        }
+        _ => {}
+    }
 }
 
 fn const_eval(e: &Expr) -> Option<i64> {
@@ -483,6 +601,8 @@ enum Piece {
 pub(crate) struct PrintFmt {
     pieces: Vec<Piece>,
     args: Vec<Expr>,
+    /// Constructs rendered differently from the kernel (see [`PrintFmt::problems`]).
+    problems: Vec<String>,
 }
 
 impl PrintFmt {
@@ -491,7 +611,13 @@ impl PrintFmt {
         let Some(Tok::Str(fmt)) = toks.next() else {
             return Err("print fmt without string".into());
         };
-        let mut p = Parser { toks: toks.collect(), pos: 0, fields };
+        let mut p = Parser {
+            toks: toks.collect(),
+            pos: 0,
+            fields,
+            in_table_key: false,
+            problems: Vec::new(),
+        };
         let mut args = Vec::new();
         while p.eat_op(",") {
             args.push(p.expr()?);
@@ -504,7 +630,14 @@ impl PrintFmt {
         if nconv > args.len() {
             return Err("fewer arguments than conversions".into());
         }
-        Ok(PrintFmt { pieces, args })
+        Ok(PrintFmt { pieces, args, problems: p.problems })
+    }
+
+    /// What this format uses that exitscope renders differently from the kernel (an enum
+    /// constant without a value, a helper it does not evaluate), one sentence each; empty
+    /// when every record renders as the kernel prints it.
+    pub(crate) fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     /// Renders the record into `out`.
@@ -654,7 +787,7 @@ fn eval(cx: &Ctx<'_>, e: &Expr) -> i64 {
             .get(*f)
             .and_then(|f| f.bytes(cx.payload, cx.endian))
             .map_or(0, |b| b.len() as i64),
-        Expr::Unknown => 0,
+        Expr::Unknown | Expr::Unresolved(_) => 0,
     }
 }
 

@@ -5,7 +5,12 @@
 //! columns on (other events become `/* name: text */` comments, task switches get the
 //! kernel's banners, an entry immediately followed on its CPU by its return is merged
 //! into a leaf `f();`). Other files are written as the `trace` file's event lines
-//! (`comm-pid [cpu] flags secs.usecs: name: text`).
+//! (`comm-pid [cpu] flags secs.usecs: name: text`), function-graph records included
+//! (rendered, like every event, from their print format).
+//!
+//! Timestamps are printed the way the kernel prints them: event lines round to the nearest
+//! microsecond (`trace_print_time` uses `ns2usecs`, which adds 500 ns before dividing),
+//! while function_graph's abstime column truncates (`print_graph_abs_time` divides).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -35,12 +40,27 @@ pub enum TextError {
 }
 
 /// Statistics of a conversion.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TextStats {
     /// Records read.
     pub records: u64,
     /// Lines written.
     pub lines: u64,
+    /// Events whose records are not printed exactly as the kernel would, once per event:
+    /// `event kvm:kvm_x: <what and why>` (see [`crate::EventFormat::print_problems`]).
+    pub warnings: Vec<String>,
+}
+
+/// `(secs, usecs)` of a ring-buffer timestamp as `trace_print_time` prints it:
+/// `ns2usecs` rounds to the nearest microsecond.
+fn event_time(ns: u64) -> (u64, u64) {
+    let us = ns / 1000 + u64::from(ns % 1000 >= 500);
+    (us / 1_000_000, us % 1_000_000)
+}
+
+/// `(secs, usecs)` of function_graph's abstime column: `print_graph_abs_time` truncates.
+fn graph_time(ns: u64) -> (u64, u64) {
+    (ns / 1_000_000_000, (ns % 1_000_000_000) / 1000)
 }
 
 fn lat_flags(flags: u8, pc: u8, out: &mut String) {
@@ -196,6 +216,7 @@ pub fn write_text(
     let mut skip_exit = vec![false; nstreams];
     let mut last_pid: Vec<Option<i32>> = vec![None; ncpu as usize + 1];
     let mut depth: Vec<u32> = vec![0; ncpu as usize + 1];
+    let mut warned = vec![false; t.header.formats.len()];
     let mut m = t.merge()?;
     while let Some(it) = m.next_event()? {
         stats.records += 1;
@@ -209,11 +230,18 @@ pub fn write_text(
             }
             Merged::Event(ev) => {
                 let Some(fmt) = t.format_of(ev.payload) else { continue };
+                if let Some(w) = t.format_index(ev.payload).and_then(|i| warned.get_mut(i))
+                    && !*w
+                {
+                    *w = true;
+                    for p in fmt.print_problems() {
+                        stats.warnings.push(format!("event {}:{}: {p}", fmt.system, fmt.name));
+                    }
+                }
                 let pid = t.pid(ev.payload);
                 let comm = t.header.cmdlines.comm(pid as u32).unwrap_or("<...>");
-                let secs = ev.ts / 1_000_000_000;
-                let usecs = (ev.ts % 1_000_000_000) / 1000;
                 if !graph {
+                    let (secs, usecs) = event_time(ev.ts);
                     // "%16s-%-7d [%03d] "
                     pad_to(&mut line, comm.len(), 16);
                     line.push_str(comm);
@@ -237,26 +265,10 @@ pub fn write_text(
                     line.push_str(": ");
                     line.push_str(&fmt.name);
                     line.push_str(": ");
-                    if let Some(g) = t.graph(ev.payload) {
-                        // Raw function-graph records in event layout.
-                        match g {
-                            Graph::Entry { func, depth } => {
-                                line.push_str("--> ");
-                                t.write_func(func, &mut line);
-                                let _ = write!(line, " ({depth})");
-                            }
-                            Graph::Exit { func, depth, duration } => {
-                                line.push_str("<-- ");
-                                t.write_func(func, &mut line);
-                                let _ =
-                                    write!(line, " ({depth}) duration: {}", duration.unwrap_or(0));
-                            }
-                        }
-                    } else {
-                        t.render(ev.payload, &mut line);
-                    }
+                    t.render(ev.payload, &mut line);
                     line.push('\n');
                 } else {
+                    let (secs, usecs) = graph_time(ev.ts);
                     let ci = (ev.cpu as usize).min(ncpu as usize);
                     // Task-switch banner.
                     if let Some(slot) = last_pid.get_mut(ci) {

@@ -7,55 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Collect, Rec, data_dir};
-
-/// One parsed line of `trace-cmd report -t -N`.
-#[derive(Debug, PartialEq, Eq)]
-enum Line {
-    Event { ts: u64, cpu: u32, comm: String, pid: u32, name: String, text: String },
-    Dropped { cpu: u32, count: Option<u64> },
-}
-
-fn parse_report(text: &str, buffers: &[String]) -> Vec<Line> {
-    let mut out = Vec::new();
-    for raw in text.lines() {
-        if raw.starts_with("cpus=") || raw.trim().is_empty() {
-            continue;
-        }
-        let mut l = raw;
-        for b in buffers.iter().filter(|b| !b.is_empty()) {
-            if let Some(r) = l.strip_prefix(b.as_str()).and_then(|r| r.strip_prefix(": ")) {
-                l = r;
-            }
-        }
-        if let Some(r) = l.strip_prefix("CPU:") {
-            let (cpu, rest) = r.split_once(' ').unwrap();
-            let count =
-                rest.trim_start_matches('[').split_once(' ').and_then(|(n, _)| n.parse().ok());
-            out.push(Line::Dropped { cpu: cpu.parse().unwrap(), count });
-            continue;
-        }
-        // "%16s-%-5d [%03d] secs.nsecs: name:<pad to 22> text"
-        let open = l.find(" [").unwrap();
-        let task = l[..open].trim();
-        let dash = task.rfind('-').unwrap();
-        let (comm, pid) = (&task[..dash], task[dash + 1..].trim().parse::<u32>().unwrap());
-        let close = l[open..].find(']').unwrap() + open;
-        let cpu: u32 = l[open + 2..close].parse().unwrap();
-        let rest = l[close + 1..].trim_start();
-        let colon = rest.find(": ").unwrap();
-        let (secs, nsecs) = rest[..colon].split_once('.').unwrap();
-        let ts = secs.parse::<u64>().unwrap() * 1_000_000_000 + nsecs.parse::<u64>().unwrap();
-        let rest = &rest[colon + 2..];
-        let c2 = rest.find(':').unwrap();
-        let name = rest[..c2].to_string();
-        // The name and its colon are padded to 21 columns, then one space.
-        let skip = (c2 + 1).max(21) + 1;
-        let text = rest.get(skip..).unwrap_or("").to_string();
-        out.push(Line::Event { ts, cpu, comm: comm.to_string(), pid, name, text });
-    }
-    out
-}
+use common::{Collect, Line, Rec, data_dir, parse_report};
 
 fn check(fixture: &str) {
     let dir = data_dir();

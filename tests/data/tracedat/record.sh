@@ -3,6 +3,9 @@
 # /dev/kvm and Debian's trace-cmd. Uses a private tracefs instance, removed at the end;
 # the top-level tracefs settings are never touched.
 #   record.sh OUTDIR [GUEST_LOOPS] [BUFFER_KB]
+# EVENTS (space-separated system:event list) replaces the default event list; with
+# KERNEL_TEXT=1 the kernel's own text of the same buffer (the instance's `trace` file) is
+# saved as OUTDIR/kernel.txt before trace-cmd reads the buffer.
 set -eu
 out=${1:?usage: record.sh OUTDIR [GUEST_LOOPS] [BUFFER_KB]}
 loops=${2:-20}
@@ -18,8 +21,9 @@ trap '[ -d "$I" ] && rmdir "$I"; rm -rf "$tmp"' EXIT
 tmp=$(mktemp -d)
 echo 0 > "$I/tracing_on"
 echo "$bufkb" > "$I/buffer_size_kb"
-for e in kvm:kvm_cpuid kvm:kvm_pio kvm:kvm_mmio kvm:kvm_emulate_insn kvm:kvm_userspace_exit \
-         kvm:kvm_fpu kvm:kvm_exit kvm:kvm_entry sched:sched_switch sched:sched_process_exec; do
+events=${EVENTS:-kvm:kvm_cpuid kvm:kvm_pio kvm:kvm_mmio kvm:kvm_emulate_insn kvm:kvm_userspace_exit \
+        kvm:kvm_fpu kvm:kvm_exit kvm:kvm_entry sched:sched_switch sched:sched_process_exec}
+for e in $events; do
     echo "$e" >> "$I/set_event"
 done
 # Only this script and its children (other KVM users may share the machine).
@@ -30,6 +34,9 @@ python3 "$here/kvm_workload.py" "$loops"
 ls / > /dev/null
 echo 0 > "$I/tracing_on"
 mkdir -p "$out"
+if [ "${KERNEL_TEXT:-0}" = 1 ]; then
+    cat "$I/trace" > "$out/kernel.txt"
+fi
 # Keep the file small: in a private mount namespace, hide /proc/kallsyms (5 MB) and show
 # trace-cmd only the event formats of the systems we use (ftrace, kvm, sched) instead of
 # all ~100 systems. The ring-buffer data is untouched.

@@ -75,7 +75,11 @@ pub fn run(args: Args) -> CmdResult {
     };
     let mut out = Output::create(args.output.path())?;
     match write_text(&trace, layout, &mut out) {
-        Ok(_) => {}
+        Ok(stats) => {
+            for warning in &stats.warnings {
+                eprintln!("exitscope: warning: {name}: {warning}");
+            }
+        }
         Err(TextError::Io(e)) => {
             return Err(Failure::input(anyhow::Error::new(e).context("writing the text")));
         }
