@@ -9,7 +9,7 @@ pub fn line(args: fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "exitscope: {args}");
 }
 
-/// `say!("...", ...)`: one `exitscope: ` line on stderr (see [`line`]).
+/// `say!("...", ...)`: one `exitscope: ` line on stderr (see [`line()`]).
 macro_rules! say {
     ($($t:tt)*) => { $crate::stderr::line(format_args!($($t)*)) };
 }
