@@ -8,6 +8,7 @@ mod cmd;
 mod exit;
 mod inputs;
 mod output;
+mod progress;
 mod recording;
 mod text;
 

@@ -46,11 +46,11 @@ pub fn for_each_line<R: Read>(
         end += n;
         let mut pos = 0usize;
         for nl in memchr::memchr_iter(b'\n', &buf[..end]) {
-            if let Some(skipped) = skipping.take() {
-                if !each(Chunk::TooLong(skipped + nl as u64)) {
-                    return Ok(total);
-                }
-            } else if !each(Chunk::Line(trim_cr(&buf[pos..nl]))) {
+            let chunk = match skipping.take() {
+                Some(skipped) => Chunk::TooLong(skipped + nl as u64),
+                None => line_chunk(&buf[pos..nl]),
+            };
+            if !each(chunk) {
                 return Ok(total);
             }
             pos = nl + 1;
@@ -63,7 +63,7 @@ pub fn for_each_line<R: Read>(
                         each(Chunk::TooLong(skipped + (end - start) as u64));
                     }
                     None => {
-                        each(Chunk::Line(trim_cr(&buf[start..end])));
+                        each(line_chunk(&buf[start..end]));
                     }
                 }
             } else if let Some(skipped) = skipping.take() {
@@ -77,6 +77,26 @@ pub fn for_each_line<R: Read>(
             start = end;
         }
     }
+}
+
+/// Every line of `bytes`, which is all in memory, split exactly as [`for_each_line`] splits a
+/// stream of the same bytes.
+pub fn for_each_line_in<'a>(bytes: &'a [u8], mut each: impl FnMut(Chunk<'a>)) {
+    let mut pos = 0usize;
+    for nl in memchr::memchr_iter(b'\n', bytes) {
+        each(line_chunk(&bytes[pos..nl]));
+        pos = nl + 1;
+    }
+    if pos < bytes.len() {
+        each(line_chunk(&bytes[pos..]));
+    }
+}
+
+/// A complete line (without its `\n`): too long, or the line without a trailing `\r`. The
+/// length counts the raw bytes, as the streaming reader measures a line it skips.
+#[inline]
+fn line_chunk(raw: &[u8]) -> Chunk<'_> {
+    if raw.len() > MAX_LINE { Chunk::TooLong(raw.len() as u64) } else { Chunk::Line(trim_cr(raw)) }
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -114,6 +134,26 @@ mod tests {
         input.extend_from_slice(b"\nok\n");
         let got = lines(&input);
         assert_eq!(got, [format!("<too long: {}>", 3 * 1024 * 1024), "ok".to_string()]);
+        // A long line that fits in the buffer with its newline is too long all the same.
+        let mut input = vec![b'y'; MAX_LINE + 1];
+        input.extend_from_slice(b"\nok");
+        assert_eq!(lines(&input), [format!("<too long: {}>", MAX_LINE + 1), "ok".to_string()]);
+    }
+
+    #[test]
+    fn in_memory_split_matches_the_stream() {
+        let mut long = vec![b'z'; MAX_LINE + 5];
+        long.extend_from_slice(b"\r\nx\r\n\n\nlast");
+        for input in [&b"a\nb\n"[..], b"a\r\nb", b"", b"\n\n", &long] {
+            let mut got = Vec::new();
+            for_each_line_in(input, |c| {
+                got.push(match c {
+                    Chunk::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                    Chunk::TooLong(n) => format!("<too long: {n}>"),
+                })
+            });
+            assert_eq!(got, lines(input));
+        }
     }
 
     #[test]
