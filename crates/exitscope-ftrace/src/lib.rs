@@ -419,12 +419,18 @@ pub enum PreLine<'a> {
 #[inline]
 pub fn pre_parse(raw: &[u8]) -> PreLine<'_> {
     match std::str::from_utf8(raw) {
-        Ok(text) => PreLine::Text { text, parsed: line::parse_line(text) },
+        Ok(text) => pre_parse_str(text),
         Err(e) => {
             let at = e.valid_up_to();
             PreLine::NotUtf8 { at, byte: raw.get(at).copied().unwrap_or(0) }
         }
     }
+}
+
+/// [`pre_parse`] of a line known to be UTF-8.
+#[inline]
+pub fn pre_parse_str(text: &str) -> PreLine<'_> {
+    PreLine::Text { text, parsed: line::parse_line(text) }
 }
 
 /// Pre-parse every line of `chunk` (whole lines: it starts at a line start and ends after a
@@ -435,6 +441,7 @@ pub fn pre_parse_chunk<'a>(chunk: &'a [u8], out: &mut Vec<PreLine<'a>>) -> u64 {
     let before = out.len();
     reader::for_each_line_in(chunk, |c| {
         out.push(match c {
+            reader::Chunk::Text(t) => pre_parse_str(t),
             reader::Chunk::Line(l) => pre_parse(l),
             reader::Chunk::TooLong(n) => PreLine::TooLong(n),
         });
@@ -454,6 +461,7 @@ pub fn parse_reader<R: Read, S: RecordSink + ?Sized>(
     let bytes = reader::for_each_line(rdr, |chunk| {
         lineno += 1;
         let flow = match chunk {
+            reader::Chunk::Text(t) => parser.apply(pre_parse_str(t), lineno, sink),
             reader::Chunk::Line(l) => parser.line(l, lineno, sink),
             reader::Chunk::TooLong(n) => parser.too_long(n, lineno, sink),
         };
