@@ -51,7 +51,10 @@ fn process_cpu_ns() -> u64 {
         libc::getrusage(libc::RUSAGE_SELF, &mut u);
         u
     };
-    let t = |v: libc::timeval| v.tv_sec as u64 * 1_000_000_000 + v.tv_usec as u64 * 1000;
+    let t = |v: libc::timeval| {
+        u64::try_from(v.tv_sec).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(v.tv_usec).unwrap_or(0) * 1000
+    };
     t(u.ru_utime) + t(u.ru_stime)
 }
 

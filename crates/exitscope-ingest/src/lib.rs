@@ -3,9 +3,15 @@
 //! The one owner of reading exitscope's inputs. Give it paths (`-` is stdin) and an
 //! [`InputSink`]; it recognises each input by its first bytes, undoes gzip or zstd
 //! compression, reads trace-cmd `trace.dat` zero-copy from a memory map (from memory for
-//! stdin and compressed inputs), perf's `perf.data` the same way, and ftrace text as a stream through a fixed buffer, and
-//! pushes the records into the sink between [`InputSink::begin_input`] and
-//! [`InputSink::end_input`]. It returns one [`InputSummary`] per input.
+//! stdin and compressed inputs), perf's `perf.data` the same way, and ftrace text as a stream
+//! through a fixed buffer, and pushes the records into the sink between
+//! [`InputSink::begin_input`] and [`InputSink::end_input`]. It returns one [`InputSummary`]
+//! per input.
+//!
+//! A large plain text file with [`Options::jobs`] above 1 is mapped instead and cut into
+//! chunks at line ends; worker threads pre-parse the chunks (everything a line says on its
+//! own) while the calling thread applies them in order, so the sink gets exactly the records
+//! and diagnostics of one thread, and memory stays a window of chunks (`parallel.rs`).
 //!
 //! ```
 //! use exitscope_ingest::{Options, read_bytes};
