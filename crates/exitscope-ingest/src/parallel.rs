@@ -27,22 +27,24 @@ pub(crate) const DEFAULT_CHUNK: usize = 1 << 20;
 /// Inputs smaller than this are parsed on one thread (starting threads would cost more).
 pub(crate) const MIN_PARALLEL: usize = 16 << 20;
 
-/// Cut `data` into chunks of about `chunk` bytes, each ending after a newline (the last one
-/// at the end of the data).
-fn chunk_bounds(data: &[u8], chunk: usize) -> Vec<(usize, usize)> {
-    let chunk = chunk.max(1);
-    let mut out = Vec::with_capacity(data.len() / chunk + 1);
-    let mut start = 0;
-    while start < data.len() {
-        let want = start.saturating_add(chunk).min(data.len());
-        let end = match memchr::memchr(b'\n', &data[want - 1..]) {
-            Some(k) => want + k,
-            None => data.len(),
-        };
-        out.push((start, end));
-        start = end;
+/// Where chunk `i` of `data` starts when chunks are about `chunk` bytes: the first line
+/// start at or after `i * chunk` (`data.len()` past the end). Chunk `i` is
+/// `chunk_start(i)..chunk_start(i + 1)`, possibly empty when one line spans several chunk
+/// sizes. Each worker finds its own bounds, so no thread reads the whole file ahead (touching
+/// one byte per chunk up front would map most of a large file: the page cache hands out
+/// large folios).
+fn chunk_start(data: &[u8], chunk: usize, i: usize) -> usize {
+    let want = i.saturating_mul(chunk.max(1));
+    if want == 0 {
+        return 0;
     }
-    out
+    if want >= data.len() {
+        return data.len();
+    }
+    match memchr::memchr(b'\n', &data[want - 1..]) {
+        Some(k) => want + k,
+        None => data.len(),
+    }
 }
 
 /// Shared between the workers and the consumer.
@@ -66,8 +68,7 @@ pub(crate) fn parse_text<S: RecordSink + ?Sized>(
     sink: &mut S,
     progress: Option<&Progress>,
 ) -> ParseSummary {
-    let bounds = chunk_bounds(data, chunk);
-    let jobs = jobs.clamp(1, bounds.len().max(1));
+    let jobs = jobs.clamp(1, data.len().div_ceil(chunk.max(1)).max(1));
     // Each worker may run two chunks ahead of the consumer.
     let window = 2 * jobs;
     let next = AtomicUsize::new(0);
@@ -79,14 +80,18 @@ pub(crate) fn parse_text<S: RecordSink + ?Sized>(
     let mut lineno = 0u64;
     let mut stopped = false;
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Vec<PreLine<'_>>)>();
+        // (chunk index, its end, its lines)
+        let (tx, rx) = mpsc::channel::<(usize, usize, Vec<PreLine<'_>>)>();
         for _ in 0..jobs {
             let tx = tx.clone();
-            let (next, shared, pool, bounds) = (&next, &shared, &pool, &bounds);
+            let (next, shared, pool) = (&next, &shared, &pool);
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(start, end)) = bounds.get(i) else { break };
+                    let start = chunk_start(data, chunk, i);
+                    if start >= data.len() && i > 0 {
+                        break;
+                    }
                     {
                         let mut applied = shared.applied.lock().unwrap_or_else(|e| e.into_inner());
                         while i >= *applied + window && !shared.stop.load(Ordering::Relaxed) {
@@ -99,8 +104,9 @@ pub(crate) fn parse_text<S: RecordSink + ?Sized>(
                     }
                     let mut lines =
                         pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+                    let end = chunk_start(data, chunk, i + 1);
                     exitscope_ftrace::pre_parse_chunk(&data[start..end], &mut lines);
-                    if tx.send((i, lines)).is_err() {
+                    if tx.send((i, end, lines)).is_err() {
                         break;
                     }
                 }
@@ -110,9 +116,9 @@ pub(crate) fn parse_text<S: RecordSink + ?Sized>(
         let mut pending = BTreeMap::new();
         let mut want = 0usize;
         let mut released = 0usize;
-        'recv: for (i, lines) in rx.iter() {
-            pending.insert(i, lines);
-            while let Some(mut lines) = pending.remove(&want) {
+        'recv: for (i, end, lines) in rx.iter() {
+            pending.insert(i, (end, lines));
+            while let Some((done, mut lines)) = pending.remove(&want) {
                 for pre in lines.drain(..) {
                     lineno += 1;
                     if parser.apply(pre, lineno, sink) == Flow::Stop {
@@ -121,7 +127,6 @@ pub(crate) fn parse_text<S: RecordSink + ?Sized>(
                     }
                 }
                 pool.lock().unwrap_or_else(|e| e.into_inner()).push(lines);
-                let done = bounds[want].1;
                 want += 1;
                 *shared.applied.lock().unwrap_or_else(|e| e.into_inner()) = want;
                 shared.changed.notify_all();
@@ -156,14 +161,15 @@ mod tests {
     fn chunks_end_after_newlines_and_cover_everything() {
         let data = b"aa\nbbbb\n\nc\ndd";
         for chunk in 1..=data.len() + 1 {
-            let b = chunk_bounds(data, chunk);
-            assert_eq!(b.first().map(|x| x.0), Some(0));
-            assert_eq!(b.last().map(|x| x.1), Some(data.len()));
-            for w in b.windows(2) {
-                assert_eq!(w[0].1, w[1].0);
-                assert_eq!(data[w[0].1 - 1], b'\n');
+            let starts: Vec<usize> =
+                (0..=data.len() + 1).map(|i| chunk_start(data, chunk, i)).collect();
+            assert_eq!(starts[0], 0);
+            assert_eq!(*starts.last().unwrap(), data.len());
+            for w in starts.windows(2) {
+                assert!(w[0] <= w[1]);
+                assert!(w[1] == data.len() || data[w[1] - 1] == b'\n', "chunk {chunk}: {starts:?}");
             }
         }
-        assert!(chunk_bounds(b"", 4).is_empty());
+        assert_eq!(chunk_start(b"", 4, 0), 0);
     }
 }
