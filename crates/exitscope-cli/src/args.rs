@@ -151,6 +151,15 @@ pub struct TracefsArgs {
     pub fake_tracefs: Option<PathBuf>,
 }
 
+/// `5`, `5%` or ` 5 % ` as a non-negative percentage (`diff` and `compare --fail-above`).
+pub fn parse_pct(s: &str) -> Result<f64, String> {
+    let t = s.trim().trim_end_matches('%').trim();
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a percentage like 5 or 5%, found {s:?}")),
+    }
+}
+
 fn parse_cpl(s: &str) -> Result<Cpl, String> {
     match s {
         "0" => Ok(Cpl::Zero),

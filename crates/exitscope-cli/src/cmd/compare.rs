@@ -9,7 +9,7 @@ use clap::Args as ClapArgs;
 use exitscope_compare::{bench, compare_bench};
 use exitscope_stats::DEFAULT_CONFIDENCE;
 
-use crate::cmd::diff::parse_pct;
+use crate::args::parse_pct;
 use crate::exit::{self, CmdResult, Failure};
 
 /// Arguments of `exitscope compare`.

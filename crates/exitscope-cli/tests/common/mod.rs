@@ -33,36 +33,10 @@ pub fn ok_stdout(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Compare `actual` with the golden file at `expected` (relative to the workspace root).
-/// `EXITSCOPE_BLESS=1` rewrites it; a missing file is created (and the test fails, so a new
-/// golden is always looked at). The failure names `expected_file:line` of the first difference.
+/// Compare `actual` with the golden file at `expected` (relative to the workspace root):
+/// the one golden runner, `exitscope_testkit::golden`.
 pub fn golden(actual: &str, expected: &str) {
-    let path = root().join(expected);
-    let bless = std::env::var_os("EXITSCOPE_BLESS").is_some_and(|v| v == "1");
-    let Ok(want) = std::fs::read_to_string(&path) else {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        assert!(bless, "{expected} did not exist; wrote it — check it and re-run");
-        return;
-    };
-    if want == actual {
-        return;
-    }
-    if bless {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let tmp = std::env::temp_dir().join(format!("exitscope-actual-{}", expected.replace('/', "_")));
-    std::fs::write(&tmp, actual).unwrap();
-    let (w, a): (Vec<&str>, Vec<&str>) = (want.lines().collect(), actual.lines().collect());
-    let line = w.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(w.len().min(a.len()));
-    panic!(
-        "{expected}:{}: output differs\n  expected: {:?}\n  actual:   {:?}\n(actual output saved to {}; EXITSCOPE_BLESS=1 to accept)",
-        line + 1,
-        w.get(line).unwrap_or(&"<end of file>"),
-        a.get(line).unwrap_or(&"<end of output>"),
-        tmp.display()
-    );
+    exitscope_testkit::golden(actual, expected);
 }
 
 /// The `exitscope` binary as a command, run in the workspace root.
