@@ -120,6 +120,11 @@ pub struct SessionConfig {
     /// What [`Session::capture`] writes (default: text; `exitscope record` picks trace.dat
     /// unless the output is a `.txt` file, see [`CaptureFormat::for_path`]).
     pub format: CaptureFormat,
+    /// The recording host's tag (`exitscope_host::Fingerprint::to_tag`, one line): the first
+    /// line of a text capture (after `# `, a comment to every ftrace reader) and exitscope's
+    /// own option in trace.dat (`exitscope_tracedat::HOST_OPTION`, which trace-cmd skips).
+    /// `None` writes neither.
+    pub host_tag: Option<String>,
 }
 
 impl SessionConfig {
@@ -133,6 +138,7 @@ impl SessionConfig {
             placement: Placement::Auto,
             instance_name: format!("exitscope-{}", std::process::id()),
             format: CaptureFormat::default(),
+            host_tag: None,
         }
     }
 }
@@ -149,6 +155,7 @@ pub struct Session {
     notes: Vec<String>,
     enabled: Vec<String>,
     format: CaptureFormat,
+    host_tag: Option<String>,
 }
 
 impl Session {
@@ -184,6 +191,8 @@ impl Session {
             notes: Vec::new(),
             enabled: Vec::new(),
             format: cfg.format,
+            // One line, whatever the caller passed.
+            host_tag: cfg.host_tag.as_ref().map(|t| t.replace(['\n', '\r'], " ")),
         };
         if let Some(l) = ledger::read(fs).filter(|l| !ledger::live_exitscope(l.pid)) {
             s.notes.push(format!(
@@ -464,6 +473,11 @@ impl Session {
     /// What [`Session::capture`] writes.
     pub fn format(&self) -> CaptureFormat {
         self.format
+    }
+
+    /// The recording host's tag written with the capture ([`SessionConfig::host_tag`]).
+    pub fn host_tag(&self) -> Option<&str> {
+        self.host_tag.as_deref()
     }
 
     /// The tracer in use (`function_graph` or `nop`).
