@@ -156,6 +156,8 @@ pub struct Session {
     enabled: Vec<String>,
     format: CaptureFormat,
     host_tag: Option<String>,
+    /// The pid filter as set.
+    pids: Vec<u32>,
 }
 
 impl Session {
@@ -193,6 +195,7 @@ impl Session {
             format: cfg.format,
             // One line, whatever the caller passed.
             host_tag: cfg.host_tag.as_ref().map(|t| t.replace(['\n', '\r'], " ")),
+            pids: cfg.pids.clone(),
         };
         if let Some(l) = ledger::read(fs).filter(|l| !ledger::live_exitscope(l.pid)) {
             s.notes.push(format!(
@@ -311,6 +314,61 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Add tasks to the pid filter of a running session (tasks `--pid`'s process created
+    /// between listing its threads and the start of tracing, which fork-following cannot
+    /// see). No-op for a session that traces everyone.
+    ///
+    /// # Errors
+    /// [`Error::Write`].
+    pub fn add_pids(&mut self, pids: &[u32]) -> Result<(), Error> {
+        if pids.is_empty() || self.pids.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let file = if self.tracer == "nop" { "set_event_pid" } else { "set_ftrace_pid" };
+        let full = format!("{}{file}", self.dir);
+        {
+            let mut st = self.lock();
+            if !self.in_instance() && !st.saved.iter().any(|(p, _)| *p == full) {
+                let before = st.fs.read(&full)?;
+                st.save(&full, before);
+            }
+            st.fs.append(&full, &list.join(" "))?;
+        }
+        self.pids.extend_from_slice(pids);
+        Ok(())
+    }
+
+    /// Adds to the pid filter the threads (and child processes) of `pid` that it lacks: those
+    /// created between the listing of its threads and the start of tracing, which
+    /// fork-following cannot see (it follows only tasks created while tracing is on). Lists
+    /// again until a listing finds nothing new (a process spawning threads in a loop gets a
+    /// few rounds); returns the tasks added. A process that has ended meanwhile adds nothing.
+    ///
+    /// # Errors
+    /// [`Error::Write`].
+    pub fn add_new_threads_of(&mut self, pid: u32) -> Result<Vec<u32>, Error> {
+        let mut added = Vec::new();
+        if self.pids.is_empty() {
+            return Ok(added);
+        }
+        for _ in 0..8 {
+            let Ok(now) = process_tree_threads(pid) else { break };
+            let new: Vec<u32> = now.into_iter().filter(|t| !self.pids.contains(t)).collect();
+            if new.is_empty() {
+                break;
+            }
+            self.add_pids(&new)?;
+            added.extend(new);
+        }
+        Ok(added)
+    }
+
+    /// The tasks the pid filter holds (empty: everyone).
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
     }
 
     fn set_pids(
