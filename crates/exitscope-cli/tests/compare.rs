@@ -247,7 +247,11 @@ fn scaled_trace(text: &str, factor: f64) -> String {
         match (stamp, micros) {
             (Some(stamp), Some(us)) if !line.starts_with('#') => {
                 let t0 = *t0.get_or_insert(us);
-                #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+                #[allow(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss
+                )]
                 let moved = t0 + ((us - t0) as f64 * factor).round() as u64;
                 let new = format!("{}.{:06}:", moved / 1_000_000, moved % 1_000_000);
                 out.push_str(&line.replacen(&format!("{stamp}:"), &new, 1));
@@ -376,7 +380,11 @@ fn report_json_host_is_the_recording_host_or_null() {
     let out = exitscope(&["report", "--json", &bad]);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     assert_eq!(json(&out)["host"], Value::Null);
-    assert!(err(&out).contains("bad.txt:1: the `# exitscope host:` line is not an exitscope"), "{}", err(&out));
+    assert!(
+        err(&out).contains("bad.txt:1: the `# exitscope host:` line is not an exitscope"),
+        "{}",
+        err(&out)
+    );
 }
 
 #[test]

@@ -90,7 +90,10 @@ fn samples(bins: &[HistogramBin]) -> Samples {
 
 /// A's and B's samples of one measure, regrouped until their pairs fit, and at what
 /// resolution.
-fn sample_pair(a: Option<&Distribution>, b: Option<&Distribution>) -> (Samples, Samples, bool, u32) {
+fn sample_pair(
+    a: Option<&Distribution>,
+    b: Option<&Distribution>,
+) -> (Samples, Samples, bool, u32) {
     let exact = [a, b].iter().flatten().all(|d| d.histogram.exact);
     let (ha, hb) = (histogram(a), histogram(b));
     if exact {
@@ -197,7 +200,8 @@ pub fn reason_rows(a: &Report, b: &Report, confidence: f64) -> Vec<Row> {
     names
         .into_iter()
         .map(|name| {
-            let (x, y) = (ra.iter().find(|r| r.reason == name), rb.iter().find(|r| r.reason == name));
+            let (x, y) =
+                (ra.iter().find(|r| r.reason == name), rb.iter().find(|r| r.reason == name));
             reason_row(name, x, y, timestamp_ns, confidence)
         })
         .collect()

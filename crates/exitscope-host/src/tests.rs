@@ -368,7 +368,8 @@ fn tag_round_trip_is_one_line() {
     assert!(Fingerprint::from_tag("tracer: nop").is_none());
     assert!(Fingerprint::from_tag("exitscope host: {\"cpu\": 3}").unwrap().is_err());
     // Unknown fields (a newer exitscope) are ignored.
-    let newer = Fingerprint::from_tag("exitscope host: {\"future\": 1, \"os\": {\"release\": \"7.0\"}}");
+    let newer =
+        Fingerprint::from_tag("exitscope host: {\"future\": 1, \"os\": {\"release\": \"7.0\"}}");
     assert_eq!(newer.unwrap().unwrap().os.release.as_deref(), Some("7.0"));
     assert!(f.short().starts_with("AMD EPYC"), "{}", f.short());
 }

@@ -326,12 +326,12 @@ impl<'n> Reader<'n> {
             }
             Sniffed::Text => {
                 let host = self.host_of_text(&head);
-                self.read_text(Cursor::new(head).chain(rdr), compression, host, sink).map_err(
-                    |e| match e {
+                self.read_text(Cursor::new(head).chain(rdr), compression, host, sink).map_err(|e| {
+                    match e {
                         Err2::Io(e) => read_err(e, count.get()),
                         Err2::Ingest(e) => e,
-                    },
-                )
+                    }
+                })
             }
         }
     }
@@ -382,7 +382,10 @@ impl<'n> Reader<'n> {
                 let s = exitscope_tracedat::read(data, self.name, &mut RecordsOf(sink))
                     .map_err(|error| Error::TraceDat { name, size, error })?;
                 let empty = format!("a valid trace.dat (version {}, {} CPUs)", s.version, s.cpus);
-                host = s.host_tag.as_deref().map(|t| self.host_of_tag(t, ": the exitscope host option"));
+                host = s
+                    .host_tag
+                    .as_deref()
+                    .map(|t| self.host_of_tag(t, ": the exitscope host option"));
                 (s.records, s.unknown_events, empty)
             }
             InputFormat::PerfData => {

@@ -136,8 +136,7 @@ pub fn write(c: &Comparison, style: &Style, out: &mut impl Write) -> io::Result<
     // Tests neither side measured (skipped at this CPL, say) are listed once, below.
     let (measured, neither): (Vec<&Row>, Vec<&Row>) =
         c.rows.iter().partition(|r| r.a.is_some() || r.b.is_some());
-    let (exits, tests): (Vec<&Row>, Vec<&Row>) =
-        measured.iter().partition(|r| r.measure.is_some());
+    let (exits, tests): (Vec<&Row>, Vec<&Row>) = measured.iter().partition(|r| r.measure.is_some());
     writeln!(out)?;
     writeln!(
         out,

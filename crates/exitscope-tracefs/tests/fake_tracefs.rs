@@ -587,7 +587,7 @@ fn pid_target_relists_threads_created_before_tracing_started() {
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let t = std::thread::spawn(move || {
         // SAFETY: gettid has no preconditions.
-        tx.send(unsafe { libc::gettid() } as u32).unwrap();
+        tx.send(u32::try_from(unsafe { libc::gettid() }).unwrap()).unwrap();
         let _ = stop_rx.recv();
     });
     let tid = rx.recv().unwrap();

@@ -111,7 +111,12 @@ fn load(path: &Path) -> Result<Side, Failure> {
         return Ok(Side { shown, bench, trace, run_dir: true });
     }
     if !path.exists() || looks_like_json(path) {
-        return Ok(Side { shown, bench: Some(bench::load(path).map_err(bad)?), trace: None, run_dir: false });
+        return Ok(Side {
+            shown,
+            bench: Some(bench::load(path).map_err(bad)?),
+            trace: None,
+            run_dir: false,
+        });
     }
     let report = analyse_trace(path, false)?;
     Ok(Side { trace: Some((shown.clone(), report)), shown, bench: None, run_dir: false })
@@ -133,7 +138,11 @@ fn compare(a: &Side, b: &Side) -> Result<Comparison, Failure> {
             // A directory's bench host is the richer one (TSC rate, placement); a lone trace
             // has its own.
             let host = |s: &Side, r: &Report| {
-                s.bench.as_ref().map(|b| b.host.clone()).or_else(|| r.host.clone()).unwrap_or_default()
+                s.bench
+                    .as_ref()
+                    .map(|b| b.host.clone())
+                    .or_else(|| r.host.clone())
+                    .unwrap_or_default()
             };
             Ok(Comparison::new(
                 Source { path: na.clone(), host: host(a, ra) },

@@ -101,7 +101,7 @@ enum TargetSpec {
     Command(Vec<OsString>),
     Pid(u32),
     Everyone,
-    Bench(&'static exitscope_vmm::Benchmark, exitscope_vmm::Options, exitscope_vmm::HostInfo),
+    Bench(&'static exitscope_vmm::Benchmark, exitscope_vmm::Options, Box<exitscope_vmm::HostInfo>),
 }
 
 fn mode_of(a: &Args) -> Result<Mode, Failure> {
@@ -151,7 +151,7 @@ fn validate(a: &Args) -> Result<(Mode, TargetSpec, Option<Duration>), Failure> {
         a.bench_options.validate()?;
         let opts = a.bench_options.vmm(min_cycles, repeat);
         let host = recording::check_kvm(&opts)?;
-        TargetSpec::Bench(bench, opts, host)
+        TargetSpec::Bench(bench, opts, Box::new(host))
     } else if !a.command.is_empty() {
         exitscope_tracefs::resolve_command(&a.command[0])
             .map_err(|e| recording::failure(e, &mode))?;
@@ -212,7 +212,7 @@ pub fn run(args: Args) -> CmdResult {
     let mut out = Output::create(Some(&args.output))?;
     let fs = recording::tracefs(&args.tracefs, &mode)?;
     let kvm = match &target {
-        TargetSpec::Bench(_, _, host) => Some(host.clone()),
+        TargetSpec::Bench(_, _, host) => Some(host.as_ref().clone()),
         _ => None,
     };
     let mut cfg = SessionConfig::new(mode.clone());
