@@ -93,9 +93,20 @@ fn samples(bins: &[HistogramBin]) -> Samples {
 fn sample_pair(
     a: Option<&Distribution>,
     b: Option<&Distribution>,
+    round_to: [Option<u64>; 2],
 ) -> (Samples, Samples, bool, u32) {
     let exact = [a, b].iter().flatten().all(|d| d.histogram.exact);
-    let (ha, hb) = (histogram(a), histogram(b));
+    let requantize = |h: Histogram, step: Option<u64>| match step {
+        Some(step) if step > 1 => {
+            let mut out = Histogram::default();
+            for (v, n) in h.sorted() {
+                out.add_n(v.saturating_add(step / 2) / step * step, n);
+            }
+            out
+        }
+        _ => h,
+    };
+    let (ha, hb) = (requantize(histogram(a), round_to[0]), requantize(histogram(b), round_to[1]));
     if exact {
         let (sa, sb) = (samples(&ha.to_json(512).bins), samples(&hb.to_json(512).bins));
         if sa.points().len().saturating_mul(sb.points().len()) <= MAX_PAIRS {
@@ -112,14 +123,24 @@ fn sample_pair(
     }
 }
 
-/// One row for an exit reason.
+/// One row for an exit reason. `timestamps` are A's and B's timestamp steps in ns
+/// (`ExitsReport::timestamp_resolution_ns`): when they differ (a trace.dat against the
+/// kernel's text, say), the finer side's values are rounded to the nearest multiple of the
+/// coarser step first, as if it had been recorded at that resolution, so that the rounding
+/// is not taken for a shift.
 pub fn reason_row(
     reason: &str,
     a: Option<&ReasonStats>,
     b: Option<&ReasonStats>,
-    timestamp_ns: Option<u64>,
+    timestamps: [Option<u64>; 2],
     confidence: f64,
 ) -> Row {
+    let timestamp_ns = timestamps.iter().flatten().copied().max();
+    let round_to = match timestamps {
+        [Some(x), Some(y)] if x < y => [Some(y), None],
+        [Some(x), Some(y)] if y < x => [None, Some(x)],
+        _ => [None, None],
+    };
     let Some((name, da, db)) = measure(a, b) else {
         let mut row =
             compare_samples(reason, "ns", &Samples::default(), &Samples::default(), confidence);
@@ -127,7 +148,7 @@ pub fn reason_row(
         row.note = Some("no timed exits on either side (counts only)".into());
         return row;
     };
-    let (sa, sb, exact, per_octave) = sample_pair(da, db);
+    let (sa, sb, exact, per_octave) = sample_pair(da, db, round_to);
     let mut row = compare_samples(reason, "ns", &sa, &sb, confidence);
     row.measure = Some(name.to_string());
     row.resolution = Some(Resolution {
@@ -143,6 +164,13 @@ pub fn reason_row(
         _ if db.is_none() => notes.push(format!("B has no {name} time for it")),
         _ => {}
     }
+    for (side, step) in ["A", "B"].into_iter().zip(round_to) {
+        if let Some(step) = step {
+            notes.push(format!(
+                "{side}'s values rounded to {step} ns, the other trace's timestamp step"
+            ));
+        }
+    }
     if name == "inter_arrival" && da.is_some() && db.is_some() {
         notes.push(
             "time between exits (tracepoints give no handling time): it moves with the exit's \
@@ -150,16 +178,23 @@ pub fn reason_row(
                 .into(),
         );
     }
-    // A shift smaller than the trace can resolve is not a finding, whatever the test says.
-    if let (Some(t), Some(s)) = (timestamp_ns.filter(|&t| t > 1), row.shift.as_ref()) {
-        #[allow(clippy::cast_precision_loss)] // a timestamp step
-        let step = t as f64;
-        if s.significant && s.estimate.abs() < step {
-            notes.push(format!(
-                "the shift ({:+.0} ns) is below the timestamps' {t} ns step",
-                s.estimate
-            ));
-        }
+    // A shift smaller than the trace can resolve is not a finding, whatever the test says
+    // (heavily tied values make the test reject a zero shift for differences in rounding).
+    #[allow(clippy::cast_precision_loss)] // a timestamp step
+    let step = timestamp_ns.filter(|&t| t > 1).map_or(0.0, |t| t as f64);
+    let bucket = match (exact, row.a.as_ref()) {
+        (false, Some(a)) => a.median / f64::from(per_octave),
+        _ => 0.0,
+    };
+    let finest = step.max(bucket);
+    if let Some(s) = row.shift.as_ref().filter(|s| s.significant && s.estimate.abs() < finest) {
+        notes.push(format!(
+            "the shift ({:+.0} ns) is below what the values resolve ({finest:.0} ns: {}): not \
+             counted as a difference",
+            s.estimate,
+            if step >= bucket { "the timestamps' step" } else { "the histogram's bucket" }
+        ));
+        row.verdict = exitscope_stats::Verdict::NoSignificantDifference;
     }
     if let Some(n) = row.note.take() {
         notes.push(n);
@@ -196,13 +231,13 @@ pub fn reason_rows(a: &Report, b: &Report, confidence: f64) -> Vec<Row> {
         }
     }
     let step = |r: &Report| r.exits.as_ref().and_then(|e| e.timestamp_resolution_ns);
-    let timestamp_ns = step(a).into_iter().chain(step(b)).max();
+    let timestamps = [step(a), step(b)];
     names
         .into_iter()
         .map(|name| {
             let (x, y) =
                 (ra.iter().find(|r| r.reason == name), rb.iter().find(|r| r.reason == name));
-            reason_row(name, x, y, timestamp_ns, confidence)
+            reason_row(name, x, y, timestamps, confidence)
         })
         .collect()
 }
