@@ -321,8 +321,13 @@ impl<'a> Analysis<'a> {
             || events.keys().any(|k| k.starts_with("kvm_"));
         let exits = any_exit_source
             .then(|| self.stats.finish(&self.reasons, &self.graph, &self.events, notes));
+        let host = recording_host(&self.inputs, &mut |d| {
+            self.counts.warnings += 1;
+            self.diagnostics.push(d);
+        });
         Report {
             schema_version: SCHEMA_VERSION,
+            host,
             inputs: self.inputs,
             roots: self.builder.roots(),
             tree,
@@ -371,6 +376,58 @@ impl InputSink for Analysis<'_> {
             *i = InputSummary { name, format, ..summary.clone() };
         }
     }
+}
+
+/// The host that recorded `inputs`: the first input's, when every input carries one and none
+/// differs from it in a way that moves exit costs (see [`exitscope_host::differences`]);
+/// otherwise `None`, with a warning when some input did carry one.
+fn recording_host(
+    inputs: &[InputSummary],
+    warn: &mut dyn FnMut(Diagnostic),
+) -> Option<exitscope_host::Fingerprint> {
+    let first = inputs.first()?.host.as_ref();
+    let diagnostic = |i: &InputSummary, message: String| Diagnostic {
+        file: i.name.clone(),
+        line: 0,
+        column: 0,
+        severity: Severity::Warning,
+        message,
+    };
+    let first = match first {
+        Some(f) => f,
+        None => {
+            if let Some(i) = inputs.iter().find(|i| i.host.is_some()) {
+                warn(diagnostic(
+                    i,
+                    format!(
+                        "it names its recording host and {} does not: the report's host is \
+                         left unknown",
+                        inputs[0].name
+                    ),
+                ));
+            }
+            return None;
+        }
+    };
+    for i in &inputs[1..] {
+        let why = match &i.host {
+            None => "it does not name its recording host".to_owned(),
+            Some(h) => {
+                let d = exitscope_host::differences(first, h);
+                let unlike = exitscope_host::unlike_categories(&d);
+                if unlike.is_empty() {
+                    continue;
+                }
+                format!("it was recorded on another host (different {})", unlike.join(", "))
+            }
+        };
+        warn(diagnostic(
+            i,
+            format!("{why} than {}: the report's host is left unknown", inputs[0].name),
+        ));
+        return None;
+    }
+    Some(first.clone())
 }
 
 fn serde_plain_reason(r: calls::CutReason) -> String {

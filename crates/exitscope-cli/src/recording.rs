@@ -25,6 +25,15 @@ pub fn check_kvm(opts: &exitscope_vmm::Options) -> Result<HostInfo, Failure> {
     exitscope_vmm::probe(opts).map_err(|e| Failure::environment(anyhow!(e)))
 }
 
+/// The recording host's tag for the trace (`SessionConfig::host_tag`): this machine's
+/// fingerprint as it is when the recording starts, with KVM's TSC rate when `kvm` has it.
+pub fn host_tag(kvm: Option<&HostInfo>) -> String {
+    match kvm {
+        Some(h) => h.fingerprint.to_tag(),
+        None => exitscope_host::Fingerprint::collect().to_tag(),
+    }
+}
+
 /// The tracefs to record in: `--fake-tracefs`, `--tracefs DIR` (checked), or the mounted one
 /// (mounted if needed). Real tracefs needs root.
 pub fn tracefs(a: &TracefsArgs, mode: &Mode) -> Result<Tracefs, Failure> {

@@ -104,7 +104,9 @@ fn interrupted_recording_keeps_what_was_captured() {
     let o = wait_timeout(child, Duration::from_secs(10));
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(text.starts_with("# tracer: nop\n") && text.contains("kvm_cpuid: func 0"), "{text}");
+    let (host, rest) = text.split_once('\n').unwrap();
+    assert!(host.starts_with("# exitscope host: {"), "{text}");
+    assert!(rest.starts_with("# tracer: nop\n") && rest.contains("kvm_cpuid: func 0"), "{text}");
 }
 
 /// `run -o DIR` used to leave a 0-byte bench.json when it failed part-way.

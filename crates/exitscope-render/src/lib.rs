@@ -28,6 +28,7 @@ pub mod exits;
 pub mod flame;
 pub mod flat;
 pub mod folded;
+pub mod host;
 pub mod html;
 pub mod json;
 pub mod perfetto;

@@ -154,8 +154,10 @@ impl Session {
         let mut sum = CaptureSummary::default();
         let mut lines = LineCopier::default();
         let out_err = |source| Error::Output { path: out_name.to_owned(), source };
+        // The host first: readers look for it on the first line only.
+        let host = self.host_tag().map(|t| format!("# {t}\n")).unwrap_or_default();
         let header = format!(
-            "# tracer: {}\n# exitscope record: {}\n",
+            "{host}# tracer: {}\n# exitscope record: {}\n",
             self.tracer(),
             self.enabled().join(" ")
         );

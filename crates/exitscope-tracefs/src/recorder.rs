@@ -198,6 +198,11 @@ impl Recorder {
                 return Err(e);
             }
         };
+        if let Running::Pid(p) = running
+            && let Err(e) = session.add_new_threads_of(p)
+        {
+            return Err(e);
+        }
         for n in session.notes() {
             notify(n);
         }

@@ -101,7 +101,7 @@ enum TargetSpec {
     Command(Vec<OsString>),
     Pid(u32),
     Everyone,
-    Bench(&'static exitscope_vmm::Benchmark, exitscope_vmm::Options),
+    Bench(&'static exitscope_vmm::Benchmark, exitscope_vmm::Options, Box<exitscope_vmm::HostInfo>),
 }
 
 fn mode_of(a: &Args) -> Result<Mode, Failure> {
@@ -150,8 +150,8 @@ fn validate(a: &Args) -> Result<(Mode, TargetSpec, Option<Duration>), Failure> {
         let (min_cycles, repeat) = QUICK;
         a.bench_options.validate()?;
         let opts = a.bench_options.vmm(min_cycles, repeat);
-        recording::check_kvm(&opts)?;
-        TargetSpec::Bench(bench, opts)
+        let host = recording::check_kvm(&opts)?;
+        TargetSpec::Bench(bench, opts, Box::new(host))
     } else if !a.command.is_empty() {
         exitscope_tracefs::resolve_command(&a.command[0])
             .map_err(|e| recording::failure(e, &mode))?;
@@ -211,10 +211,15 @@ pub fn run(args: Args) -> CmdResult {
     // Create the output first: a bad path fails before tracefs is touched.
     let mut out = Output::create(Some(&args.output))?;
     let fs = recording::tracefs(&args.tracefs, &mode)?;
+    let kvm = match &target {
+        TargetSpec::Bench(_, _, host) => Some(host.as_ref().clone()),
+        _ => None,
+    };
     let mut cfg = SessionConfig::new(mode.clone());
     cfg.follow_forks = !args.no_follow;
     cfg.buffer_size_kb = args.tracefs.buffer_size;
     cfg.format = format;
+    cfg.host_tag = Some(recording::host_tag(kvm.as_ref()));
     if args.top_level {
         cfg.placement = Placement::TopLevel;
     }
@@ -223,7 +228,7 @@ pub fn run(args: Args) -> CmdResult {
         TargetSpec::Command(argv) => Target::Command(argv),
         TargetSpec::Pid(p) => Target::Pid(p),
         TargetSpec::Everyone => Target::Everyone,
-        TargetSpec::Bench(b, opts) => recording::bench_target(b, opts),
+        TargetSpec::Bench(b, opts, _) => recording::bench_target(b, opts),
     };
     let rec = recorder
         .record(target, &mut out, &args.output, &mut |m| say!("{m}"))

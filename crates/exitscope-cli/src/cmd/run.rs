@@ -141,6 +141,9 @@ pub fn run(args: Args) -> CmdResult {
     let mut cfg = SessionConfig::new(first_mode.clone());
     cfg.format = CaptureFormat::for_path(&trace, Compression::Zstd);
     cfg.buffer_size_kb = Some(args.tracefs.buffer_size.unwrap_or(DEFAULT_BUFFER_KB));
+    // The untraced bench's fingerprint: where the traced loop ran too, TSC rate and --pin
+    // included.
+    cfg.host_tag = Some(untraced.host.fingerprint.to_tag());
     let mut recorder = Recorder::new(fs, cfg);
     let mut notify = |m: &str| say!("{m}");
     let mut why = args.events.then(|| "--events was given".to_owned());
