@@ -49,6 +49,8 @@ pub enum StopWhen {
     Duration,
     /// A signal (SIGINT, SIGTERM, SIGHUP) arrived.
     Signal(i32),
+    /// The caller asked to stop (`exitscope top`'s `q` key, its `--once` interval).
+    Requested,
 }
 
 /// What a capture wrote.
