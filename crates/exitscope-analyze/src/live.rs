@@ -73,7 +73,14 @@ impl LiveExits {
     /// Intervals analysed with `opts`; `name` names the stream in diagnostics.
     pub fn new(opts: AnalysisOptions, name: &str) -> Self {
         let current = Self::fresh(&opts, name);
-        LiveExits { opts, name: name.to_owned(), current, records: 0, seq: 0, start: Duration::ZERO }
+        LiveExits {
+            opts,
+            name: name.to_owned(),
+            current,
+            records: 0,
+            seq: 0,
+            start: Duration::ZERO,
+        }
     }
 
     fn fresh(opts: &AnalysisOptions, name: &str) -> Analysis<'static> {

@@ -435,7 +435,13 @@ pub struct Feed {
 impl Feed {
     /// A feed for the input called `input` (used in diagnostics).
     pub fn new(input: &str) -> Self {
-        Feed { parser: TextParser::new(input), partial: Vec::new(), skipping: None, lineno: 0, bytes: 0 }
+        Feed {
+            parser: TextParser::new(input),
+            partial: Vec::new(),
+            skipping: None,
+            lineno: 0,
+            bytes: 0,
+        }
     }
 
     /// Parse the complete lines of `data` (after what an earlier push left unfinished) into

@@ -281,7 +281,8 @@ mod tests {
 
     #[test]
     fn the_table_shows_counts_rates_and_gaps_sorted_by_count() {
-        let view = TopView { target: "bench inl_from_kernel".into(), keys: true, ..Default::default() };
+        let view =
+            TopView { target: "bench inl_from_kernel".into(), keys: true, ..Default::default() };
         let s = screen(&view);
         let expected = "\
 exitscope top · bench inl_from_kernel · interval 3 at 4.0 s (2.00 s) · 321 exits · 7 lost
@@ -340,7 +341,9 @@ Events: kvm_cpuid 20, kvm_pio 300
         let mut out = Vec::new();
         write_screen(&iv, &view, &mut out).unwrap();
         let s = String::from_utf8(out).unwrap();
-        assert!(s.contains("handling time = kvm_exit -> kvm_entry (1 us resolution)  sort: count\n"));
+        assert!(
+            s.contains("handling time = kvm_exit -> kvm_entry (1 us resolution)  sort: count\n")
+        );
         assert!(s.contains("VCPU   REASON               COUNT*      RATE/s         P50         P99         MAX\n"), "{s}");
         assert!(s.contains("tid 7  IO                      300       150.0    1.200 us    3.400 us    9.000 us\n"), "{s}");
         assert!(s.contains("tid 8  MSR_READ                  1         0.5    1.200 us"), "{s}");
