@@ -159,8 +159,7 @@ CPU:0 [LOST 5 EVENTS]
 
     #[test]
     fn each_interval_stands_alone_with_rates_over_its_wall_time() {
-        let mut opts = AnalysisOptions::default();
-        opts.per_vcpu = true;
+        let opts = AnalysisOptions { per_vcpu: true, ..Default::default() };
         let mut live = LiveExits::new(opts, "trace_pipe");
         feed(&mut live, FIRST);
         let a = live.cut(Duration::from_millis(500));

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! exitscope top · bench inl_from_kernel · interval 3 at 2.0 s (1.00 s) · 28431 exits · 0 lost
-//! inter-arrival per vCPU: only reason-specific tracepoints fire (1 us resolution)  sort: count  [s] sort  [q] quit
+//! inter-arrival per vCPU (only reason-specific tracepoints fire; 1 us resolution)  sort: count
 //!
 //! REASON               COUNT*      RATE/s     GAP P50     GAP P99     GAP MAX
 //! IO                    28431     28431.0    4.000 us    8.000 us   16.162 ms
@@ -126,18 +126,16 @@ pub fn write_screen(iv: &LiveInterval, view: &TopView, w: &mut impl Write) -> io
         iv.lost_events
     );
     writeln!(w, "{}", st.paint(colors::HEADER, &title))?;
-    let res = if ex.timestamp_resolution_ns.is_some_and(|r| r >= 1000) {
-        " (1 us resolution)"
-    } else {
-        ""
+    let coarse = ex.timestamp_resolution_ns.is_some_and(|r| r >= 1000);
+    let what = match (ex.handling_time_available, coarse) {
+        (true, true) => "handling time = kvm_exit -> kvm_entry (1 us resolution)",
+        (true, false) => "handling time = kvm_exit -> kvm_entry",
+        (false, true) => {
+            "inter-arrival per vCPU (only reason-specific tracepoints fire; 1 us resolution)"
+        }
+        (false, false) => "inter-arrival per vCPU (only reason-specific tracepoints fire)",
     };
-    let what = if ex.handling_time_available {
-        format!("handling time = kvm_exit -> kvm_entry{res}")
-    } else {
-        format!("inter-arrival per vCPU: only reason-specific tracepoints fire{res}")
-    };
-    let keys = if view.keys { "  [s] sort  [q] quit" } else { "" };
-    writeln!(w, "{what}  sort: {}{keys}", view.sort.name())?;
+    writeln!(w, "{what}  sort: {}", view.sort.name())?;
     writeln!(w)?;
     let rows: Vec<(&str, &ReasonStats)> = if view.per_vcpu {
         ex.vcpus
@@ -204,6 +202,9 @@ pub fn write_screen(iv: &LiveInterval, view: &TopView, w: &mut impl Write) -> io
             "Unpaired exits (no kvm_entry in this interval, or lost events): {}",
             ex.unpaired_exits
         )?;
+    }
+    if view.keys {
+        writeln!(w, "{}", st.paint(colors::DIM, "keys: s sort, q quit"))?;
     }
     Ok(())
 }
@@ -286,7 +287,7 @@ mod tests {
         let s = screen(&view);
         let expected = "\
 exitscope top · bench inl_from_kernel · interval 3 at 4.0 s (2.00 s) · 321 exits · 7 lost
-inter-arrival per vCPU: only reason-specific tracepoints fire (1 us resolution)  sort: count  [s] sort  [q] quit
+inter-arrival per vCPU (only reason-specific tracepoints fire; 1 us resolution)  sort: count
 
 REASON               COUNT*      RATE/s     GAP P50     GAP P99     GAP MAX
 IO                      300       150.0    4.000 us    8.000 us   16.162 ms
@@ -294,6 +295,7 @@ CPUID                    20        10.0   50.000 us   90.000 us   95.000 us
 MSR_READ                  1         0.5           -           -           -
 
 Events: kvm_cpuid 20, kvm_pio 300
+keys: s sort, q quit
 ";
         assert_eq!(s, expected);
     }
@@ -347,7 +349,7 @@ Events: kvm_cpuid 20, kvm_pio 300
         assert!(s.contains("VCPU   REASON               COUNT*      RATE/s         P50         P99         MAX\n"), "{s}");
         assert!(s.contains("tid 7  IO                      300       150.0    1.200 us    3.400 us    9.000 us\n"), "{s}");
         assert!(s.contains("tid 8  MSR_READ                  1         0.5    1.200 us"), "{s}");
-        assert!(!s.contains("[q]"), "no key help without a terminal");
+        assert!(!s.contains("q quit"), "no key help without a terminal");
     }
 
     #[test]

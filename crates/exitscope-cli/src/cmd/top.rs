@@ -62,6 +62,15 @@ pub struct Args {
     /// With --kut: the guest's tests.
     #[arg(value_name = "TEST", requires = "kut")]
     pub tests: Vec<String>,
+    /// vCPUs for --kut.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "kut",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(exitscope_vmm::kut::MAX_VCPUS)))]
+    pub smp: u32,
+    /// Guest RAM in MiB for --kut.
+    #[arg(long, value_name = "MB", default_value_t = exitscope_vmm::kut::DEFAULT_MEM_MIB,
+          requires = "kut",
+          value_parser = clap::value_parser!(u32).range(2..=i64::from(exitscope_vmm::kut::MAX_MEM_MIB)))]
+    pub mem: u32,
     /// Seconds between refreshes (decimals allowed).
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub interval: f64,
@@ -89,14 +98,11 @@ pub struct Args {
 
 /// What the closure target returns: a bench report or a kvm-unit-tests boot, or why KVM could
 /// not be used.
+#[allow(clippy::large_enum_variant, reason = "one value per run, moved once")]
 enum Ran {
     Bench(recording::BenchOutcome),
     Kut(Result<exitscope_vmm::kut::KutOutcome, String>),
 }
-
-/// Ring buffer per CPU when `--buffer-size` is not given: the kernel formats every line for
-/// `trace_pipe`, and on a busy machine the reader falls behind for a while at high exit rates.
-const DEFAULT_BUFFER_KB: u64 = 16384;
 
 /// `top --bench` runs the bench as `bench --quick` does.
 const QUICK: (u64, u32) = (1 << 26, 6);
@@ -128,8 +134,10 @@ fn target(a: &Args, mode: &Mode) -> Result<(Target<Ran>, String, Vec<u16>), Fail
         exitscope_vmm::kut::multiboot::Elf32::parse(&bytes)
             .map_err(|e| Failure::input(anyhow!("{}: {e}", kernel.display())))?;
         recording::check_kvm(&exitscope_vmm::Options::default())?;
-        let mut config =
-            exitscope_vmm::kut::KutConfig::new(kernel).with_tests(a.tests.iter().cloned());
+        let mut config = exitscope_vmm::kut::KutConfig::new(kernel)
+            .with_tests(a.tests.iter().cloned())
+            .with_smp(a.smp)
+            .with_mem_mib(a.mem);
         if let Some(t) = a.bench_options.timeout {
             config = config.with_timeout(Duration::from_secs_f64(t));
         }
@@ -231,6 +239,7 @@ impl Screen {
         opts: AnalysisOptions,
         rx: mpsc::Receiver<Msg>,
         broken: &AtomicBool,
+        skip: &AtomicBool,
     ) -> std::io::Result<()> {
         let mut feed = Feed::new("trace_pipe");
         let mut exits = LiveExits::new(opts, "trace_pipe");
@@ -240,6 +249,8 @@ impl Screen {
         };
         for msg in rx {
             match msg {
+                // After `q` or a signal nothing more is drawn: the backlog is dropped.
+                Msg::Data(_) if skip.load(Ordering::Relaxed) => {}
                 Msg::Data(d) => feed.push(&d, &mut exits),
                 Msg::Cut(at) if !(self.once && self.shown > 0) => {
                     self.show(exits.cut(at)).map_err(fail)?;
@@ -281,7 +292,7 @@ pub fn run(args: Args) -> CmdResult {
     let mut cfg = SessionConfig::new(mode.clone());
     // The kernel's text, read as it comes: the one capture that can be parsed while it grows.
     cfg.format = CaptureFormat::Text;
-    cfg.buffer_size_kb = Some(args.tracefs.buffer_size.unwrap_or(DEFAULT_BUFFER_KB));
+    cfg.buffer_size_kb = args.tracefs.buffer_size;
     let mut recorder = Recorder::new(fs, cfg);
 
     let mut opts = AnalysisOptions::default();
@@ -305,12 +316,13 @@ pub fn run(args: Args) -> CmdResult {
     };
     let quiet = args.json || screen.redraw;
     let broken = Arc::new(AtomicBool::new(false));
+    let skip = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let drawer = {
-        let broken = Arc::clone(&broken);
+        let (broken, skip) = (Arc::clone(&broken), Arc::clone(&skip));
         std::thread::Builder::new()
             .name("exitscope-top".into())
-            .spawn(move || screen.serve(opts, rx, &broken))
+            .spawn(move || screen.serve(opts, rx, &broken, &skip))
             .context("starting the drawing thread")
             .map_err(Failure::environment)?
     };
@@ -323,7 +335,10 @@ pub fn run(args: Args) -> CmdResult {
         if let Some(k) = keys.as_mut() {
             for key in k.pressed() {
                 match key {
-                    b'q' | b'Q' => return true,
+                    b'q' | b'Q' => {
+                        skip.store(true, Ordering::Relaxed);
+                        return true;
+                    }
                     b's' | b'S' => {
                         let _ = ticks.send(Msg::Sort);
                     }
@@ -357,6 +372,9 @@ pub fn run(args: Args) -> CmdResult {
         result.as_ref().map(|r| &r.outcome),
         Ok(Outcome::Returned(_) | Outcome::Exited(_) | Outcome::ProcessExited)
     );
+    if matches!(result.as_ref().map(|r| &r.outcome), Ok(Outcome::Interrupted(_))) {
+        skip.store(true, Ordering::Relaxed);
+    }
     let _ = tx.send(Msg::End { at, last });
     drop(tx);
     drop(out);
@@ -394,20 +412,16 @@ fn outcome(o: Outcome<Ran>) -> CmdResult {
             code: exit::TARGET_FAILED,
             error: anyhow!("the watched command ended with {st}"),
         }),
-        Outcome::Returned(Ran::Bench(Ok(report))) => {
-            if recording::bench_completed(&report) {
-                Ok(exit::OK)
-            } else {
-                Err(Failure::check(anyhow!("the benchmark did not complete")))
-            }
-        }
+        Outcome::Returned(Ran::Bench(b)) => match b {
+            Ok(report) if recording::bench_completed(&report) => Ok(exit::OK),
+            Ok(_) => Err(Failure::check(anyhow!("the benchmark did not complete"))),
+            Err(e) => Err(Failure::environment(anyhow!(e))),
+        },
         Outcome::Returned(Ran::Kut(Ok(k))) if k.end.passed() => Ok(exit::OK),
         Outcome::Returned(Ran::Kut(Ok(k))) => {
             Err(Failure::check(anyhow!("the kvm-unit-tests boot {}", k.end.describe())))
         }
-        Outcome::Returned(Ran::Bench(Err(e)) | Ran::Kut(Err(e))) => {
-            Err(Failure::environment(anyhow!(e)))
-        }
+        Outcome::Returned(Ran::Kut(Err(e))) => Err(Failure::environment(anyhow!(e))),
         Outcome::Panicked => Err(Failure::check(anyhow!("the watched thread panicked"))),
     }
 }
