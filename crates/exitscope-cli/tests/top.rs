@@ -151,6 +151,14 @@ fn usage_errors_touch_nothing() {
             vec!["top", "--fake-tracefs", dir.str(), "--repeat", "3", "--", "true"],
             "apply to --bench",
         ),
+        (
+            vec!["top", "--fake-tracefs", dir.str(), "--kut", "/nonexistent.flat"],
+            "/nonexistent.flat",
+        ),
+        (
+            vec!["top", "--fake-tracefs", dir.str(), "--kut", "/nonexistent.flat", "--repeat", "2"],
+            "apply to --bench only",
+        ),
     ] {
         let o = run(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));

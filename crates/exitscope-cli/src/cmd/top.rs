@@ -128,6 +128,13 @@ fn target(a: &Args, mode: &Mode) -> Result<(Target<Ran>, String, Vec<u16>), Fail
         return Ok((t, format!("bench {test}"), harness));
     }
     if let Some(kernel) = &a.kut {
+        let b = &a.bench_options;
+        if b.cpl.is_some() || b.min_cycles.is_some() || b.repeat.is_some() || b.pin.is_some() {
+            return Err(Failure::input(anyhow!(
+                "--cpl, --min-cycles, --repeat and --pin apply to --bench only (--kut runs the \
+                 image's own loops; --timeout applies)"
+            )));
+        }
         let bytes = std::fs::read(kernel)
             .with_context(|| format!("reading {}", kernel.display()))
             .map_err(Failure::input)?;
