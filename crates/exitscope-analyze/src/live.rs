@@ -187,4 +187,48 @@ CPU:0 [LOST 5 EVENTS]
         assert_eq!((c.exits.exits, c.exits.source.as_str()), (0, "none"));
         assert_eq!(c.exits.reasons[..], []);
     }
+
+    fn exit(ts: &str, reason: &str) -> String {
+        format!(
+            " qemu-4242 [003] d..1. {ts}: kvm_exit: vcpu 0 reason {reason} rip 0x1 info1 0x0 \
+             info2 0x0 intr_info 0x00000000 error_code 0x00000000\n"
+        )
+    }
+
+    fn entry(ts: &str) -> String {
+        format!(" qemu-4242 [003] d..1. {ts}: kvm_entry: vcpu 0, rip 0x1\n")
+    }
+
+    /// Where kvm_exit/kvm_entry fire, an interval has handling times; a pair cut by the
+    /// boundary is an unpaired exit in the first and a lone entry in the second.
+    #[test]
+    fn handling_time_per_interval_and_a_pair_cut_by_the_boundary() {
+        let opts = AnalysisOptions { per_vcpu: true, ..Default::default() };
+        let mut live = LiveExits::new(opts, "trace_pipe");
+        let first = [
+            exit("140.314000", "npf"),
+            entry("140.314001"),
+            exit("140.314010", "npf"),
+            entry("140.314013"),
+            exit("140.314020", "vmgexit"),
+        ]
+        .concat();
+        feed(&mut live, &first);
+        let a = live.cut(Duration::from_secs(1));
+        assert!(a.exits.handling_time_available);
+        assert_eq!((a.exits.exits, a.exits.unpaired_exits), (3, 1));
+        let npf = &a.exits.reasons[0];
+        assert_eq!((npf.reason.as_str(), npf.count), ("EPT_NPF", 2));
+        let h = npf.handling.as_ref().unwrap();
+        assert_eq!((h.count, h.min_ns, h.max_ns), (2, 1000, 3000));
+        assert_eq!(a.exits.vcpus[0].vcpu, "vcpu 0");
+
+        feed(
+            &mut live,
+            &[entry("140.314030"), exit("140.314040", "npf"), entry("140.314042")].concat(),
+        );
+        let b = live.cut(Duration::from_secs(2));
+        assert_eq!((b.exits.exits, b.exits.unmatched_entries), (1, 1));
+        assert_eq!(b.exits.reasons[0].handling.as_ref().unwrap().p50_ns, 2000);
+    }
 }
