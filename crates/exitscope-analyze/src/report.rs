@@ -26,6 +26,8 @@
 //!                       "count", "by_event", "by_handler": int,
 //!                       "evidence": [{"name", "count"}],  // what decided it / what was seen
 //!                       "total", "before", "run", "after", "other": Phase}]}  // most frequent first
+//!          // with per_vcpu (`exitscope top --per-vcpu`):
+//!          "vcpus": [{"vcpu": str, "exits": int, "reasons": [the same as "reasons"]}]
 //! Phase = {"timed": int, "total_ns", "mean_ns", "p50_ns", "p99_ns", "min_ns", "max_ns": int|null}
 //!         // before + run + after + other = total for every exit (so means add up too):
 //!         // before = calls before the run call, run = the run call (world switch + guest),

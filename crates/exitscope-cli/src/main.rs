@@ -7,6 +7,7 @@ mod args;
 mod cmd;
 mod exit;
 mod inputs;
+mod keys;
 mod output;
 mod recording;
 mod text;
@@ -63,6 +64,9 @@ enum Command {
     Export(cmd::export::Args),
     /// Write a trace-cmd trace.dat (v6/v7) as kernel-style ftrace text.
     Convert(cmd::convert::Args),
+    /// A live table of VM exits per reason (count, rate, percentiles), refreshed every
+    /// interval; `--json` for one JSON line per interval. Tracefs is restored on exit.
+    Top(cmd::top::Args),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => cmd::diff::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Convert(a) => cmd::convert::run(a),
+        Command::Top(a) => cmd::top::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -735,7 +735,9 @@ fn every_subcommand_help_teaches_with_the_same_names() {
         assert!(o.status.success(), "{sub} --help");
         String::from_utf8(o.stdout).unwrap()
     };
-    for sub in ["run", "bench", "record", "report", "diff", "html", "flame", "export", "convert"] {
+    for sub in
+        ["run", "bench", "record", "report", "diff", "html", "flame", "export", "convert", "top"]
+    {
         let h = help(sub);
         assert!(h.contains("Examples:\n  exitscope "), "{sub} --help has no example:\n{h}");
         if h.contains("--output") && sub != "run" {
@@ -748,13 +750,13 @@ fn every_subcommand_help_teaches_with_the_same_names() {
             assert!(h.contains("--max-diagnostics <N>") && h.contains("--strict"), "{sub}: {h}");
         }
     }
-    for sub in ["run", "bench", "record"] {
+    for sub in ["run", "bench", "record", "top"] {
         let h = help(sub);
         for flag in ["--cpl <0|3>", "--min-cycles <N|2^N>", "--repeat <N>", "--timeout <SECS>"] {
             assert!(h.contains(flag), "{sub} --help lacks {flag}:\n{h}");
         }
     }
-    for sub in ["record", "run"] {
+    for sub in ["record", "run", "top"] {
         assert!(help(sub).contains("--buffer-size <KB>"), "{sub}");
     }
     for sub in ["report", "diff", "html", "flame", "export"] {

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use exitscope_model::{Record, RecordKind, Task};
 
 use common::{
-    Need, TempDir, fake_tracefs as fake, put, skip_unless, snapshot_dir, stderr, wait_timeout,
+    Need, TempDir, fake_tracefs as fake, put, skip_unless, snapshot_dir, snapshot_tracefs, stderr,
+    wait_timeout,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_exitscope");
@@ -215,50 +216,6 @@ fn nothing_to_trace_is_a_usage_error() {
 
 fn skip_unless_hw() -> bool {
     skip_unless(&[Need::Tracefs, Need::Kvm, Need::Python])
-}
-
-/// The top-level tracefs files a recording could touch, with their content. Consuming files
-/// (trace, trace_pipe) and huge lists are not read; unreadable files (lockdown) are skipped.
-fn snapshot_tracefs() -> BTreeMap<String, String> {
-    let root = Path::new("/sys/kernel/tracing");
-    let mut m = BTreeMap::new();
-    let mut add = |p: PathBuf| {
-        if let Ok(s) = fs::read_to_string(&p) {
-            m.insert(p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), s);
-        }
-    };
-    for f in [
-        "tracing_on",
-        "current_tracer",
-        "trace_clock",
-        "set_event",
-        "set_event_pid",
-        "set_event_notrace_pid",
-        "set_ftrace_pid",
-        "set_ftrace_notrace_pid",
-        "set_graph_function",
-        "set_graph_notrace",
-        "set_ftrace_filter",
-        "set_ftrace_notrace",
-        "max_graph_depth",
-        "buffer_size_kb",
-        "trace_options",
-    ] {
-        add(root.join(f));
-    }
-    for e in fs::read_dir(root.join("options")).unwrap().flatten() {
-        add(e.path());
-    }
-    for sys in ["kvm", "kvmmmu"] {
-        let d = root.join("events").join(sys);
-        add(d.join("enable"));
-        if let Ok(rd) = fs::read_dir(&d) {
-            for e in rd.flatten() {
-                add(e.path().join("enable"));
-            }
-        }
-    }
-    m
 }
 
 fn helper() -> String {

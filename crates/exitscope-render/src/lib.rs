@@ -7,6 +7,8 @@
 //! The pictures: [`folded`] stacks and [`flame`] graphs (SVG, by inferno; differential with
 //! `--diff`), a self-contained [`html`] report, and the [`perfetto`] timeline, which is a
 //! streaming sink fed by the same `Analysis` run as the report rather than a renderer of it.
+//! [`top`] draws `exitscope top`'s live table, one interval (`exitscope_analyze::live`) at a
+//! time.
 //!
 //! ```
 //! use exitscope_analyze::report::{Report, TreeNode};
@@ -32,6 +34,7 @@ pub mod host;
 pub mod html;
 pub mod json;
 pub mod perfetto;
+pub mod top;
 pub mod tree;
 pub mod units;
 

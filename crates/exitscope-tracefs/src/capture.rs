@@ -49,6 +49,9 @@ pub enum StopWhen {
     Duration,
     /// A signal (SIGINT, SIGTERM, SIGHUP) arrived.
     Signal(i32),
+    /// The caller asked to stop (`exitscope top`'s `q` key, its `--once` interval). The text
+    /// capture then drops what is still buffered instead of draining it.
+    Requested,
 }
 
 /// What a capture wrote.
@@ -173,8 +176,11 @@ impl Session {
         };
         let why = poll_until(started, stop, &mut round)?;
         self.stop_tracing()?;
-        // Everything recorded before tracing_on went to 0.
-        drain(10_000, &mut round)?;
+        // Everything recorded before tracing_on went to 0, unless the caller said it wants
+        // no more (the kernel formats every buffered line: megabytes take seconds).
+        if why != StopWhen::Requested {
+            drain(10_000, &mut round)?;
+        }
         sum.stop = Some(why);
         lines.finish(out, &mut sum).map_err(out_err)?;
         self.with_pipe(|p| *p = None);

@@ -452,6 +452,7 @@ impl ExitStats {
             harness_exits: self.harness_exits,
             notes,
             reasons: rows,
+            vcpus: Vec::new(),
         }
     }
 

@@ -261,7 +261,8 @@ pub fn run(args: Args) -> CmdResult {
             say!("--duration reached; stopped the command (pid {pid})");
             Ok(exit::OK)
         }
-        Outcome::ProcessExited | Outcome::DurationReached => Ok(exit::OK),
+        // `record` never asks to stop early.
+        Outcome::ProcessExited | Outcome::DurationReached | Outcome::Stopped => Ok(exit::OK),
         Outcome::Returned(Ok(report)) => {
             for r in &report.results {
                 say!("bench {}", exitscope_render::bench::line(r, None));

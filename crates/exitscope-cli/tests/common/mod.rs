@@ -252,3 +252,47 @@ pub fn wait_timeout(mut child: std::process::Child, limit: std::time::Duration) 
     }
     child.wait_with_output().unwrap()
 }
+
+/// The top-level tracefs files a recording could touch, with their content. Consuming files
+/// (trace, trace_pipe) and huge lists are not read; unreadable files (lockdown) are skipped.
+pub fn snapshot_tracefs() -> std::collections::BTreeMap<String, String> {
+    let root = Path::new("/sys/kernel/tracing");
+    let mut m = std::collections::BTreeMap::new();
+    let mut add = |p: PathBuf| {
+        if let Ok(s) = std::fs::read_to_string(&p) {
+            m.insert(p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), s);
+        }
+    };
+    for f in [
+        "tracing_on",
+        "current_tracer",
+        "trace_clock",
+        "set_event",
+        "set_event_pid",
+        "set_event_notrace_pid",
+        "set_ftrace_pid",
+        "set_ftrace_notrace_pid",
+        "set_graph_function",
+        "set_graph_notrace",
+        "set_ftrace_filter",
+        "set_ftrace_notrace",
+        "max_graph_depth",
+        "buffer_size_kb",
+        "trace_options",
+    ] {
+        add(root.join(f));
+    }
+    for e in std::fs::read_dir(root.join("options")).unwrap().flatten() {
+        add(e.path());
+    }
+    for sys in ["kvm", "kvmmmu"] {
+        let d = root.join("events").join(sys);
+        add(d.join("enable"));
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                add(e.path().join("enable"));
+            }
+        }
+    }
+    m
+}
