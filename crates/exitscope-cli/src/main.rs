@@ -7,6 +7,7 @@ mod args;
 mod cmd;
 mod exit;
 mod inputs;
+mod kut;
 mod output;
 mod recording;
 mod text;
