@@ -11,8 +11,9 @@
 #             with awk, the same rule: an exit pairs with the next kvm_entry of its thread);
 #   - run:    the `exitscope run cpuid` directory holds a bench result and a trace with CPUID exits;
 #   - kut:    `exitscope run --kut vmexit.flat cpuid`: the guest's own lines from both boots, a
-#             PASS exit, the bench figures, and report.json's CPUID exits (>= the traced boot's
-#             iterations, most of all exits) with the before/run/after phases timed;
+#             PASS exit, the bench figures, and report.json's CPUID exits (the traced boot's
+#             iterations, up to 5 % more; the top reason after the VMM's own port I/O) with
+#             the before/run/after phases timed;
 #   - tracefs: every file snapshot before a step reads the same after it; no instances/exitscope-*.
 # Prints PASS/FAIL/PENDING lines (PENDING = a check waiting for a command to be merged; the
 # fallback check ran instead), then the figures. Exit 0 when nothing FAILed, 1 otherwise.
@@ -105,7 +106,7 @@ check_graph() {
 		fi
 		c=$(echo "$xs" | jq -c '.exits.reasons[] | select(.reason == "CPUID")')
 		if [ -n "$c" ] && echo "$c" | jq -e --argjson n "$iters" \
-			'.count >= $n and .before.timed > 0 and .run.timed > 0 and .after.timed > 0 and .before.mean_ns != null and .run.mean_ns != null and .after.mean_ns != null' >/dev/null; then
+			'def timed(d): d.count // d.timed // 0; .count >= $n and timed(.before) > 0 and timed(.run) > 0 and timed(.after) > 0 and .before.mean_ns != null and .run.mean_ns != null and .after.mean_ns != null' >/dev/null; then
 			p=$(echo "$c" | jq -r '"\(.count) CPUID exits: total mean \(.total.mean_ns) ns = before \(.before.mean_ns) + run \(.run.mean_ns) + after \(.after.mean_ns) + other \(.other.mean_ns // 0) ns"')
 			pass "$label: --exits classifies $p"
 			figure "$label: --exits: $(echo "$xs" | jq -r '.exits.exits') exits; $p"
@@ -224,17 +225,21 @@ if [ -f "$R/kut.cmd" ]; then
 	iters=$(jq -r '[.kut.boots[0].tests[] | select(.name == "cpuid") | .window_iterations] | first // 0' "$tb" 2>/dev/null)
 	iters=${iters:-0}
 	figure "kut traced: $(jq -r '.results[] | select(.test == "cpuid") | "cpuid \(.cycles_median) cycles/iter"' "$tb" 2>/dev/null), $iters iterations (2N-64)"
-	if grep -q 'recorded function_graph' "$out"; then pass "kut: recorded $(grep -o 'recorded function_graph[^)]*)' "$out" | head -1)"
+	if grep -q 'recorded function_graph' "$out"; then pass "kut: $(grep -o 'recorded function_graph[^)]*)' "$out" | head -1)"
 	else fail "kut: not a function_graph recording: $(grep '^# exitscope run' "$out")"; fi
 	c=$(jq -c '.exits.reasons[] | select(.reason == "CPUID")' "$rj" 2>/dev/null)
 	all=$(jq -r '.exits.exits // 0' "$rj" 2>/dev/null)
-	if [ -n "$c" ] && [ "$iters" -gt 0 ] && echo "$c" | jq -e --argjson n "$iters" --argjson all "${all:-0}" \
-		'.count >= $n and .count * 2 >= $all and .before.timed > 0 and .run.timed > 0 and .after.timed > 0 and .before.mean_ns != null and .run.mean_ns != null and .after.mean_ns != null' >/dev/null; then
+	# the most frequent reason other than IO (the VMM's console polling and PCI probing,
+	# which a function graph cannot tell from the test's own port I/O)
+	top=$(jq -r '[.exits.reasons[] | select(.reason != "IO")] | max_by(.count) | .reason' "$rj" 2>/dev/null)
+	if [ -n "$c" ] && [ "$iters" -gt 0 ] && [ "$top" = CPUID ] && echo "$c" | jq -e --argjson n "$iters" \
+		'def timed(d): d.count // d.timed // 0; .count >= $n and .count <= $n * 1.05 + 16 and timed(.before) > 0 and timed(.run) > 0 and timed(.after) > 0 and .before.mean_ns != null and .run.mean_ns != null and .after.mean_ns != null' >/dev/null; then
 		p=$(echo "$c" | jq -r '"\(.count) CPUID exits: total mean \(.total.mean_ns) ns = before \(.before.mean_ns) + run \(.run.mean_ns) + after \(.after.mean_ns) + other \(.other.mean_ns // 0) ns"')
 		pass "kut: report.json classifies $p, for $iters guest iterations, of $all exits ($(jq -r .exits.source "$rj"))"
 		figure "kut report.json: $p"
 		figure "kut report.json reasons: $(jq -r '[.exits.reasons[] | "\(.reason)=\(.count)"] | join(" ")' "$rj"); harness (console/firmware ports) $(jq -r .exits.harness_exits "$rj")"
-	else fail "kut: report.json has no CPUID row with >= $iters exits (most of $all) and three timed phases: $(jq -c '.exits.reasons | map({reason, count})' "$rj" 2>/dev/null | head -c 400)"; fi
+		figure "kut traced boot: exits the VMM served in userspace $(jq -c '.kut.boots[0].userspace_exits' "$tb") (the IO row above, less the guest's own in-kernel port I/O)"
+	else fail "kut: report.json has no CPUID row with $iters..5% more exits (the top reason besides IO, not $top) and three timed phases: $(jq -c '.exits.reasons | map({reason, count})' "$rj" 2>/dev/null | head -c 400)"; fi
 fi
 
 # ---- tracefs restored ----------------------------------------------------------------------

@@ -18,8 +18,8 @@ fn flat() -> Option<String> {
     let path = std::env::var_os("EXITSCOPE_KUT_FLAT")
         .map_or_else(|| common::root().join("../shared/kut/vmexit.flat"), PathBuf::from);
     let test = std::thread::current().name().unwrap_or("test").to_owned();
-    let missing = (!path.is_file())
-        .then(|| format!("{} not found (set EXITSCOPE_KUT_FLAT)", path.display()));
+    let missing =
+        (!path.is_file()).then(|| format!("{} not found (set EXITSCOPE_KUT_FLAT)", path.display()));
     exitscope_testkit::skip_unless(&test, missing).then(|| path.to_string_lossy().into_owned())
 }
 
@@ -82,7 +82,9 @@ fn record_kut_traces_one_port_read_per_guest_iteration() {
     // one of the boot's own reads, may move it a little.
     let elcr = exits(&report, "IO", Some("port 0x4d0 in"));
     let io = exits(&report, "IO", None);
-    println!("record --kut inl_from_kernel: {elcr} ELCR reads ({io} IO exits) for {iters} iterations");
+    println!(
+        "record --kut inl_from_kernel: {elcr} ELCR reads ({io} IO exits) for {iters} iterations"
+    );
     let ratio = elcr as f64 / iters as f64;
     assert!((0.98..=1.02).contains(&ratio), "{elcr} ELCR exits for {iters} iterations");
     assert!(io >= elcr, "{io} {elcr}");
@@ -101,7 +103,9 @@ fn run_kut_prints_the_guest_lines_and_the_explained_report() {
     // Both boots' guest lines (untraced, then traced), then the report.
     let guest: Vec<&str> = stdout
         .lines()
-        .filter(|l| l.split_once(' ').is_some_and(|(n, c)| n == "cpuid" && c.parse::<u64>().is_ok()))
+        .filter(|l| {
+            l.split_once(' ').is_some_and(|(n, c)| n == "cpuid" && c.parse::<u64>().is_ok())
+        })
         .collect();
     assert_eq!(guest.len(), 2, "{stdout}");
     let header = stdout.find("# exitscope run --kut").expect("the report's header");
@@ -118,7 +122,8 @@ fn run_kut_prints_the_guest_lines_and_the_explained_report() {
     let read = |f: &str| -> Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap()
     };
-    let (untraced, traced, report) = (read("bench.json"), read("traced-bench.json"), read("report.json"));
+    let (untraced, traced, report) =
+        (read("bench.json"), read("traced-bench.json"), read("report.json"));
     assert_eq!(untraced["source"], "kvm-unit-tests");
     assert_eq!(untraced["results"][0]["status"], "ok");
     let t = &traced["kut"]["boots"][0]["tests"][0];

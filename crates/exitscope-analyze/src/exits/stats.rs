@@ -505,7 +505,6 @@ fn port_ranges(ports: &[u16]) -> String {
         .join("/")
 }
 
-
 #[cfg(test)]
 mod port_range_tests {
     #[test]

@@ -57,9 +57,8 @@ pub fn run(args: &Args) -> CmdResult {
                 plan.config.tests.join(" ")
             );
             guest_line(json, &header);
-            let outcome =
-                kut::run(&plan.config, move |l| guest_line(json, &l.text))
-                    .map_err(crate::kut::failure)?;
+            let outcome = kut::run(&plan.config, move |l| guest_line(json, &l.text))
+                .map_err(crate::kut::failure)?;
             if let Some(p) = &outcome.partial_line {
                 guest_line(json, p);
             }

@@ -17,8 +17,8 @@ use exitscope_vmm::kut::KutConfig;
 
 use crate::args::{BenchOptions, KutArgs, TracefsArgs};
 use crate::exit::{self, CmdResult, Failure};
-use crate::output::Output;
 use crate::kut::KutTraced;
+use crate::output::Output;
 use crate::recording::{self, BenchOutcome};
 
 /// Arguments of `exitscope record`.
@@ -320,21 +320,23 @@ fn record<T: Send + 'static>(
     let mut recorder = Recorder::new(fs, cfg).with_duration(duration);
     let mut notify = |m: &str| say!("{m}");
     let default_graph = args.graph.is_empty() && matches!(mode, Mode::Graph { .. });
-    let rec = match recorder.record(target().ok_or_else(no_target)?, &mut out, &args.output, &mut notify) {
-        Ok(r) => r,
-        Err(e) => match (recording::graph_unavailable(&e), default_graph) {
-            (Some(why), true) if let Some(again) = target() => {
-                say!("{why}; recording kvm tracepoints instead");
-                recorder.set_mode(Mode::default_events());
-                drop(out);
-                out = Output::create(Some(&args.output))?;
-                recorder
-                    .record(again, &mut out, &args.output, &mut notify)
-                    .map_err(|e| recording::failure(e, &Mode::default_events()))?
-            }
-            _ => return Err(recording::failure(e, mode)),
-        },
-    };
+    let rec =
+        match recorder.record(target().ok_or_else(no_target)?, &mut out, &args.output, &mut notify)
+        {
+            Ok(r) => r,
+            Err(e) => match (recording::graph_unavailable(&e), default_graph) {
+                (Some(why), true) if let Some(again) = target() => {
+                    say!("{why}; recording kvm tracepoints instead");
+                    recorder.set_mode(Mode::default_events());
+                    drop(out);
+                    out = Output::create(Some(&args.output))?;
+                    recorder
+                        .record(again, &mut out, &args.output, &mut notify)
+                        .map_err(|e| recording::failure(e, &Mode::default_events()))?
+                }
+                _ => return Err(recording::failure(e, mode)),
+            },
+        };
     out.commit()?;
     if let Err(e) = recorder.unmount() {
         say!("warning: {e}");

@@ -11,8 +11,7 @@ use clap::Args as ClapArgs;
 
 use exitscope_analyze::{Analysis, AnalysisOptions};
 use exitscope_tracefs::{
-    CaptureFormat, Compression, Mode, Outcome, Recorder, Recording,
-    SessionConfig, Target, Tracefs,
+    CaptureFormat, Compression, Mode, Outcome, Recorder, Recording, SessionConfig, Target, Tracefs,
 };
 use exitscope_vmm::Report as BenchReport;
 
@@ -232,7 +231,9 @@ fn run_kut(args: &Args) -> CmdResult {
     if completed && untraced_passed && traced_passed {
         Ok(exit::OK)
     } else {
-        Err(Failure::check(anyhow!("a test did not complete or a boot did not end with a PASS exit")))
+        Err(Failure::check(anyhow!(
+            "a test did not complete or a boot did not end with a PASS exit"
+        )))
     }
 }
 
