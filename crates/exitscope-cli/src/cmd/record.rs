@@ -40,10 +40,10 @@ With --kut FILE the image boots on a thread of exitscope and exactly its vCPU th
 recorded (default ring buffer 65536 KiB per CPU); the guest's lines go to stderr as they come,
 then the bench line and the guest's iteration count of each test.
 
-Exit codes: 0 ok; 1 the --bench test (or a --kut test) did not complete, or the --kut boot did
-not end with a PASS exit; 2 bad usage (unknown test, command
-not found); 3 tracefs or KVM unusable; 4 the traced command failed (non-zero exit, killed by
-a signal); 130, 143, 129 interrupted by SIGINT, SIGTERM, SIGHUP (tracefs restored).")]
+Exit codes: 0 ok; 1 the --bench test (or a --kut test) did not complete, or the --kut boot
+did not end with a PASS exit; 2 bad usage (unknown test, command not found); 3 tracefs or KVM
+unusable; 4 the traced command failed (non-zero exit, killed by a signal); 130, 143, 129
+interrupted by SIGINT, SIGTERM, SIGHUP (tracefs restored).")]
 pub struct Args {
     /// function_graph rooted at FUNC (repeatable). This is the default mode, rooted at
     /// vcpu_enter_guest, with kvm_arch_vcpu_ioctl_run/vcpu_run as fallbacks when it is inlined.
