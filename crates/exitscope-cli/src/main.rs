@@ -8,6 +8,7 @@ mod cmd;
 mod exit;
 mod inputs;
 mod keys;
+mod kut;
 mod output;
 mod recording;
 mod text;

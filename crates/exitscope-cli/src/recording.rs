@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::anyhow;
-use exitscope_tracefs::{Error as TfError, Mode, Recording, Target, Tracefs};
+use exitscope_tracefs::{Error as TfError, Mode, Recording, Target, Tracefs, errno_name};
 use exitscope_vmm::{BENCHMARKS, Benchmark, Flavour, HostInfo, Report};
 
 use crate::args::TracefsArgs;
@@ -57,6 +57,21 @@ pub fn tracefs(a: &TracefsArgs, mode: &Mode) -> Result<Tracefs, Failure> {
         ))),
         Some(d) => Ok(Tracefs::real(d)),
         None => Tracefs::discover(true).map_err(|e| failure(e, mode)),
+    }
+}
+
+/// Why function_graph cannot be used, when that is what `e` says.
+pub fn graph_unavailable(e: &TfError) -> Option<String> {
+    match e {
+        TfError::TracerUnavailable { path, available, .. } => Some(format!(
+            "this kernel offers no function_graph tracer: {} lists only \"{available}\"",
+            path.display()
+        )),
+        TfError::TracerRefused { source, .. } => Some(format!(
+            "the kernel refused the function_graph tracer with {} (lockdown?)",
+            errno_name(source)
+        )),
+        _ => None,
     }
 }
 
