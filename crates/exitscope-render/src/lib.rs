@@ -31,6 +31,7 @@ pub mod folded;
 pub mod html;
 pub mod json;
 pub mod perfetto;
+pub mod pftrace;
 pub mod tree;
 pub mod units;
 
