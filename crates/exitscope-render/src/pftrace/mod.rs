@@ -408,7 +408,10 @@ struct Summary {
     exit_instants: u64,
     exits_without_time: u64,
     events: u64,
-    events_without_time: u64,
+    /// Event records without a timestamp, and how many of them were placed through the
+    /// root call they fell in (synthetic time).
+    untimed_events: u64,
+    placed_untimed: u64,
     lost_markers: u64,
     clipped: u64,
     counter_values: u64,
@@ -596,6 +599,7 @@ impl<W: Write> PftraceTimeline<W> {
             for e in &root.events {
                 let ts = starts.get(e.node as usize).copied().unwrap_or(starts[0]);
                 st.event_instant(root.input, whom, ts, &e.name, &e.text, e.line, &name);
+                st.sum.placed_untimed += 1;
             }
             let end = starts[0] + root.nodes[0].duration.unwrap_or(root.nodes[0].child_ns);
             st.cursor = end + self.opts.synthetic_gap_ns;
@@ -638,9 +642,7 @@ impl<W: Write> PftraceTimeline<W> {
                 }
                 let Some(ts) = rec.timestamp else {
                     // Placed through its root call in synthetic time (see the module doc).
-                    if st.synthetic != Some(true) {
-                        st.sum.events_without_time += 1;
-                    }
+                    st.sum.untimed_events += 1;
                     return;
                 };
                 let name = if name.is_empty() { "trace_printk" } else { name };
@@ -980,7 +982,7 @@ impl<W: Write> State<W> {
             ("exit_instants", Val::U(s.exit_instants)),
             ("exits_without_time", Val::U(s.exits_without_time)),
             ("events", Val::U(s.events)),
-            ("events_without_time", Val::U(s.events_without_time)),
+            ("events_without_time", Val::U(s.untimed_events.saturating_sub(s.placed_untimed))),
             ("lost_markers", Val::U(s.lost_markers)),
             ("clipped_slices", Val::U(s.clipped)),
             ("counter_values", Val::U(s.counter_values)),
