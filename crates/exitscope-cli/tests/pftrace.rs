@@ -108,7 +108,8 @@ fn seed_graphs_nest_on_cpu_tracks_with_one_exit_slice_per_exit() {
         return;
     }
     let dir = TempDir::new("pftrace-seed");
-    for (seed, cpus) in [("cpuid-amd", ["cpu 182", "cpu 98"]), ("cpuid-intel", ["cpu 25", "cpu 60"])]
+    for (seed, cpus) in
+        [("cpuid-amd", ["cpu 182", "cpu 98"]), ("cpuid-intel", ["cpu 25", "cpu 60"])]
     {
         let f = format!("tests/data/seed/{seed}.fgraph.txt");
         let p = export(&dir, &format!("{seed}.pftrace"), &[&f]);
@@ -163,7 +164,10 @@ fn function_graph_trace_dat_gets_vcpu_thread_tracks_and_rates() {
         assert!(keys.iter().any(|x| x == k), "{k} not in {keys:?}");
     }
     // The kvm_entry/kvm_exit records are instants beside the calls.
-    assert_eq!(p["event_instants"], r["events"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>());
+    assert_eq!(
+        p["event_instants"],
+        r["events"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>()
+    );
 }
 
 #[test]
@@ -220,7 +224,15 @@ fn the_format_follows_the_flag_or_the_extension() {
     assert!(out.status.success());
     assert_eq!(out.stdout, bytes);
     let other = dir.join("a.bin");
-    ok_stdout(&["export", "--perfetto", "--format", "pftrace", seed, "-o", other.to_str().unwrap()]);
+    ok_stdout(&[
+        "export",
+        "--perfetto",
+        "--format",
+        "pftrace",
+        seed,
+        "-o",
+        other.to_str().unwrap(),
+    ]);
     assert_eq!(std::fs::read(&other).unwrap(), bytes);
     // .json (and stdout by default) stay Chrome JSON.
     let json = dir.join("a.json");
@@ -231,7 +243,13 @@ fn the_format_follows_the_flag_or_the_extension() {
     assert!(v["traceEvents"].is_array());
     // A bad input fails before anything is written.
     let bad = command()
-        .args(["export", "--perfetto", "no-such-file.txt", "-o", dir.join("b.pftrace").to_str().unwrap()])
+        .args([
+            "export",
+            "--perfetto",
+            "no-such-file.txt",
+            "-o",
+            dir.join("b.pftrace").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
@@ -284,8 +302,10 @@ fn trace_processor_imports_the_export() {
         assert!(o.status.success(), "{f}: {}{text}", String::from_utf8_lossy(&o.stderr));
         let lines: Vec<&str> = text.lines().collect();
         let head = lines.iter().position(|l| l.contains("\"exits\"")).expect(&text);
-        let vals: Vec<u64> =
-            lines[head + 1].split(',').map(|v| v.trim().trim_matches('"').parse().unwrap()).collect();
+        let vals: Vec<u64> = lines[head + 1]
+            .split(',')
+            .map(|v| v.trim().trim_matches('"').parse().unwrap())
+            .collect();
         let r = report(&[f]);
         let exits = r["exits"]["exits"].as_u64().unwrap_or(0);
         println!("{f}: trace_processor: {text}");

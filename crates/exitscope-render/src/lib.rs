@@ -5,8 +5,9 @@
 //! seed's look), with statistics columns in front.
 //!
 //! The pictures: [`folded`] stacks and [`flame`] graphs (SVG, by inferno; differential with
-//! `--diff`), a self-contained [`html`] report, and the [`perfetto`] timeline, which is a
-//! streaming sink fed by the same `Analysis` run as the report rather than a renderer of it.
+//! `--diff`), a self-contained [`html`] report, and the timelines, [`perfetto`] (Chrome JSON)
+//! and [`pftrace`] (Perfetto's native protobuf), which are streaming sinks fed by the same
+//! `Analysis` run as the report rather than renderers of it.
 //!
 //! ```
 //! use exitscope_analyze::report::{Report, TreeNode};
