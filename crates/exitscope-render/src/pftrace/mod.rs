@@ -29,14 +29,18 @@
 //! drawn, how many could not be placed in time, how many slices were clipped, the window.
 //!
 //! **Nesting is guaranteed.** Each track's events are written in time order by a small stack
-//! machine: a slice that starts after an open slice ends closes it first; a slice that would
-//! outlast its parent is clipped to the parent's end; one that starts before the last event
-//! written on its track starts at that event instead. On the `exits` track exits are
-//! siblings, so an exit still open when the next begins (its completion phase lies in the
-//! next `KVM_RUN`) ends where the next begins; its `duration_ns` keeps the measured value.
-//! Clipped slices are counted in the summary. Calls that never completed are not drawn (the
-//! analysis drops them, as for the JSON timeline), and a call without a duration (its return
-//! was lost) is skipped while its children stay inside its caller.
+//! machine, and the call tree (not the timestamps) decides what nests in what: a call is
+//! drawn at its depth in the tree, the open slices at that depth or deeper end first (where
+//! they end, or where it begins if they overlap it), and it starts no earlier than the last
+//! event of its track and inside its parent, and ends inside its parent. Traces that print
+//! µs timestamps next to ns durations (abstime text) contradict themselves by up to a µs, so
+//! there a child can look like it starts after its parent ended: it is drawn at its parent's
+//! end, still inside it. Exits are siblings on their track, so an exit still open when the
+//! next begins (its completion phase lies in the next `KVM_RUN`) ends where the next begins;
+//! its `duration_ns` keeps the measured value. Clipped slices are counted in the summary.
+//! Calls that never completed are not drawn (the analysis drops them, as for the JSON
+//! timeline); a call without a duration (its return was lost, or the trace has no duration
+//! column) is not drawn, and its children nest in its caller.
 //!
 //! **Time.** Timestamps are the trace's, in ns. A trace without timestamps (function_graph
 //! without `funcgraph-abstime`, like the seed files) is laid out in synthetic time exactly as
@@ -244,13 +248,11 @@ struct Track {
     uuid: u64,
     open: Vec<Nanos>,
     last: Nanos,
-    /// Slices here are siblings (exits), never nested.
-    flat: bool,
 }
 
 impl Track {
-    fn new(uuid: u64, flat: bool) -> Self {
-        Track { uuid, open: Vec::new(), last: 0, flat }
+    fn new(uuid: u64) -> Self {
+        Track { uuid, open: Vec::new(), last: 0 }
     }
 
     /// End the open slices that end by `ts`.
@@ -266,37 +268,41 @@ impl Track {
         }
     }
 
-    /// Begin a slice of `dur` at `start` (see the module doc for the clipping); returns
-    /// whether it or an open slice had to be clipped.
+    /// Begin a slice of `dur` at `start` as the `depth`-th nested slice (0: top level; the
+    /// caller's tree says which): the open slices at `depth` or deeper end first, at their
+    /// own end or, if that is later, where this one begins. The slice then starts no earlier
+    /// than the last event of the track and inside its parent, and ends inside its parent.
+    /// Returns whether anything had to be clipped.
     fn slice<W: Write>(
         &mut self,
         pk: &mut Packets<W>,
+        depth: usize,
         start: Nanos,
         dur: Nanos,
         name: (&str, &str),
         anns: &[Ann<'_>],
     ) -> bool {
-        self.close_until(pk, start);
         let mut clipped = false;
-        if self.flat {
-            while self.open.pop().is_some() {
-                let at = start.max(self.last);
-                pk.event(at, self.uuid, fe::TYPE_SLICE_END, None, &[], None);
-                self.last = at;
+        while self.open.len() > depth {
+            let end = self.open.pop().unwrap_or(start);
+            if end > start {
                 clipped = true;
             }
+            let at = end.min(start).max(self.last);
+            pk.event(at, self.uuid, fe::TYPE_SLICE_END, None, &[], None);
+            self.last = at;
         }
-        let s = if start < self.last {
-            clipped = true;
-            self.last
-        } else {
-            start
-        };
+        let parent_end = self.open.last().copied();
+        let mut s = start.max(self.last);
+        if let Some(pe) = parent_end {
+            s = s.min(pe);
+        }
+        clipped |= s != start;
         let mut end = start.saturating_add(dur).max(s);
-        if let Some(&parent_end) = self.open.last()
-            && end > parent_end
+        if let Some(pe) = parent_end
+            && end > pe
         {
-            end = parent_end;
+            end = pe;
             clipped = true;
         }
         pk.event(s, self.uuid, fe::TYPE_SLICE_BEGIN, Some(name), anns, None);
@@ -475,7 +481,7 @@ impl<W: Write> PftraceTimeline<W> {
         PftraceTimeline {
             state: RefCell::new(State {
                 pk: Packets::new(w),
-                tracks: vec![Track::new(SUMMARY_UUID, true)],
+                tracks: vec![Track::new(SUMMARY_UUID)],
                 processes: Vec::new(),
                 lost: Vec::new(),
                 threads: HashMap::new(),
@@ -558,9 +564,15 @@ impl<W: Write> PftraceTimeline<W> {
         };
         st.sum.roots += 1;
         let mut calls = Vec::with_capacity(root.nodes.len());
+        // The depth a child of each node is drawn at: calls without a duration are not
+        // drawn, and their children nest in the nearest drawn caller.
+        let mut child_depth = vec![0usize; root.nodes.len()];
         for (i, n) in root.nodes.iter().enumerate() {
             calls.push((n.line, starts[i]));
+            let depth = child_depth.get(n.parent as usize).copied().unwrap_or(0);
+            child_depth[i] = depth;
             let Some(d) = n.duration else { continue };
+            child_depth[i] = depth + 1;
             let info = funcs.get(n.func);
             let display = info.display();
             let label = match (&root_label, i) {
@@ -589,7 +601,7 @@ impl<W: Write> PftraceTimeline<W> {
                 anns.push(("exits", Val::U(exits.len() as u64)));
             }
             let State { pk, tracks, sum, .. } = &mut *st;
-            if tracks[tt.calls].slice(pk, starts[i], d, (label, "call"), &anns) {
+            if tracks[tt.calls].slice(pk, depth, starts[i], d, (label, "call"), &anns) {
                 sum.clipped += 1;
             }
             sum.call_slices += 1;
@@ -775,7 +787,7 @@ impl<W: Write> PftraceTimeline<W> {
         let t = match tt.exits {
             Some(t) => t,
             None => {
-                let t = st.child_track(tt.calls, "exits", start, true);
+                let t = st.child_track(tt.calls, "exits", start);
                 if let Some(x) = st.threads.get_mut(&(e.input, whom)) {
                     x.exits = Some(t);
                 }
@@ -785,7 +797,7 @@ impl<W: Write> PftraceTimeline<W> {
         let State { pk, tracks, sum, .. } = &mut *st;
         match e.duration {
             Some(d) => {
-                if tracks[t].slice(pk, start, d, (label, "exit"), &anns) {
+                if tracks[t].slice(pk, 0, start, d, (label, "exit"), &anns) {
                     sum.clipped += 1;
                 }
                 sum.exit_slices += 1;
@@ -803,9 +815,9 @@ impl<W: Write> PftraceTimeline<W> {
 }
 
 impl<W: Write> State<W> {
-    fn new_track(&mut self, flat: bool) -> usize {
+    fn new_track(&mut self) -> usize {
         let i = self.tracks.len();
-        self.tracks.push(Track::new(i as u64 + 1, flat));
+        self.tracks.push(Track::new(i as u64 + 1));
         i
     }
 
@@ -817,7 +829,7 @@ impl<W: Write> State<W> {
         if let Some(p) = self.processes[input] {
             return p;
         }
-        let p = self.new_track(false);
+        let p = self.new_track();
         self.processes[input] = Some(p);
         let uuid = self.tracks[p].uuid;
         self.pk.descriptor(ts, |d| {
@@ -838,7 +850,7 @@ impl<W: Write> State<W> {
         }
         let p = self.process(input, ts, input_name);
         let parent = self.tracks[p].uuid;
-        let calls = self.new_track(false);
+        let calls = self.new_track();
         let uuid = self.tracks[calls].uuid;
         let name = match whom {
             Who::Task(tid) => {
@@ -869,9 +881,9 @@ impl<W: Write> State<W> {
     }
 
     /// A named track under track `parent`.
-    fn child_track(&mut self, parent: usize, name: &str, ts: Nanos, flat: bool) -> usize {
+    fn child_track(&mut self, parent: usize, name: &str, ts: Nanos) -> usize {
         let parent = self.tracks[parent].uuid;
-        let t = self.new_track(flat);
+        let t = self.new_track();
         let uuid = self.tracks[t].uuid;
         self.pk.descriptor(ts, |d| {
             proto::uint(d, ft::UUID, uuid);
@@ -889,7 +901,7 @@ impl<W: Write> State<W> {
             return t;
         }
         let p = self.process(input, ts, input_name);
-        let t = self.child_track(p, "lost events", ts, true);
+        let t = self.child_track(p, "lost events", ts);
         self.lost[input] = Some(t);
         t
     }
@@ -909,7 +921,7 @@ impl<W: Write> State<W> {
         let t = match tt.events {
             Some(t) => t,
             None => {
-                let t = self.child_track(tt.calls, "events", ts, true);
+                let t = self.child_track(tt.calls, "events", ts);
                 if let Some(x) = self.threads.get_mut(&(input, whom)) {
                     x.events = Some(t);
                 }
@@ -940,7 +952,7 @@ impl<W: Write> State<W> {
             let p = self.process(input, first, &format!("input {input}"));
             let name = format!("exits/s {label}");
             let parent = self.tracks[p].uuid;
-            let t = self.new_track(true);
+            let t = self.new_track();
             let uuid = self.tracks[t].uuid;
             self.pk.descriptor(first, |d| {
                 proto::uint(d, ft::UUID, uuid);

@@ -364,12 +364,12 @@ const E: u64 = fe::TYPE_SLICE_END;
 #[test]
 fn a_child_that_outlasts_its_parent_is_clipped_to_it() {
     let mut pk = packets();
-    let mut t = Track::new(7, false);
-    assert!(!t.slice(&mut pk, 0, 100, ("parent", "call"), &[]));
-    assert!(t.slice(&mut pk, 10, 200, ("child", "call"), &[]));
-    assert!(!t.slice(&mut pk, 50, 10, ("grandchild", "call"), &[]));
+    let mut t = Track::new(7);
+    assert!(!t.slice(&mut pk, 0, 0, 100, ("parent", "call"), &[]));
+    assert!(t.slice(&mut pk, 1, 10, 200, ("child", "call"), &[]));
+    assert!(!t.slice(&mut pk, 2, 50, 10, ("grandchild", "call"), &[]));
     // A sibling after the parent's end closes both.
-    assert!(!t.slice(&mut pk, 150, 5, ("next", "call"), &[]));
+    assert!(!t.slice(&mut pk, 0, 150, 5, ("next", "call"), &[]));
     t.finish(&mut pk);
     assert_eq!(
         written(pk, &[7]),
@@ -378,13 +378,24 @@ fn a_child_that_outlasts_its_parent_is_clipped_to_it() {
 }
 
 #[test]
+fn a_child_the_timestamps_put_after_its_parent_stays_inside_it() {
+    // µs-rounded timestamps: the call tree says nested, the times say after.
+    let mut pk = packets();
+    let mut t = Track::new(7);
+    assert!(!t.slice(&mut pk, 0, 0, 10, ("parent", "call"), &[]));
+    assert!(t.slice(&mut pk, 1, 20, 5, ("child", "call"), &[]));
+    t.finish(&mut pk);
+    assert_eq!(written(pk, &[7]), [(0, B), (10, B), (10, E), (10, E)]);
+}
+
+#[test]
 fn a_slice_that_starts_before_the_last_event_starts_there() {
     let mut pk = packets();
-    let mut t = Track::new(7, false);
-    t.slice(&mut pk, 100, 10, ("late", "call"), &[]);
+    let mut t = Track::new(7);
+    t.slice(&mut pk, 0, 100, 10, ("late", "call"), &[]);
     t.finish(&mut pk);
     // Out of order: it starts at 110 (where the track is), keeping its end at the latest.
-    assert!(t.slice(&mut pk, 50, 10, ("early", "call"), &[]));
+    assert!(t.slice(&mut pk, 0, 50, 10, ("early", "call"), &[]));
     t.finish(&mut pk);
     assert_eq!(written(pk, &[7]), [(100, B), (110, E), (110, B), (110, E)]);
 }
@@ -392,9 +403,9 @@ fn a_slice_that_starts_before_the_last_event_starts_there() {
 #[test]
 fn overlapping_siblings_on_a_flat_track_end_where_the_next_begins() {
     let mut pk = packets();
-    let mut t = Track::new(7, true);
-    assert!(!t.slice(&mut pk, 0, 100, ("exit 1", "exit"), &[]));
-    assert!(t.slice(&mut pk, 50, 100, ("exit 2", "exit"), &[]));
+    let mut t = Track::new(7);
+    assert!(!t.slice(&mut pk, 0, 0, 100, ("exit 1", "exit"), &[]));
+    assert!(t.slice(&mut pk, 0, 50, 100, ("exit 2", "exit"), &[]));
     t.instant(&mut pk, 120, ("tracepoint exit", "exit"), &[]);
     t.finish(&mut pk);
     assert_eq!(written(pk, &[7]), [(0, B), (50, E), (50, B), (120, fe::TYPE_INSTANT), (150, E)]);
