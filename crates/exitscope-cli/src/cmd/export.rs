@@ -43,7 +43,8 @@ pub struct Args {
     /// timestamps are laid out in synthetic time (marked `synthetic_time` in the file).
     #[arg(long, required = true)]
     pub perfetto: bool,
-    /// File format; by default from the output's extension (JSON for stdout).
+    /// File format; by default from the output's extension (JSON for stdout). pftrace is
+    /// binary: it is not written to a terminal.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<FormatArg>,
     #[command(flatten)]
