@@ -7,10 +7,10 @@
 //! Each traced thread is a thread track of it, named `vcpu N (tid)` when the trace names the
 //! vCPU index (`kvm_exit`/`kvm_entry`), else `comm (tid)` or `tid T`; a trace that names no
 //! task gets one track per CPU (`cpu N`). A track is named when first used, with what is
-//! known by then (a 5.x kernel prints the vCPU only in `kvm_entry`, after the first
-//! `kvm_exit`, so a thread whose first record is a `kvm_exit` keeps its `comm (tid)` name). A thread track holds the calls: one slice per timed
-//! call (`SLICE_BEGIN`/`SLICE_END`), the root named by the exits the analysis found in it as
-//! in the JSON timeline. Under it, child tracks hold
+//! known by then (5.x kernels print the vCPU only in `kvm_entry`: a thread whose first record
+//! is a `kvm_exit` keeps its `comm (tid)` name). A thread track holds the calls: one slice
+//! per timed call (`SLICE_BEGIN`/`SLICE_END`), the root named by the exits the analysis found
+//! in it as in the JSON timeline. Under it, child tracks hold
 //!
 //! - `exits`: one slice per exit ([`ExitRecord`], exactly the exits the report counts), named
 //!   by its reason in the neutral vocabulary ([`exitscope_model::exit`]), with debug
