@@ -132,7 +132,7 @@ struct Packets<W: Write> {
     new: Vec<(u32, u64, String)>,
     body: Vec<u8>,
     pkt: Vec<u8>,
-    bytes: u64,
+    head: Vec<u8>,
 }
 
 impl<W: Write> Packets<W> {
@@ -148,7 +148,7 @@ impl<W: Write> Packets<W> {
             new: Vec::new(),
             body: Vec::new(),
             pkt: Vec::new(),
-            bytes: 0,
+            head: Vec::new(),
         }
     }
 
@@ -184,11 +184,12 @@ impl<W: Write> Packets<W> {
         if self.error.is_some() {
             return;
         }
-        let mut head = Vec::with_capacity(6);
-        proto::varint(&mut head, u64::from(proto::fields::TRACE_PACKET) << 3 | 2);
-        proto::varint(&mut head, pkt.len() as u64);
-        let r = self.w.write_all(&head).and_then(|()| self.w.write_all(pkt));
-        self.bytes += (head.len() + pkt.len()) as u64;
+        // `Trace.packet`: its key and length, then the packet.
+        let head = &mut self.head;
+        head.clear();
+        proto::varint(head, u64::from(proto::fields::TRACE_PACKET) << 3 | 2);
+        proto::varint(head, pkt.len() as u64);
+        let r = self.w.write_all(head).and_then(|()| self.w.write_all(pkt));
         if let Err(e) = r {
             self.error = Some(e);
         }
