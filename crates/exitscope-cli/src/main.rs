@@ -61,7 +61,8 @@ enum Command {
     /// Flame graph (SVG) or folded stacks of the merged call tree; `--diff A B` for a
     /// differential flame graph.
     Flame(cmd::flame::Args),
-    /// Export a timeline of every call (`--perfetto`: Chrome trace-event JSON).
+    /// Export a timeline of every call and exit (`--perfetto`: Perfetto protobuf for `-o
+    /// *.pftrace`, else Chrome trace-event JSON).
     Export(cmd::export::Args),
     /// Write a trace-cmd trace.dat (v6/v7) as kernel-style ftrace text.
     Convert(cmd::convert::Args),

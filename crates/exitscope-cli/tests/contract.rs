@@ -189,8 +189,12 @@ fn export_to_a_reader_that_stops_early_ends_with_0() {
     let d = TempDir::new("headc");
     let big = d.join("big.txt");
     std::fs::write(&big, seed_text().repeat(3000)).unwrap();
-    for args in [vec!["export", "--perfetto"], vec!["report", "--json"], vec!["flame", "--folded"]]
-    {
+    for args in [
+        vec!["export", "--perfetto"],
+        vec!["export", "--perfetto", "--format", "pftrace"],
+        vec!["report", "--json"],
+        vec!["flame", "--folded"],
+    ] {
         let mut child = command()
             .args(&args)
             .arg(&big)
