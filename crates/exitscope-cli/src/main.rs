@@ -7,6 +7,8 @@ mod args;
 mod cmd;
 mod exit;
 mod inputs;
+mod keys;
+mod kut;
 mod output;
 mod progress;
 mod recording;
@@ -60,10 +62,14 @@ enum Command {
     /// Flame graph (SVG) or folded stacks of the merged call tree; `--diff A B` for a
     /// differential flame graph.
     Flame(cmd::flame::Args),
-    /// Export a timeline of every call (`--perfetto`: Chrome trace-event JSON).
+    /// Export a timeline of every call and exit (`--perfetto`: Perfetto protobuf for `-o
+    /// *.pftrace`, else Chrome trace-event JSON).
     Export(cmd::export::Args),
     /// Write a trace-cmd trace.dat (v6/v7) as kernel-style ftrace text.
     Convert(cmd::convert::Args),
+    /// A live table of VM exits per reason (count, rate, percentiles), refreshed every
+    /// interval; `--json` for one JSON line per interval. Tracefs is restored on exit.
+    Top(cmd::top::Args),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => cmd::diff::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Convert(a) => cmd::convert::run(a),
+        Command::Top(a) => cmd::top::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -121,7 +121,7 @@ impl std::fmt::Debug for Progress {
 }
 
 /// What reading one input produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Ingested {
     /// The input's counts (also given to [`InputSink::end_input`]).
     pub summary: InputSummary,
@@ -387,22 +387,52 @@ impl<'n> Reader<'n> {
                 self.read_binary(format, data, compression, sink)
             }
             Sniffed::Text => {
+                let host = self.host_of_text(&head);
                 match parallel_file {
                     Some(f) => {
                         let map = mmap::map(f).map_err(|e| read_err(e, 0))?;
-                        self.read_text_mapped(&map, sink).map_err(|e| match e {
+                        self.read_text_mapped(&map, host, sink).map_err(|e| match e {
                             Err2::Io(e) => read_err(e, 0),
                             Err2::Ingest(e) => e,
                         })
                     }
                     None => self
-                        .read_text(Cursor::new(head).chain(rdr), compression, sink)
+                        .read_text(Cursor::new(head).chain(rdr), compression, host, sink)
                         .map_err(|e| match e {
                             Err2::Io(e) => read_err(e, count.get()),
                             Err2::Ingest(e) => e,
                         }),
                 }
             }
+        }
+    }
+
+    /// The recording host named by a text input's first line (`# exitscope host: {json}`),
+    /// from the input's first bytes; a warning when the line is there but unreadable.
+    fn host_of_text(&self, head: &[u8]) -> HostTag {
+        let Some(rest) = head.strip_prefix(b"# ") else { return HostTag::default() };
+        if !rest.starts_with(exitscope_host::TAG_PREFIX.as_bytes()) {
+            return HostTag::default();
+        }
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            return HostTag::warn(format!(
+                "{}:1: the `# exitscope host:` line is longer than {HEAD} bytes; the recording \
+                 host is unknown",
+                self.name
+            ));
+        };
+        self.host_of_tag(&String::from_utf8_lossy(&rest[..end]), ":1: the `# exitscope host:` line")
+    }
+
+    /// The fingerprint of a host tag; `what` says where it was, for the warning.
+    fn host_of_tag(&self, tag: &str, what: &str) -> HostTag {
+        match exitscope_host::Fingerprint::from_tag(tag) {
+            None => HostTag::default(),
+            Some(Ok(f)) => HostTag { host: Some(f), warning: None },
+            Some(Err(e)) => HostTag::warn(format!(
+                "{}{what} is not an exitscope fingerprint ({e}); the recording host is unknown",
+                self.name
+            )),
         }
     }
 
@@ -415,6 +445,7 @@ impl<'n> Reader<'n> {
     ) -> Result<Ingested, Error> {
         let size = data.len() as u64;
         let name = self.name.to_owned();
+        let mut host: Option<HostTag> = None;
         // Per format: records, records that could not be read, and what an empty file is.
         let (records, unreadable, empty) = match format {
             InputFormat::TraceDat => {
@@ -422,6 +453,10 @@ impl<'n> Reader<'n> {
                 let s = exitscope_tracedat::read(data, self.name, &mut RecordsOf(sink))
                     .map_err(|error| Error::TraceDat { name, size, error })?;
                 let empty = format!("a valid trace.dat (version {}, {} CPUs)", s.version, s.cpus);
+                host = s
+                    .host_tag
+                    .as_deref()
+                    .map(|t| self.host_of_tag(t, ": the exitscope host option"));
                 (s.records, s.unknown_events, empty)
             }
             InputFormat::PerfData => {
@@ -445,16 +480,18 @@ impl<'n> Reader<'n> {
             records,
             error_lines: unreadable,
             compression: compression.map(|c| c.as_str().to_owned()),
+            host: host.as_mut().and_then(|h| h.host.take()),
             ..Default::default()
         };
         sink.end_input(&summary);
-        Ok(Ingested { summary, warnings: Vec::new() })
+        Ok(Ingested { summary, warnings: host.and_then(|h| h.warning).into_iter().collect() })
     }
 
     fn read_text<S: InputSink + ?Sized>(
         &self,
         rdr: impl Read,
         compression: Option<Compression>,
+        host: HostTag,
         sink: &mut S,
     ) -> Result<Ingested, Err2> {
         // The first bytes decide "only whitespace" (the parser counts blank and header lines
@@ -470,13 +507,14 @@ impl<'n> Reader<'n> {
             &mut RecordsOf(sink),
         )
         .map_err(Err2::Io)?;
-        self.text_result(&s, blank_start && s.bytes == n as u64, compression, sink)
+        self.text_result(&s, blank_start && s.bytes == n as u64, compression, host, sink)
     }
 
     /// A plain file mapped whole, parsed on `opts.jobs` threads.
     fn read_text_mapped<S: InputSink + ?Sized>(
         &self,
         map: &memmap2::Mmap,
+        host: HostTag,
         sink: &mut S,
     ) -> Result<Ingested, Err2> {
         let data: &[u8] = map;
@@ -492,7 +530,7 @@ impl<'n> Reader<'n> {
             &mut RecordsOf(sink),
             self.opts.progress.as_ref(),
         );
-        self.text_result(&s, blank, None, sink)
+        self.text_result(&s, blank, None, host, sink)
     }
 
     /// The summary of a parsed text input, or why it holds no trace. `blank`: the input is
@@ -502,6 +540,7 @@ impl<'n> Reader<'n> {
         s: &exitscope_ftrace::ParseSummary,
         blank: bool,
         compression: Option<Compression>,
+        host: HostTag,
         sink: &mut S,
     ) -> Result<Ingested, Err2> {
         if s.records == 0 && self.opts.require_records {
@@ -534,9 +573,10 @@ impl<'n> Reader<'n> {
             error_lines: s.error_lines,
             ignored_lines: s.ignored_lines,
             compression: compression.map(|c| c.as_str().to_owned()),
+            host: host.host,
         };
         sink.end_input(&summary);
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<String> = host.warning.into_iter().collect();
         if s.records > 0 && s.error_lines > s.record_lines {
             warnings.push(format!(
                 "{}: {} of its {} lines could not be read and only {} could; is it an ftrace \
@@ -545,6 +585,19 @@ impl<'n> Reader<'n> {
             ));
         }
         Ok(Ingested { summary, warnings })
+    }
+}
+
+/// The recording host an input names, or why it names none.
+#[derive(Default)]
+struct HostTag {
+    host: Option<exitscope_host::Fingerprint>,
+    warning: Option<String>,
+}
+
+impl HostTag {
+    fn warn(w: String) -> HostTag {
+        HostTag { host: None, warning: Some(w) }
     }
 }
 

@@ -10,3 +10,4 @@ pub mod html;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod top;
