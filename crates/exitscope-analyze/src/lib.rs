@@ -402,6 +402,7 @@ fn tree_node(t: &MergedTree, funcs: &FuncTable, i: u32) -> TreeNode {
         p99_ns: p[1],
         interrupt: n.interrupt,
         children: n.children.iter().map(|&c| tree_node(t, funcs, c)).collect(),
+        histogram: s.hist.to_json(512),
     }
 }
 

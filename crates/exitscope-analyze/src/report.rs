@@ -106,6 +106,10 @@ pub struct TreeNode {
     pub interrupt: bool,
     /// Callees in first-seen order.
     pub children: Vec<TreeNode>,
+    /// The path's durations (512 sub-buckets per power of two once not exact), for exports
+    /// (`calls.parquet`); not in the JSON document, whose goldens predate it.
+    #[serde(skip)]
+    pub histogram: crate::histogram::HistogramJson,
 }
 
 impl TreeNode {

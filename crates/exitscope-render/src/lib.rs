@@ -30,6 +30,8 @@ pub mod flat;
 pub mod folded;
 pub mod html;
 pub mod json;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod perfetto;
 pub mod tree;
 pub mod units;
