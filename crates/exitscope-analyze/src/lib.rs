@@ -37,6 +37,7 @@ pub mod exits;
 pub mod funcs;
 pub mod histogram;
 mod merge;
+pub mod combine;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -335,6 +336,7 @@ impl<'a> Analysis<'a> {
             percentiles_exact: exact,
             events,
             exits,
+            merged: None,
         }
     }
 }

@@ -36,7 +36,7 @@
 //! Times are integer nanoseconds. `self_ns` is the summed self time (total minus children);
 //! percentiles are nearest-rank over the calls of that path.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use exitscope_model::{Diagnostic, Nanos};
 
@@ -44,7 +44,8 @@ use exitscope_model::{Diagnostic, Nanos};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything `exitscope report` found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// Version of this document's layout.
     pub schema_version: u32,
@@ -75,12 +76,17 @@ pub struct Report {
     /// has neither a vendor run call nor a kvm event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exits: Option<crate::exits::ExitsReport>,
+    /// What `exitscope merge` combined into this report (see [`crate::combine`]); absent in
+    /// a report of traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged: Option<crate::combine::Merged>,
 }
 
 pub use exitscope_model::InputSummary;
 
 /// One call path of the merged tree.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct TreeNode {
     /// Function name.
     pub function: String,
@@ -131,7 +137,8 @@ impl TreeNode {
 }
 
 /// One function of the flat profile.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct FlatEntry {
     /// Function name.
     pub function: String,
@@ -160,7 +167,8 @@ pub struct FlatEntry {
 }
 
 /// Calls that never completed.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Incomplete {
     /// Open calls cut off.
     pub count: u64,
@@ -171,7 +179,8 @@ pub struct Incomplete {
 }
 
 /// Incomplete calls of one function.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IncompleteFunction {
     /// Function name.
     pub function: String,
@@ -184,7 +193,8 @@ pub struct IncompleteFunction {
 }
 
 /// Returns that had no entry.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Orphans {
     /// How many.
     pub count: u64,
@@ -193,7 +203,8 @@ pub struct Orphans {
 }
 
 /// Orphan returns of one function.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OrphanFunction {
     /// Function name, if the return printed it.
     pub function: Option<String>,
@@ -206,7 +217,8 @@ pub struct OrphanFunction {
 }
 
 /// Lost events.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LostEvents {
     /// `LOST` lines.
     pub markers: u64,
@@ -217,7 +229,8 @@ pub struct LostEvents {
 }
 
 /// Diagnostic totals.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DiagnosticCounts {
     /// Lines or records skipped.
     pub errors: u64,

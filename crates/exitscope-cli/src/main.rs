@@ -63,6 +63,9 @@ enum Command {
     Export(cmd::export::Args),
     /// Write a trace-cmd trace.dat (v6/v7) as kernel-style ftrace text.
     Convert(cmd::convert::Args),
+    /// Combine `report --json` documents from many hosts into one (counts add, percentiles
+    /// from the merged histograms; `--by host` keeps a per-host breakdown).
+    Merge(cmd::merge::Args),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => cmd::diff::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Convert(a) => cmd::convert::run(a),
+        Command::Merge(a) => cmd::merge::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -119,8 +119,7 @@ mod parquet {
             let fp = fingerprint(f)?;
             let mut opts = AnalysisOptions::default();
             opts.max_diagnostics = args.diagnostics.max_diagnostics;
-            // The run id needs the input's size, known at its end: exits are tagged with a
-            // provisional run and the id is fixed from the name and the fingerprint's host.
+            // The run id hashes host, name and size (stdin: 0), so a re-export keeps it.
             let bytes = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
             let run = Run::new(f, bytes, fp);
             exits.begin_run(&run);
