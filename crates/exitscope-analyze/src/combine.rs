@@ -64,11 +64,8 @@ const PERCENTILES: &str = "nearest rank over the merged histogram: exact where t
 /// Combine `reports` into one, as if their inputs had been analysed together (see the module
 /// docs for what is exact). An empty slice gives an empty report.
 pub fn merge(reports: &[Report]) -> Report {
-    let mut out = Report {
-        schema_version: SCHEMA_VERSION,
-        percentiles_exact: true,
-        ..Default::default()
-    };
+    let mut out =
+        Report { schema_version: SCHEMA_VERSION, percentiles_exact: true, ..Default::default() };
     for r in reports {
         out.inputs.extend(r.inputs.iter().cloned());
         out.roots += r.roots;
@@ -342,7 +339,10 @@ fn merge_exits<'a>(parts: impl Iterator<Item = &'a ExitsReport>) -> (Option<Exit
         [one] => (*one).to_string(),
         _ => "mixed".to_string(),
     };
-    x.isa = isa.iter().max_by_key(|&(name, n)| (*n, std::cmp::Reverse(*name))).map(|(i, _)| i.to_string());
+    x.isa = isa
+        .iter()
+        .max_by_key(|&(name, n)| (*n, std::cmp::Reverse(*name)))
+        .map(|(i, _)| i.to_string());
     let mut groups: Vec<Vec<&ReasonStats>> = Vec::new();
     let mut index: FxHashMap<&str, usize> = FxHashMap::default();
     for r in parts.iter().flat_map(|p| &p.reasons) {

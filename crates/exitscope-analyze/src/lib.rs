@@ -32,12 +32,12 @@
 #![deny(missing_docs)]
 
 pub mod calls;
+pub mod combine;
 pub mod diff;
 pub mod exits;
 pub mod funcs;
 pub mod histogram;
 mod merge;
-pub mod combine;
 pub mod report;
 
 use std::collections::BTreeMap;

@@ -20,9 +20,9 @@ use std::sync::Arc;
 
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int32Type, Int64Type};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::file::metadata::KeyValue;
 use parquet::schema::parser::parse_message_type;
 
 use exitscope_analyze::exits::{ExitRecord, ExitSink, Reasons};
@@ -495,8 +495,12 @@ impl<W: Write + Send> ExitsWriter<W> {
             t.u64(v);
         }
         let (kind, key, write) = match e.key {
-            Some(ExitKey::Port { port, write }) => (Some("port"), Some(u64::from(port)), Some(write)),
-            Some(ExitKey::Msr { index, write }) => (Some("msr"), Some(u64::from(index)), Some(write)),
+            Some(ExitKey::Port { port, write }) => {
+                (Some("port"), Some(u64::from(port)), Some(write))
+            }
+            Some(ExitKey::Msr { index, write }) => {
+                (Some("msr"), Some(u64::from(index)), Some(write))
+            }
             Some(ExitKey::Gpa(a)) => (Some("gpa"), Some(a), None),
             Some(ExitKey::Hypercall(n)) => (Some("hypercall"), Some(n), None),
             None => (None, None, None),
@@ -620,11 +624,9 @@ pub fn write_run<W: Write + Send>(
     t.str(f.and_then(|f| f.os.version.as_deref()));
     t.str(f.and_then(|f| f.os.cmdline.as_deref()));
     t.str(f.and_then(|f| f.cpu.vendor.as_deref()));
-    for v in [
-        f.and_then(|f| f.cpu.family),
-        f.and_then(|f| f.cpu.model),
-        f.and_then(|f| f.cpu.stepping),
-    ] {
+    for v in
+        [f.and_then(|f| f.cpu.family), f.and_then(|f| f.cpu.model), f.and_then(|f| f.cpu.stepping)]
+    {
         t.i64(v.map(i64::from));
     }
     t.str(f.and_then(|f| f.cpu.model_name.as_deref()));
@@ -693,7 +695,8 @@ mod tests {
         });
         write_calls(&mut t, &run, &report).unwrap();
         assert_eq!(t.rows(), 2);
-        let path = std::env::temp_dir().join(format!("exitscope-calls-{}.parquet", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("exitscope-calls-{}.parquet", std::process::id()));
         std::fs::write(&path, t.finish().unwrap()).unwrap();
         let r = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
         std::fs::remove_file(&path).unwrap();

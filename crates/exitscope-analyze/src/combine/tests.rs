@@ -32,7 +32,8 @@ fn within(what: &str, got: &Distribution, want: &Distribution) {
         "{what}: counts"
     );
     let h = &got.histogram;
-    for (g, w) in [(got.p50_ns, want.p50_ns), (got.p90_ns, want.p90_ns), (got.p99_ns, want.p99_ns)] {
+    for (g, w) in [(got.p50_ns, want.p50_ns), (got.p90_ns, want.p90_ns), (got.p99_ns, want.p99_ns)]
+    {
         if h.exact {
             assert_eq!(g, w, "{what}: exact percentile");
         } else {
@@ -79,7 +80,8 @@ fn merging_per_host_reports_equals_one_report_of_all_inputs() {
             (ax.exits, ax.unpaired_exits, ax.unmatched_entries, ax.span_ns, &ax.source, &ax.isa),
             "case {case}"
         );
-        let names = |x: &ExitsReport| x.reasons.iter().map(|r| r.reason.clone()).collect::<Vec<_>>();
+        let names =
+            |x: &ExitsReport| x.reasons.iter().map(|r| r.reason.clone()).collect::<Vec<_>>();
         assert_eq!(names(mx), names(ax), "case {case}: same reasons, same order");
         for (m, a) in mx.reasons.iter().zip(&ax.reasons) {
             let what = format!("case {case} {}", m.reason);
@@ -131,7 +133,10 @@ fn trees_and_flat_profiles_merge_by_path_and_function() {
     let all = analyse(&[one.clone(), two.clone()]);
     let merged = merge(&[via_json(&analyse(&[one])), via_json(&analyse(&[two]))]);
     let (m, a) = (&merged.tree[0], &all.tree[0]);
-    assert_eq!((m.count, m.total_ns, m.self_ns, m.min_ns, m.max_ns), (2, Some(8556), a.self_ns, a.min_ns, a.max_ns));
+    assert_eq!(
+        (m.count, m.total_ns, m.self_ns, m.min_ns, m.max_ns),
+        (2, Some(8556), a.self_ns, a.min_ns, a.max_ns)
+    );
     assert_eq!(m.mean_ns, a.mean_ns);
     assert_eq!((m.p50_ns, m.p99_ns), (None, None), "no per-path histogram in the JSON");
     assert_eq!(m.children.len(), a.children.len());
