@@ -552,7 +552,19 @@ fn fake_record_writes_trace_dat_unless_the_output_is_txt() {
     let want = report_json(&demo_path);
     assert!(want["events"]["kvm_exit"].as_u64().unwrap() > 0, "{want}");
     assert_eq!(report_json(&dat), want);
-    assert_eq!(fs::read_dir(&cwd).unwrap().count(), 1, "only exitscope.dat is left");
+    let mut left: Vec<String> = fs::read_dir(&cwd)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["exitscope.dat", "exitscope.dat.host.json"], "the trace and its fingerprint");
+    // The fingerprint beside it is this machine's (export --parquet reads it from there).
+    let fp: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(cwd.join("exitscope.dat.host.json")).unwrap())
+            .unwrap();
+    let hostname = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(fp["hostname"], hostname.trim(), "{fp}");
+    assert!(fp["os"]["release"].is_string(), "{fp}");
     assert_eq!(snapshot_dir(&dir.0), before);
 
     let none = dir.0.join(".none.dat");

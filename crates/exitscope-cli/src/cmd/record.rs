@@ -3,7 +3,7 @@
 //! it was.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -193,6 +193,26 @@ fn reset(a: &Args) -> CmdResult {
     Ok(exit::OK)
 }
 
+/// The environment fingerprint beside a trace file (`FILE.host.json`): where it was recorded,
+/// for `export --parquet` and fleet queries. A failure to write it is a warning.
+fn write_fingerprint(output: &std::path::Path) {
+    if output.as_os_str() == "-" || !output.is_file() {
+        return;
+    }
+    let mut path = output.as_os_str().to_owned();
+    path.push(".host.json");
+    let path = PathBuf::from(path);
+    let fp = exitscope_host::Fingerprint::collect();
+    let written = crate::output::write_file(&path, |o| {
+        serde_json::to_writer_pretty(&mut *o, &fp).map_err(anyhow::Error::from)?;
+        writeln!(o)?;
+        Ok(())
+    });
+    if let Err(e) = written {
+        say!("warning: could not write {}: {}", path.display(), e.error);
+    }
+}
+
 /// Run `exitscope record`.
 pub fn run(args: Args) -> CmdResult {
     if args.reset {
@@ -230,6 +250,7 @@ pub fn run(args: Args) -> CmdResult {
         .map_err(|e| recording::failure(e, &mode))?;
     // Whatever was captured is kept, also after a signal.
     out.commit()?;
+    write_fingerprint(&args.output);
     if let Err(e) = recorder.unmount() {
         say!("warning: {e}");
     }
