@@ -16,7 +16,9 @@
 //!   "diagnostics": [{"file","line","column","severity","message"}],   // first --max-diagnostics
 //!   "diagnostic_counts": {"errors", "warnings"},
 //!   "percentiles_exact": bool,
-//!   "exits": Exits }               // only with `report --exits`; see `crate::exits`
+//!   "exits": Exits,                // only with `report --exits`; see `crate::exits`
+//!   "merged": {"reports": int, "percentiles": str,          // only in `exitscope merge`
+//!              "hosts": [{"host": str, "report": Report}]} } //   output; see `crate::combine`
 //! Exits = {"exits": int,            // one per vendor run call (svm_vcpu_run / vmx_vcpu_run)
 //!          "whole_roots", "split_roots", "roots_without_run": int,
 //!          "unattributed_ns": int,  // time of split roots outside every exit

@@ -59,7 +59,8 @@ enum Command {
     /// Flame graph (SVG) or folded stacks of the merged call tree; `--diff A B` for a
     /// differential flame graph.
     Flame(cmd::flame::Args),
-    /// Export a timeline of every call (`--perfetto`: Chrome trace-event JSON).
+    /// Export a timeline of every call (`--perfetto`: Chrome trace-event JSON), or per-exit
+    /// Parquet tables for DuckDB and Spark (`--parquet DIR`).
     Export(cmd::export::Args),
     /// Write a trace-cmd trace.dat (v6/v7) as kernel-style ftrace text.
     Convert(cmd::convert::Args),

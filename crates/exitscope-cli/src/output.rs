@@ -130,7 +130,7 @@ impl Write for Output {
     }
 }
 
-fn stdout<'a>(w: &'a mut Option<BufWriter<Stdout>>) -> io::Result<&'a mut BufWriter<Stdout>> {
+fn stdout(w: &mut Option<BufWriter<Stdout>>) -> io::Result<&mut BufWriter<Stdout>> {
     w.as_mut().ok_or_else(|| io::Error::other("stdout output used after it was dropped"))
 }
 

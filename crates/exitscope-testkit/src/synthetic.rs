@@ -81,7 +81,8 @@ pub fn kvm_event_trace(spec: &HostSpec) -> String {
         // apart, many distinct values, and a p99 stable enough between seeds that a slowdown
         // shows.
         let f = if rng.below(100) < 5 { 3.0 + rng.unit() } else { 0.7 + 0.6 * rng.unit() };
-        let d = (base as f64 * f * spec.slowdown) as u64 + 1;
+        #[allow(clippy::cast_sign_loss, reason = "a positive product")]
+        let d = (base as f64 * f * spec.slowdown.abs()) as u64 + 1;
         let ts = |t: u64| format!("{}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
         let head = format!(" qemu-system-x86-{tid}  [{cpu:03}]");
         out.push_str(&format!(
