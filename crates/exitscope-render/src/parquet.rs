@@ -15,15 +15,17 @@
 //! Written with the `parquet` crate's column writers (no arrow), zstd-compressed, dictionary
 //! encoding on (reasons, hosts and run ids repeat on every row).
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Arc;
 
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
 
 use exitscope_analyze::exits::{ExitRecord, ExitSink, Reasons};
 use exitscope_analyze::report::{Report, TreeNode};
@@ -36,6 +38,28 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Rows per row group of `exits.parquet` (and the most rows held in memory).
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Distinct strings shared per table (beyond that, unique strings such as call paths are
+/// stored as they come).
+const MAX_INTERNED: usize = 4096;
+
+/// Columns whose values rarely repeat: no dictionary (it would be built per value and then
+/// abandoned).
+const NO_DICTIONARY: &[&str] = &[
+    "seq",
+    "line",
+    "start_ns",
+    "duration_ns",
+    "phase_before_ns",
+    "phase_run_ns",
+    "phase_after_ns",
+    "phase_other_ns",
+    "phase_completion_ns",
+];
+
+/// String columns with min/max statistics (what queries filter on); the other string columns
+/// have none, which spares two comparisons per value.
+const STRING_STATISTICS: &[&str] = &["host", "reason", "kind", "function"];
 
 /// Physical and logical type of a column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,6 +252,9 @@ struct ColBuf {
 /// A Parquet file written row by row, flushed as a row group every [`ROW_GROUP_ROWS`] rows.
 pub struct TableWriter<W: Write + Send> {
     file: SerializedFileWriter<W>,
+    /// Strings seen, shared between rows (reasons, hosts, run ids repeat on every row): a
+    /// clone is a reference count, not an allocation.
+    interned: HashMap<Box<str>, ByteArray>,
     cols: Vec<ColBuf>,
     rows: usize,
     total: u64,
@@ -271,15 +298,24 @@ impl<W: Write + Send> TableWriter<W> {
         }
         msg.push('}');
         let schema = Arc::new(parse_message_type(&msg).map_err(to_io)?);
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(to_io)?))
             .set_max_row_group_size(ROW_GROUP_ROWS)
             .set_created_by(format!("exitscope {}", env!("CARGO_PKG_VERSION")))
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 "exitscope.schema".to_string(),
                 format!("{table}/{SCHEMA_VERSION}"),
-            )]))
-            .build();
+            )]));
+        for c in cols {
+            let path = || ColumnPath::new(vec![c.name.to_string()]);
+            if NO_DICTIONARY.contains(&c.name) {
+                props = props.set_column_dictionary_enabled(path(), false);
+            }
+            if c.ty == Ty::Str && !STRING_STATISTICS.contains(&c.name) {
+                props = props.set_column_statistics_enabled(path(), EnabledStatistics::None);
+            }
+        }
+        let props = props.build();
         let file = SerializedFileWriter::new(w, schema, Arc::new(props)).map_err(to_io)?;
         let cols = cols
             .iter()
@@ -295,7 +331,7 @@ impl<W: Write + Send> TableWriter<W> {
                 defs: Vec::new(),
             })
             .collect();
-        Ok(TableWriter { file, cols, rows: 0, total: 0, cursor: 0 })
+        Ok(TableWriter { file, interned: HashMap::new(), cols, rows: 0, total: 0, cursor: 0 })
     }
 
     fn next(&mut self, present: bool) -> &mut ColBuf {
@@ -309,11 +345,23 @@ impl<W: Write + Send> TableWriter<W> {
         c
     }
 
+    fn intern(&mut self, s: &str) -> ByteArray {
+        if let Some(b) = self.interned.get(s) {
+            return b.clone();
+        }
+        let b = ByteArray::from(s.as_bytes().to_vec());
+        if self.interned.len() < MAX_INTERNED {
+            self.interned.insert(s.into(), b.clone());
+        }
+        b
+    }
+
     /// The next column's value: a string.
     pub fn str(&mut self, v: Option<&str>) {
+        let v = v.map(|s| self.intern(s));
         let c = self.next(v.is_some());
         match (&mut c.buf, v) {
-            (Buf::Str(b), Some(s)) => b.push(ByteArray::from(s.as_bytes().to_vec())),
+            (Buf::Str(b), Some(s)) => b.push(s),
             (Buf::Str(_), None) => {}
             _ => panic!("column {} is not a string", c.col.name),
         }
