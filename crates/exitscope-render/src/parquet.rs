@@ -359,6 +359,11 @@ impl<W: Write + Send> TableWriter<W> {
     /// The next column's value: a string.
     pub fn str(&mut self, v: Option<&str>) {
         let v = v.map(|s| self.intern(s));
+        self.cell(v);
+    }
+
+    /// The next column's value: a string made earlier with [`TableWriter::intern`].
+    fn cell(&mut self, v: Option<ByteArray>) {
         let c = self.next(v.is_some());
         match (&mut c.buf, v) {
             (Buf::Str(b), Some(s)) => b.push(s),
@@ -497,6 +502,11 @@ impl<W: Write + Send> TableWriter<W> {
 pub struct ExitsWriter<W: Write + Send> {
     table: TableWriter<W>,
     run: Run,
+    /// The run's `run_id`, `host` and `input` cells.
+    run_cells: [Option<ByteArray>; 3],
+    /// Per [`exitscope_analyze::exits::ReasonId`] of this run: `reason`, `kind`, `isa` and
+    /// `vendor_name` cells (the hot path looks nothing up).
+    reason_cells: Vec<Option<[Option<ByteArray>; 4]>>,
     seq: i64,
     /// The first write error; later rows are dropped and [`ExitsWriter::finish`] returns it.
     error: Option<io::Error>,
@@ -508,23 +518,47 @@ impl<W: Write + Send> ExitsWriter<W> {
         Ok(ExitsWriter {
             table: TableWriter::new(w, "exits", EXITS)?,
             run: Run::default(),
+            run_cells: [None, None, None],
+            reason_cells: Vec::new(),
             seq: 0,
             error: None,
         })
     }
 
-    /// Exits that follow belong to `run`; their `seq` restarts at 0.
+    /// Exits that follow belong to `run` (and to a new analysis: reason ids start over);
+    /// their `seq` restarts at 0.
     pub fn begin_run(&mut self, run: &Run) {
         self.run = run.clone();
+        let t = &mut self.table;
+        self.run_cells = [
+            Some(t.intern(&run.run_id)),
+            run.host.as_deref().map(|h| t.intern(h)),
+            Some(t.intern(&run.input)),
+        ];
+        self.reason_cells.clear();
         self.seq = 0;
     }
 
     fn row(&mut self, e: &ExitRecord, reasons: &Reasons) -> io::Result<()> {
         let r = reasons.get(e.reason);
+        let i = e.reason.0 as usize;
+        if self.reason_cells.len() <= i {
+            self.reason_cells.resize(i + 1, None);
+        }
         let t = &mut self.table;
-        t.str(Some(&self.run.run_id));
-        t.str(self.run.host.as_deref());
-        t.str(Some(&self.run.input));
+        let cells = self.reason_cells[i].get_or_insert_with(|| {
+            [
+                Some(t.intern(r.label())),
+                Some(t.intern(r.kind.name())),
+                r.isa.map(|x| t.intern(x.as_str())),
+                r.vendor.as_deref().map(|v| t.intern(v)),
+            ]
+        });
+        let [reason, kind, isa, vendor] = cells.clone();
+        let [run_id, host, input] = self.run_cells.clone();
+        t.cell(run_id);
+        t.cell(host);
+        t.cell(input);
         t.str(e.source.map(|s| s.as_str()));
         t.i64(Some(self.seq));
         t.u64_as_i64((e.line > 0).then_some(e.line));
@@ -533,11 +567,11 @@ impl<W: Write + Send> ExitsWriter<W> {
         t.i32(e.cpu);
         t.u64_as_i64(e.start);
         t.u64_as_i64(e.duration);
-        t.str(Some(r.label()));
-        t.str(Some(r.kind.name()));
-        t.str(r.isa.map(|i| i.as_str()));
+        t.cell(reason);
+        t.cell(kind);
+        t.cell(isa);
         t.i64(r.code.map(i64::from));
-        t.str(r.vendor.as_deref());
+        t.cell(vendor);
         let f = e.fields.unwrap_or_default();
         for v in [f.rip, f.info1, f.info2, f.intr_info, f.error_code] {
             t.u64(v);
