@@ -1,7 +1,8 @@
 #!/bin/bash
 # tests/lab/build.sh — assemble the lab: a stock Debian kernel + a busybox initramfs holding
 # KVM (kvm.ko, kvm-amd.ko), 9p/virtio modules and the exitscope binary (with its shared
-# libraries and the dynamic loader, found by ldd, copied to the same paths).
+# libraries and the dynamic loader, found by ldd, copied to the same paths), and
+# kvm-unit-tests' vmexit.flat at /kut/vmexit.flat when $KUT_FLAT exists (the guest's `kut` step).
 #
 # Adapted from ../shared/lab/build.sh (kvmloop dropped: exitscope's own VMM is the workload).
 # The kernel/busybox packages are only downloaded and unpacked (never installed on the host)
@@ -10,6 +11,7 @@
 # Usage:  tests/lab/build.sh [EXITSCOPE_BIN]       (default target/release/exitscope)
 # Env:    LAB (default /tmp/exitscope-lab)   KPKG (kernel package; default: what
 #         linux-image-amd64 depends on)   NO_APT=1 (do not apt-get update/install/download)
+#         KUT_FLAT (default ../shared/kut/vmexit.flat next to the repository)
 # Output: $LAB/<kver>/vmlinuz, $LAB/<kver>/initramfs.cpio.gz, $LAB/current -> <kver>
 # Exit:   0 ok; 3 = the lab cannot be built here (missing tool/package/network: the message
 #         says which; run-lab-test.sh turns this into SKIP); anything else = a real error.
@@ -97,6 +99,17 @@ done
 chroot "$ROOT" /bin/exitscope --version >/dev/null ||
 	{ echo "build.sh: /bin/exitscope does not run inside the initramfs root $ROOT" >&2; exit 1; }
 echo "build.sh: exitscope libraries: $(ldd "$BIN" | awk '{print $1}' | xargs)"
+
+# kvm-unit-tests' own image for `exitscope run --kut` in the guest (never committed: the
+# shared build of it, or a user's own, copied like the binary)
+KUT_FLAT=${KUT_FLAT:-$REPO/../shared/kut/vmexit.flat}
+if [ -f "$KUT_FLAT" ]; then
+	mkdir -p "$ROOT/kut"
+	cp "$KUT_FLAT" "$ROOT/kut/vmexit.flat"
+	echo "build.sh: kvm-unit-tests image $KUT_FLAT -> /kut/vmexit.flat ($(sha256sum "$KUT_FLAT" | cut -c1-16))"
+else
+	echo "build.sh: no kvm-unit-tests image at $KUT_FLAT (set KUT_FLAT): the guest's kut step will be skipped"
+fi
 
 # modules: closure of what we need, decompressed (busybox insmod wants plain .ko)
 WANT="kvm-amd kvm-intel 9p 9pnet_virtio virtio_pci"

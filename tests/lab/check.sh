@@ -10,6 +10,10 @@
 #             (from `report --json`'s "exit_reasons" once it is merged; until then paired here
 #             with awk, the same rule: an exit pairs with the next kvm_entry of its thread);
 #   - run:    the `exitscope run cpuid` directory holds a bench result and a trace with CPUID exits;
+#   - kut:    `exitscope run --kut vmexit.flat cpuid`: the guest's own lines from both boots, a
+#             PASS exit, the bench figures, and report.json's CPUID exits (the traced boot's
+#             iterations, up to 5 % more; the top reason after the VMM's own port I/O) with
+#             the before/run/after phases timed;
 #   - tracefs: every file snapshot before a step reads the same after it; no instances/exitscope-*.
 # Prints PASS/FAIL/PENDING lines (PENDING = a check waiting for a command to be merged; the
 # fallback check ran instead), then the figures. Exit 0 when nothing FAILed, 1 otherwise.
@@ -41,7 +45,7 @@ else fail "guest job did not finish cleanly (job.rc: $(cat "$R/job.rc" 2>/dev/nu
 if grep -q 'load_mod kvm_amd rc=0' "$R/kvm-load.txt" 2>/dev/null && grep -q '/dev/kvm' "$R/kvm-load.txt"; then
 	pass "kvm_amd loaded in the guest ($(grep -o 'Nested Paging enabled' "$R/kvm-load.txt" | head -1), $(grep '^kvm_amd.nrips=' "$R/kvm-load.txt"))"
 else fail "kvm_amd did not load in the guest (see $R/kvm-load.txt)"; fi
-for s in bench graph events run; do
+for s in bench graph events run kut; do
 	[ -f "$R/$s.cmd" ] || continue
 	rc=$(cat "$R/$s.rc" 2>/dev/null || echo missing)
 	if [ "$rc" = 0 ]; then pass "step $s exited 0 ($(mode $s))"
@@ -102,7 +106,7 @@ check_graph() {
 		fi
 		c=$(echo "$xs" | jq -c '.exits.reasons[] | select(.reason == "CPUID")')
 		if [ -n "$c" ] && echo "$c" | jq -e --argjson n "$iters" \
-			'.count >= $n and .before.timed > 0 and .run.timed > 0 and .after.timed > 0 and .before.mean_ns != null and .run.mean_ns != null and .after.mean_ns != null' >/dev/null; then
+			'def timed(d): d.count // d.timed // 0; .count >= $n and timed(.before) > 0 and timed(.run) > 0 and timed(.after) > 0 and .before.mean_ns != null and .run.mean_ns != null and .after.mean_ns != null' >/dev/null; then
 			p=$(echo "$c" | jq -r '"\(.count) CPUID exits: total mean \(.total.mean_ns) ns = before \(.before.mean_ns) + run \(.run.mean_ns) + after \(.after.mean_ns) + other \(.other.mean_ns // 0) ns"')
 			pass "$label: --exits classifies $p"
 			figure "$label: --exits: $(echo "$xs" | jq -r '.exits.exits') exits; $p"
@@ -203,13 +207,48 @@ if [ -f "$R/run.cmd" ]; then
 	else fail "run: no function_graph trace with roots in $D: $(cd "$D" 2>/dev/null && echo *)"; fi
 fi
 
+# ---- kut: kvm-unit-tests' vmexit.flat, traced (issue 14 item 4) ---------------------------
+[ -f "$R/kut.skipped" ] && echo "SKIP: step kut: $(cat "$R/kut.skipped")"
+if [ -f "$R/kut.cmd" ]; then
+	D=$R/run-kut out=$R/kut.stdout
+	# KUT_TESTS is cpuid by default; the checks below are about cpuid
+	lines=$(grep -E '^cpuid [0-9]+$' "$out" 2>/dev/null)
+	if [ "$(echo "$lines" | grep -c .)" = 2 ] && [ "$(grep -c 'QEMU status 1: PASS' "$out")" = 2 ]; then
+		pass "kut: the guest printed '$(echo "$lines" | head -1)' (untraced boot) and '$(echo "$lines" | tail -1)' (traced boot), both exited PASS through isa-debug-exit"
+	else fail "kut: expected two 'cpuid N' guest lines and two PASS exits in $out: $(grep -E '^(cpuid|#)' "$out" 2>/dev/null | head -8 | tr '\n' '|')"; fi
+	ub=$D/bench.json tb=$D/traced-bench.json rj=$D/report.json
+	if jq -e '.source == "kvm-unit-tests" and (.results[] | select(.test == "cpuid") | .status == "ok")' "$ub" >/dev/null 2>&1; then
+		u=$(jq -r '.results[] | select(.test == "cpuid") | "cpuid \(.cycles_median) cycles/iter (the guest'"'"'s own), \(.exits_per_iteration) exits/iter (KVM stats), last round \(.iterations) iterations"' "$ub")
+		pass "kut: untraced bench.json: $u on kvm flavour $(jq -r .host.kvm_flavour "$ub")"
+		figure "kut untraced: $u"
+	else fail "kut: no ok cpuid result with source kvm-unit-tests in $ub"; fi
+	iters=$(jq -r '[.kut.boots[0].tests[] | select(.name == "cpuid") | .window_iterations] | first // 0' "$tb" 2>/dev/null)
+	iters=${iters:-0}
+	figure "kut traced: $(jq -r '.results[] | select(.test == "cpuid") | "cpuid \(.cycles_median) cycles/iter"' "$tb" 2>/dev/null), $iters iterations (2N-64)"
+	if grep -q 'recorded function_graph' "$out"; then pass "kut: $(grep -o 'recorded function_graph[^)]*)' "$out" | head -1)"
+	else fail "kut: not a function_graph recording: $(grep '^# exitscope run' "$out")"; fi
+	c=$(jq -c '.exits.reasons[] | select(.reason == "CPUID")' "$rj" 2>/dev/null)
+	all=$(jq -r '.exits.exits // 0' "$rj" 2>/dev/null)
+	# the most frequent reason other than IO (the VMM's console polling and PCI probing,
+	# which a function graph cannot tell from the test's own port I/O)
+	top=$(jq -r '[.exits.reasons[] | select(.reason != "IO")] | max_by(.count) | .reason' "$rj" 2>/dev/null)
+	if [ -n "$c" ] && [ "$iters" -gt 0 ] && [ "$top" = CPUID ] && echo "$c" | jq -e --argjson n "$iters" \
+		'def timed(d): d.count // d.timed // 0; .count >= $n and .count <= $n * 1.05 + 16 and timed(.before) > 0 and timed(.run) > 0 and timed(.after) > 0 and .before.mean_ns != null and .run.mean_ns != null and .after.mean_ns != null' >/dev/null; then
+		p=$(echo "$c" | jq -r '"\(.count) CPUID exits: total mean \(.total.mean_ns) ns = before \(.before.mean_ns) + run \(.run.mean_ns) + after \(.after.mean_ns) + other \(.other.mean_ns // 0) ns"')
+		pass "kut: report.json classifies $p, for $iters guest iterations, of $all exits ($(jq -r .exits.source "$rj"))"
+		figure "kut report.json: $p"
+		figure "kut report.json reasons: $(jq -r '[.exits.reasons[] | "\(.reason)=\(.count)"] | join(" ")' "$rj"); harness (console/firmware ports) $(jq -r .exits.harness_exits "$rj")"
+		figure "kut traced boot: exits the VMM served in userspace $(jq -c '.kut.boots[0].userspace_exits' "$tb") (the IO row above, less the guest's own in-kernel port I/O)"
+	else fail "kut: report.json has no CPUID row with $iters..5% more exits (the top reason besides IO, not $top) and three timed phases: $(jq -c '.exits.reasons | map({reason, count})' "$rj" 2>/dev/null | head -c 400)"; fi
+fi
+
 # ---- tracefs restored ----------------------------------------------------------------------
 # buffer_size_kb is compared apart: "N (expanded: M)" is a buffer not yet allocated at its
 # boot size M; writing M back reads M rounded up to whole ring-buffer pages (4080 data bytes
 # each: 1408 -> 1410), so sizes within 4 KB are the same size.
 norm() { grep -v '^buffer_size_kb:' "$1"; }
 bufkb() { sed -nE 's/^buffer_size_kb: ([0-9]+ \(expanded: )?([0-9]+).*/\2/p' "$1"; }
-for s in bench graph events run; do
+for s in bench graph events run kut; do
 	b=$R/tracefs-before-$s.txt a=$R/tracefs-after-$s.txt
 	[ -f "$b" ] || continue
 	[ -f "$a" ] || { fail "tracefs: no snapshot after step $s"; continue; }

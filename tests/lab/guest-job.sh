@@ -9,14 +9,18 @@
 #   graph.txt graph-bench.json graph.meta   step graph  (function_graph of the exit path)
 #   events.txt events-bench.json            step events (kvm tracepoints)
 #   run-cpuid/                              step run    (`exitscope run cpuid -o`)
+#   run-kut/ kut.stdout                     step kut    (`exitscope run --kut /kut/vmexit.flat cpuid -o`)
 #
 # Variables (run.sh sets them from the environment):
-#   STEPS        steps to run (default: "bench graph events run")
+#   STEPS        steps to run (default: "bench graph events run kut")
 #   MIN_CYCLES   --min-cycles for every bench   (default 2^21: under TCG one round of 64
 #                iterations already exceeds it, so a traced bench is a few hundred exits)
 #   REPEAT       --repeat for every bench       (default 1)
 #   BUF_KB       per-CPU ring buffer for the fallbacks / record --buffer-size (default 65536)
 #   RUN_ARGS     extra arguments for `exitscope run` (default none)
+#   KUT_TESTS    the kvm-unit-tests tests of step kut (default cpuid; vmexit.flat has no knob for
+#                its iterations: each test doubles them until a round takes 2^30 TSC cycles)
+#   KUT_ARGS     extra arguments for `exitscope run --kut` (default "--timeout 300")
 #   GRAPH_FUNC   the graph root asked for (default vcpu_enter_guest, as in the issue; set it
 #                empty to call `exitscope record` without --graph, i.e. its default graph mode)
 #
@@ -25,8 +29,8 @@
 # (`exitscope record --help` / `exitscope run --help` fails), and <step>.mode says which ran.
 T=/sys/kernel/tracing
 O=/out
-: "${STEPS:=bench graph events run}" "${MIN_CYCLES:=2^21}" "${REPEAT:=1}" "${BUF_KB:=65536}"
-: "${RUN_ARGS:=}" "${GRAPH_FUNC=vcpu_enter_guest}"
+: "${STEPS:=bench graph events run kut}" "${MIN_CYCLES:=2^21}" "${REPEAT:=1}" "${BUF_KB:=65536}"
+: "${RUN_ARGS:=}" "${GRAPH_FUNC=vcpu_enter_guest}" "${KUT_TESTS:=cpuid}" "${KUT_ARGS:=--timeout 300}"
 BENCH_OPTS="--cpl 0 --json --min-cycles $MIN_CYCLES --repeat $REPEAT --timeout 300"
 
 stamp() { echo "[$(cut -d' ' -f1 /proc/uptime)] $*"; }
@@ -183,6 +187,16 @@ run_step() {
 	fi
 }
 
+# kvm-unit-tests' own vmexit.flat in exitscope's VMM on real kvm_amd, traced (issue 14 item 4):
+# an untraced boot for the figures, then the traced one; report.json has the CPUID exits
+kut_step() {
+	echo real > $O/kut.mode
+	mkdir -p $O/run-kut
+	# shellcheck disable=SC2086
+	exitscope run --kut /kut/vmexit.flat $KUT_TESTS -o $O/run-kut --color never $KUT_ARGS \
+		> $O/kut.stdout 2> $O/kut.stderr
+}
+
 stamp "job start"
 {
 	echo "uname: $(uname -a)"
@@ -195,7 +209,8 @@ stamp "job start"
 	echo "exitscope: $(exitscope --version 2>&1)"
 	echo "record: $(has_record && echo yes || echo no, fallback)"
 	echo "run: $(has_run && echo yes || echo no, fallback)"
-	echo "STEPS=$STEPS MIN_CYCLES=$MIN_CYCLES REPEAT=$REPEAT BUF_KB=$BUF_KB RUN_ARGS=$RUN_ARGS GRAPH_FUNC=$GRAPH_FUNC"
+	echo "STEPS=$STEPS MIN_CYCLES=$MIN_CYCLES REPEAT=$REPEAT BUF_KB=$BUF_KB RUN_ARGS=$RUN_ARGS GRAPH_FUNC=$GRAPH_FUNC KUT_TESTS=$KUT_TESTS KUT_ARGS=$KUT_ARGS"
+	echo "kut image: $(ls -l /kut/vmexit.flat 2>&1)"
 } > $O/guest-env.txt
 
 load_mod kvm_amd > $O/kvm-load.txt 2>&1
@@ -214,6 +229,10 @@ fi
 want graph && step graph graph_step
 want events && step events events_step
 want run && step run run_step
+if want kut; then
+	if [ -f /kut/vmexit.flat ]; then step kut kut_step
+	else echo "no /kut/vmexit.flat in the initramfs (build.sh had no KUT_FLAT)" > $O/kut.skipped; stamp "step kut skipped"; fi
+fi
 ls -la $O > $O/listing.txt
 dmesg > $O/dmesg-end.txt
 stamp "job end"

@@ -12,7 +12,8 @@
 # package, kernel package not found, not x86_64); exits 1 on a real failure.
 #
 # Env: LAB (/tmp/exitscope-lab)  TIMEOUT (QEMU deadline, s; 420)  KPKG (kernel package)
-#      NO_APT=1 (never call apt)  STEPS MIN_CYCLES REPEAT BUF_KB RUN_ARGS (guest job knobs)
+#      NO_APT=1 (never call apt)  STEPS MIN_CYCLES REPEAT BUF_KB RUN_ARGS KUT_TESTS KUT_ARGS
+#      (guest job knobs)  KUT_FLAT (kvm-unit-tests' vmexit.flat; default ../shared/kut/vmexit.flat)
 #      EXITSCOPE_LAB_SKIP=1 (print SKIP and exit 0, e.g. for a quick CI run)
 #      RESULTS (also copy the run directory there)
 set -uo pipefail

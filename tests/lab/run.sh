@@ -7,7 +7,7 @@
 # Env:   CPU (max)  SMP (1: with 2 vCPUs, switching the tracer back to nop hangs in
 #        text_poke IPIs under TCG)  MEM (2048)  TIMEOUT (seconds, 900)  LAB (/tmp/exitscope-lab)
 #        KDIR ($LAB/current)  APPEND_EXTRA (kernel command line)
-#        STEPS MIN_CYCLES REPEAT BUF_KB RUN_ARGS GRAPH_FUNC   (passed to guest-job.sh)
+#        STEPS MIN_CYCLES REPEAT BUF_KB RUN_ARGS GRAPH_FUNC KUT_TESTS KUT_ARGS   (passed to guest-job.sh)
 # Exit:  0 when QEMU powered off by itself, 124 on timeout, else QEMU's status. The job's own
 #        status is in RUN_DIR/job.rc. The last line printed is the run directory.
 set -euo pipefail
@@ -25,7 +25,7 @@ RUN=${1:-$LAB/runs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RUN"
 rm -f "$RUN/job.rc"
 {
-	for v in STEPS MIN_CYCLES REPEAT BUF_KB RUN_ARGS GRAPH_FUNC; do
+	for v in STEPS MIN_CYCLES REPEAT BUF_KB RUN_ARGS GRAPH_FUNC KUT_TESTS KUT_ARGS; do
 		[ -n "${!v+set}" ] && printf '%s=%q\n' "$v" "${!v}"
 	done
 	cat "$HERE/guest-job.sh"

@@ -12,7 +12,9 @@
 //!
 //! What cannot be merged is said, not guessed: call-tree percentiles (the JSON document has no
 //! per-path histogram) are `null` in a merged tree; the per-reason `keys` are the top 8 of the
-//! top 8s; `notes` are the union of the parts' notes.
+//! top 8s; `notes` are the union of the parts' notes; per-vCPU breakdowns are left out (vCPU
+//! numbers of different hosts are not the same vCPUs); `host` is kept only when every part
+//! names the same one.
 //!
 //! With hosts ([`merge_by_host`]), each host's reports are merged first and kept in
 //! [`Merged::hosts`], then all hosts into the document itself.
@@ -95,6 +97,11 @@ pub fn merge(reports: &[Report]) -> Report {
             a.total_ns = a.total_ns.saturating_add(b.total_ns);
         },
     );
+    // One recording host when every part names the same one; else unknown, never a guess.
+    out.host = match reports.first().and_then(|r| r.host.as_ref()) {
+        Some(h) if reports.iter().all(|r| r.host.as_ref() == Some(h)) => Some(h.clone()),
+        _ => None,
+    };
     let (flat, flat_exact) = merge_flat(reports);
     out.flat = flat;
     out.tree = merge_trees(reports.iter().map(|r| r.tree.as_slice()));

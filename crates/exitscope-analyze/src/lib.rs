@@ -37,6 +37,7 @@ pub mod diff;
 pub mod exits;
 pub mod funcs;
 pub mod histogram;
+pub mod live;
 mod merge;
 pub mod report;
 
@@ -75,11 +76,18 @@ pub struct AnalysisOptions {
     /// I/O ports of exitscope's own benchmark harness: exits on them are the harness
     /// signalling, counted apart ([`exits::ExitsReport::harness_exits`]).
     pub harness_ports: Vec<u16>,
+    /// Also keep the per-reason statistic of each vCPU ([`exits::ExitsReport::vcpus`]).
+    pub per_vcpu: bool,
 }
 
 impl Default for AnalysisOptions {
     fn default() -> Self {
-        AnalysisOptions { max_diagnostics: 20, split_exits: false, harness_ports: Vec::new() }
+        AnalysisOptions {
+            max_diagnostics: 20,
+            split_exits: false,
+            harness_ports: Vec::new(),
+            per_vcpu: false,
+        }
     }
 }
 
@@ -138,6 +146,8 @@ pub struct Analysis<'a> {
     graph: GraphExits<'static>,
     events: EventExits,
     stats: ExitStats,
+    /// Per vCPU, with `per_vcpu`.
+    vcpu_stats: BTreeMap<exits::VcpuId, ExitStats>,
     reasons: Reasons,
     exit_buf: Vec<ExitRecord>,
     event_out: EventOutput,
@@ -163,6 +173,7 @@ impl<'a> Analysis<'a> {
         });
         Analysis {
             stats: ExitStats::new(opts.harness_ports.clone()),
+            vcpu_stats: BTreeMap::new(),
             opts,
             builder,
             merged: MergedTree::default(),
@@ -207,6 +218,12 @@ impl<'a> Analysis<'a> {
         }
         for rec in self.exit_buf.drain(..).chain(self.event_out.exits.drain(..)) {
             self.stats.add(&rec, &self.reasons);
+            if self.opts.per_vcpu {
+                self.vcpu_stats
+                    .entry(exits::VcpuId::of(&rec))
+                    .or_insert_with(|| ExitStats::new(self.opts.harness_ports.clone()))
+                    .add(&rec, &self.reasons);
+            }
             for s in self.exit_sinks.iter_mut() {
                 s.exit(&rec, &self.reasons);
             }
@@ -320,10 +337,34 @@ impl<'a> Analysis<'a> {
         let any_exit_source = self.stats.exits() > 0
             || self.graph.exits > 0
             || events.keys().any(|k| k.starts_with("kvm_"));
-        let exits = any_exit_source
-            .then(|| self.stats.finish(&self.reasons, &self.graph, &self.events, notes));
+        let vcpu_stats = std::mem::take(&mut self.vcpu_stats);
+        let exits = any_exit_source.then(|| {
+            let mut ex = self.stats.finish(&self.reasons, &self.graph, &self.events, notes);
+            ex.vcpus = vcpu_stats
+                .into_iter()
+                .map(|(id, st)| {
+                    let mut v = st.finish(&self.reasons, &self.graph, &self.events, Vec::new());
+                    // Rates over the trace's span, as the totals' (a vCPU's own first and
+                    // last timestamps are not kept).
+                    for r in &mut v.reasons {
+                        r.rate_per_s = ex
+                            .span_ns
+                            .filter(|&s| s > 0 && r.count >= 2)
+                            .map(|s| r.count as f64 * 1e9 / s as f64);
+                    }
+                    exits::VcpuExits { vcpu: id.label(), exits: v.exits, reasons: v.reasons }
+                })
+                .filter(|v| v.exits > 0)
+                .collect();
+            ex
+        });
+        let host = recording_host(&self.inputs, &mut |d| {
+            self.counts.warnings += 1;
+            self.diagnostics.push(d);
+        });
         Report {
             schema_version: SCHEMA_VERSION,
+            host,
             inputs: self.inputs,
             roots: self.builder.roots(),
             tree,
@@ -363,9 +404,19 @@ impl InputSink for Analysis<'_> {
         self.drain_exits();
         let index = self.inputs.len().saturating_sub(1);
         for rec in self.stats.end_input(index, &self.reasons) {
+            if self.opts.per_vcpu {
+                self.vcpu_stats
+                    .entry(exits::VcpuId::of(&rec))
+                    .or_insert_with(|| ExitStats::new(self.opts.harness_ports.clone()))
+                    .add(&rec, &self.reasons);
+            }
             for s in self.exit_sinks.iter_mut() {
                 s.exit(&rec, &self.reasons);
             }
+        }
+        for st in self.vcpu_stats.values_mut() {
+            // Pairs are never handed to them: nothing comes back.
+            let _ = st.end_input(index, &self.reasons);
         }
         if let Some(i) = self.inputs.last_mut() {
             // The name and format given at the start win over the producer's.
@@ -373,6 +424,58 @@ impl InputSink for Analysis<'_> {
             *i = InputSummary { name, format, ..summary.clone() };
         }
     }
+}
+
+/// The host that recorded `inputs`: the first input's, when every input carries one and none
+/// differs from it in a way that moves exit costs (see [`exitscope_host::differences`]);
+/// otherwise `None`, with a warning when some input did carry one.
+fn recording_host(
+    inputs: &[InputSummary],
+    warn: &mut dyn FnMut(Diagnostic),
+) -> Option<exitscope_host::Fingerprint> {
+    let first = inputs.first()?.host.as_ref();
+    let diagnostic = |i: &InputSummary, message: String| Diagnostic {
+        file: i.name.clone(),
+        line: 0,
+        column: 0,
+        severity: Severity::Warning,
+        message,
+    };
+    let first = match first {
+        Some(f) => f,
+        None => {
+            if let Some(i) = inputs.iter().find(|i| i.host.is_some()) {
+                warn(diagnostic(
+                    i,
+                    format!(
+                        "it names its recording host and {} does not: the report's host is \
+                         left unknown",
+                        inputs[0].name
+                    ),
+                ));
+            }
+            return None;
+        }
+    };
+    for i in &inputs[1..] {
+        let why = match &i.host {
+            None => "it does not name its recording host".to_owned(),
+            Some(h) => {
+                let d = exitscope_host::differences(first, h);
+                let unlike = exitscope_host::unlike_categories(&d);
+                if unlike.is_empty() {
+                    continue;
+                }
+                format!("it was recorded on another host (different {})", unlike.join(", "))
+            }
+        };
+        warn(diagnostic(
+            i,
+            format!("{why} than {}: the report's host is left unknown", inputs[0].name),
+        ));
+        return None;
+    }
+    Some(first.clone())
 }
 
 fn serde_plain_reason(r: calls::CutReason) -> String {

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! { "schema_version": 1,
+//!   "host": Fingerprint|null,      // the recording machine (exitscope_host::Fingerprint), when
+//!                                  // the trace carries it (exitscope record/run); never guessed
 //!   "inputs": [{"name", "format", "bytes", "lines", "records", "error_lines", "ignored_lines"}],
 //!   "roots": int,                  // complete root calls analysed
 //!   "tree": [Node],                // merged calling-context tree, roots in first-seen order
@@ -26,6 +28,8 @@
 //!                       "count", "by_event", "by_handler": int,
 //!                       "evidence": [{"name", "count"}],  // what decided it / what was seen
 //!                       "total", "before", "run", "after", "other": Phase}]}  // most frequent first
+//!          // with per_vcpu (`exitscope top --per-vcpu`):
+//!          "vcpus": [{"vcpu": str, "exits": int, "reasons": [the same as "reasons"]}]
 //! Phase = {"timed": int, "total_ns", "mean_ns", "p50_ns", "p99_ns", "min_ns", "max_ns": int|null}
 //!         // before + run + after + other = total for every exit (so means add up too):
 //!         // before = calls before the run call, run = the run call (world switch + guest),
@@ -51,6 +55,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Report {
     /// Version of this document's layout.
     pub schema_version: u32,
+    /// The environment of the machine that recorded the trace, when the inputs carry it
+    /// (`exitscope record` and `run` write it); `null` otherwise, and when inputs recorded on
+    /// unlike hosts are read together (a warning names them). Never the reading machine's.
+    pub host: Option<exitscope_host::Fingerprint>,
     /// One summary per input.
     pub inputs: Vec<InputSummary>,
     /// Complete root calls analysed.

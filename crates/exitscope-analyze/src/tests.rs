@@ -372,3 +372,42 @@ fn regression_fuzz_depth_near_u32_max() {
     let r = a.finish();
     assert_eq!(r.incomplete.count, 2, "the outer call and the last one never returned");
 }
+
+#[test]
+fn report_host_is_the_inputs_recording_host_or_none() {
+    let host = |release: &str, load: f64| {
+        let mut f = exitscope_host::Fingerprint::default();
+        f.cpu.model_name = Some("AMD EPYC".into());
+        f.os.release = Some(release.into());
+        f.loadavg = Some([load, load, load]);
+        f
+    };
+    let report = |hosts: &[Option<exitscope_host::Fingerprint>]| {
+        let mut a = Analysis::new(AnalysisOptions::default());
+        for (i, h) in hosts.iter().enumerate() {
+            a.begin_input(&format!("t{i}.txt"), exitscope_model::InputFormat::FtraceText);
+            a.end_input(&InputSummary { host: h.clone(), ..Default::default() });
+        }
+        a.finish()
+    };
+    // None: never guessed.
+    assert_eq!(report(&[None]).host, None);
+    let one = report(&[Some(host("6.1", 0.5))]);
+    assert_eq!(one.host, Some(host("6.1", 0.5)));
+    assert_eq!(one.diagnostic_counts.warnings, 0);
+    // Two recordings on one host (only the load moved): the first one's.
+    let two = report(&[Some(host("6.1", 0.5)), Some(host("6.1", 3.0))]);
+    assert_eq!(two.host, Some(host("6.1", 0.5)));
+    assert_eq!(two.diagnostic_counts.warnings, 0);
+    // Different kernels, or one input that does not say: unknown, and a warning names it.
+    for hosts in [
+        vec![Some(host("6.1", 0.5)), Some(host("6.6", 0.5))],
+        vec![Some(host("6.1", 0.5)), None],
+        vec![None, Some(host("6.1", 0.5))],
+    ] {
+        let r = report(&hosts);
+        assert_eq!(r.host, None, "{hosts:?}");
+        assert_eq!(r.diagnostic_counts.warnings, 1, "{:?}", r.diagnostics);
+        assert!(r.diagnostics[0].message.contains("host is left unknown"), "{:?}", r.diagnostics);
+    }
+}

@@ -70,7 +70,8 @@ pub struct DiagnosticsArgs {
     pub max_diagnostics: usize,
 }
 
-/// Benchmark loop options, shared by `bench`, `run` and `record --bench`.
+/// Benchmark loop options, shared by `bench`, `run` and `record --bench` (`--timeout` and
+/// `--repeat` also apply to `--kut` boots).
 #[derive(Debug, Clone, Default, Args)]
 pub struct BenchOptions {
     /// Privilege level of the benchmark loops [default: 3 on PVM hosts, 0 elsewhere].
@@ -123,6 +124,59 @@ impl BenchOptions {
     }
 }
 
+/// `--kut FILE` and the machine it boots, shared by `bench --kut`, `run --kut` and
+/// `record --kut`; the deadline is [`BenchOptions`]'s `--timeout`.
+#[derive(Debug, Clone, Args)]
+pub struct KutArgs {
+    /// Boot this kvm-unit-tests x86 image (multiboot ELF32, e.g. x86/vmexit.flat) in
+    /// exitscope's VMM, with the TESTs as its command line.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["cpl", "min_cycles", "pin"])]
+    pub kut: Option<PathBuf>,
+    /// vCPUs for --kut.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "kut",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(exitscope_vmm::kut::MAX_VCPUS)))]
+    pub smp: u32,
+    /// Guest RAM in MiB for --kut.
+    #[arg(long, value_name = "MB", default_value_t = exitscope_vmm::kut::DEFAULT_MEM_MIB,
+          requires = "kut",
+          value_parser = clap::value_parser!(u32).range(2..=i64::from(exitscope_vmm::kut::MAX_MEM_MIB)))]
+    pub mem: u32,
+}
+
+impl KutArgs {
+    /// The image, read and checked to be a multiboot ELF32 before anything else runs (bad
+    /// input is exit 2 even on a host without KVM); `None` without `--kut`.
+    ///
+    /// # Errors
+    /// A usage error naming the file and, for a bad image, the byte offset.
+    pub fn image(&self) -> Result<Option<&Path>, Failure> {
+        let Some(kernel) = self.kut.as_deref() else { return Ok(None) };
+        let bytes = std::fs::read(kernel)
+            .map_err(|e| Failure::input(anyhow::anyhow!("reading {}: {e}", kernel.display())))?;
+        exitscope_vmm::kut::multiboot::Elf32::parse(&bytes)
+            .map_err(|e| Failure::input(anyhow::anyhow!("{}: {e}", kernel.display())))?;
+        Ok(Some(kernel))
+    }
+
+    /// The boot of `kernel` with `tests` as its command line, `--smp`, `--mem` and the
+    /// `--timeout` of `bench` (kvm-unit-tests' 90 s when not given).
+    pub fn config(
+        &self,
+        kernel: &Path,
+        tests: &[String],
+        bench: &BenchOptions,
+    ) -> exitscope_vmm::kut::KutConfig {
+        let mut c = exitscope_vmm::kut::KutConfig::new(kernel)
+            .with_smp(self.smp)
+            .with_mem_mib(self.mem)
+            .with_tests(tests.iter().cloned());
+        if let Some(t) = bench.timeout {
+            c = c.with_timeout(Duration::from_secs_f64(t));
+        }
+        c
+    }
+}
+
 /// `--pin CPU` must name a CPU this process may run on (`allowed`: `None` when unknown).
 ///
 /// # Errors
@@ -149,6 +203,15 @@ pub struct TracefsArgs {
     /// Testing only: a directory of plain files that emulates tracefs.
     #[arg(long, value_name = "DIR", hide = true, conflicts_with = "tracefs")]
     pub fake_tracefs: Option<PathBuf>,
+}
+
+/// `5`, `5%` or ` 5 % ` as a non-negative percentage (`diff` and `compare --fail-above`).
+pub fn parse_pct(s: &str) -> Result<f64, String> {
+    let t = s.trim().trim_end_matches('%').trim();
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a percentage like 5 or 5%, found {s:?}")),
+    }
 }
 
 fn parse_cpl(s: &str) -> Result<Cpl, String> {

@@ -7,6 +7,8 @@ mod args;
 mod cmd;
 mod exit;
 mod inputs;
+mod keys;
+mod kut;
 mod output;
 mod recording;
 mod text;
@@ -59,11 +61,14 @@ enum Command {
     /// Flame graph (SVG) or folded stacks of the merged call tree; `--diff A B` for a
     /// differential flame graph.
     Flame(cmd::flame::Args),
-    /// Export a timeline of every call (`--perfetto`: Chrome trace-event JSON), or per-exit
-    /// Parquet tables for DuckDB and Spark (`--parquet DIR`).
+    /// Export a timeline of every call and exit (`--perfetto`: Perfetto protobuf for `-o
+    /// *.pftrace`, else Chrome trace-event JSON).
     Export(cmd::export::Args),
     /// Write a trace-cmd trace.dat (v6/v7) as kernel-style ftrace text.
     Convert(cmd::convert::Args),
+    /// A live table of VM exits per reason (count, rate, percentiles), refreshed every
+    /// interval; `--json` for one JSON line per interval. Tracefs is restored on exit.
+    Top(cmd::top::Args),
     /// Combine `report --json` documents from many hosts into one (counts add, percentiles
     /// from the merged histograms; `--by host` keeps a per-host breakdown).
     Merge(cmd::merge::Args),
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => cmd::diff::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Convert(a) => cmd::convert::run(a),
+        Command::Top(a) => cmd::top::run(a),
         Command::Merge(a) => cmd::merge::run(a),
     };
     match result {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::anyhow;
-use exitscope_tracefs::{Error as TfError, Mode, Recording, Target, Tracefs};
+use exitscope_tracefs::{Error as TfError, Mode, Recording, Target, Tracefs, errno_name};
 use exitscope_vmm::{BENCHMARKS, Benchmark, Flavour, HostInfo, Report};
 
 use crate::args::TracefsArgs;
@@ -23,6 +23,15 @@ pub fn find_test(name: &str) -> Result<&'static Benchmark, Failure> {
 /// Open KVM once, before anything is traced: no `/dev/kvm` is exit 3 with nothing touched.
 pub fn check_kvm(opts: &exitscope_vmm::Options) -> Result<HostInfo, Failure> {
     exitscope_vmm::probe(opts).map_err(|e| Failure::environment(anyhow!(e)))
+}
+
+/// The recording host's tag for the trace (`SessionConfig::host_tag`): this machine's
+/// fingerprint as it is when the recording starts, with KVM's TSC rate when `kvm` has it.
+pub fn host_tag(kvm: Option<&HostInfo>) -> String {
+    match kvm {
+        Some(h) => h.fingerprint.to_tag(),
+        None => exitscope_host::Fingerprint::collect().to_tag(),
+    }
 }
 
 /// The tracefs to record in: `--fake-tracefs`, `--tracefs DIR` (checked), or the mounted one
@@ -48,6 +57,21 @@ pub fn tracefs(a: &TracefsArgs, mode: &Mode) -> Result<Tracefs, Failure> {
         ))),
         Some(d) => Ok(Tracefs::real(d)),
         None => Tracefs::discover(true).map_err(|e| failure(e, mode)),
+    }
+}
+
+/// Why function_graph cannot be used, when that is what `e` says.
+pub fn graph_unavailable(e: &TfError) -> Option<String> {
+    match e {
+        TfError::TracerUnavailable { path, available, .. } => Some(format!(
+            "this kernel offers no function_graph tracer: {} lists only \"{available}\"",
+            path.display()
+        )),
+        TfError::TracerRefused { source, .. } => Some(format!(
+            "the kernel refused the function_graph tracer with {} (lockdown?)",
+            errno_name(source)
+        )),
+        _ => None,
     }
 }
 

@@ -104,7 +104,9 @@ fn interrupted_recording_keeps_what_was_captured() {
     let o = wait_timeout(child, Duration::from_secs(10));
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(text.starts_with("# tracer: nop\n") && text.contains("kvm_cpuid: func 0"), "{text}");
+    let (host, rest) = text.split_once('\n').unwrap();
+    assert!(host.starts_with("# exitscope host: {"), "{text}");
+    assert!(rest.starts_with("# tracer: nop\n") && rest.contains("kvm_cpuid: func 0"), "{text}");
 }
 
 /// `run -o DIR` used to leave a 0-byte bench.json when it failed part-way.
@@ -187,8 +189,12 @@ fn export_to_a_reader_that_stops_early_ends_with_0() {
     let d = TempDir::new("headc");
     let big = d.join("big.txt");
     std::fs::write(&big, seed_text().repeat(3000)).unwrap();
-    for args in [vec!["export", "--perfetto"], vec!["report", "--json"], vec!["flame", "--folded"]]
-    {
+    for args in [
+        vec!["export", "--perfetto"],
+        vec!["export", "--perfetto", "--format", "pftrace"],
+        vec!["report", "--json"],
+        vec!["flame", "--folded"],
+    ] {
         let mut child = command()
             .args(&args)
             .arg(&big)
@@ -733,7 +739,9 @@ fn every_subcommand_help_teaches_with_the_same_names() {
         assert!(o.status.success(), "{sub} --help");
         String::from_utf8(o.stdout).unwrap()
     };
-    for sub in ["run", "bench", "record", "report", "diff", "html", "flame", "export", "convert"] {
+    for sub in
+        ["run", "bench", "record", "report", "diff", "html", "flame", "export", "convert", "top"]
+    {
         let h = help(sub);
         assert!(h.contains("Examples:\n  exitscope "), "{sub} --help has no example:\n{h}");
         if h.contains("--output") && sub != "run" {
@@ -746,13 +754,13 @@ fn every_subcommand_help_teaches_with_the_same_names() {
             assert!(h.contains("--max-diagnostics <N>") && h.contains("--strict"), "{sub}: {h}");
         }
     }
-    for sub in ["run", "bench", "record"] {
+    for sub in ["run", "bench", "record", "top"] {
         let h = help(sub);
         for flag in ["--cpl <0|3>", "--min-cycles <N|2^N>", "--repeat <N>", "--timeout <SECS>"] {
             assert!(h.contains(flag), "{sub} --help lacks {flag}:\n{h}");
         }
     }
-    for sub in ["record", "run"] {
+    for sub in ["record", "run", "top"] {
         assert!(help(sub).contains("--buffer-size <KB>"), "{sub}");
     }
     for sub in ["report", "diff", "html", "flame", "export"] {

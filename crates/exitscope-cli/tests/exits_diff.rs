@@ -30,27 +30,9 @@ fn stdout_ok(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// The one golden runner (`exitscope_testkit::golden`), arguments in this file's order.
 fn golden(expected: &str, actual: &str) {
-    let path = root().join(expected);
-    let bless = std::env::var_os("EXITSCOPE_BLESS").is_some_and(|v| v == "1");
-    let want = std::fs::read_to_string(&path).ok();
-    if bless || want.is_none() {
-        std::fs::write(&path, actual).unwrap();
-        assert!(bless, "{expected}: created (was missing); check it and commit it");
-        return;
-    }
-    let want = want.unwrap_or_default();
-    if want == actual {
-        return;
-    }
-    let (w, a): (Vec<&str>, Vec<&str>) = (want.lines().collect(), actual.lines().collect());
-    let line = (0..w.len().max(a.len())).find(|&i| w.get(i) != a.get(i)).unwrap_or(0);
-    panic!(
-        "{expected}:{}: expected\n    {}\nfound\n    {}\n(EXITSCOPE_BLESS=1 cargo test rewrites the golden files)",
-        line + 1,
-        w.get(line).unwrap_or(&"<end of file>"),
-        a.get(line).unwrap_or(&"<end of output>")
-    );
+    exitscope_testkit::golden(actual, expected);
 }
 
 const AMD: &str = "tests/data/seed/cpuid-amd.fgraph.txt";

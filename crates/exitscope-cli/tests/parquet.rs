@@ -62,13 +62,14 @@ fn fleet() -> Fleet {
             };
             let trace = dir.join(&format!("traces/{period}/{host}.txt"));
             std::fs::create_dir_all(trace.parent().unwrap()).unwrap();
-            std::fs::write(&trace, kvm_event_trace(&spec)).unwrap();
+            // The recording host as `exitscope record` writes it: the trace's first line.
             let fp = serde_json::json!({
                 "hostname": host,
                 "os": {"release": kernel},
                 "cpu": {"vendor": "GenuineIntel", "microcode": microcode},
             });
-            std::fs::write(format!("{}.host.json", trace.display()), fp.to_string()).unwrap();
+            let tag = format!("# {}{fp}\n", exitscope_host::TAG_PREFIX);
+            std::fs::write(&trace, tag + &kvm_event_trace(&spec)).unwrap();
             let out = dir.join(&format!("fleet/{period}/{host}"));
             let o =
                 exitscope(&["export", "--parquet", out.to_str().unwrap(), trace.to_str().unwrap()]);
@@ -340,18 +341,27 @@ fn bad_inputs_name_the_file_and_position() {
     let o = exitscope(&["merge", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("host1.json:1:"), "{}", stderr(&o));
-    // A fingerprint beside a trace that is not one.
+    // --parquet writes a directory: -o is refused before anything is written.
     let trace = dir.join("t.txt");
-    std::fs::write(
-        &trace,
-        kvm_event_trace(&HostSpec { seed: 1, exits: 3, vcpus: 1, slowdown: 1.0 }),
-    )
-    .unwrap();
-    std::fs::write(format!("{}.host.json", trace.display()), "[1, 2]").unwrap();
+    let spec = HostSpec { seed: 1, exits: 3, vcpus: 1, slowdown: 1.0 };
+    std::fs::write(&trace, kvm_event_trace(&spec)).unwrap();
     let out = dir.join("out");
-    let o = exitscope(&["export", "--parquet", out.to_str().unwrap(), trace.to_str().unwrap()]);
+    let o = exitscope(&["export", "--parquet", out.to_str().unwrap(), trace.to_str().unwrap()])
+        .status
+        .success();
+    assert!(o);
+    let again = dir.join("again");
+    let o = exitscope(&[
+        "export",
+        "--parquet",
+        again.to_str().unwrap(),
+        "-o",
+        dir.join("x").to_str().unwrap(),
+        trace.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("t.txt.host.json:1:"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("-o does not apply"), "{}", stderr(&o));
     // Nothing half-written.
-    assert!(!Path::new(&out.join("exits.parquet")).exists());
+    assert!(out.join("exits.parquet").exists());
+    assert!(!Path::new(&again.join("exits.parquet")).exists());
 }

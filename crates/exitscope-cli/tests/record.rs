@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use exitscope_model::{Record, RecordKind, Task};
 
 use common::{
-    Need, TempDir, fake_tracefs as fake, put, skip_unless, snapshot_dir, stderr, wait_timeout,
+    Need, TempDir, fake_tracefs as fake, put, skip_unless, snapshot_dir, snapshot_tracefs, stderr,
+    wait_timeout,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_exitscope");
@@ -98,10 +99,11 @@ fn signal_to_exitscope_restores(sig: i32, code: i32, name: &str) {
     assert!(first.starts_with("mkdir instances/exitscope-"), "{log}");
     assert!(last.starts_with("rmdir instances/exitscope-"), "{log}");
     let text = fs::read_to_string(&out).unwrap();
-    let header: Vec<&str> = text.lines().take(2).collect();
-    assert_eq!(header[0], "# tracer: nop", "{text}");
-    assert!(header[1].starts_with("# exitscope record: kvm:kvm_exit "), "{text}");
-    assert!(header[1].contains(" kvm:kvm_cpuid"), "{text}");
+    let header: Vec<&str> = text.lines().take(3).collect();
+    assert!(header[0].starts_with("# exitscope host: {"), "{text}");
+    assert_eq!(header[1], "# tracer: nop", "{text}");
+    assert!(header[2].starts_with("# exitscope record: kvm:kvm_exit "), "{text}");
+    assert!(header[2].contains(" kvm:kvm_cpuid"), "{text}");
     assert!(text.contains("kvm_cpuid: func 0"), "{text}");
 }
 
@@ -214,50 +216,6 @@ fn nothing_to_trace_is_a_usage_error() {
 
 fn skip_unless_hw() -> bool {
     skip_unless(&[Need::Tracefs, Need::Kvm, Need::Python])
-}
-
-/// The top-level tracefs files a recording could touch, with their content. Consuming files
-/// (trace, trace_pipe) and huge lists are not read; unreadable files (lockdown) are skipped.
-fn snapshot_tracefs() -> BTreeMap<String, String> {
-    let root = Path::new("/sys/kernel/tracing");
-    let mut m = BTreeMap::new();
-    let mut add = |p: PathBuf| {
-        if let Ok(s) = fs::read_to_string(&p) {
-            m.insert(p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), s);
-        }
-    };
-    for f in [
-        "tracing_on",
-        "current_tracer",
-        "trace_clock",
-        "set_event",
-        "set_event_pid",
-        "set_event_notrace_pid",
-        "set_ftrace_pid",
-        "set_ftrace_notrace_pid",
-        "set_graph_function",
-        "set_graph_notrace",
-        "set_ftrace_filter",
-        "set_ftrace_notrace",
-        "max_graph_depth",
-        "buffer_size_kb",
-        "trace_options",
-    ] {
-        add(root.join(f));
-    }
-    for e in fs::read_dir(root.join("options")).unwrap().flatten() {
-        add(e.path());
-    }
-    for sys in ["kvm", "kvmmmu"] {
-        let d = root.join("events").join(sys);
-        add(d.join("enable"));
-        if let Ok(rd) = fs::read_dir(&d) {
-            for e in rd.flatten() {
-                add(e.path().join("enable"));
-            }
-        }
-    }
-    m
 }
 
 fn helper() -> String {
@@ -518,6 +476,9 @@ fn report_json(path: &Path) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     if let Some(obj) = v.as_object_mut() {
         obj.remove("inputs");
+        // The recording host (its load average moves between two recordings): checked in
+        // real_record_carries_this_host.
+        obj.remove("host");
     }
     v
 }
@@ -552,19 +513,7 @@ fn fake_record_writes_trace_dat_unless_the_output_is_txt() {
     let want = report_json(&demo_path);
     assert!(want["events"]["kvm_exit"].as_u64().unwrap() > 0, "{want}");
     assert_eq!(report_json(&dat), want);
-    let mut left: Vec<String> = fs::read_dir(&cwd)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["exitscope.dat", "exitscope.dat.host.json"], "the trace and its fingerprint");
-    // The fingerprint beside it is this machine's (export --parquet reads it from there).
-    let fp: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(cwd.join("exitscope.dat.host.json")).unwrap())
-            .unwrap();
-    let hostname = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    assert_eq!(fp["hostname"], hostname.trim(), "{fp}");
-    assert!(fp["os"]["release"].is_string(), "{fp}");
+    assert_eq!(fs::read_dir(&cwd).unwrap().count(), 1, "only exitscope.dat is left");
     assert_eq!(snapshot_dir(&dir.0), before);
 
     let none = dir.0.join(".none.dat");
@@ -577,7 +526,9 @@ fn fake_record_writes_trace_dat_unless_the_output_is_txt() {
     let txt = dir.0.join(".t.txt");
     record(&["-o", txt.to_str().unwrap()], &cwd);
     let text = fs::read_to_string(&txt).unwrap();
-    assert!(text.starts_with("# tracer: nop\n"), "{text}");
+    let (host, rest) = text.split_once('\n').unwrap();
+    assert!(host.starts_with("# exitscope host: {"), "the recording host first: {text}");
+    assert!(rest.starts_with("# tracer: nop\n"), "{text}");
     assert!(text.contains("kvm_cpuid: func 0"), "{text}");
     assert_eq!(snapshot_dir(&dir.0), before);
 
@@ -702,4 +653,99 @@ fn real_bench_trace_dat_counts_port_io_exits_like_text() {
         pio[0], pio[1]
     );
     assert!(pio.iter().all(|&n| n > 100.0), "{pio:?}");
+}
+
+/// `record` stores this machine's fingerprint with the trace (trace.dat option, text first
+/// line); `report --json` gives it as `host`, and trace-cmd still reads the file.
+#[test]
+fn real_record_carries_this_host() {
+    if skip_unless_hw() {
+        return;
+    }
+    let dir = TempDir::new("host");
+    let here = exitscope_host::Fingerprint::collect();
+    for name in ["t.dat", "t.txt"] {
+        let out = dir.0.join(name);
+        let o = run(&[
+            "record",
+            "-e",
+            "kvm:kvm_pio",
+            "--bench",
+            "inl_from_kernel",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let rep = Command::new(BIN).args(["report", "--json"]).arg(&out).output().unwrap();
+        assert!(rep.status.success(), "{}", stderr(&rep));
+        assert!(!stderr(&rep).contains("warning"), "{name}: {}", stderr(&rep));
+        let v: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+        let host = &v["host"];
+        assert!(host.is_object(), "{name}: host {host}");
+        assert_eq!(host["cpu"]["vendor"].as_str(), here.cpu.vendor.as_deref(), "{name}");
+        assert_eq!(host["cpu"]["model_name"].as_str(), here.cpu.model_name.as_deref(), "{name}");
+        assert_eq!(host["os"]["release"].as_str(), here.os.release.as_deref(), "{name}");
+        assert_eq!(v["diagnostic_counts"]["warnings"], 0, "{name}: {}", v["diagnostics"]);
+        // --bench knows KVM's TSC rate.
+        assert_eq!(host["tsc"]["khz_source"], "KVM_GET_TSC_KHZ", "{name}: {host}");
+        let text = Command::new(BIN).args(["report"]).arg(&out).output().unwrap();
+        let first = String::from_utf8_lossy(&text.stdout).lines().next().unwrap_or("").to_owned();
+        assert!(first.starts_with("# recorded on "), "{name}: {first}");
+    }
+    let dat = dir.0.join("t.dat");
+    if trace_cmd_missing() {
+        return;
+    }
+    let o = Command::new("trace-cmd").args(["report", "-i"]).arg(&dat).output().unwrap();
+    assert!(o.status.success(), "trace-cmd report: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "trace-cmd says nothing of exitscope's option: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let counts = trace_cmd_counts(&dat).unwrap();
+    let ours = report_json(&dat);
+    assert_eq!(counts.get("kvm_pio").copied(), ours["events"]["kvm_pio"].as_u64(), "{counts:?}");
+    let dump = Command::new("trace-cmd").args(["dump", "--options", "-i"]).arg(&dat).output();
+    let dump = String::from_utf8_lossy(&dump.unwrap().stdout).into_owned();
+    assert!(dump.contains("Unknown option"), "trace-cmd dump lists it as unknown: {dump}");
+}
+
+/// `--pid` of a process that starts a thread later: the thread's exits are recorded too.
+#[test]
+fn real_pid_target_records_a_thread_started_after_the_recording() {
+    if skip_unless_hw() {
+        return;
+    }
+    let dir = TempDir::new("pidthread");
+    let out = dir.0.join("t.txt");
+    let script = format!(
+        "import runpy, sys, threading, time\n\
+         time.sleep(1)\n\
+         sys.argv = [{h:?}, '150']\n\
+         t = threading.Thread(target=lambda: runpy.run_path({h:?}, run_name='__main__'))\n\
+         t.start(); t.join()\n",
+        h = helper()
+    );
+    let mut target = Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = target.id().to_string();
+    let o = run(&[
+        "record",
+        "-e",
+        "kvm:kvm_cpuid",
+        "-o",
+        out.to_str().unwrap(),
+        "--pid",
+        &pid,
+        "--duration",
+        "20",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(target.wait().unwrap().success());
+    let text = fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().filter(|l| l.contains(" kvm_cpuid: ")).count(), 150, "{}", stderr(&o));
 }

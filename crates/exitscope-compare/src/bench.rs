@@ -86,7 +86,7 @@ pub enum LoadError {
 }
 
 const NOT_BENCH_HINT: &str = "compare reads `exitscope bench --json` output and `run -o` \
-    directories (traces are not supported yet)";
+    directories (a trace compares with another trace)";
 
 #[derive(Deserialize)]
 struct Doc {

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod trace;
 
 use exitscope_host::{Difference, Fingerprint, differences, unlike_categories};
 use exitscope_stats::{Interval, Samples, Shift, Verdict, WIDE_CI_FRACTION, shift};
@@ -94,6 +95,13 @@ pub struct Row {
     /// Whether `--fail-above` looks at this row: not for the empty-loop check, whose median is
     /// ~0 cycles by construction, so any jitter is a huge percentage.
     pub gated: bool,
+    /// For an exit reason of a trace: the latency compared (`total`, `handling`,
+    /// `inter_arrival`, see [`trace`]); `null` for a bench test.
+    #[serde(default)]
+    pub measure: Option<String>,
+    /// For an exit reason of a trace: the resolution of the values compared.
+    #[serde(default)]
+    pub resolution: Option<trace::Resolution>,
 }
 
 impl Row {
@@ -214,6 +222,8 @@ pub fn compare_samples(name: &str, unit: &str, a: &Samples, b: &Samples, confide
         verdict: Verdict::InsufficientData,
         note: None,
         gated: true,
+        measure: None,
+        resolution: None,
     };
     match shift(a, b, confidence) {
         Ok(s) => {

@@ -230,3 +230,60 @@ fn an_oversubscribed_machine_is_a_warning() {
     b.host.loadavg = Some([99.0, 0.0, 0.0]);
     assert_eq!(compare_bench(&b, &b, 0.95).warnings, Vec::<String>::new());
 }
+
+/// A reason whose handling times are `values` (ns).
+fn reason(values: impl IntoIterator<Item = u64>) -> exitscope_analyze::exits::ReasonStats {
+    let mut d = exitscope_analyze::histogram::DurationStats::default();
+    for v in values {
+        d.add(Some(v));
+    }
+    exitscope_analyze::exits::ReasonStats {
+        reason: "IO".into(),
+        count: d.count,
+        handling: exitscope_analyze::histogram::Distribution::of(&d, 512),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn trace_rows_from_histograms() {
+    let base: Vec<u64> = (0..200).map(|i| 2000 + (i * 37) % 500).collect();
+    let a = reason(base.iter().copied());
+    // Every exit 10 % slower.
+    let b = reason(base.iter().map(|v| v * 11 / 10));
+    let row = trace::reason_row("IO", Some(&a), Some(&b), [Some(1), Some(1)], 0.95);
+    assert_eq!(row.measure.as_deref(), Some("handling"));
+    assert_eq!(row.verdict, Verdict::Slower, "{row:?}");
+    assert!(row.shift.as_ref().unwrap().ci.unwrap().low > 0.0, "{row:?}");
+    assert!(row.resolution.unwrap().exact);
+    let same = trace::reason_row("IO", Some(&a), Some(&a), [Some(1), Some(1)], 0.95);
+    assert_eq!(same.verdict, Verdict::NoSignificantDifference);
+    assert_eq!(same.delta, Some(0.0));
+    // The same exits at microsecond timestamps (the kernel's text) against nanoseconds: the
+    // finer side is rounded to the coarser step, and the rounding is not a shift.
+    let micro = reason(base.iter().map(|v| (v + 500) / 1000 * 1000));
+    let mixed = trace::reason_row("IO", Some(&a), Some(&micro), [Some(1), Some(1000)], 0.95);
+    assert_eq!(mixed.verdict, Verdict::NoSignificantDifference, "{mixed:?}");
+    assert!(mixed.note.as_deref().unwrap().contains("A's values rounded to 1000 ns"), "{mixed:?}");
+    assert_eq!(mixed.resolution.unwrap().timestamp_ns, Some(1000));
+    // A reason only one side has.
+    let only = trace::reason_row("IO", Some(&a), None, [Some(1), Some(1)], 0.95);
+    assert_eq!(only.verdict, Verdict::InsufficientData);
+    assert!(only.note.as_deref().unwrap().contains("no such exit in B"), "{only:?}");
+}
+
+#[test]
+fn trace_rows_regroup_many_distinct_values() {
+    // More distinct values than the pairwise differences allow: regrouped into coarser
+    // buckets, said in the resolution, and a 10 % shift still found.
+    let base: Vec<u64> = (0..20_000).map(|i| 10_000 + (i * 7919) % 90_000).collect();
+    let a = reason(base.iter().copied());
+    let b = reason(base.iter().map(|v| v * 11 / 10));
+    let row = trace::reason_row("IO", Some(&a), Some(&b), [Some(1), Some(1)], 0.95);
+    let res = row.resolution.unwrap();
+    assert!(!res.exact);
+    assert!(res.buckets_per_octave.unwrap() < 512, "{res:?}");
+    assert_eq!(row.verdict, Verdict::Slower, "{row:?}");
+    let pct = row.shift_ci_percent.unwrap();
+    assert!(pct[0] > 5.0 && pct[1] < 15.0, "{pct:?}");
+}

@@ -404,5 +404,103 @@ pub fn parse_reader<R: Read, S: RecordSink + ?Sized>(
     Ok(summary)
 }
 
+/// A parser fed chunks of text as they arrive (a live `trace_pipe`), where [`parse_reader`]
+/// pulls from a reader: lines may be split across chunks, and each chunk's records go to the
+/// sink given with it (`exitscope top` hands every interval to a fresh analysis while the
+/// parser's per-CPU task state and line numbers carry on).
+///
+/// ```
+/// use exitscope_ftrace::Feed;
+/// use exitscope_model::{Flow, Record, RecordSink};
+/// struct Count(u64);
+/// impl RecordSink for Count {
+///     fn record(&mut self, _: &Record<'_>) -> Flow { self.0 += 1; Flow::Continue }
+/// }
+/// let mut feed = Feed::new("trace_pipe");
+/// let mut a = Count(0);
+/// feed.push(b"  vmm-5 [001] ..... 9.000001: kvm_cpuid: func 0 idx 0 rax 1 rbx 2 rcx 3 rdx 4, cpuid entry found\n  vmm-5 [001] ..... 9.0000", &mut a);
+/// let mut b = Count(0);
+/// feed.push(b"09: kvm_pio: pio_read at 0x4d0 size 1 count 1 val 0x0\n", &mut b);
+/// assert_eq!((a.0, b.0), (1, 1));
+/// ```
+pub struct Feed {
+    parser: TextParser,
+    partial: Vec<u8>,
+    /// The pending line grew past [`reader::MAX_LINE`]: skip to its end.
+    skipping: Option<u64>,
+    lineno: u64,
+    bytes: u64,
+}
+
+impl Feed {
+    /// A feed for the input called `input` (used in diagnostics).
+    pub fn new(input: &str) -> Self {
+        Feed {
+            parser: TextParser::new(input),
+            partial: Vec::new(),
+            skipping: None,
+            lineno: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Parse the complete lines of `data` (after what an earlier push left unfinished) into
+    /// `sink`; an unfinished last line waits for the next push.
+    pub fn push<S: RecordSink + ?Sized>(&mut self, data: &[u8], sink: &mut S) {
+        self.bytes += data.len() as u64;
+        let mut rest = data;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let (head, tail) = (&rest[..nl], &rest[nl + 1..]);
+            rest = tail;
+            self.lineno += 1;
+            if let Some(skipped) = self.skipping.take() {
+                self.parser.too_long(skipped + head.len() as u64, self.lineno, sink);
+            } else if self.partial.is_empty() {
+                self.parser.line(trim_cr(head), self.lineno, sink);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(head);
+                self.parser.line(trim_cr(&line), self.lineno, sink);
+                line.clear();
+                self.partial = line;
+            }
+        }
+        match &mut self.skipping {
+            Some(n) => *n += rest.len() as u64,
+            None if self.partial.len() + rest.len() > reader::MAX_LINE => {
+                self.skipping = Some((self.partial.len() + rest.len()) as u64);
+                self.partial.clear();
+            }
+            None => self.partial.extend_from_slice(rest),
+        }
+    }
+
+    /// The end of the stream: parse an unfinished last line, flush the parser's state, and
+    /// return the counts of everything pushed.
+    pub fn finish<S: RecordSink + ?Sized>(mut self, sink: &mut S) -> ParseSummary {
+        if let Some(n) = self.skipping.take() {
+            self.lineno += 1;
+            self.parser.too_long(n, self.lineno, sink);
+        } else if !self.partial.is_empty() {
+            self.lineno += 1;
+            let line = std::mem::take(&mut self.partial);
+            self.parser.line(trim_cr(&line), self.lineno, sink);
+        }
+        let bytes = self.bytes;
+        let mut summary = self.parser.finish(sink);
+        summary.bytes = bytes;
+        summary
+    }
+
+    /// Lines parsed so far.
+    pub fn lines(&self) -> u64 {
+        self.lineno
+    }
+}
+
+fn trim_cr(l: &[u8]) -> &[u8] {
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
 #[cfg(test)]
 mod tests;

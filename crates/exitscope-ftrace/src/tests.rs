@@ -504,3 +504,39 @@ fn tail_comment_with_parentheses() {
         "1 - - exit vcpu_run [kvm] Some(2000) d0"
     );
 }
+
+/// A live stream cut at every byte position gives the records of the whole text, and lines
+/// go to the sink of the push that completes them.
+#[test]
+fn feed_gives_the_records_of_the_whole_text_wherever_it_is_cut() {
+    let text = "# tracer: nop\n\
+        \x20 vmm-5 [001] ..... 9.000001: kvm_pio: pio_read at 0x4d0 size 1 count 1 val 0x0\r\n\
+        CPU:1 [LOST 3 EVENTS]\n\
+        \x20 vmm-5 [001] ..... 9.000009: kvm_cpuid: func 0 idx 0 rax 1 rbx 2 rcx 3 rdx 4\n\
+        \x20 vmm-5 [001] ..... 9.000012: kvm_pio: pio_write at 0x3f0 size 1 count 1 val 0x1";
+    let mut whole = Collect::default();
+    let s = parse_reader("t", text.as_bytes(), &mut whole).unwrap();
+    for cut in 0..=text.len() {
+        let mut feed = crate::Feed::new("t");
+        let (mut a, mut b) = (Collect::default(), Collect::default());
+        feed.push(&text.as_bytes()[..cut], &mut a);
+        feed.push(&text.as_bytes()[cut..], &mut b);
+        let done = feed.finish(&mut b);
+        a.out.extend(b.out);
+        assert_eq!(a.out, whole.out, "cut at {cut}");
+        assert_eq!((done.lines, done.records, done.bytes), (s.lines, s.records, s.bytes));
+    }
+}
+
+#[test]
+fn feed_skips_an_over_long_line_with_a_diagnostic() {
+    let mut feed = crate::Feed::new("t");
+    let mut c = Collect::default();
+    let long = vec![b'x'; crate::reader::MAX_LINE + 10];
+    feed.push(&long, &mut c);
+    feed.push(b"yy\n  vmm-5 [001] ..... 9.000001: kvm_cpuid: func 0\n", &mut c);
+    let _ = feed.finish(&mut c);
+    assert_eq!(c.out.len(), 1, "{:?}", c.out);
+    assert!(c.diags[0].message.contains("shorter than"), "{:?}", c.diags);
+    assert_eq!(c.diags[0].line, 1);
+}

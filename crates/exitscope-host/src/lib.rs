@@ -40,6 +40,9 @@ use serde::{Deserialize, Serialize};
 pub use diff::{Difference, Severity, differences, unlike_categories};
 pub use read::{allowed_cpus, format_cpu_list, parse_cpu_list, sched_policy, thread_sched_policy};
 
+/// What a recording's host tag starts with ([`Fingerprint::to_tag`]).
+pub const TAG_PREFIX: &str = "exitscope host: ";
+
 /// Where and under what settings a measurement ran.
 ///
 /// Serialized as one JSON object (`host` in bench results); every field may be `null`.
@@ -216,6 +219,27 @@ impl Fingerprint {
         ["kvm_pvm", "kvm_intel", "kvm_amd"].into_iter().find(|m| modules.contains_key(*m))
     }
 
+    /// The fingerprint as a recording carries it: [`TAG_PREFIX`] and the fingerprint as one
+    /// line of JSON (text traces put it after `# ` on their first line, trace.dat files in an
+    /// option of their own).
+    pub fn to_tag(&self) -> String {
+        // Serializing plain structs of strings, numbers and maps cannot fail.
+        let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".into());
+        format!("{TAG_PREFIX}{json}")
+    }
+
+    /// The fingerprint of a tag written by [`Fingerprint::to_tag`]: `None` when `tag` does not
+    /// start with [`TAG_PREFIX`] (it is something else), an error when what follows is not a
+    /// fingerprint. Fields this version does not know are ignored, missing ones are `null`.
+    ///
+    /// # Errors
+    ///
+    /// The JSON error (with its column, counted from the start of the JSON).
+    pub fn from_tag(tag: &str) -> Option<Result<Fingerprint, serde_json::Error>> {
+        let json = tag.strip_prefix(TAG_PREFIX)?;
+        Some(serde_json::from_str(json.trim_end()))
+    }
+
     /// Vulnerability names whose text starts with `prefix` ("Mitigation", "Vulnerable",
     /// "Not affected").
     pub fn vulnerabilities_starting_with(&self, prefix: &str) -> Vec<&str> {
@@ -230,6 +254,22 @@ impl Fingerprint {
 
 fn or_unknown<T: fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "unknown".to_string(), |v| v.to_string())
+}
+
+impl Fingerprint {
+    /// One line for the head of a report: CPU, microcode, kernel, KVM module and nesting,
+    /// e.g. `AMD EPYC 9B14 (microcode 0xa101148), kernel 6.18.44, kvm_pvm (PVM)`.
+    pub fn short(&self) -> String {
+        let c = &self.cpu;
+        format!(
+            "{} (microcode {}), kernel {}, {} ({})",
+            or_unknown(c.model_name.as_deref()),
+            or_unknown(c.microcode.as_deref()),
+            or_unknown(self.os.release.as_deref()),
+            self.kvm_vendor_module().unwrap_or("no KVM module"),
+            or_unknown(self.virtualization.map(Virtualization::as_str)),
+        )
+    }
 }
 
 /// A short multi-line header for terminal output: `host:`, `kvm:`, `mitigations:`, `run:`.

@@ -352,3 +352,24 @@ fn summary_header_names_the_essentials() {
             && unknown.contains("mitigations: unknown")
     );
 }
+
+#[test]
+fn tag_round_trip_is_one_line() {
+    let mut f = Fingerprint::default();
+    f.cpu.vendor = Some("AuthenticAMD".into());
+    f.cpu.model_name = Some("AMD EPYC\nwith a newline".into());
+    f.os.cmdline = Some("quiet \"x\"".into());
+    f.loadavg = Some([0.5, 0.25, 0.0]);
+    let tag = f.to_tag();
+    assert!(tag.starts_with(TAG_PREFIX), "{tag}");
+    assert!(!tag.contains('\n'), "one line: {tag}");
+    assert_eq!(Fingerprint::from_tag(&tag).unwrap().unwrap(), f);
+    assert_eq!(Fingerprint::from_tag(&format!("{tag}\n")).unwrap().unwrap(), f);
+    assert!(Fingerprint::from_tag("tracer: nop").is_none());
+    assert!(Fingerprint::from_tag("exitscope host: {\"cpu\": 3}").unwrap().is_err());
+    // Unknown fields (a newer exitscope) are ignored.
+    let newer =
+        Fingerprint::from_tag("exitscope host: {\"future\": 1, \"os\": {\"release\": \"7.0\"}}");
+    assert_eq!(newer.unwrap().unwrap().os.release.as_deref(), Some("7.0"));
+    assert!(f.short().starts_with("AMD EPYC"), "{}", f.short());
+}

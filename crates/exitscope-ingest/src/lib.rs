@@ -81,7 +81,7 @@ impl Default for Options {
 }
 
 /// What reading one input produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Ingested {
     /// The input's counts (also given to [`InputSink::end_input`]).
     pub summary: InputSummary,
@@ -324,12 +324,44 @@ impl<'n> Reader<'n> {
                 };
                 self.read_binary(format, data, compression, sink)
             }
-            Sniffed::Text => self
-                .read_text(Cursor::new(head).chain(rdr), compression, sink)
-                .map_err(|e| match e {
-                    Err2::Io(e) => read_err(e, count.get()),
-                    Err2::Ingest(e) => e,
-                }),
+            Sniffed::Text => {
+                let host = self.host_of_text(&head);
+                self.read_text(Cursor::new(head).chain(rdr), compression, host, sink).map_err(|e| {
+                    match e {
+                        Err2::Io(e) => read_err(e, count.get()),
+                        Err2::Ingest(e) => e,
+                    }
+                })
+            }
+        }
+    }
+
+    /// The recording host named by a text input's first line (`# exitscope host: {json}`),
+    /// from the input's first bytes; a warning when the line is there but unreadable.
+    fn host_of_text(&self, head: &[u8]) -> HostTag {
+        let Some(rest) = head.strip_prefix(b"# ") else { return HostTag::default() };
+        if !rest.starts_with(exitscope_host::TAG_PREFIX.as_bytes()) {
+            return HostTag::default();
+        }
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            return HostTag::warn(format!(
+                "{}:1: the `# exitscope host:` line is longer than {HEAD} bytes; the recording \
+                 host is unknown",
+                self.name
+            ));
+        };
+        self.host_of_tag(&String::from_utf8_lossy(&rest[..end]), ":1: the `# exitscope host:` line")
+    }
+
+    /// The fingerprint of a host tag; `what` says where it was, for the warning.
+    fn host_of_tag(&self, tag: &str, what: &str) -> HostTag {
+        match exitscope_host::Fingerprint::from_tag(tag) {
+            None => HostTag::default(),
+            Some(Ok(f)) => HostTag { host: Some(f), warning: None },
+            Some(Err(e)) => HostTag::warn(format!(
+                "{}{what} is not an exitscope fingerprint ({e}); the recording host is unknown",
+                self.name
+            )),
         }
     }
 
@@ -342,6 +374,7 @@ impl<'n> Reader<'n> {
     ) -> Result<Ingested, Error> {
         let size = data.len() as u64;
         let name = self.name.to_owned();
+        let mut host: Option<HostTag> = None;
         // Per format: records, records that could not be read, and what an empty file is.
         let (records, unreadable, empty) = match format {
             InputFormat::TraceDat => {
@@ -349,6 +382,10 @@ impl<'n> Reader<'n> {
                 let s = exitscope_tracedat::read(data, self.name, &mut RecordsOf(sink))
                     .map_err(|error| Error::TraceDat { name, size, error })?;
                 let empty = format!("a valid trace.dat (version {}, {} CPUs)", s.version, s.cpus);
+                host = s
+                    .host_tag
+                    .as_deref()
+                    .map(|t| self.host_of_tag(t, ": the exitscope host option"));
                 (s.records, s.unknown_events, empty)
             }
             InputFormat::PerfData => {
@@ -372,16 +409,18 @@ impl<'n> Reader<'n> {
             records,
             error_lines: unreadable,
             compression: compression.map(|c| c.as_str().to_owned()),
+            host: host.as_mut().and_then(|h| h.host.take()),
             ..Default::default()
         };
         sink.end_input(&summary);
-        Ok(Ingested { summary, warnings: Vec::new() })
+        Ok(Ingested { summary, warnings: host.and_then(|h| h.warning).into_iter().collect() })
     }
 
     fn read_text<S: InputSink + ?Sized>(
         &self,
         rdr: impl Read,
         compression: Option<Compression>,
+        host: HostTag,
         sink: &mut S,
     ) -> Result<Ingested, Err2> {
         // The first bytes decide "only whitespace" (the parser counts blank and header lines
@@ -427,9 +466,10 @@ impl<'n> Reader<'n> {
             error_lines: s.error_lines,
             ignored_lines: s.ignored_lines,
             compression: compression.map(|c| c.as_str().to_owned()),
+            host: host.host,
         };
         sink.end_input(&summary);
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<String> = host.warning.into_iter().collect();
         if s.records > 0 && s.error_lines > s.record_lines {
             warnings.push(format!(
                 "{}: {} of its {} lines could not be read and only {} could; is it an ftrace \
@@ -438,6 +478,19 @@ impl<'n> Reader<'n> {
             ));
         }
         Ok(Ingested { summary, warnings })
+    }
+}
+
+/// The recording host an input names, or why it names none.
+#[derive(Default)]
+struct HostTag {
+    host: Option<exitscope_host::Fingerprint>,
+    warning: Option<String>,
+}
+
+impl HostTag {
+    fn warn(w: String) -> HostTag {
+        HostTag { host: None, warning: Some(w) }
     }
 }
 

@@ -430,6 +430,21 @@ pub fn vendor_reason(name: &str) -> ExitReason {
     ExitReason { kind: ExitKind::Other, isa: None, code, vendor: Some(name.into()) }
 }
 
+/// The vCPU index a `kvm_entry` text names (`vcpu 0, rip 0xfff0`; 5.x kernels print it only
+/// there, not in `kvm_exit`).
+pub fn kvm_entry_vcpu(text: &str) -> Option<u32> {
+    text.strip_prefix("vcpu ")?.split([',', ' ']).next()?.parse().ok()
+}
+
+/// The vCPU index a `kvm_exit` or `kvm_entry` event names, if it names one.
+pub fn event_vcpu(event: &str, text: &str) -> Option<u32> {
+    match event {
+        "kvm_exit" => parse_kvm_exit(text)?.vcpu,
+        "kvm_entry" => kvm_entry_vcpu(text),
+        _ => None,
+    }
+}
+
 /// The fields of a `kvm_exit` (or `kvm_nested_vmexit`) event, read from its printed text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KvmExit<'a> {
@@ -647,6 +662,17 @@ pub fn tracepoint_exit(event: &str, text: &str) -> Option<TracepointExit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vcpu_index_from_kvm_exit_or_kvm_entry() {
+        assert_eq!(event_vcpu("kvm_entry", "vcpu 3, rip 0xfff0"), Some(3));
+        assert_eq!(event_vcpu("kvm_entry", "vcpu 12 rip 0x1"), Some(12));
+        assert_eq!(event_vcpu("kvm_exit", "vcpu 1 reason CPUID rip 0x1 info1 0x0"), Some(1));
+        // 5.x kvm_exit prints no vcpu; other events name none.
+        assert_eq!(event_vcpu("kvm_exit", "reason CPUID rip 0x1 info 0 0"), None);
+        assert_eq!(event_vcpu("kvm_cpuid", "vcpu 1"), None);
+        assert_eq!(kvm_entry_vcpu("rip 0x1"), None);
+    }
 
     #[test]
     fn every_kernel_and_trace_cmd_spelling() {

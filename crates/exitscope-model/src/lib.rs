@@ -248,7 +248,7 @@ impl fmt::Display for InputFormat {
 }
 
 /// What one input contained: the producer's counts, reported once at its end.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct InputSummary {
     /// Name as given (`-` for stdin).
@@ -268,6 +268,12 @@ pub struct InputSummary {
     pub error_lines: u64,
     /// Blank, header and frame lines.
     pub ignored_lines: u64,
+    /// The environment of the machine that recorded the input, when the input carries it
+    /// (exitscope's `record` and `run` write it: a `# exitscope host: {json}` first line in
+    /// text, an option of its own in trace.dat); `None` otherwise, never the reading
+    /// machine's. Not serialized here: the report has it once, as `host`.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub host: Option<exitscope_host::Fingerprint>,
 }
 
 /// A [`RecordSink`] that is told where each input begins and ends (the ingest layer calls

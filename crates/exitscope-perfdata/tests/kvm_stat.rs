@@ -240,10 +240,7 @@ fn committed_writer_fixture_is_up_to_date() {
     let reasons = [(10, 900, 2_500), (30, 2_000, 15_000), (48, 1_500, 40_000), (31, 700, 3_000)];
     let bytes = fixture(1, "GenuineIntel,6,85,7", &reasons, 20);
     let path = common::data_dir().join("perfdata/kvm-stat-vmx.data");
-    if std::env::var_os("EXITSCOPE_BLESS").is_some_and(|v| v == "1") {
-        std::fs::write(&path, &bytes).expect("bless");
-    }
-    let committed = std::fs::read(&path).expect("run with EXITSCOPE_BLESS=1 to create it");
-    assert!(committed == bytes, "{} is stale: rerun with EXITSCOPE_BLESS=1", path.display());
+    exitscope_testkit::golden_bytes(&bytes, &path);
+    let committed = std::fs::read(&path).expect("golden_bytes checked it");
     assert_eq!(ours(&committed).values().map(|r| r.0).sum::<u64>(), 40);
 }

@@ -129,9 +129,14 @@ fn verdict(style: &Style, v: Verdict) -> String {
     }
 }
 
-/// The whole comparison as text.
+/// The whole comparison as text: the environment, then the bench tests' table and the exit
+/// reasons' table (each when there are such rows), notes and warnings, the method.
 pub fn write(c: &Comparison, style: &Style, out: &mut impl Write) -> io::Result<()> {
     write_environment(c, style, out)?;
+    // Tests neither side measured (skipped at this CPL, say) are listed once, below.
+    let (measured, neither): (Vec<&Row>, Vec<&Row>) =
+        c.rows.iter().partition(|r| r.a.is_some() || r.b.is_some());
+    let (exits, tests): (Vec<&Row>, Vec<&Row>) = measured.iter().partition(|r| r.measure.is_some());
     writeln!(out)?;
     writeln!(
         out,
@@ -139,16 +144,36 @@ pub fn write(c: &Comparison, style: &Style, out: &mut impl Write) -> io::Result<
          Hodges–Lehmann B − A with its {:.0} % interval",
         c.confidence * 100.0
     )?;
+    if !tests.is_empty() || exits.is_empty() {
+        write_tests(&tests, style, out)?;
+    }
+    if !exits.is_empty() {
+        if !tests.is_empty() {
+            writeln!(out)?;
+        }
+        write_exits(&exits, style, out)?;
+    }
+    write_notes(&measured, &neither, out)?;
+    writeln!(out, "method: {}", c.method)
+}
+
+fn ci_cells(r: &Row) -> (String, String) {
+    let ci = r.shift.as_ref().and_then(|s| s.ci);
+    (
+        ci.map_or_else(|| "-".into(), |ci| format!("[{}, {}]", signed(ci.low), signed(ci.high))),
+        r.shift_ci_percent
+            .map_or_else(|| "-".into(), |p| format!("[{}, {}]", signed(p[0]), signed(p[1]))),
+    )
+}
+
+fn write_tests(rows: &[&Row], style: &Style, out: &mut impl Write) -> io::Result<()> {
     let head = format!(
         "{:<18} {:<7} {:>7} {:>11} {:>11} {:>10} {:>7} {:>24} {:>16}  verdict",
         "test", "unit", "runs", "A median", "B median", "Δ", "ratio", "95% CI of shift", "% of A"
     );
     writeln!(out, "{}", style.paint(colors::HEADER, &head))?;
-    // Tests neither side measured (skipped at this CPL, say) are listed once, below.
-    let (measured, neither): (Vec<&Row>, Vec<&Row>) =
-        c.rows.iter().partition(|r| r.a.is_some() || r.b.is_some());
-    for r in &measured {
-        let ci = r.shift.as_ref().and_then(|s| s.ci);
+    for r in rows {
+        let (ci, pct) = ci_cells(r);
         writeln!(
             out,
             "{:<18} {:<7} {:>7} {:>11} {:>11} {:>10} {:>7} {:>24} {:>16}  {}",
@@ -159,17 +184,60 @@ pub fn write(c: &Comparison, style: &Style, out: &mut impl Write) -> io::Result<
             num(r.b.as_ref().map(|s| s.median), 1),
             r.delta.map_or_else(|| "-".into(), signed),
             num(r.ratio, 3),
-            ci.map_or_else(
-                || "-".into(),
-                |ci| format!("[{}, {}]", signed(ci.low), signed(ci.high))
-            ),
-            r.shift_ci_percent
-                .map_or_else(|| "-".into(), |p| format!("[{}, {}]", signed(p[0]), signed(p[1]))),
+            ci,
+            pct,
             verdict(style, r.verdict),
         )?;
     }
+    Ok(())
+}
+
+fn write_exits(rows: &[&Row], style: &Style, out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "# exit reasons from the traces, ns: each reason's histogram (exact values up to {} \
+         exits, then buckets of 1/512 of the value); res = the values compared: exact, or 1/N \
+         = N buckets per power of two; @1us = the trace's timestamps are microseconds",
+        exitscope_analyze::histogram::EXACT_LIMIT
+    )?;
+    let head = format!(
+        "{:<18} {:<13} {:>15} {:>10} {:>10} {:>9} {:>7} {:>22} {:>16} {:>10}  verdict",
+        "exit reason",
+        "measure",
+        "exits",
+        "A median",
+        "B median",
+        "Δ",
+        "ratio",
+        "95% CI of shift",
+        "% of A",
+        "res"
+    );
+    writeln!(out, "{}", style.paint(colors::HEADER, &head))?;
+    for r in rows {
+        let (ci, pct) = ci_cells(r);
+        writeln!(
+            out,
+            "{:<18} {:<13} {:>15} {:>10} {:>10} {:>9} {:>7} {:>22} {:>16} {:>10}  {}",
+            r.name,
+            r.measure.as_deref().unwrap_or("-"),
+            runs(r),
+            num(r.a.as_ref().map(|s| s.median), 0),
+            num(r.b.as_ref().map(|s| s.median), 0),
+            r.delta.map_or_else(|| "-".into(), |d| format!("{d:+.0}")),
+            num(r.ratio, 3),
+            ci,
+            pct,
+            r.resolution.map_or_else(|| "-".into(), |x| x.short()),
+            verdict(style, r.verdict),
+        )?;
+    }
+    Ok(())
+}
+
+fn write_notes(measured: &[&Row], neither: &[&Row], out: &mut impl Write) -> io::Result<()> {
     let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
-    for r in &neither {
+    for r in neither {
         let why = r.note.as_deref().unwrap_or("no samples");
         match reasons.iter_mut().find(|(w, _)| *w == why) {
             Some((_, names)) => names.push(&r.name),
@@ -179,7 +247,7 @@ pub fn write(c: &Comparison, style: &Style, out: &mut impl Write) -> io::Result<
     for (why, names) in reasons {
         writeln!(out, "not compared: {}: {why}", names.join(", "))?;
     }
-    for r in &measured {
+    for r in measured {
         if let Some(n) = &r.note {
             writeln!(out, "note: {}: {n}", r.name)?;
         }
@@ -201,5 +269,5 @@ pub fn write(c: &Comparison, style: &Style, out: &mut impl Write) -> io::Result<
             }
         }
     }
-    writeln!(out, "method: {}", c.method)
+    Ok(())
 }

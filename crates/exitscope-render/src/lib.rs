@@ -5,8 +5,11 @@
 //! seed's look), with statistics columns in front.
 //!
 //! The pictures: [`folded`] stacks and [`flame`] graphs (SVG, by inferno; differential with
-//! `--diff`), a self-contained [`html`] report, and the [`perfetto`] timeline, which is a
-//! streaming sink fed by the same `Analysis` run as the report rather than a renderer of it.
+//! `--diff`), a self-contained [`html`] report, and the timelines, [`perfetto`] (Chrome JSON)
+//! and [`pftrace`] (Perfetto's native protobuf), which are streaming sinks fed by the same
+//! `Analysis` run as the report rather than renderers of it.
+//! [`top`] draws `exitscope top`'s live table, one interval (`exitscope_analyze::live`) at a
+//! time.
 //!
 //! ```
 //! use exitscope_analyze::report::{Report, TreeNode};
@@ -28,11 +31,14 @@ pub mod exits;
 pub mod flame;
 pub mod flat;
 pub mod folded;
+pub mod host;
 pub mod html;
 pub mod json;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 pub mod perfetto;
+pub mod pftrace;
+pub mod top;
 pub mod tree;
 pub mod units;
 

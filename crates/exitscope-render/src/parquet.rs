@@ -215,7 +215,7 @@ pub struct Run {
     pub host: Option<String>,
     /// Input name as given.
     pub input: String,
-    /// Environment fingerprint recorded with the input, if any.
+    /// The fingerprint of the host that recorded the input, when the trace carries one.
     pub fingerprint: Option<Fingerprint>,
 }
 
@@ -699,7 +699,8 @@ pub fn write_run<W: Write + Send>(
     t.str(x.and_then(|x| x.isa.as_deref()));
     t.u64_as_i64(x.and_then(|x| x.span_ns));
     t.u64_as_i64(Some(report.roots));
-    let f = run.fingerprint.as_ref();
+    // The host found before the records, else the one the input's summary names.
+    let f = run.fingerprint.as_ref().or(input.host.as_ref());
     t.bool(Some(f.is_some()));
     t.str(f.and_then(|f| f.exitscope_version.as_deref()));
     t.str(f.and_then(|f| f.os.release.as_deref()));

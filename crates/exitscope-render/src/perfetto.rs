@@ -286,7 +286,7 @@ fn us(ns: Nanos) -> f64 {
 
 /// Start time of every node of `root`: its timestamp when it has one, else the synthetic
 /// layout described in the module doc, with the root at `origin`.
-fn layout(root: &RootCall, origin: Nanos) -> Vec<Nanos> {
+pub(crate) fn layout(root: &RootCall, origin: Nanos) -> Vec<Nanos> {
     let n = root.nodes.len();
     let dur = |i: usize| root.nodes[i].duration.unwrap_or(root.nodes[i].child_ns);
     let mut kids = vec![0u64; n];

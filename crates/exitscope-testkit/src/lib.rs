@@ -80,6 +80,43 @@ pub fn golden(actual: &str, expected: impl AsRef<Path>) {
     );
 }
 
+/// [`golden`] for binary files (fixtures a test writes and commits): a missing or stale file
+/// fails unless `EXITSCOPE_BLESS=1`, which rewrites it.
+///
+/// # Panics
+/// When the committed bytes differ from `actual`, or the file is missing and not blessing.
+pub fn golden_bytes(actual: &[u8], expected: impl AsRef<Path>) {
+    let expected = expected.as_ref();
+    let path = if expected.is_absolute() {
+        expected.to_path_buf()
+    } else {
+        workspace_root().join(expected)
+    };
+    if bless() {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        return;
+    }
+    let want = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}; run with EXITSCOPE_BLESS=1 to create it", path.display())
+    });
+    if want != actual {
+        let at = want
+            .iter()
+            .zip(actual)
+            .position(|(x, y)| x != y)
+            .unwrap_or(want.len().min(actual.len()));
+        panic!(
+            "{}: stale at byte {at} ({} bytes committed, {} now); EXITSCOPE_BLESS=1 rewrites it",
+            path.display(),
+            want.len(),
+            actual.len()
+        );
+    }
+}
+
 /// `true` when the test can run; otherwise prints `SKIP: <test>: <why>` and returns `false`.
 /// `missing` is `None` when everything needed is there.
 ///

@@ -109,6 +109,9 @@ pub struct Header<'a> {
     pub cpu_stats: Vec<String>,
     /// TRACEID option.
     pub trace_id: Option<u64>,
+    /// exitscope's own option ([`crate::HOST_OPTION`]): the recording
+    /// host's tag, `exitscope host: {json}`, when its data starts so.
+    pub host_tag: Option<String>,
 }
 
 fn text<'a>(b: Cow<'a, [u8]>) -> Cow<'a, str> {
@@ -331,6 +334,7 @@ impl<'a> Header<'a> {
             guests: Vec::new(),
             cpu_stats: Vec::new(),
             trace_id: None,
+            host_tag: None,
         };
         Ok(h)
     }
@@ -431,6 +435,14 @@ impl<'a> Header<'a> {
                         vcpus.push((vcpu, pid));
                     }
                     self.guests.push(Guest { name, trace_id, vcpus });
+                }
+                crate::HOST_OPTION => {
+                    // Only exitscope's own tag: another program's use of the id is ignored,
+                    // as trace-cmd ignores this option.
+                    let t = s();
+                    if t.starts_with(crate::HOST_TAG_PREFIX) {
+                        self.host_tag = Some(t);
+                    }
                 }
                 _ => {}
             }

@@ -48,6 +48,14 @@ pub mod text;
 #[cfg(feature = "write")]
 pub mod write;
 
+/// exitscope's own option id: the recording host's fingerprint, `exitscope host: {json}` and
+/// a NUL. Far above trace-cmd's ids (which count up from 0; 3.x ends near 25): trace-cmd
+/// report skips an option it does not know and reads the file as before (it names it only
+/// with `--debug`, "unknown option 17747"; `trace-cmd dump --options` lists it as unknown).
+pub const HOST_OPTION: u16 = 0x4553;
+/// What the data of [`HOST_OPTION`] starts with (the same text as `exitscope_host::TAG_PREFIX`).
+pub const HOST_TAG_PREFIX: &str = "exitscope host: ";
+
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -169,6 +177,9 @@ pub struct Summary {
     pub last_ts: Option<u64>,
     /// Whether the sink asked to stop early.
     pub stopped: bool,
+    /// The recording host's tag (`exitscope host: {json}`) from the
+    /// [`HOST_OPTION`] option, as written.
+    pub host_tag: Option<String>,
 }
 
 struct Stream<'a> {
@@ -528,6 +539,7 @@ impl<'a> TraceDat<'a> {
             },
             cpus: self.header.cpu_count,
             buffers: self.header.buffers.iter().map(|b| b.name.clone()).collect(),
+            host_tag: self.header.host_tag.clone(),
             ..Summary::default()
         };
         let mut counts = vec![0u64; self.header.formats.len()];

@@ -177,3 +177,21 @@ fn guest_cpustat_and_offset_options_are_read() {
         assert_eq!(sum.first_ts, Some(1_001_000_000), "OFFSET is added to timestamps");
     }
 }
+
+#[test]
+fn exitscope_host_option_is_read_and_a_foreign_one_ignored() {
+    for version in [6, 7] {
+        let mut w = fixture::demo_funcgraph(version, Compression::Zstd, 2);
+        let tag = "exitscope host: {\"os\":{\"release\":\"6.1\"}}";
+        w.extra_options = vec![(exitscope_tracedat::HOST_OPTION, format!("{tag}\0").into_bytes())];
+        let bytes = w.to_bytes();
+        let t = exitscope_tracedat::TraceDat::parse(&bytes).unwrap();
+        assert_eq!(t.header.host_tag.as_deref(), Some(tag));
+        let sum = t.read_into("t.dat", &mut Collect::default()).unwrap();
+        assert_eq!(sum.host_tag.as_deref(), Some(tag));
+        // Another program's data under the same id is not taken for a host.
+        w.extra_options = vec![(exitscope_tracedat::HOST_OPTION, b"something else\0".to_vec())];
+        let bytes = w.to_bytes();
+        assert_eq!(exitscope_tracedat::TraceDat::parse(&bytes).unwrap().header.host_tag, None);
+    }
+}

@@ -49,6 +49,9 @@ pub enum StopWhen {
     Duration,
     /// A signal (SIGINT, SIGTERM, SIGHUP) arrived.
     Signal(i32),
+    /// The caller asked to stop (`exitscope top`'s `q` key, its `--once` interval). The text
+    /// capture then drops what is still buffered instead of draining it.
+    Requested,
 }
 
 /// What a capture wrote.
@@ -154,8 +157,10 @@ impl Session {
         let mut sum = CaptureSummary::default();
         let mut lines = LineCopier::default();
         let out_err = |source| Error::Output { path: out_name.to_owned(), source };
+        // The host first: readers look for it on the first line only.
+        let host = self.host_tag().map(|t| format!("# {t}\n")).unwrap_or_default();
         let header = format!(
-            "# tracer: {}\n# exitscope record: {}\n",
+            "{host}# tracer: {}\n# exitscope record: {}\n",
             self.tracer(),
             self.enabled().join(" ")
         );
@@ -171,8 +176,11 @@ impl Session {
         };
         let why = poll_until(started, stop, &mut round)?;
         self.stop_tracing()?;
-        // Everything recorded before tracing_on went to 0.
-        drain(10_000, &mut round)?;
+        // Everything recorded before tracing_on went to 0, unless the caller said it wants
+        // no more (the kernel formats every buffered line: megabytes take seconds).
+        if why != StopWhen::Requested {
+            drain(10_000, &mut round)?;
+        }
         sum.stop = Some(why);
         lines.finish(out, &mut sum).map_err(out_err)?;
         self.with_pipe(|p| *p = None);

@@ -235,6 +235,9 @@ impl Session {
         }
         let version = format!("exitscope {}", env!("CARGO_PKG_VERSION"));
         m.options.push((option::VERSION, nul_terminated(&version)));
+        if let Some(tag) = self.host_tag() {
+            m.options.push((option::EXITSCOPE_HOST, nul_terminated(tag)));
+        }
         for c in cpus {
             let stats = fs.read(&format!("{dir}per_cpu/cpu{}/stats", c.cpu)).unwrap_or_default();
             let text = format!("CPU: {}\n{stats}", c.cpu);

@@ -24,6 +24,16 @@ pub enum Op {
         /// `Some(errno)` when the kernel refused it.
         errno: Option<i32>,
     },
+    /// An append of `value` to the list in `path` (opened without `O_TRUNC`: the kernel adds
+    /// to a pid list), and the errno if it failed.
+    Append {
+        /// File relative to the tracefs root.
+        path: String,
+        /// What was written.
+        value: String,
+        /// `Some(errno)` when the kernel refused it.
+        errno: Option<i32>,
+    },
     /// `mkdir path` (a new instance).
     Mkdir(String),
     /// `rmdir path` (an instance removed).
@@ -38,6 +48,14 @@ impl std::fmt::Display for Op {
                 write!(
                     f,
                     "write {path} {value:?} -> {}",
+                    crate::errno_name(&io::Error::from_raw_os_error(*e))
+                )
+            }
+            Op::Append { path, value, errno: None } => write!(f, "append {path} {value:?}"),
+            Op::Append { path, value, errno: Some(e) } => {
+                write!(
+                    f,
+                    "append {path} {value:?} -> {}",
                     crate::errno_name(&io::Error::from_raw_os_error(*e))
                 )
             }
@@ -205,6 +223,49 @@ impl Tracefs {
             value: value.to_owned(),
             source,
         })
+    }
+
+    /// Add `value` to the list in `rel` (one `write(2)`, file opened without `O_TRUNC`: the
+    /// kernel merges it into a pid list, with no moment of an empty list) and log it.
+    ///
+    /// # Errors
+    /// [`Error::Write`] naming the file and the errno.
+    pub fn append(&self, rel: &str, value: &str) -> Result<(), Error> {
+        let result = if self.fake {
+            self.fake_append(rel, value)
+        } else {
+            OpenOptions::new().write(true).open(self.path(rel)).and_then(|mut f| {
+                let n = f.write(value.as_bytes())?;
+                if n == value.len() {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
+                }
+            })
+        };
+        self.log_op(Op::Append {
+            path: rel.to_owned(),
+            value: value.to_owned(),
+            errno: result.as_ref().err().map(|e| e.raw_os_error().unwrap_or(libc::EIO)),
+        });
+        result.map_err(|source| Error::Write {
+            path: self.path(rel),
+            value: value.to_owned(),
+            source,
+        })
+    }
+
+    /// The fake kernel's pid list: the old entries (none for `no pid`) and the new ones.
+    fn fake_append(&self, rel: &str, value: &str) -> io::Result<()> {
+        if let Some(errno) = self.fake_injected_failure(rel, value) {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        let path = self.path(rel);
+        let old = fs::read_to_string(&path)?;
+        let mut items: Vec<&str> =
+            old.split_whitespace().filter(|w| !matches!(*w, "no" | "pid")).collect();
+        items.extend(value.split_whitespace());
+        fs::write(&path, format!("{}\n", items.join("\n")))
     }
 
     fn real_write(&self, rel: &str, value: &str) -> io::Result<()> {

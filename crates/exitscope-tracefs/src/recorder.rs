@@ -67,6 +67,10 @@ pub enum Outcome<T> {
     /// A signal stopped the recording (the command got it too); the thread target, if any,
     /// is left to end with the process.
     Interrupted(i32),
+    /// The caller's tick asked to stop ([`Recorder::record_live`]): a command is stopped
+    /// (SIGTERM, then SIGKILL after two seconds), a thread target is left to end with the
+    /// process.
+    Stopped,
 }
 
 /// What a recording did.
@@ -160,6 +164,25 @@ impl Recorder {
         out_name: &Path,
         notify: &mut dyn FnMut(&str),
     ) -> Result<Recording<T>, Error> {
+        self.record_live(target, out, out_name, notify, &mut |_| false)
+    }
+
+    /// [`Recorder::record`] for a live consumer (`exitscope top`): `tick` is called with the
+    /// time since the capture started after every round of reads (at least every 20 ms, also
+    /// when nothing arrives), after `out` got what that round read; it returns `true` to stop
+    /// ([`Outcome::Stopped`]). Signals, the target's end and the duration stop it as in
+    /// `record`; tracefs is restored before this returns, whatever happens.
+    ///
+    /// # Errors
+    /// As [`Recorder::record`].
+    pub fn record_live<T: Send + 'static>(
+        &mut self,
+        target: Target<T>,
+        out: &mut dyn Write,
+        out_name: &Path,
+        notify: &mut dyn FnMut(&str),
+        tick: &mut dyn FnMut(Duration) -> bool,
+    ) -> Result<Recording<T>, Error> {
         self.validate(&target)?;
         match self.fs.remove_stale_instances() {
             Ok(gone) => {
@@ -198,6 +221,11 @@ impl Recorder {
                 return Err(e);
             }
         };
+        if let Running::Pid(p) = running
+            && let Err(e) = session.add_new_threads_of(p)
+        {
+            return Err(e);
+        }
         for n in session.notes() {
             notify(n);
         }
@@ -230,6 +258,9 @@ impl Recorder {
             }
             if running.finished() {
                 return Some(StopWhen::TargetExited);
+            }
+            if tick(elapsed) {
+                return Some(StopWhen::Requested);
             }
             match duration {
                 Some(d) if elapsed >= d => Some(StopWhen::Duration),
@@ -360,6 +391,17 @@ impl<T: Send + 'static> Running<T> {
                 stop_child(&mut c, Duration::from_secs(2));
             }
             return Outcome::Interrupted(sig);
+        }
+        if let Some(StopWhen::Requested) = stop {
+            match self {
+                Running::Command(mut c) => {
+                    c.signal(libc::SIGTERM);
+                    stop_child(&mut c, Duration::from_secs(2));
+                }
+                // A thread ends with the process; a pid is not ours to stop.
+                Running::Thread(_) | Running::Pid(_) | Running::Everyone => {}
+            }
+            return Outcome::Stopped;
         }
         match self {
             Running::Command(mut c) => match c.try_wait() {

@@ -120,6 +120,11 @@ pub struct SessionConfig {
     /// What [`Session::capture`] writes (default: text; `exitscope record` picks trace.dat
     /// unless the output is a `.txt` file, see [`CaptureFormat::for_path`]).
     pub format: CaptureFormat,
+    /// The recording host's tag (`exitscope_host::Fingerprint::to_tag`, one line): the first
+    /// line of a text capture (after `# `, a comment to every ftrace reader) and exitscope's
+    /// own option in trace.dat (`exitscope_tracedat::HOST_OPTION`, which trace-cmd skips).
+    /// `None` writes neither.
+    pub host_tag: Option<String>,
 }
 
 impl SessionConfig {
@@ -133,6 +138,7 @@ impl SessionConfig {
             placement: Placement::Auto,
             instance_name: format!("exitscope-{}", std::process::id()),
             format: CaptureFormat::default(),
+            host_tag: None,
         }
     }
 }
@@ -149,6 +155,9 @@ pub struct Session {
     notes: Vec<String>,
     enabled: Vec<String>,
     format: CaptureFormat,
+    host_tag: Option<String>,
+    /// The pid filter as set.
+    pids: Vec<u32>,
 }
 
 impl Session {
@@ -184,6 +193,9 @@ impl Session {
             notes: Vec::new(),
             enabled: Vec::new(),
             format: cfg.format,
+            // One line, whatever the caller passed.
+            host_tag: cfg.host_tag.as_ref().map(|t| t.replace(['\n', '\r'], " ")),
+            pids: cfg.pids.clone(),
         };
         if let Some(l) = ledger::read(fs).filter(|l| !ledger::live_exitscope(l.pid)) {
             s.notes.push(format!(
@@ -302,6 +314,61 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Add tasks to the pid filter of a running session (tasks `--pid`'s process created
+    /// between listing its threads and the start of tracing, which fork-following cannot
+    /// see). No-op for a session that traces everyone.
+    ///
+    /// # Errors
+    /// [`Error::Write`].
+    pub fn add_pids(&mut self, pids: &[u32]) -> Result<(), Error> {
+        if pids.is_empty() || self.pids.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let file = if self.tracer == "nop" { "set_event_pid" } else { "set_ftrace_pid" };
+        let full = format!("{}{file}", self.dir);
+        {
+            let mut st = self.lock();
+            if !self.in_instance() && !st.saved.iter().any(|(p, _)| *p == full) {
+                let before = st.fs.read(&full)?;
+                st.save(&full, before);
+            }
+            st.fs.append(&full, &list.join(" "))?;
+        }
+        self.pids.extend_from_slice(pids);
+        Ok(())
+    }
+
+    /// Adds to the pid filter the threads (and child processes) of `pid` that it lacks: those
+    /// created between the listing of its threads and the start of tracing, which
+    /// fork-following cannot see (it follows only tasks created while tracing is on). Lists
+    /// again until a listing finds nothing new (a process spawning threads in a loop gets a
+    /// few rounds); returns the tasks added. A process that has ended meanwhile adds nothing.
+    ///
+    /// # Errors
+    /// [`Error::Write`].
+    pub fn add_new_threads_of(&mut self, pid: u32) -> Result<Vec<u32>, Error> {
+        let mut added = Vec::new();
+        if self.pids.is_empty() {
+            return Ok(added);
+        }
+        for _ in 0..8 {
+            let Ok(now) = process_tree_threads(pid) else { break };
+            let new: Vec<u32> = now.into_iter().filter(|t| !self.pids.contains(t)).collect();
+            if new.is_empty() {
+                break;
+            }
+            self.add_pids(&new)?;
+            added.extend(new);
+        }
+        Ok(added)
+    }
+
+    /// The tasks the pid filter holds (empty: everyone).
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
     }
 
     fn set_pids(
@@ -464,6 +531,11 @@ impl Session {
     /// What [`Session::capture`] writes.
     pub fn format(&self) -> CaptureFormat {
         self.format
+    }
+
+    /// The recording host's tag written with the capture ([`SessionConfig::host_tag`]).
+    pub fn host_tag(&self) -> Option<&str> {
+        self.host_tag.as_deref()
     }
 
     /// The tracer in use (`function_graph` or `nop`).

@@ -566,3 +566,49 @@ fn recorder_validates_before_touching_tracefs() {
     assert_eq!(e.to_string(), "no such process: 4000000");
     assert!(fs.ops().is_empty(), "{:?}", fs.ops());
 }
+
+/// `--pid`: a thread the target creates after its threads were listed but before tracing
+/// started is added to the pid filter (appended: the kernel merges, the list is never empty
+/// meanwhile), and the whole filter is restored afterwards.
+#[test]
+fn pid_target_relists_threads_created_before_tracing_started() {
+    let dir = TempDir::new("relist");
+    fake_top_level(&dir.0);
+    let before = snapshot(&dir.0);
+    let fs = Tracefs::fake(&dir.0);
+    let me = std::process::id();
+    // The listing as `record --pid` made it: this process's threads so far.
+    let listed = exitscope_tracefs::process_tree_threads(me).unwrap();
+    let mut cfg = SessionConfig::new(Mode::events(["kvm:kvm_cpuid".to_string()]));
+    cfg.pids = listed.clone();
+    cfg.placement = Placement::TopLevel;
+    // The target spawns a thread after that listing.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tx.send(u32::try_from(unsafe { libc::gettid() }).unwrap()).unwrap();
+        let _ = stop_rx.recv();
+    });
+    let tid = rx.recv().unwrap();
+    assert!(!listed.contains(&tid));
+    let mut s = Session::start(&fs, &cfg).unwrap();
+    let added = s.add_new_threads_of(me).unwrap();
+    assert!(added.contains(&tid), "{added:?} lacks the new thread {tid}");
+    let filter = fs::read_to_string(dir.0.join("set_event_pid")).unwrap();
+    let filter: Vec<u32> = filter.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    for p in listed.iter().chain([&tid]) {
+        assert!(filter.contains(p), "{p} missing from set_event_pid {filter:?}");
+    }
+    assert!(
+        fs.ops().iter().any(|o| matches!(o, Op::Append { path, .. } if path == "set_event_pid")),
+        "{:?}",
+        fs.ops()
+    );
+    // Listing again finds nothing new.
+    assert_eq!(s.add_new_threads_of(me).unwrap(), Vec::<u32>::new());
+    s.finish().unwrap();
+    assert_eq!(snapshot(&dir.0), before, "everything restored");
+    stop_tx.send(()).unwrap();
+    t.join().unwrap();
+}

@@ -191,10 +191,7 @@ impl EventExits {
                     }
                     if p.rec.vcpu.is_none() {
                         // 5.x kernels print `vcpu N` only in kvm_entry (perf takes it there).
-                        p.rec.vcpu = text
-                            .strip_prefix("vcpu ")
-                            .and_then(|r| r.split([',', ' ']).next())
-                            .and_then(|v| v.parse().ok());
+                        p.rec.vcpu = exitscope_model::exit::kvm_entry_vcpu(text);
                     }
                     self.finish_pending(p, out);
                 }

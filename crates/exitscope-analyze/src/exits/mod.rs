@@ -283,6 +283,52 @@ pub struct ExitsReport {
     pub notes: Vec<String>,
     /// Per reason, most frequent first.
     pub reasons: Vec<ReasonStats>,
+    /// With `AnalysisOptions::per_vcpu`: the same per-reason statistic for each vCPU (absent
+    /// from the JSON otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vcpus: Vec<VcpuExits>,
+}
+
+/// The exits of one vCPU (`ExitsReport::vcpus`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct VcpuExits {
+    /// `vcpu N` where the trace names vCPUs (`kvm_exit`), else the vCPU thread `tid N`, else
+    /// `cpu N` (the CPU it was recorded on), `unknown` when the trace says none of these.
+    pub vcpu: String,
+    /// Its exits (harness exits left out, as in `exits`).
+    pub exits: u64,
+    /// Per reason, most frequent first; the same shape as `ExitsReport::reasons`.
+    pub reasons: Vec<ReasonStats>,
+}
+
+/// Which vCPU an exit record belongs to, ordered for display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum VcpuId {
+    Vcpu(u32),
+    Task(u32),
+    Cpu(u32),
+    Unknown,
+}
+
+impl VcpuId {
+    pub(crate) fn of(rec: &ExitRecord) -> VcpuId {
+        match (rec.vcpu, rec.task, rec.cpu) {
+            (Some(v), _, _) => VcpuId::Vcpu(v),
+            (None, Some(t), _) if t != 0 => VcpuId::Task(t),
+            (None, _, Some(c)) => VcpuId::Cpu(c),
+            _ => VcpuId::Unknown,
+        }
+    }
+
+    pub(crate) fn label(self) -> String {
+        match self {
+            VcpuId::Vcpu(v) => format!("vcpu {v}"),
+            VcpuId::Task(t) => format!("tid {t}"),
+            VcpuId::Cpu(c) => format!("cpu {c}"),
+            VcpuId::Unknown => "unknown".into(),
+        }
+    }
 }
 
 /// The exits of one reason.

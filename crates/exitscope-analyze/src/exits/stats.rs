@@ -405,10 +405,11 @@ impl ExitStats {
         }
         if self.harness_exits > 0 {
             notes.push(format!(
-                "{} exit(s) were exitscope's own benchmark signalling (port {}), not the \
-                 experiment's; left out of the figures",
+                "{} exit(s) were exitscope's own harness (port {}: its benchmark signalling, or \
+                 its VMM's console, firmware and exit ports), not the experiment's; left out of \
+                 the figures",
                 self.harness_exits,
-                self.harness_ports.iter().map(|p| format!("{p:#x}")).collect::<Vec<_>>().join("/")
+                port_ranges(&self.harness_ports)
             ));
         }
         if let Some(r) = rows.first()
@@ -452,6 +453,7 @@ impl ExitStats {
             harness_exits: self.harness_exits,
             notes,
             reasons: rows,
+            vcpus: Vec::new(),
         }
     }
 
@@ -483,5 +485,33 @@ fn short_ns(ns: Nanos) -> String {
         n if n >= 1_000_000 => format!("{:.1} ms", n as f64 / 1e6),
         n if n >= 1_000 => format!("{:.0} µs", n as f64 / 1e3),
         n => format!("{n} ns"),
+    }
+}
+
+/// `0xf4-0xf7/0x3f8-0x3ff/0x8900`: sorted ports with consecutive runs joined.
+fn port_ranges(ports: &[u16]) -> String {
+    let mut sorted = ports.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<(u16, u16)> = Vec::new();
+    for p in sorted {
+        match runs.last_mut() {
+            Some((_, hi)) if hi.checked_add(1) == Some(p) => *hi = p,
+            _ => runs.push((p, p)),
+        }
+    }
+    runs.iter()
+        .map(|(lo, hi)| if lo == hi { format!("{lo:#x}") } else { format!("{lo:#x}-{hi:#x}") })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod port_range_tests {
+    #[test]
+    fn harness_ports_are_shown_as_ranges() {
+        let ports = [0xf5, 0xf4, 0x3f8, 0x3f9, 0x3fa, 0x8900, 0xf4];
+        assert_eq!(super::port_ranges(&ports), "0xf4-0xf5/0x3f8-0x3fa/0x8900");
+        assert_eq!(super::port_ranges(&[0xffff, 0xfffe]), "0xfffe-0xffff");
     }
 }

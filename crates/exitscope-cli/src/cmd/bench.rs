@@ -7,7 +7,7 @@ use anyhow::{Context, anyhow};
 use clap::Args as ClapArgs;
 use exitscope_vmm::{BENCHMARKS, Benchmark, Status};
 
-use crate::args::BenchOptions;
+use crate::args::{BenchOptions, KutArgs};
 use crate::exit::{self, CmdResult, Failure};
 use crate::recording::find_test;
 use crate::text::plural;
@@ -41,19 +41,8 @@ pub struct Args {
     /// Write the report as JSON to stdout (with --kut the guest's lines go to stderr).
     #[arg(long)]
     pub json: bool,
-    /// Boot this kvm-unit-tests x86 image (multiboot ELF32, e.g. x86/vmexit.flat) in
-    /// exitscope's VMM and report the cycles it prints.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["cpl", "min_cycles", "pin"])]
-    pub kut: Option<PathBuf>,
-    /// vCPUs for --kut.
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "kut",
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(exitscope_vmm::kut::MAX_VCPUS)))]
-    pub smp: u32,
-    /// Guest RAM in MiB for --kut.
-    #[arg(long, value_name = "MB", default_value_t = exitscope_vmm::kut::DEFAULT_MEM_MIB,
-          requires = "kut",
-          value_parser = clap::value_parser!(u32).range(2..=i64::from(exitscope_vmm::kut::MAX_MEM_MIB)))]
-    pub mem: u32,
+    #[command(flatten)]
+    pub kut: KutArgs,
     /// Run the `vmexit_*` entries of this kvm-unit-tests unittests.cfg, each with its own
     /// test_args, smp and timeout (TESTs, if given, pick entries).
     #[arg(long, value_name = "FILE", requires = "kut")]
@@ -75,7 +64,7 @@ pub fn defaults(quick: bool) -> (u64, u32) {
 
 /// Run `exitscope bench`.
 pub fn run(args: Args) -> CmdResult {
-    if args.kut.is_some() {
+    if args.kut.kut.is_some() {
         return kut::run(&args);
     }
     if args.list {

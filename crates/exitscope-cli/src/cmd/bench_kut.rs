@@ -2,31 +2,17 @@
 //! exitscope's VMM, print the guest's lines, then the bench table of what it printed.
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use exitscope_vmm::bench::Status;
-use exitscope_vmm::kut::{self, BootPlan, KutConfig, KutError, PlanRuns};
+use exitscope_vmm::kut::{self, BootPlan, PlanRuns};
 
 use super::Args;
 use crate::exit::{self, CmdResult, Failure};
 
-fn failure(e: KutError) -> Failure {
-    match e {
-        KutError::Open(_) | KutError::Setup(_) | KutError::Thread(_) => Failure::environment(e),
-        KutError::Read { .. }
-        | KutError::Image { .. }
-        | KutError::Config(_)
-        | KutError::BootInfo(_) => Failure::input(e),
-    }
-}
-
 /// The boot plans: the command line's tests, or the cfg file's vmexit entries.
 fn plans(args: &Args, kernel: &std::path::Path) -> Result<Vec<BootPlan>, Failure> {
-    let mut base = KutConfig::new(kernel).with_smp(args.smp).with_mem_mib(args.mem);
-    if let Some(t) = args.bench.timeout {
-        base = base.with_timeout(Duration::from_secs_f64(t));
-    }
+    let base = args.kut.config(kernel, &[], &args.bench);
     let Some(cfg_path) = &args.kut_cfg else {
         let config = base.with_tests(args.tests.iter().cloned());
         return Ok(vec![BootPlan { label: "command line".into(), config, notes: Vec::new() }]);
@@ -49,15 +35,9 @@ fn plans(args: &Args, kernel: &std::path::Path) -> Result<Vec<BootPlan>, Failure
 
 /// Runs `bench --kut`.
 pub fn run(args: &Args) -> CmdResult {
-    let Some(kernel) = args.kut.as_deref() else {
+    let Some(kernel) = args.kut.image()? else {
         return Err(Failure::input(anyhow!("--kut FILE is required")));
     };
-    // Bad input is exit 2 even on a host without KVM: check the image before probing.
-    let bytes = std::fs::read(kernel)
-        .with_context(|| format!("reading {}", kernel.display()))
-        .map_err(Failure::input)?;
-    kut::multiboot::Elf32::parse(&bytes)
-        .map_err(|e| Failure::input(anyhow!("{}: {e}", kernel.display())))?;
     let plans = plans(args, kernel)?;
     let repeat = args.bench.repeat.unwrap_or(1);
     let json = args.json;
@@ -77,8 +57,8 @@ pub fn run(args: &Args) -> CmdResult {
                 plan.config.tests.join(" ")
             );
             guest_line(json, &header);
-            let outcome =
-                kut::run(&plan.config, move |l| guest_line(json, &l.text)).map_err(failure)?;
+            let outcome = kut::run(&plan.config, move |l| guest_line(json, &l.text))
+                .map_err(crate::kut::failure)?;
             if let Some(p) = &outcome.partial_line {
                 guest_line(json, p);
             }

@@ -74,6 +74,10 @@ pub fn run(args: Args) -> CmdResult {
         LayoutArg::Graph => Layout::Graph,
     };
     let mut out = Output::create(args.output.path())?;
+    // The recording host goes along, as `record` writes it in text: the first line.
+    if let Some(tag) = &trace.header.host_tag {
+        std::io::Write::write_all(&mut out, format!("# {tag}\n").as_bytes())?;
+    }
     match write_text(&trace, layout, &mut out) {
         Ok(stats) => {
             for warning in &stats.warnings {

@@ -5,7 +5,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 
 use exitscope_analyze::diff::{self, DiffSort, NormTable};
 
-use crate::args::{ColorArg, DiagnosticsArgs, OutputFile};
+use crate::args::{ColorArg, DiagnosticsArgs, OutputFile, parse_pct};
 use crate::exit::{self, CmdResult, Failure};
 use crate::inputs::{self, Depth};
 use crate::output::Output;
@@ -56,15 +56,6 @@ pub enum SortChoice {
     Tree,
     /// Largest |Δ| first.
     Delta,
-}
-
-/// `5`, `5%` or ` 5 % ` as a non-negative percentage (also `compare --fail-above`).
-pub(crate) fn parse_pct(s: &str) -> Result<f64, String> {
-    let t = s.trim().trim_end_matches('%').trim();
-    match t.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("expected a percentage like 5 or 5%, found {s:?}")),
-    }
 }
 
 fn load_table(args: &Args) -> Result<Option<NormTable>, Failure> {

@@ -1,38 +1,57 @@
 //! `exitscope export`: timelines for other tools (Perfetto / `chrome://tracing`).
 
-use clap::Args as ClapArgs;
+use std::path::Path;
+
+use anyhow::anyhow;
+use clap::{Args as ClapArgs, ValueEnum};
 
 use exitscope_analyze::{Analysis, AnalysisOptions};
 use exitscope_render::perfetto::{PerfettoOptions, PerfettoTimeline};
+use exitscope_render::pftrace::PftraceTimeline;
 
 use exitscope_ingest::Options;
 
 use crate::args::{DiagnosticsArgs, OutputFile};
-use crate::exit::{self, CmdResult};
+use crate::exit::{self, CmdResult, Failure};
 use crate::inputs;
 use crate::output::Output;
+
+/// File format of `exitscope export --perfetto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Chrome trace-event JSON (Perfetto's legacy format; µs timestamps).
+    Json,
+    /// Perfetto's native TrackEvent protobuf (ns timestamps, nested slices, counters).
+    Pftrace,
+}
 
 /// Arguments of `exitscope export`.
 #[derive(Debug, ClapArgs)]
 #[command(after_help = "\
 Examples:
   exitscope export --perfetto tests/data/seed/cpuid-amd.fgraph.txt -o trace.json
-  exitscope export --perfetto trace.dat.zst -o trace.json   # open in ui.perfetto.dev
-  exitscope export --parquet out/ host1.dat host2.dat       # exits/calls/runs.parquet
+  exitscope export --perfetto trace.dat.zst -o trace.pftrace   # open in ui.perfetto.dev
+  exitscope export --parquet out/ host1.dat host2.dat          # exits/calls/runs.parquet
 
---parquet writes one run per input (each analysed on its own). An input's environment
-fingerprint is read from FILE.host.json beside it when present (as `exitscope record`
-writes it); the runs.parquet columns are null otherwise. Schema: docs/parquet.md.")]
+--parquet writes one run per input (each analysed on its own), with the fingerprint of the
+host that recorded it when the trace carries one (`exitscope record` writes it); the
+host and runs.parquet fingerprint columns are null otherwise. Schema: docs/parquet.md.")]
 pub struct Args {
     /// Traces, analysed together (ftrace text, trace.dat or perf.data, plain or gzip/zstd; `-` = stdin).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
-    /// Chrome trace-event JSON for ui.perfetto.dev and chrome://tracing: one track per CPU
-    /// and per task, one slice per call (root slices named by exit reason), events as
-    /// instants. Traces without timestamps are
-    /// laid out in synthetic time (marked `synthetic_time` in the file).
+    /// A timeline for ui.perfetto.dev: one track per vCPU thread (or CPU), one slice per call
+    /// (root slices named by exit reason), events as instants. `.pftrace` /
+    /// `.perfetto-trace` outputs (or `--format pftrace`) are Perfetto's native protobuf,
+    /// which adds one slice per exit with its reason, phases and fields, lost-event markers
+    /// and exits/s counters; anything else is Chrome trace-event JSON. Traces without
+    /// timestamps are laid out in synthetic time (marked `synthetic_time` in the file).
     #[arg(long, required_unless_present = "parquet")]
     pub perfetto: bool,
+    /// File format; by default from the output's extension (JSON for stdout). pftrace is
+    /// binary: it is not written to a terminal.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
     /// Write exits.parquet (one row per exit), calls.parquet (one row per merged call path)
     /// and runs.parquet (one row per input, with its fingerprint) into DIR (created if
     /// needed; the three files are replaced only when the export succeeds).
@@ -44,30 +63,68 @@ pub struct Args {
     pub output: OutputFile,
 }
 
+/// The format `--format` names, else the one the output file's extension implies.
+fn format(args: &Args) -> FormatArg {
+    args.format.unwrap_or_else(|| {
+        let ext = args.output.path().and_then(Path::extension).and_then(|e| e.to_str());
+        match ext {
+            Some("pftrace" | "perfetto-trace") => FormatArg::Pftrace,
+            _ => FormatArg::Json,
+        }
+    })
+}
+
 /// Run `exitscope export`.
 pub fn run(args: Args) -> CmdResult {
     if let Some(dir) = &args.parquet {
         return parquet::run(dir, &args);
     }
+    let fmt = format(&args);
     let out = Output::create(args.output.path())?;
-    // Root slices are named by exit reason by the analysis itself.
+    if fmt == FormatArg::Pftrace && out.is_tty() {
+        return Err(Failure::input(anyhow!(
+            "--format pftrace writes binary protobuf; give -o FILE.pftrace or redirect stdout"
+        )));
+    }
     let popts = PerfettoOptions::with_inputs(args.files.clone());
-    let timeline = PerfettoTimeline::new(out, popts)?;
-    let (mut calls, mut records) = (timeline.call_sink(), timeline.record_sink());
     let mut opts = AnalysisOptions::default();
     opts.max_diagnostics = args.diagnostics.max_diagnostics;
-    let mut analysis = Analysis::new(opts);
-    analysis.add_call_sink(&mut calls);
-    analysis.add_record_sink(&mut records);
     // One analysis run feeds the timeline as it goes; the report only supplies diagnostics.
-    for (i, f) in args.files.iter().enumerate() {
-        timeline.begin_input(i);
-        inputs::read(std::slice::from_ref(f), &mut analysis, &Options::default())?;
+    match fmt {
+        FormatArg::Json => {
+            // Root slices are named by exit reason by the analysis itself.
+            let timeline = PerfettoTimeline::new(out, popts)?;
+            let (mut calls, mut records) = (timeline.call_sink(), timeline.record_sink());
+            let mut analysis = Analysis::new(opts);
+            analysis.add_call_sink(&mut calls);
+            analysis.add_record_sink(&mut records);
+            for (i, f) in args.files.iter().enumerate() {
+                timeline.begin_input(i);
+                inputs::read(std::slice::from_ref(f), &mut analysis, &Options::default())?;
+            }
+            let report = analysis.finish();
+            inputs::print_diagnostics(&report);
+            inputs::check_strict(&report, &args.diagnostics)?;
+            timeline.finish()?.commit()?;
+        }
+        FormatArg::Pftrace => {
+            let timeline = PftraceTimeline::new(out, popts);
+            let (mut calls, mut records, mut exits) =
+                (timeline.call_sink(), timeline.record_sink(), timeline.exit_sink());
+            let mut analysis = Analysis::new(opts);
+            analysis.add_call_sink(&mut calls);
+            analysis.add_record_sink(&mut records);
+            analysis.add_exit_sink(&mut exits);
+            for (i, f) in args.files.iter().enumerate() {
+                timeline.begin_input(i);
+                inputs::read(std::slice::from_ref(f), &mut analysis, &Options::default())?;
+            }
+            let report = analysis.finish();
+            inputs::print_diagnostics(&report);
+            inputs::check_strict(&report, &args.diagnostics)?;
+            timeline.finish()?.commit()?;
+        }
     }
-    let report = analysis.finish();
-    inputs::print_diagnostics(&report);
-    inputs::check_strict(&report, &args.diagnostics)?;
-    timeline.finish()?.commit()?;
     Ok(exit::OK)
 }
 
@@ -81,6 +138,9 @@ mod parquet {
     use exitscope_analyze::{Analysis, AnalysisOptions};
     use exitscope_host::Fingerprint;
     use exitscope_ingest::Options;
+    use exitscope_model::{
+        Diagnostic, Flow, InputFormat, InputSink, InputSummary, Record, RecordSink,
+    };
     use exitscope_render::parquet::{CALLS, ExitsWriter, RUNS, Run, TableWriter};
 
     use super::Args;
@@ -88,20 +148,36 @@ mod parquet {
     use crate::inputs;
     use crate::output::Output;
 
-    /// The fingerprint recorded beside `input` (`INPUT.host.json`), if there is one.
-    fn fingerprint(input: &str) -> Result<Option<Fingerprint>, Failure> {
-        if input == "-" {
-            return Ok(None);
+    /// Reads only as far as the first record: the recording host a trace carries is known
+    /// before its records (a text trace's first line, a trace.dat option).
+    struct HostProbe(Option<Fingerprint>);
+
+    impl RecordSink for HostProbe {
+        fn record(&mut self, _: &Record<'_>) -> Flow {
+            Flow::Stop
         }
-        let path = format!("{input}.host.json");
-        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
-            Failure::input(anyhow!(
-                "{path}:{}:{}: expected an exitscope host fingerprint (JSON object): {e}",
-                e.line(),
-                e.column()
-            ))
-        })
+        fn diagnostic(&mut self, _: Diagnostic) -> Flow {
+            Flow::Stop
+        }
+    }
+
+    impl InputSink for HostProbe {
+        fn begin_input(&mut self, _: &str, _: InputFormat) {}
+        fn end_input(&mut self, summary: &InputSummary) {
+            self.0 = summary.host.clone();
+        }
+    }
+
+    /// The host that recorded `input`, if the trace says (stdin is read once: `None`). The
+    /// main pass reports any problem with the input, so this one stays quiet.
+    fn recording_host(input: &str) -> Option<Fingerprint> {
+        if input == "-" {
+            return None;
+        }
+        let mut probe = HostProbe(None);
+        let files = [input.to_string()];
+        exitscope_ingest::read_paths(&files, &mut probe, &Options::default()).ok()?;
+        probe.0
     }
 
     pub(super) fn run(dir: &Path, args: &Args) -> CmdResult {
@@ -116,7 +192,7 @@ mod parquet {
         let mut calls = TableWriter::new(create("calls.parquet")?, "calls", CALLS)?;
         let mut runs = TableWriter::new(create("runs.parquet")?, "runs", RUNS)?;
         for f in &args.files {
-            let fp = fingerprint(f)?;
+            let fp = recording_host(f);
             let mut opts = AnalysisOptions::default();
             opts.max_diagnostics = args.diagnostics.max_diagnostics;
             // The run id hashes host, name and size (stdin: 0), so a re-export keeps it.

@@ -20,8 +20,9 @@ Examples:
 
 Counts add; percentiles come from the merged histograms (exact while a histogram is exact,
 else within 1/sub_buckets: 0.2 % for exit statistics). With --by host each host's reports
-are merged and kept under merged.hosts; the host is NAME in NAME=FILE, else the file name up
-to its first dot. Merged documents can be merged again.")]
+are merged and kept under merged.hosts; the host is NAME in NAME=FILE, else the recording
+host's name in the report (`host.hostname`), else the file name up to its first dot. Merged
+documents can be merged again.")]
 pub struct Args {
     /// `report --json` documents (or earlier merges), `-` = stdin; `NAME=FILE` names the host.
     #[arg(required = true, value_name = "FILE")]
@@ -40,16 +41,24 @@ pub enum By {
     Host,
 }
 
-/// `(host, path)` of an argument.
-fn host_and_path(arg: &str) -> (String, &str) {
-    if let Some((name, path)) = arg.split_once('=')
-        && !name.is_empty()
-        && !name.contains('/')
-    {
-        return (name.to_string(), path);
+/// `(NAME, path)` of a `NAME=FILE` argument, `(None, arg)` otherwise.
+fn name_and_path(arg: &str) -> (Option<String>, &str) {
+    match arg.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !name.contains('/') => {
+            (Some(name.to_string()), path)
+        }
+        _ => (None, arg),
     }
-    let base = std::path::Path::new(arg).file_name().map_or(arg.into(), |n| n.to_string_lossy());
-    (base.split('.').next().unwrap_or(&base).to_string(), arg)
+}
+
+/// The host of a report read from `path`: the recording host's name when the report has one,
+/// else the file name up to its first dot.
+fn host_of(report: &Report, path: &str) -> String {
+    if let Some(h) = report.host.as_ref().and_then(|h| h.hostname.clone()) {
+        return h;
+    }
+    let base = std::path::Path::new(path).file_name().map_or(path.into(), |n| n.to_string_lossy());
+    base.split('.').next().unwrap_or(&base).to_string()
 }
 
 fn load(path: &str) -> Result<Report, Failure> {
@@ -82,8 +91,9 @@ pub fn run(args: Args) -> CmdResult {
     let mut out = Output::create(args.output.path())?;
     let mut named = Vec::with_capacity(args.files.len());
     for f in &args.files {
-        let (host, path) = host_and_path(f);
-        named.push((host, load(path)?));
+        let (name, path) = name_and_path(f);
+        let report = load(path)?;
+        named.push((name.unwrap_or_else(|| host_of(&report, path)), report));
     }
     let merged = match args.by {
         Some(By::Host) => merge_by_host(named),

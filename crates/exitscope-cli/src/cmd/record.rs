@@ -3,18 +3,21 @@
 //! it was.
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args as ClapArgs;
 use exitscope_tracefs::{
-    CaptureFormat, Compression, Mode, Outcome, Placement, Recorder, SessionConfig, Target,
+    CaptureFormat, Compression, Mode, Outcome, Placement, Recorder, Recording, SessionConfig,
+    Target,
 };
+use exitscope_vmm::kut::KutConfig;
 
-use crate::args::{BenchOptions, TracefsArgs};
+use crate::args::{BenchOptions, KutArgs, TracefsArgs};
 use crate::exit::{self, CmdResult, Failure};
+use crate::kut::KutTraced;
 use crate::output::Output;
 use crate::recording::{self, BenchOutcome};
 
@@ -26,15 +29,21 @@ Examples:
   exitscope record --events -o t.txt -- ./my-vmm     # the kernel's text instead
   exitscope record --graph vcpu_enter_guest --max-depth 8 --pid 1234 --duration 5
   exitscope record -e kvm:kvm_pio -e kvm:kvm_cpuid --bench inl_from_kernel -o t.txt
+  exitscope record --kut vmexit.flat inl_from_kernel -o t.dat   # kvm-unit-tests' own guest
   exitscope record --reset          # undo what a killed exitscope left in tracefs
 
 The output file is replaced only when the recording succeeds; an interrupted recording
 (Ctrl-C, SIGTERM, SIGHUP) keeps what was captured. The traced command is killed if exitscope
 dies; with --duration it is stopped (SIGTERM) at the end.
 
-Exit codes: 0 ok; 1 the --bench test did not complete; 2 bad usage (unknown test, command
-not found); 3 tracefs or KVM unusable; 4 the traced command failed (non-zero exit, killed by
-a signal); 130, 143, 129 interrupted by SIGINT, SIGTERM, SIGHUP (tracefs restored).")]
+With --kut FILE the image boots on a thread of exitscope and exactly its vCPU threads are
+recorded (default ring buffer 65536 KiB per CPU); the guest's lines go to stderr as they come,
+then the bench line and the guest's iteration count of each test.
+
+Exit codes: 0 ok; 1 the --bench test (or a --kut test) did not complete, or the --kut boot
+did not end with a PASS exit; 2 bad usage (unknown test, command not found); 3 tracefs or KVM
+unusable; 4 the traced command failed (non-zero exit, killed by a signal); 130, 143, 129
+interrupted by SIGINT, SIGTERM, SIGHUP (tracefs restored).")]
 pub struct Args {
     /// function_graph rooted at FUNC (repeatable). This is the default mode, rooted at
     /// vcpu_enter_guest, with kvm_arch_vcpu_ioctl_run/vcpu_run as fallbacks when it is inlined.
@@ -67,19 +76,24 @@ pub struct Args {
     pub compression: Compression,
     /// Trace this running process: all its threads, its current child processes, and
     /// whatever they fork from now on.
-    #[arg(long, value_name = "PID", conflicts_with = "command")]
+    #[arg(long, value_name = "PID", conflicts_with_all = ["command", "kut"])]
     pub pid: Option<u32>,
     /// Run a built-in benchmark on a thread of exitscope itself and trace it (`exitscope
     /// bench --list`); --cpl, --min-cycles, --repeat, --timeout apply (default: --quick's).
-    #[arg(long, value_name = "TEST", conflicts_with_all = ["command", "pid"])]
+    #[arg(long, value_name = "TEST", conflicts_with_all = ["command", "pid", "kut"])]
     pub bench: Option<String>,
     #[command(flatten)]
     pub bench_options: BenchOptions,
+    #[command(flatten)]
+    pub kut: KutArgs,
+    /// With --kut: the image's tests (its command line; default: every test it has).
+    #[arg(value_name = "TEST", requires = "kut")]
+    pub tests: Vec<String>,
     /// Stop after this many seconds (decimals allowed); without a target it traces every task.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", conflicts_with = "kut")]
     pub duration: Option<f64>,
     /// Do not follow forks/new threads of the target.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kut")]
     pub no_follow: bool,
     /// Use the top-level tracefs instead of a private instance (everything touched is
     /// saved and restored).
@@ -89,10 +103,10 @@ pub struct Args {
     pub tracefs: TracefsArgs,
     /// Undo what an exitscope killed with SIGKILL left in tracefs (its instances, and the
     /// top-level files it had changed), then exit.
-    #[arg(long, conflicts_with_all = ["command", "pid", "bench", "duration", "graph", "events", "event"])]
+    #[arg(long, conflicts_with_all = ["command", "pid", "bench", "kut", "duration", "graph", "events", "event"])]
     pub reset: bool,
     /// The command to run and trace (after `--`).
-    #[arg(last = true, value_name = "CMD")]
+    #[arg(last = true, value_name = "CMD", conflicts_with = "kut")]
     pub command: Vec<OsString>,
 }
 
@@ -101,7 +115,9 @@ enum TargetSpec {
     Command(Vec<OsString>),
     Pid(u32),
     Everyone,
-    Bench(&'static exitscope_vmm::Benchmark, exitscope_vmm::Options),
+    Bench(&'static exitscope_vmm::Benchmark, exitscope_vmm::Options, Box<exitscope_vmm::HostInfo>),
+    /// A kvm-unit-tests boot, with the host it runs on (for its summary) and the image.
+    Kut(Box<KutConfig>, Box<exitscope_vmm::HostInfo>, PathBuf),
 }
 
 fn mode_of(a: &Args) -> Result<Mode, Failure> {
@@ -140,18 +156,29 @@ fn validate(a: &Args) -> Result<(Mode, TargetSpec, Option<Duration>), Failure> {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => return Err(Failure::input(anyhow!("--duration {s}: expected seconds > 0"))),
     };
-    if a.bench.is_none() && a.bench_options.any() {
+    if a.kut.kut.is_some() && a.bench_options.repeat.is_some() {
         return Err(Failure::input(anyhow!(
-            "--cpl, --min-cycles, --repeat and --timeout apply to --bench TEST only"
+            "--repeat does not apply to record --kut: one boot is recorded (run --kut --repeat N \
+             boots N times untraced)"
         )));
     }
-    let target = if let Some(test) = &a.bench {
+    if a.bench.is_none() && a.kut.kut.is_none() && a.bench_options.any() {
+        return Err(Failure::input(anyhow!(
+            "--cpl, --min-cycles, --repeat and --timeout apply to --bench TEST only (--timeout \
+             also to --kut FILE)"
+        )));
+    }
+    let target = if let Some(kernel) = a.kut.image()? {
+        let config = a.kut.config(kernel, &a.tests, &a.bench_options);
+        let host = recording::check_kvm(&exitscope_vmm::Options::default())?;
+        TargetSpec::Kut(Box::new(config), Box::new(host), kernel.to_owned())
+    } else if let Some(test) = &a.bench {
         let bench = recording::find_test(test)?;
         let (min_cycles, repeat) = QUICK;
         a.bench_options.validate()?;
         let opts = a.bench_options.vmm(min_cycles, repeat);
-        recording::check_kvm(&opts)?;
-        TargetSpec::Bench(bench, opts)
+        let host = recording::check_kvm(&opts)?;
+        TargetSpec::Bench(bench, opts, Box::new(host))
     } else if !a.command.is_empty() {
         exitscope_tracefs::resolve_command(&a.command[0])
             .map_err(|e| recording::failure(e, &mode))?;
@@ -163,7 +190,8 @@ fn validate(a: &Args) -> Result<(Mode, TargetSpec, Option<Duration>), Failure> {
         TargetSpec::Everyone
     } else {
         return Err(Failure::input(anyhow!(
-            "nothing to trace: give a command after `--`, --pid PID, --bench TEST or --duration SECS"
+            "nothing to trace: give a command after `--`, --pid PID, --bench TEST, --kut FILE or \
+             --duration SECS"
         )));
     };
     Ok((mode, target, duration))
@@ -193,25 +221,9 @@ fn reset(a: &Args) -> CmdResult {
     Ok(exit::OK)
 }
 
-/// The environment fingerprint beside a trace file (`FILE.host.json`): where it was recorded,
-/// for `export --parquet` and fleet queries. A failure to write it is a warning.
-fn write_fingerprint(output: &std::path::Path) {
-    if output.as_os_str() == "-" || !output.is_file() {
-        return;
-    }
-    let mut path = output.as_os_str().to_owned();
-    path.push(".host.json");
-    let path = PathBuf::from(path);
-    let fp = exitscope_host::Fingerprint::collect();
-    let written = crate::output::write_file(&path, |o| {
-        serde_json::to_writer_pretty(&mut *o, &fp).map_err(anyhow::Error::from)?;
-        writeln!(o)?;
-        Ok(())
-    });
-    if let Err(e) = written {
-        say!("warning: could not write {}: {}", path.display(), e.error);
-    }
-}
+/// Ring buffer per CPU for `--kut` when `--buffer-size` is not given: on a PVM host a kvm-unit-tests
+/// test writes about a million events (KVM's emulator traces every instruction it runs).
+const KUT_BUFFER_KB: u64 = 65536;
 
 /// Run `exitscope record`.
 pub fn run(args: Args) -> CmdResult {
@@ -228,33 +240,21 @@ pub fn run(args: Args) -> CmdResult {
             "-o - writes binary trace.dat: redirect it, or record text with -o FILE.txt"
         )));
     }
-    // Create the output first: a bad path fails before tracefs is touched.
-    let mut out = Output::create(Some(&args.output))?;
-    let fs = recording::tracefs(&args.tracefs, &mode)?;
-    let mut cfg = SessionConfig::new(mode.clone());
-    cfg.follow_forks = !args.no_follow;
-    cfg.buffer_size_kb = args.tracefs.buffer_size;
-    cfg.format = format;
-    if args.top_level {
-        cfg.placement = Placement::TopLevel;
-    }
-    let mut recorder = Recorder::new(fs, cfg).with_duration(duration);
+    let kvm = match &target {
+        TargetSpec::Bench(_, _, host) | TargetSpec::Kut(_, host, _) => Some(host.as_ref().clone()),
+        _ => None,
+    };
     let target: Target<BenchOutcome> = match target {
         TargetSpec::Command(argv) => Target::Command(argv),
         TargetSpec::Pid(p) => Target::Pid(p),
         TargetSpec::Everyone => Target::Everyone,
-        TargetSpec::Bench(b, opts) => recording::bench_target(b, opts),
+        TargetSpec::Bench(b, opts, _) => recording::bench_target(b, opts),
+        TargetSpec::Kut(config, host, kernel) => {
+            return record_kut(&args, &mode, format, *config, &host, &kernel);
+        }
     };
-    let rec = recorder
-        .record(target, &mut out, &args.output, &mut |m| say!("{m}"))
-        .map_err(|e| recording::failure(e, &mode))?;
-    // Whatever was captured is kept, also after a signal.
-    out.commit()?;
-    write_fingerprint(&args.output);
-    if let Err(e) = recorder.unmount() {
-        say!("warning: {e}");
-    }
-    recording::report_recording(&rec, &args.output);
+    let mut target = Some(target);
+    let rec = record(&args, &mode, format, duration, &mut || target.take(), None, kvm.as_ref())?;
     match rec.outcome {
         Outcome::Interrupted(sig) => Err(Failure::signal(sig)),
         Outcome::Exited(st) if st.success() => Ok(exit::OK),
@@ -277,7 +277,8 @@ pub fn run(args: Args) -> CmdResult {
             say!("--duration reached; stopped the command (pid {pid})");
             Ok(exit::OK)
         }
-        Outcome::ProcessExited | Outcome::DurationReached => Ok(exit::OK),
+        // `record` never asks to stop early.
+        Outcome::ProcessExited | Outcome::DurationReached | Outcome::Stopped => Ok(exit::OK),
         Outcome::Returned(Ok(report)) => {
             for r in &report.results {
                 say!("bench {}", exitscope_render::bench::line(r, None));
@@ -296,4 +297,104 @@ pub fn run(args: Args) -> CmdResult {
             Err(Failure::check(anyhow!("the benchmark did not complete: its thread panicked")))
         }
     }
+}
+
+/// Record `target()` to `-o`: the output is created first (a bad path fails before tracefs
+/// is touched), kept whatever was captured (also after a signal), then the end-of-recording
+/// messages. `buffer_kb` is the ring buffer when `--buffer-size` is not given. When
+/// `target()` can make the target a second time and the default graph mode was refused by
+/// the kernel, kvm tracepoints are recorded instead. `kvm` is the bench's KVM (its TSC rate
+/// goes into the host tag the recording carries).
+fn record<T: Send + 'static>(
+    args: &Args,
+    mode: &Mode,
+    format: CaptureFormat,
+    duration: Option<Duration>,
+    target: &mut dyn FnMut() -> Option<Target<T>>,
+    buffer_kb: Option<u64>,
+    kvm: Option<&exitscope_vmm::HostInfo>,
+) -> Result<Recording<T>, Failure> {
+    let no_target = || Failure::input(anyhow!("nothing to trace"));
+    let mut out = Output::create(Some(&args.output))?;
+    let fs = recording::tracefs(&args.tracefs, mode)?;
+    let mut cfg = SessionConfig::new(mode.clone());
+    cfg.follow_forks = !args.no_follow;
+    cfg.buffer_size_kb = args.tracefs.buffer_size.or(buffer_kb);
+    cfg.format = format;
+    cfg.host_tag = Some(recording::host_tag(kvm));
+    if args.top_level {
+        cfg.placement = Placement::TopLevel;
+    }
+    let mut recorder = Recorder::new(fs, cfg).with_duration(duration);
+    let mut notify = |m: &str| say!("{m}");
+    let default_graph = args.graph.is_empty() && matches!(mode, Mode::Graph { .. });
+    let rec =
+        match recorder.record(target().ok_or_else(no_target)?, &mut out, &args.output, &mut notify)
+        {
+            Ok(r) => r,
+            Err(e) => match (recording::graph_unavailable(&e), default_graph) {
+                (Some(why), true) if let Some(again) = target() => {
+                    say!("{why}; recording kvm tracepoints instead");
+                    recorder.set_mode(Mode::default_events());
+                    drop(out);
+                    out = Output::create(Some(&args.output))?;
+                    recorder
+                        .record(again, &mut out, &args.output, &mut notify)
+                        .map_err(|e| recording::failure(e, &Mode::default_events()))?
+                }
+                _ => return Err(recording::failure(e, mode)),
+            },
+        };
+    out.commit()?;
+    if let Err(e) = recorder.unmount() {
+        say!("warning: {e}");
+    }
+    recording::report_recording(&rec, &args.output);
+    Ok(rec)
+}
+
+/// `record --kut`: boot the image on a thread of exitscope (its vCPU threads are followed),
+/// guest lines to stderr as they come, then the bench line and iterations of each test.
+fn record_kut(
+    args: &Args,
+    mode: &Mode,
+    format: CaptureFormat,
+    config: KutConfig,
+    host: &exitscope_vmm::HostInfo,
+    kernel: &std::path::Path,
+) -> CmdResult {
+    eprintln!("{}", crate::kut::boot_header("traced boot", &config));
+    // function_graph where the kernel allows it, else (unless a mode was chosen) events.
+    let mut target = || -> Option<Target<KutTraced>> {
+        Some(crate::kut::boot_target(config.clone(), stderr_line))
+    };
+    let rec = record(args, mode, format, None, &mut target, Some(KUT_BUFFER_KB), Some(host))?;
+    let outcome = match rec.outcome {
+        Outcome::Interrupted(sig) => return Err(Failure::signal(sig)),
+        Outcome::Returned(Ok(o)) => o,
+        Outcome::Returned(Err(e)) => return Err(crate::kut::failure(e)),
+        _ => return Err(Failure::check(anyhow!("the boot's thread panicked"))),
+    };
+    crate::kut::finish_lines(&outcome, stderr_line);
+    for l in crate::kut::iteration_lines(&outcome) {
+        say!("{l}");
+    }
+    let passed = outcome.end.passed();
+    let report = crate::kut::summarize(&config, "traced", vec![outcome], host, kernel);
+    for r in &report.results {
+        say!("bench {}", exitscope_render::bench::line(r, Some("traced")));
+    }
+    if recording::bench_completed(&report) && passed {
+        Ok(exit::OK)
+    } else {
+        Err(Failure::check(anyhow!(
+            "a test did not complete or the boot did not end with a PASS exit; its trace is in {}",
+            args.output.display()
+        )))
+    }
+}
+
+/// A guest line on stderr (stdout may carry the trace).
+fn stderr_line(text: &str) {
+    eprintln!("{text}");
 }

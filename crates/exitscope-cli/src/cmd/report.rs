@@ -46,6 +46,9 @@ pub fn run(args: Args) -> CmdResult {
     let mut out = Output::create(args.output.path())?;
     let report = inputs::analyse(&args.files, &args.diagnostics, Depth::Plain)?;
     let style = args.color.style(out.is_tty());
+    if !args.json {
+        exitscope_render::host::write(&report, &mut out)?;
+    }
     if args.json {
         exitscope_render::json::write(&report, &mut out)?;
     } else if args.exits {

@@ -33,36 +33,10 @@ pub fn ok_stdout(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Compare `actual` with the golden file at `expected` (relative to the workspace root).
-/// `EXITSCOPE_BLESS=1` rewrites it; a missing file is created (and the test fails, so a new
-/// golden is always looked at). The failure names `expected_file:line` of the first difference.
+/// Compare `actual` with the golden file at `expected` (relative to the workspace root):
+/// the one golden runner, `exitscope_testkit::golden`.
 pub fn golden(actual: &str, expected: &str) {
-    let path = root().join(expected);
-    let bless = std::env::var_os("EXITSCOPE_BLESS").is_some_and(|v| v == "1");
-    let Ok(want) = std::fs::read_to_string(&path) else {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        assert!(bless, "{expected} did not exist; wrote it — check it and re-run");
-        return;
-    };
-    if want == actual {
-        return;
-    }
-    if bless {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let tmp = std::env::temp_dir().join(format!("exitscope-actual-{}", expected.replace('/', "_")));
-    std::fs::write(&tmp, actual).unwrap();
-    let (w, a): (Vec<&str>, Vec<&str>) = (want.lines().collect(), actual.lines().collect());
-    let line = w.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(w.len().min(a.len()));
-    panic!(
-        "{expected}:{}: output differs\n  expected: {:?}\n  actual:   {:?}\n(actual output saved to {}; EXITSCOPE_BLESS=1 to accept)",
-        line + 1,
-        w.get(line).unwrap_or(&"<end of file>"),
-        a.get(line).unwrap_or(&"<end of output>"),
-        tmp.display()
-    );
+    exitscope_testkit::golden(actual, expected);
 }
 
 /// The `exitscope` binary as a command, run in the workspace root.
@@ -277,4 +251,48 @@ pub fn wait_timeout(mut child: std::process::Child, limit: std::time::Duration) 
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+/// The top-level tracefs files a recording could touch, with their content. Consuming files
+/// (trace, trace_pipe) and huge lists are not read; unreadable files (lockdown) are skipped.
+pub fn snapshot_tracefs() -> std::collections::BTreeMap<String, String> {
+    let root = Path::new("/sys/kernel/tracing");
+    let mut m = std::collections::BTreeMap::new();
+    let mut add = |p: PathBuf| {
+        if let Ok(s) = std::fs::read_to_string(&p) {
+            m.insert(p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), s);
+        }
+    };
+    for f in [
+        "tracing_on",
+        "current_tracer",
+        "trace_clock",
+        "set_event",
+        "set_event_pid",
+        "set_event_notrace_pid",
+        "set_ftrace_pid",
+        "set_ftrace_notrace_pid",
+        "set_graph_function",
+        "set_graph_notrace",
+        "set_ftrace_filter",
+        "set_ftrace_notrace",
+        "max_graph_depth",
+        "buffer_size_kb",
+        "trace_options",
+    ] {
+        add(root.join(f));
+    }
+    for e in std::fs::read_dir(root.join("options")).unwrap().flatten() {
+        add(e.path());
+    }
+    for sys in ["kvm", "kvmmmu"] {
+        let d = root.join("events").join(sys);
+        add(d.join("enable"));
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                add(e.path().join("enable"));
+            }
+        }
+    }
+    m
 }

@@ -60,37 +60,8 @@ pub fn analyse_seed_with(names: &[&str], opts: AnalysisOptions) -> Report {
     a.finish()
 }
 
-/// Compare `actual` with the golden file `expected` (inferno's scheme): a mismatch names
-/// `expected_file:line` and saves the actual output next to the target dir; `EXITSCOPE_BLESS=1`
-/// rewrites the golden instead. A missing golden fails unless blessing.
+/// Compare `actual` with the golden file `expected`: the one golden runner,
+/// `exitscope_testkit::golden` (a missing golden fails unless blessing).
 pub fn check_golden(expected: &Path, actual: &str) {
-    if std::env::var_os("EXITSCOPE_BLESS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(expected.parent().unwrap()).unwrap();
-        std::fs::write(expected, actual).unwrap();
-        eprintln!("blessed {}", expected.display());
-        return;
-    }
-    let Ok(want) = std::fs::read_to_string(expected) else {
-        panic!(
-            "{}: missing golden file; run with EXITSCOPE_BLESS=1 to create it",
-            expected.display()
-        );
-    };
-    if want == actual {
-        return;
-    }
-    let saved = std::env::temp_dir()
-        .join(format!("exitscope-actual-{}", expected.file_name().unwrap().to_string_lossy()));
-    std::fs::write(&saved, actual).unwrap();
-    let (w, a): (Vec<&str>, Vec<&str>) = (want.lines().collect(), actual.lines().collect());
-    let line = w.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(w.len().min(a.len()));
-    panic!(
-        "{}:{}: golden mismatch\n  expected: {:?}\n    actual: {:?}\n(actual output saved to {}; \
-         EXITSCOPE_BLESS=1 to accept)",
-        expected.display(),
-        line + 1,
-        w.get(line).unwrap_or(&"<end of file>"),
-        a.get(line).unwrap_or(&"<end of file>"),
-        saved.display()
-    );
+    exitscope_testkit::golden(actual, expected);
 }

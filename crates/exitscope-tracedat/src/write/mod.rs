@@ -49,6 +49,8 @@ pub mod option {
     pub const UNAME: u16 = 5;
     /// Name and version of the program that wrote the file.
     pub const VERSION: u16 = 9;
+    /// exitscope's own: the recording host's fingerprint (see [`crate::HOST_OPTION`]).
+    pub const EXITSCOPE_HOST: u16 = crate::HOST_OPTION;
 }
 
 /// Standard `header_page` text of a 64-bit kernel with 4 KiB sub-buffers.
