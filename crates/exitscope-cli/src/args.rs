@@ -59,7 +59,7 @@ impl ColorArg {
     }
 }
 
-/// How unreadable lines are reported.
+/// How inputs are read and unreadable lines reported.
 #[derive(Debug, Clone, Args)]
 pub struct DiagnosticsArgs {
     /// Fail (exit 2) if any line could not be read, instead of skipping it.
@@ -68,6 +68,24 @@ pub struct DiagnosticsArgs {
     /// Print at most N diagnostics (all are counted).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_diagnostics: usize,
+    /// Threads that parse a large text trace (default: every CPU this process may use;
+    /// 1: stream on one thread). The result is the same for any N.
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+    /// Cut text inputs into chunks of this many bytes whatever their size (tests of the
+    /// parallel reader).
+    #[arg(long, value_name = "BYTES", hide = true)]
+    pub chunk_bytes: Option<usize>,
+}
+
+impl DiagnosticsArgs {
+    /// The threads to read with: `-j`, else the CPUs available.
+    pub fn jobs(&self) -> usize {
+        match self.jobs {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
 }
 
 /// Benchmark loop options, shared by `bench`, `run` and `record --bench` (`--timeout` and

@@ -39,7 +39,16 @@ pub fn analyse(files: &[String], diag: &DiagnosticsArgs, depth: Depth) -> Result
         if depth == Depth::Diff { AnalysisOptions::for_diff() } else { AnalysisOptions::default() };
     opts.max_diagnostics = diag.max_diagnostics;
     let mut analysis = Analysis::new(opts);
-    read(files, &mut analysis, &Options::default())?;
+    let mut read_opts = Options::default();
+    read_opts.jobs = diag.jobs();
+    read_opts.chunk_bytes = diag.chunk_bytes.filter(|&n| n > 0);
+    let bar = crate::progress::Bar::for_inputs(files);
+    read_opts.progress = bar.as_ref().map(crate::progress::Bar::callback);
+    let r = read(files, &mut analysis, &read_opts);
+    if let Some(b) = bar {
+        b.finish();
+    }
+    r?;
     let report = analysis.finish();
     print_diagnostics(&report);
     check_strict(&report, diag)?;

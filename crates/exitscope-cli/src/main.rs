@@ -10,6 +10,7 @@ mod inputs;
 mod keys;
 mod kut;
 mod output;
+mod progress;
 mod recording;
 mod text;
 

@@ -13,7 +13,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use common::{TempDir, exitscope, ok_stdout, root, stderr};
-use exitscope_testkit::synthetic::{HostSpec, kvm_event_trace};
+use exitscope_testkit::synth::{HostSpec, kvm_event_trace};
 
 /// (host, kernel, microcode).
 const HOSTS: &[(&str, &str, &str)] = &[

@@ -101,12 +101,24 @@ impl TextParser {
 
     /// Parse one line (1-based number `lineno`, without its newline).
     pub fn line<S: RecordSink + ?Sized>(&mut self, raw: &[u8], lineno: u64, sink: &mut S) -> Flow {
-        self.summary.lines += 1;
-        let text = match std::str::from_utf8(raw) {
-            Ok(t) => t,
-            Err(e) => {
-                let at = e.valid_up_to();
-                let byte = raw.get(at).copied().unwrap_or(0);
+        self.apply(pre_parse(raw), lineno, sink)
+    }
+
+    /// Take one line that [`pre_parse`] (or [`pre_parse_chunk`]) has read: the part of
+    /// [`TextParser::line`] that needs the state of the lines before it (task-switch banners,
+    /// open comments). Pre-parsing on other threads and applying in order gives exactly the
+    /// records and diagnostics of [`TextParser::line`].
+    pub fn apply<S: RecordSink + ?Sized>(
+        &mut self,
+        pre: PreLine<'_>,
+        lineno: u64,
+        sink: &mut S,
+    ) -> Flow {
+        let (text, parsed) = match pre {
+            PreLine::Text { text, parsed } => (text, parsed),
+            PreLine::TooLong(len) => return self.too_long(len, lineno, sink),
+            PreLine::NotUtf8 { at, byte } => {
+                self.summary.lines += 1;
                 return self.error(
                     sink,
                     lineno,
@@ -115,12 +127,13 @@ impl TextParser {
                 );
             }
         };
+        self.summary.lines += 1;
         if self.open_comment.is_some()
             && let Some(flow) = self.continue_comment(text, lineno, sink)
         {
             return flow;
         }
-        match line::parse_line(text) {
+        match parsed {
             Ok(parsed) => self.emit(parsed, lineno, sink),
             Err(e) => {
                 let found = excerpt(text, e.offset);
@@ -380,6 +393,62 @@ fn excerpt(text: &str, offset: usize) -> String {
     format!("{:?}{more}", &rest[..end])
 }
 
+/// One line as far as it can be read on its own, without the lines before it: see
+/// [`TextParser::apply`].
+#[derive(Debug)]
+pub enum PreLine<'a> {
+    /// The line's text and what the line grammar made of it.
+    Text {
+        /// The line, without its newline.
+        text: &'a str,
+        /// [`line::parse_line`] of it.
+        parsed: Result<Line<'a>, line::LineError>,
+    },
+    /// A line that is not UTF-8: the offset of the first bad byte, and that byte.
+    NotUtf8 {
+        /// 0-based byte offset in the line.
+        at: usize,
+        /// The byte found there.
+        byte: u8,
+    },
+    /// A line longer than [`reader::MAX_LINE`] (its length in bytes), not parsed.
+    TooLong(u64),
+}
+
+/// Read one line (without its newline) as far as it can be read alone.
+#[inline]
+pub fn pre_parse(raw: &[u8]) -> PreLine<'_> {
+    match std::str::from_utf8(raw) {
+        Ok(text) => pre_parse_str(text),
+        Err(e) => {
+            let at = e.valid_up_to();
+            PreLine::NotUtf8 { at, byte: raw.get(at).copied().unwrap_or(0) }
+        }
+    }
+}
+
+/// [`pre_parse`] of a line known to be UTF-8.
+#[inline]
+pub fn pre_parse_str(text: &str) -> PreLine<'_> {
+    PreLine::Text { text, parsed: line::parse_line(text) }
+}
+
+/// Pre-parse every line of `chunk` (whole lines: it starts at a line start and ends after a
+/// newline or at the end of the input) into `out`, split exactly as [`parse_reader`] splits a
+/// stream (a trailing `\r` dropped, lines over [`reader::MAX_LINE`] not parsed). Returns the
+/// number of lines.
+pub fn pre_parse_chunk<'a>(chunk: &'a [u8], out: &mut Vec<PreLine<'a>>) -> u64 {
+    let before = out.len();
+    reader::for_each_line_in(chunk, |c| {
+        out.push(match c {
+            reader::Chunk::Text(t) => pre_parse_str(t),
+            reader::Chunk::Line(l) => pre_parse(l),
+            reader::Chunk::TooLong(n) => PreLine::TooLong(n),
+        });
+    });
+    (out.len() - before) as u64
+}
+
 /// Parse a whole stream. `input` names it in diagnostics.
 pub fn parse_reader<R: Read, S: RecordSink + ?Sized>(
     input: &str,
@@ -392,6 +461,7 @@ pub fn parse_reader<R: Read, S: RecordSink + ?Sized>(
     let bytes = reader::for_each_line(rdr, |chunk| {
         lineno += 1;
         let flow = match chunk {
+            reader::Chunk::Text(t) => parser.apply(pre_parse_str(t), lineno, sink),
             reader::Chunk::Line(l) => parser.line(l, lineno, sink),
             reader::Chunk::TooLong(n) => parser.too_long(n, lineno, sink),
         };

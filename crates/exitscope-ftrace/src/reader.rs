@@ -11,7 +11,12 @@ const BUF_SIZE: usize = 1024 * 1024;
 
 /// What the line callback is handed.
 pub enum Chunk<'a> {
-    /// A complete line without its `\n` (and without a trailing `\r`).
+    /// A complete line without its `\n` (and without a trailing `\r`), already known to be
+    /// UTF-8 (the reader validates whole blocks of lines at once, which is much faster than
+    /// line by line).
+    Text(&'a str),
+    /// A complete line without its `\n` (and without a trailing `\r`), not validated (a block
+    /// that holds a line that is not UTF-8, or the last line).
     Line(&'a [u8]),
     /// A line longer than [`MAX_LINE`] that was skipped; its length in bytes.
     TooLong(u64),
@@ -45,12 +50,14 @@ pub fn for_each_line<R: Read>(
         let eof = n == 0;
         end += n;
         let mut pos = 0usize;
+        let complete = memchr::memrchr(b'\n', &buf[..end]).unwrap_or(0);
+        let text = std::str::from_utf8(&buf[..complete]).ok();
         for nl in memchr::memchr_iter(b'\n', &buf[..end]) {
-            if let Some(skipped) = skipping.take() {
-                if !each(Chunk::TooLong(skipped + nl as u64)) {
-                    return Ok(total);
-                }
-            } else if !each(Chunk::Line(trim_cr(&buf[pos..nl]))) {
+            let chunk = match skipping.take() {
+                Some(skipped) => Chunk::TooLong(skipped + nl as u64),
+                None => line_chunk(&buf, text, pos, nl),
+            };
+            if !each(chunk) {
                 return Ok(total);
             }
             pos = nl + 1;
@@ -63,7 +70,7 @@ pub fn for_each_line<R: Read>(
                         each(Chunk::TooLong(skipped + (end - start) as u64));
                     }
                     None => {
-                        each(Chunk::Line(trim_cr(&buf[start..end])));
+                        each(line_chunk(&buf, None, start, end));
                     }
                 }
             } else if let Some(skipped) = skipping.take() {
@@ -76,6 +83,34 @@ pub fn for_each_line<R: Read>(
             *skipping.get_or_insert(0) += (end - start) as u64;
             start = end;
         }
+    }
+}
+
+/// Every line of `bytes`, which is all in memory, split exactly as [`for_each_line`] splits a
+/// stream of the same bytes.
+pub fn for_each_line_in<'a>(bytes: &'a [u8], mut each: impl FnMut(Chunk<'a>)) {
+    let text = std::str::from_utf8(bytes).ok();
+    let mut pos = 0usize;
+    for nl in memchr::memchr_iter(b'\n', bytes) {
+        each(line_chunk(bytes, text, pos, nl));
+        pos = nl + 1;
+    }
+    if pos < bytes.len() {
+        each(line_chunk(bytes, text, pos, bytes.len()));
+    }
+}
+
+/// The complete line `buf[from..to]` (without its `\n`): too long, or the line without a
+/// trailing `\r`, as text when `text` (the validated start of `buf`) covers it. The length
+/// counts the raw bytes, as the streaming reader measures a line it skips.
+#[inline]
+fn line_chunk<'a>(buf: &'a [u8], text: Option<&'a str>, from: usize, to: usize) -> Chunk<'a> {
+    if to - from > MAX_LINE {
+        return Chunk::TooLong((to - from) as u64);
+    }
+    match text.and_then(|t| t.get(from..to)) {
+        Some(t) => Chunk::Text(t.strip_suffix('\r').unwrap_or(t)),
+        None => Chunk::Line(trim_cr(&buf[from..to])),
     }
 }
 
@@ -92,6 +127,7 @@ mod tests {
         for_each_line(input, |c| {
             out.push(match c {
                 Chunk::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                Chunk::Text(l) => l.to_owned(),
                 Chunk::TooLong(n) => format!("<too long: {n}>"),
             });
             true
@@ -114,6 +150,27 @@ mod tests {
         input.extend_from_slice(b"\nok\n");
         let got = lines(&input);
         assert_eq!(got, [format!("<too long: {}>", 3 * 1024 * 1024), "ok".to_string()]);
+        // A long line that fits in the buffer with its newline is too long all the same.
+        let mut input = vec![b'y'; MAX_LINE + 1];
+        input.extend_from_slice(b"\nok");
+        assert_eq!(lines(&input), [format!("<too long: {}>", MAX_LINE + 1), "ok".to_string()]);
+    }
+
+    #[test]
+    fn in_memory_split_matches_the_stream() {
+        let mut long = vec![b'z'; MAX_LINE + 5];
+        long.extend_from_slice(b"\r\nx\r\n\n\nlast");
+        for input in [&b"a\nb\n"[..], b"a\r\nb", b"", b"\n\n", &long] {
+            let mut got = Vec::new();
+            for_each_line_in(input, |c| {
+                got.push(match c {
+                    Chunk::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                    Chunk::Text(l) => l.to_owned(),
+                    Chunk::TooLong(n) => format!("<too long: {n}>"),
+                })
+            });
+            assert_eq!(got, lines(input));
+        }
     }
 
     #[test]
@@ -131,8 +188,10 @@ mod tests {
         let text = b"first line here\nsecond\nthird and last";
         let mut out = Vec::new();
         for_each_line(Dribble(text), |c| {
-            if let Chunk::Line(l) = c {
-                out.push(String::from_utf8_lossy(l).into_owned());
+            match c {
+                Chunk::Line(l) => out.push(String::from_utf8_lossy(l).into_owned()),
+                Chunk::Text(l) => out.push(l.to_owned()),
+                Chunk::TooLong(_) => {}
             }
             true
         })

@@ -3,9 +3,15 @@
 //! The one owner of reading exitscope's inputs. Give it paths (`-` is stdin) and an
 //! [`InputSink`]; it recognises each input by its first bytes, undoes gzip or zstd
 //! compression, reads trace-cmd `trace.dat` zero-copy from a memory map (from memory for
-//! stdin and compressed inputs), perf's `perf.data` the same way, and ftrace text as a stream through a fixed buffer, and
-//! pushes the records into the sink between [`InputSink::begin_input`] and
-//! [`InputSink::end_input`]. It returns one [`InputSummary`] per input.
+//! stdin and compressed inputs), perf's `perf.data` the same way, and ftrace text as a stream
+//! through a fixed buffer, and pushes the records into the sink between
+//! [`InputSink::begin_input`] and [`InputSink::end_input`]. It returns one [`InputSummary`]
+//! per input.
+//!
+//! A large plain text file with [`Options::jobs`] above 1 is mapped instead and cut into
+//! chunks at line ends; worker threads pre-parse the chunks (everything a line says on its
+//! own) while the calling thread applies them in order, so the sink gets exactly the records
+//! and diagnostics of one thread, and memory stays a window of chunks (`parallel.rs`).
 //!
 //! ```
 //! use exitscope_ingest::{Options, read_bytes};
@@ -47,12 +53,14 @@
 
 mod error;
 mod mmap;
+mod parallel;
 mod sniff;
 
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use exitscope_model::{InputFormat, InputSink, InputSummary, RecordSink};
 
@@ -72,11 +80,43 @@ pub struct Options {
     /// An input without a single record is [`Error::NoTrace`] (default). `exitscope run`
     /// turns this off for its own recording, where "no events fired" is a finding to explain.
     pub require_records: bool,
+    /// Threads that parse a large ftrace text file (a plain file of at least 16 MB): the
+    /// file is mapped and cut into chunks at line boundaries, the chunks are pre-parsed in
+    /// parallel and applied to the sink in order, so the sink sees exactly what one thread
+    /// gives it. 1 (the default) streams through a fixed buffer on the calling thread.
+    pub jobs: usize,
+    /// Chunk size for `jobs > 1`, also for files under 16 MB (tests cut fixtures into tiny
+    /// chunks this way). `None`: 4 MB.
+    pub chunk_bytes: Option<usize>,
+    /// Told how far reading a file has come.
+    pub progress: Option<Progress>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { require_records: true }
+        Options { require_records: true, jobs: 1, chunk_bytes: None, progress: None }
+    }
+}
+
+/// A callback told `(bytes read, bytes in the input)` while a file is read (for a progress
+/// bar). Called from the reading thread, at most a few times per megabyte.
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl Progress {
+    /// Call `f(done, total)` as reading advances.
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        Progress(Arc::new(f))
+    }
+
+    pub(crate) fn update(&self, done: u64, total: u64) {
+        (self.0)(done, total);
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
     }
 }
 
@@ -235,15 +275,24 @@ struct Reader<'n> {
 }
 
 /// Counts the bytes read from the raw input (before decompression), for error offsets.
-struct Counting<R> {
+struct Counting<'p, R> {
     inner: R,
     count: Rc<Cell<u64>>,
+    /// Told the count against the file's size, when reading a file.
+    progress: Option<(&'p Progress, u64)>,
 }
 
-impl<R: Read> Read for Counting<R> {
+impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
+        let before = self.count.get();
+        self.count.set(before + n as u64);
+        // About once per megabyte.
+        if let Some((p, total)) = self.progress
+            && (before >> 20 != (before + n as u64) >> 20 || n == 0)
+        {
+            p.update(before + n as u64, total);
+        }
         Ok(n)
     }
 }
@@ -267,7 +316,12 @@ impl<'n> Reader<'n> {
         sink: &mut S,
     ) -> Result<Ingested, Error> {
         let count = Rc::new(Cell::new(0));
-        let mut rdr = Counting { inner: rdr, count: Rc::clone(&count) };
+        let file_size = file.and_then(|f| f.metadata().ok()).map(|m| m.len());
+        let progress = match (&self.opts.progress, file_size, compression) {
+            (Some(p), Some(size), None) => Some((p, size)),
+            _ => None,
+        };
+        let mut rdr = Counting { inner: rdr, count: Rc::clone(&count), progress };
         let read_err = |source: io::Error, offset: u64| match compression {
             Some(c) => Error::Decompress {
                 name: self.name.to_owned(),
@@ -283,6 +337,14 @@ impl<'n> Reader<'n> {
             .read_to_end(&mut head)
             .map_err(|e| read_err(e, count.get()))?;
         let what = sniff(&head);
+        // Large plain text files are mapped and parsed on several threads.
+        let parallel_file = file.filter(|_| {
+            compression.is_none()
+                && self.opts.jobs > 1
+                && file_size.is_some_and(|n| {
+                    n >= parallel::MIN_PARALLEL as u64 || self.opts.chunk_bytes.is_some()
+                })
+        });
         match what {
             Sniffed::Empty => Err(self.no_trace(match compression {
                 Some(c) => format!("it is {} data that decompresses to nothing", c.as_str()),
@@ -326,12 +388,21 @@ impl<'n> Reader<'n> {
             }
             Sniffed::Text => {
                 let host = self.host_of_text(&head);
-                self.read_text(Cursor::new(head).chain(rdr), compression, host, sink).map_err(|e| {
-                    match e {
-                        Err2::Io(e) => read_err(e, count.get()),
-                        Err2::Ingest(e) => e,
+                match parallel_file {
+                    Some(f) => {
+                        let map = mmap::map(f).map_err(|e| read_err(e, 0))?;
+                        self.read_text_mapped(&map, host, sink).map_err(|e| match e {
+                            Err2::Io(e) => read_err(e, 0),
+                            Err2::Ingest(e) => e,
+                        })
                     }
-                })
+                    None => self
+                        .read_text(Cursor::new(head).chain(rdr), compression, host, sink)
+                        .map_err(|e| match e {
+                            Err2::Io(e) => read_err(e, count.get()),
+                            Err2::Ingest(e) => e,
+                        }),
+                }
             }
         }
     }
@@ -436,8 +507,44 @@ impl<'n> Reader<'n> {
             &mut RecordsOf(sink),
         )
         .map_err(Err2::Io)?;
+        self.text_result(&s, blank_start && s.bytes == n as u64, compression, host, sink)
+    }
+
+    /// A plain file mapped whole, parsed on `opts.jobs` threads.
+    fn read_text_mapped<S: InputSink + ?Sized>(
+        &self,
+        map: &memmap2::Mmap,
+        host: HostTag,
+        sink: &mut S,
+    ) -> Result<Ingested, Err2> {
+        let data: &[u8] = map;
+        let blank = data.iter().take(4096).all(u8::is_ascii_whitespace) && data.len() <= 4096;
+        sink.begin_input(self.name, InputFormat::FtraceText);
+        let chunk = self.opts.chunk_bytes.unwrap_or(parallel::DEFAULT_CHUNK);
+        let s = parallel::parse_text(
+            self.name,
+            Some(map),
+            data,
+            self.opts.jobs,
+            chunk,
+            &mut RecordsOf(sink),
+            self.opts.progress.as_ref(),
+        );
+        self.text_result(&s, blank, None, host, sink)
+    }
+
+    /// The summary of a parsed text input, or why it holds no trace. `blank`: the input is
+    /// only whitespace.
+    fn text_result<S: InputSink + ?Sized>(
+        &self,
+        s: &exitscope_ftrace::ParseSummary,
+        blank: bool,
+        compression: Option<Compression>,
+        host: HostTag,
+        sink: &mut S,
+    ) -> Result<Ingested, Err2> {
         if s.records == 0 && self.opts.require_records {
-            let why = if blank_start && s.bytes == n as u64 {
+            let why = if blank {
                 "it holds only whitespace".to_owned()
             } else if s.error_lines > 0 {
                 match s.lines {

@@ -13,3 +13,20 @@ pub(crate) fn map(file: &File) -> io::Result<memmap2::Mmap> {
     // written once and not modified afterwards.
     unsafe { memmap2::Mmap::map(file) }
 }
+
+/// Hand the pages of `map[from..to]` (already read) back to the kernel, so that reading a
+/// file much larger than memory keeps only the chunks in flight resident. Returns `to`, the
+/// next `from`. Failure only means the pages stay resident until the map is dropped.
+pub(crate) fn release(map: &memmap2::Mmap, from: usize, to: usize) -> usize {
+    if to > from {
+        // SAFETY: the map is a read-only private file mapping, so MADV_DONTNEED only drops
+        // clean page-cache pages: a later access (another chunk sharing the edge page, or
+        // none) faults the same file bytes back in. No byte a live reference points to can
+        // change, which is the hazard memmap2 guards by making this advice `unsafe` (it
+        // discards writes in writable private maps).
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
+        };
+    }
+    to.max(from)
+}

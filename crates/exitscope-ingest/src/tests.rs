@@ -112,7 +112,7 @@ fn input_without_a_trace_is_one_error() {
     assert!(e.starts_with("t holds no trace: it is empty; expected ftrace text"), "{e}");
     // Unless the caller accepts empty recordings.
     let mut sink = Sink::default();
-    let opts = Options { require_records: false };
+    let opts = Options { require_records: false, ..Options::default() };
     let got = read_bytes("t", b"# tracer: nop\n", &mut sink, &opts).unwrap();
     assert_eq!(got.summary.records, 0);
 }
@@ -157,4 +157,130 @@ fn mostly_unreadable_text_warns() {
     let got = r.unwrap();
     assert_eq!(got.warnings.len(), 1, "{:?}", got.warnings);
     assert!(got.warnings[0].contains("is it an ftrace trace?"));
+}
+
+/// Every record and diagnostic, rendered, in the order the sink got them.
+#[derive(Default)]
+struct Log(Vec<String>);
+
+impl RecordSink for Log {
+    fn record(&mut self, r: &Record<'_>) -> Flow {
+        self.0.push(format!("{r:?}"));
+        Flow::Continue
+    }
+    fn diagnostic(&mut self, d: Diagnostic) -> Flow {
+        self.0.push(format!("{d:?}"));
+        Flow::Continue
+    }
+}
+
+impl InputSink for Log {
+    fn begin_input(&mut self, name: &str, format: InputFormat) {
+        self.0.push(format!("begin {name} {format:?}"));
+    }
+    fn end_input(&mut self, s: &InputSummary) {
+        self.0.push(format!("end {s:?}"));
+    }
+}
+
+/// The parallel reader on random cuts of random mixtures of the fixtures' lines gives the
+/// sink exactly what the streaming reader gives it: the same records (tasks from banners
+/// before the cut, comments open across it), diagnostics and summary.
+#[test]
+fn random_chunks_give_the_stream_s_records() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
+    let mut lines: Vec<String> = Vec::new();
+    for dir in ["fgraph", "seed", "ioctl-run", "ioctl-run-events"] {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+            .collect();
+        names.sort();
+        for p in names {
+            let text = std::fs::read(&p).unwrap();
+            lines.extend(String::from_utf8_lossy(&text).split_inclusive('\n').map(String::from));
+        }
+    }
+    // Lines no fixture has: invalid UTF-8, CRLF, an over-long line.
+    lines.push("\u{fffd}bad \r\n".into());
+    lines.push(format!("{}\n", "x".repeat(exitscope_ftrace::reader::MAX_LINE + 3)));
+    assert!(lines.len() > 500);
+    let mut rng = 0x853c_49e6_748f_ea9bu64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let dir = std::env::temp_dir().join(format!("exitscope-ingest-split-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for round in 0..24 {
+        // Runs of consecutive fixture lines (so calls, banners and comments stay whole or
+        // get cut like real ones), from random places.
+        let mut input = Vec::new();
+        while input.len() < 20_000 {
+            let at = (next() % lines.len() as u64) as usize;
+            let run = 1 + (next() % 60) as usize;
+            for l in lines.iter().skip(at).take(run) {
+                input.extend_from_slice(l.as_bytes());
+            }
+        }
+        if round % 3 == 0 {
+            input.extend_from_slice(b" 0)   1.000 us    |  } /* no newline at the end */");
+        }
+        if round % 5 == 0 {
+            input[7] = 0xff; // not UTF-8
+        }
+        let path = dir.join(format!("r{round}.txt"));
+        std::fs::write(&path, &input).unwrap();
+        let path = path.to_str().unwrap();
+        let mut want = Log::default();
+        let w = read_path(path, &mut want, &Options::default());
+        let chunk = 1 + (next() % 3000) as usize;
+        let jobs = 2 + (next() % 6) as usize;
+        let opts = Options { jobs, chunk_bytes: Some(chunk), ..Options::default() };
+        let mut got = Log::default();
+        let g = read_path(path, &mut got, &opts);
+        assert_eq!(format!("{w:?}"), format!("{g:?}"), "round {round}, chunk {chunk}");
+        let diff = want.0.iter().zip(&got.0).position(|(a, b)| a != b);
+        assert!(
+            diff.is_none() && want.0.len() == got.0.len(),
+            "round {round} (chunk {chunk}, {jobs} jobs): first difference at {diff:?}: {:?} vs {:?}",
+            diff.map(|i| &want.0[i]),
+            diff.map(|i| &got.0[i])
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A sink that stops early stops the parallel reader too, at the same record.
+#[test]
+fn stopping_early_stops_the_workers() {
+    struct StopAt(u64, u64);
+    impl RecordSink for StopAt {
+        fn record(&mut self, _: &Record<'_>) -> Flow {
+            self.0 += 1;
+            if self.0 == self.1 { Flow::Stop } else { Flow::Continue }
+        }
+    }
+    impl InputSink for StopAt {
+        fn begin_input(&mut self, _: &str, _: InputFormat) {}
+        fn end_input(&mut self, _: &InputSummary) {}
+    }
+    let dir = std::env::temp_dir().join(format!("exitscope-ingest-stop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.txt");
+    std::fs::write(&path, SEED.repeat(5000)).unwrap();
+    let path = path.to_str().unwrap();
+    let one = read_path(path, &mut StopAt(0, 1000), &Options::default()).unwrap();
+    let opts = Options { jobs: 3, chunk_bytes: Some(100), ..Options::default() };
+    let many = read_path(path, &mut StopAt(0, 1000), &opts).unwrap();
+    // (Bytes read before stopping depend on the buffer, not compared.)
+    assert_eq!(
+        (one.summary.records, one.summary.lines),
+        (many.summary.records, many.summary.lines)
+    );
+    assert_eq!(one.summary.records, 1000);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -25,7 +25,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod fake_tracefs;
-pub mod synthetic;
+pub mod synth;
 
 /// The workspace root (where `tests/data` lives).
 pub fn workspace_root() -> PathBuf {

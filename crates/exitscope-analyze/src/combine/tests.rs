@@ -3,7 +3,7 @@
 
 use exitscope_ftrace::parse_reader;
 use exitscope_model::{InputFormat, InputSink, InputSummary};
-use exitscope_testkit::synthetic::{HostSpec, Rng, kvm_event_trace};
+use exitscope_testkit::synth::{HostSpec, Rng, kvm_event_trace};
 
 use super::*;
 use crate::histogram::Distribution;

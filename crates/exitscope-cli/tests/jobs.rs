@@ -1,0 +1,132 @@
+//! `report -j N`: the parallel text reader gives byte-identical outputs to `-j 1` for every
+//! text fixture, cut into tiny chunks (the hidden `--chunk-bytes`) so that every kind of line
+//! lands on a chunk boundary somewhere; and the progress bar never reaches a pipe.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{exitscope, golden, root};
+
+/// Every text trace among the fixtures (and the corpus of real captures when present).
+fn text_fixtures() -> Vec<String> {
+    let mut out = Vec::new();
+    let base = root();
+    for dir in [
+        "tests/data/fgraph",
+        "tests/data/seed",
+        "tests/data/ioctl-run",
+        "tests/data/ioctl-run-events",
+        "../shared/corpus/fgraph",
+    ] {
+        let Ok(rd) = std::fs::read_dir(base.join(dir)) else { continue };
+        let mut names: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+            .filter(|p| !p.to_string_lossy().contains("expected"))
+            .collect();
+        names.sort();
+        out.extend(
+            names.iter().map(|p| format!("{dir}/{}", p.file_name().unwrap().to_str().unwrap())),
+        );
+    }
+    out
+}
+
+fn stdout(args: &[&str]) -> Vec<u8> {
+    let out = exitscope(args);
+    assert!(out.status.success(), "exitscope {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[test]
+fn every_text_fixture_gives_the_same_report_at_every_j() {
+    let fixtures = text_fixtures();
+    assert!(fixtures.len() >= 25, "{fixtures:?}");
+    for f in &fixtures {
+        let one = stdout(&["report", "--json", "-j", "1", f]);
+        let one_exits = stdout(&["report", "--exits", "--color", "never", "-j", "1", f]);
+        // The goldens of tests/data/fgraph hold at every -j too.
+        let stem = f.strip_prefix("tests/data/fgraph/").and_then(|n| n.strip_suffix(".txt"));
+        if let Some(stem) = stem {
+            golden(
+                std::str::from_utf8(&one).unwrap(),
+                &format!("tests/data/fgraph/expected/{stem}.json"),
+            );
+        }
+        for j in ["2", "3", "7"] {
+            for chunk in ["1", "61", "900"] {
+                let many = stdout(&["report", "--json", "-j", j, "--chunk-bytes", chunk, f]);
+                assert!(one == many, "{f}: -j {j} --chunk-bytes {chunk} differs from -j 1");
+            }
+            let many = stdout(&[
+                "report",
+                "--exits",
+                "--color",
+                "never",
+                "-j",
+                j,
+                "--chunk-bytes",
+                "200",
+                f,
+            ]);
+            assert!(one_exits == many, "{f}: --exits -j {j} differs from -j 1");
+        }
+    }
+}
+
+#[test]
+fn several_inputs_and_the_seed_goldens_at_every_j() {
+    let a = "tests/data/seed/cpuid-amd.fgraph.txt";
+    let b = "tests/data/seed/cpuid-intel.fgraph.txt";
+    let one = stdout(&["report", "--json", "-j", "1", a, b]);
+    for j in ["2", "3", "7"] {
+        assert!(
+            one == stdout(&["report", "--json", "-j", j, "--chunk-bytes", "33", a, b]),
+            "-j {j}"
+        );
+        let tree = stdout(&["report", "--color", "never", "-j", j, "--chunk-bytes", "5", a]);
+        golden(std::str::from_utf8(&tree).unwrap(), "tests/data/seed/expected/report-amd.txt");
+    }
+}
+
+#[test]
+fn a_piped_stderr_never_gets_a_progress_bar() {
+    // The bar's size threshold set to nothing: only the terminal test keeps it away.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exitscope"))
+        .args([
+            "report",
+            "--json",
+            "-j",
+            "2",
+            "--chunk-bytes",
+            "100",
+            "tests/data/seed/cpuid-amd.fgraph.txt",
+        ])
+        .current_dir(root())
+        .env("EXITSCOPE_PROGRESS_MIN_BYTES", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    // On a terminal (script(1) gives the command a pseudo-terminal) the same run shows it.
+    let script = std::path::Path::new("/usr/bin/script");
+    if !exitscope_testkit::skip_unless(
+        "a_piped_stderr_never_gets_a_progress_bar (terminal half)",
+        (!script.exists()).then(|| "script(1) from util-linux is not installed".to_string()),
+    ) {
+        return;
+    }
+    let cmd = format!(
+        "EXITSCOPE_PROGRESS_MIN_BYTES=1 {} report --json -j 2 --chunk-bytes 100 -o /dev/null tests/data/seed/cpuid-amd.fgraph.txt",
+        env!("CARGO_BIN_EXE_exitscope")
+    );
+    let tty = std::process::Command::new("/usr/bin/script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(tty.status.success(), "{}", String::from_utf8_lossy(&tty.stderr));
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(shown.contains("exitscope: reading"), "no progress bar on a terminal: {shown:?}");
+}
