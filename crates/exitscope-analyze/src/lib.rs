@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod calls;
+pub mod combine;
 pub mod diff;
 pub mod exits;
 pub mod funcs;
@@ -376,6 +377,7 @@ impl<'a> Analysis<'a> {
             percentiles_exact: exact,
             events,
             exits,
+            merged: None,
         }
     }
 }
@@ -505,6 +507,7 @@ fn tree_node(t: &MergedTree, funcs: &FuncTable, i: u32) -> TreeNode {
         p99_ns: p[1],
         interrupt: n.interrupt,
         children: n.children.iter().map(|&c| tree_node(t, funcs, c)).collect(),
+        histogram: s.hist.to_json(512),
     }
 }
 

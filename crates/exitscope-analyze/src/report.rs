@@ -18,7 +18,9 @@
 //!   "diagnostics": [{"file","line","column","severity","message"}],   // first --max-diagnostics
 //!   "diagnostic_counts": {"errors", "warnings"},
 //!   "percentiles_exact": bool,
-//!   "exits": Exits }               // only with `report --exits`; see `crate::exits`
+//!   "exits": Exits,                // only with `report --exits`; see `crate::exits`
+//!   "merged": {"reports": int, "percentiles": str,          // only in `exitscope merge`
+//!              "hosts": [{"host": str, "report": Report}]} } //   output; see `crate::combine`
 //! Exits = {"exits": int,            // one per vendor run call (svm_vcpu_run / vmx_vcpu_run)
 //!          "whole_roots", "split_roots", "roots_without_run": int,
 //!          "unattributed_ns": int,  // time of split roots outside every exit
@@ -40,7 +42,7 @@
 //! Times are integer nanoseconds. `self_ns` is the summed self time (total minus children);
 //! percentiles are nearest-rank over the calls of that path.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use exitscope_model::{Diagnostic, Nanos};
 
@@ -48,7 +50,8 @@ use exitscope_model::{Diagnostic, Nanos};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything `exitscope report` found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// Version of this document's layout.
     pub schema_version: u32,
@@ -83,12 +86,17 @@ pub struct Report {
     /// has neither a vendor run call nor a kvm event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exits: Option<crate::exits::ExitsReport>,
+    /// What `exitscope merge` combined into this report (see [`crate::combine`]); absent in
+    /// a report of traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged: Option<crate::combine::Merged>,
 }
 
 pub use exitscope_model::InputSummary;
 
 /// One call path of the merged tree.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct TreeNode {
     /// Function name.
     pub function: String,
@@ -114,6 +122,10 @@ pub struct TreeNode {
     pub interrupt: bool,
     /// Callees in first-seen order.
     pub children: Vec<TreeNode>,
+    /// The path's durations (512 sub-buckets per power of two once not exact), for exports
+    /// (`calls.parquet`); not in the JSON document, whose goldens predate it.
+    #[serde(skip)]
+    pub histogram: crate::histogram::HistogramJson,
 }
 
 impl TreeNode {
@@ -135,7 +147,8 @@ impl TreeNode {
 }
 
 /// One function of the flat profile.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct FlatEntry {
     /// Function name.
     pub function: String,
@@ -164,7 +177,8 @@ pub struct FlatEntry {
 }
 
 /// Calls that never completed.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Incomplete {
     /// Open calls cut off.
     pub count: u64,
@@ -175,7 +189,8 @@ pub struct Incomplete {
 }
 
 /// Incomplete calls of one function.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IncompleteFunction {
     /// Function name.
     pub function: String,
@@ -188,7 +203,8 @@ pub struct IncompleteFunction {
 }
 
 /// Returns that had no entry.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Orphans {
     /// How many.
     pub count: u64,
@@ -197,7 +213,8 @@ pub struct Orphans {
 }
 
 /// Orphan returns of one function.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OrphanFunction {
     /// Function name, if the return printed it.
     pub function: Option<String>,
@@ -210,7 +227,8 @@ pub struct OrphanFunction {
 }
 
 /// Lost events.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LostEvents {
     /// `LOST` lines.
     pub markers: u64,
@@ -221,7 +239,8 @@ pub struct LostEvents {
 }
 
 /// Diagnostic totals.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DiagnosticCounts {
     /// Lines or records skipped.
     pub errors: u64,

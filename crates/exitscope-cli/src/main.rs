@@ -70,6 +70,9 @@ enum Command {
     /// A live table of VM exits per reason (count, rate, percentiles), refreshed every
     /// interval; `--json` for one JSON line per interval. Tracefs is restored on exit.
     Top(cmd::top::Args),
+    /// Combine `report --json` documents from many hosts into one (counts add, percentiles
+    /// from the merged histograms; `--by host` keeps a per-host breakdown).
+    Merge(cmd::merge::Args),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => cmd::compare::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Top(a) => cmd::top::run(a),
+        Command::Merge(a) => cmd::merge::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -6,7 +6,7 @@
 //! are not regular files (`/dev/null`, a FIFO, a terminal) are written directly.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, IsTerminal, StdoutLock, Write};
+use std::io::{self, BufWriter, IsTerminal, Stdout, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -22,7 +22,7 @@ pub struct Output {
 
 enum Sink {
     /// `None` once taken apart (an uncommitted stdout output drops what it buffered).
-    Stdout(Option<BufWriter<StdoutLock<'static>>>),
+    Stdout(Option<BufWriter<Stdout>>),
     /// `tmp` is renamed to `dest` on commit.
     Replace {
         w: BufWriter<File>,
@@ -47,7 +47,7 @@ impl Output {
             Some(p) if !is_stdout(Some(p)) => p,
             _ => {
                 let tty = io::stdout().is_terminal();
-                let w = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+                let w = BufWriter::with_capacity(1 << 16, io::stdout());
                 return Ok(Output { sink: Sink::Stdout(Some(w)), tty, committed: false });
             }
         };
@@ -130,9 +130,7 @@ impl Write for Output {
     }
 }
 
-fn stdout<'a>(
-    w: &'a mut Option<BufWriter<StdoutLock<'static>>>,
-) -> io::Result<&'a mut BufWriter<StdoutLock<'static>>> {
+fn stdout(w: &mut Option<BufWriter<Stdout>>) -> io::Result<&mut BufWriter<Stdout>> {
     w.as_mut().ok_or_else(|| io::Error::other("stdout output used after it was dropped"))
 }
 

@@ -51,6 +51,10 @@ pub const TAG_PREFIX: &str = "exitscope host: ";
 pub struct Fingerprint {
     /// Version of the exitscope that wrote this.
     pub exitscope_version: Option<String>,
+    /// `/proc/sys/kernel/hostname`: which machine of a fleet this is (the `host` column of
+    /// the Parquet export, the `--by host` key of `exitscope merge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// CPU identity from `/proc/cpuinfo`.
     pub cpu: Cpu,
     /// The running kernel.

@@ -29,6 +29,7 @@ pub(crate) fn collect(root: &Path) -> Fingerprint {
     let virtualization = classify(cpu.hypervisor_flag, kvm_modules.as_ref());
     Fingerprint {
         exitscope_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        hostname: read(root, "proc/sys/kernel/hostname"),
         os: Os {
             release: read(root, "proc/sys/kernel/osrelease"),
             version: read(root, "proc/sys/kernel/version"),

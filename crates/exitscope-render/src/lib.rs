@@ -34,6 +34,8 @@ pub mod folded;
 pub mod host;
 pub mod html;
 pub mod json;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod perfetto;
 pub mod pftrace;
 pub mod top;

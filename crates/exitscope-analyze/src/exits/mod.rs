@@ -43,7 +43,7 @@ mod stats;
 use exitscope_model::Nanos;
 use exitscope_model::exit::{ExitKey, ExitKind, ExitReason, vendor_reason};
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::histogram::Distribution;
 
@@ -241,7 +241,8 @@ pub trait ExitSink {
 }
 
 /// The exit view of a report (`"exits"` in the JSON document; see [`crate::report`]).
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct ExitsReport {
     /// Where the exits were counted from: `function_graph`, `kvm_exit`, `tracepoints`, or
     /// `mixed` when inputs differ; `none` when the trace shows no exit.
@@ -289,7 +290,8 @@ pub struct ExitsReport {
 }
 
 /// The exits of one vCPU (`ExitsReport::vcpus`).
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct VcpuExits {
     /// `vcpu N` where the trace names vCPUs (`kvm_exit`), else the vCPU thread `tid N`, else
     /// `cpu N` (the CPU it was recorded on), `unknown` when the trace says none of these.
@@ -330,7 +332,8 @@ impl VcpuId {
 }
 
 /// The exits of one reason.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct ReasonStats {
     /// The neutral reason (`CPUID`, `EPT_NPF`, `MMIO`, ..., `unknown`), or the vendor name of a
     /// reason with no neutral kind (`VMCLEAR`, `0x4e`).
@@ -388,7 +391,8 @@ impl ReasonStats {
 }
 
 /// A vendor spelling of a reason.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct VendorName {
     /// `vmx`, `svm`, or null when the name does not say.
     pub isa: Option<String>,
@@ -401,7 +405,8 @@ pub struct VendorName {
 }
 
 /// A name and how often it was seen.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct NameCount {
     /// The name.
     pub name: String,

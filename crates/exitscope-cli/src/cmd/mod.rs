@@ -7,6 +7,7 @@ pub mod diff;
 pub mod export;
 pub mod flame;
 pub mod html;
+pub mod merge;
 pub mod record;
 pub mod report;
 pub mod run;
