@@ -98,13 +98,7 @@ pub fn run(args: Args) -> CmdResult {
             let mut analysis = Analysis::new(opts);
             analysis.add_call_sink(&mut calls);
             analysis.add_record_sink(&mut records);
-            for (i, f) in args.files.iter().enumerate() {
-                timeline.begin_input(i);
-                inputs::read(std::slice::from_ref(f), &mut analysis, &Options::default())?;
-            }
-            let report = analysis.finish();
-            inputs::print_diagnostics(&report);
-            inputs::check_strict(&report, &args.diagnostics)?;
+            feed(&args, analysis, &|i| timeline.begin_input(i))?;
             timeline.finish()?.commit()?;
         }
         FormatArg::Pftrace => {
@@ -115,17 +109,23 @@ pub fn run(args: Args) -> CmdResult {
             analysis.add_call_sink(&mut calls);
             analysis.add_record_sink(&mut records);
             analysis.add_exit_sink(&mut exits);
-            for (i, f) in args.files.iter().enumerate() {
-                timeline.begin_input(i);
-                inputs::read(std::slice::from_ref(f), &mut analysis, &Options::default())?;
-            }
-            let report = analysis.finish();
-            inputs::print_diagnostics(&report);
-            inputs::check_strict(&report, &args.diagnostics)?;
+            feed(&args, analysis, &|i| timeline.begin_input(i))?;
             timeline.finish()?.commit()?;
         }
     }
     Ok(exit::OK)
+}
+
+/// Read every input into `analysis` (its sinks attached), `begin(i)` before input `i`; then
+/// its diagnostics, and `--strict`.
+fn feed(args: &Args, mut analysis: Analysis<'_>, begin: &dyn Fn(usize)) -> Result<(), Failure> {
+    for (i, f) in args.files.iter().enumerate() {
+        begin(i);
+        inputs::read(std::slice::from_ref(f), &mut analysis, &Options::default())?;
+    }
+    let report = analysis.finish();
+    inputs::print_diagnostics(&report);
+    inputs::check_strict(&report, &args.diagnostics)
 }
 
 #[cfg(feature = "parquet")]
