@@ -7,8 +7,8 @@
 #             CPUID with before/run/after phases timed; without it: svm_vcpu_run and
 #             cpuid_interception counted in the tree);
 #   - events: kvm_exit/kvm_entry paired with per-reason latency, cpuid and io reasons present
-#             (from `report --json`'s "exit_reasons" once it is merged; until then paired here
-#             with awk, the same rule: an exit pairs with the next kvm_entry of its thread);
+#             (from `report --json`'s "exits.reasons": count, and the handling distribution
+#             of kvm_exit -> kvm_entry; check.sh's awk pairing is printed beside it);
 #   - run:    the `exitscope run cpuid` directory holds a bench result and a trace with CPUID exits;
 #   - kut:    `exitscope run --kut vmexit.flat cpuid`: the guest's own lines from both boots, a
 #             PASS exit, the bench figures, and report.json's CPUID exits (the traced boot's
@@ -157,12 +157,20 @@ check_events() {
 	figure "$label: events $(grep -v '^#' "$trace" | grep -o ' kvm_[a-z_]*: ' | sort | uniq -c | awk '{printf "%s%s=%d", sep, $2, $1; sep=" "}' | tr -d ':')"
 	iters_c=$(bench_json "$benchf" | jq -r '[.results[] | select(.test == "cpuid") | .iterations] | add // 0' 2>/dev/null)
 	iters_i=$(bench_json "$benchf" | jq -r '[.results[] | select(.test == "inl_from_vmm") | .iterations] | add // 0' 2>/dev/null)
-	ev=$(echo "$js" | jq -c 'first(.. | objects | select(has("exit_reasons"))) // empty')
+	ev=$(echo "$js" | jq -c '.exits // empty')
 	if [ -n "$ev" ]; then
-		rows=$(echo "$ev" | jq -r '.exit_reasons[] | "\(.reason)\t\(.count)\t\(.paired // .count)\t\(.mean_ns)\t\(.min_ns)\t\(.max_ns)"')
-		src="report --json exit_reasons"
+		rows=$(echo "$ev" | jq -r '.reasons[] | "\(.reason)\t\(.count)\t\(.handling.count // 0)\t\(.handling.mean_ns)\t\(.handling.min_ns)\t\(.handling.max_ns)"')
+		src="report --json exits.reasons"
+		# exitscope's pairing against check.sh's own (an exit pairs with the next kvm_entry of its
+		# thread): the same number of exits per reason.
+		mine=$(pair_events "$trace" | awk -F'\t' '{n[tolower($1)] += $2} END {for (r in n) print r, n[r]}' | sort)
+		theirs=$(echo "$rows" | awk -F'\t' '{print tolower($1), $2}' | sort)
+		tm=$(echo "$mine" | awk '{s += $2} END {print s + 0}') tt=$(echo "$theirs" | awk '{s += $2} END {print s + 0}')
+		if [ "$tm" = "$tt" ] && [ "$tt" -gt 0 ]; then
+			pass "$label: exitscope's per-reason exits add up to check.sh's own pairing ($tt): $(echo $theirs) vs raw $(echo $mine)"
+		else fail "$label: exitscope counts $tt exits ($(echo $theirs)), check.sh's pairing $tm ($(echo $mine))"; fi
 	else
-		pending "$label: kvm_exit/kvm_entry pairing by \`exitscope report --json\` (\"exit_reasons\"; this build lacks it): paired by check.sh's awk instead"
+		fail "$label: exitscope report --json has no exits section"
 		rows=$(pair_events "$trace")
 		src="check.sh pairing"
 	fi
