@@ -476,7 +476,9 @@ impl CallTreeBuilder {
             RecordKind::Lost { count } => {
                 self.leftovers.lost_markers += 1;
                 match count {
-                    Some(n) => self.leftovers.lost_events += n,
+                    Some(n) => {
+                        self.leftovers.lost_events = self.leftovers.lost_events.saturating_add(n)
+                    }
                     None => self.leftovers.lost_uncounted += 1,
                 }
                 let cpu = rec.cpu;

@@ -71,9 +71,10 @@ pub fn merge(reports: &[Report]) -> Report {
     for r in reports {
         out.inputs.extend(r.inputs.iter().cloned());
         out.roots += r.roots;
-        out.lost_events.markers += r.lost_events.markers;
-        out.lost_events.events += r.lost_events.events;
-        out.lost_events.uncounted_markers += r.lost_events.uncounted_markers;
+        out.lost_events.markers = out.lost_events.markers.saturating_add(r.lost_events.markers);
+        out.lost_events.events = out.lost_events.events.saturating_add(r.lost_events.events);
+        out.lost_events.uncounted_markers =
+            out.lost_events.uncounted_markers.saturating_add(r.lost_events.uncounted_markers);
         out.diagnostics.extend(r.diagnostics.iter().cloned());
         out.diagnostic_counts.errors += r.diagnostic_counts.errors;
         out.diagnostic_counts.warnings += r.diagnostic_counts.warnings;

@@ -418,7 +418,7 @@ impl<'a> PerfData<'a> {
                         if self.big_endian { u64::from_be_bytes(b) } else { u64::from_le_bytes(b) }
                     });
                     sum.lost_markers += 1;
-                    sum.lost_events += count.unwrap_or(0);
+                    sum.lost_events = sum.lost_events.saturating_add(count.unwrap_or(0));
                     let cpu = attr.and_then(|a| trailer_cpu(body, self.big_endian, a));
                     let r = Record {
                         line: 0,

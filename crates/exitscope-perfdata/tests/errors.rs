@@ -149,3 +149,27 @@ fn corrupt_tracing_data_is_named() {
     assert_eq!(e.offset(), at as u64);
     assert!(e.to_string().contains("tracing data"), "{e}");
 }
+
+/// Found by `fuzz/perfdata`: two LOST records whose counts add past `u64::MAX` (a corrupt
+/// count) panicked with an overflow; the sum saturates instead.
+#[test]
+fn lost_counts_that_overflow_saturate() {
+    let data = [
+        80u8, 69, 82, 70, 73, 76, 69, 50, 16, 0, 0, 0, 0, 0, 0, 0, 13, 0, 0, 0, 69, 80, 40, 0, 0,
+        66, 0, 0, 0, 69, 80, 40, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 69, 80, 40, 50, 16, 0, 0, 0,
+        0, 0, 0, 0, 13, 0, 0, 0, 69, 80, 40, 0, 0, 0, 40, 0, 0, 0, 0, 253, 0, 0, 3, 0, 0, 0, 69,
+        80, 19, 0, 32, 159, 253, 253, 253, 253, 40, 253, 253, 253, 253, 253, 253, 253,
+    ];
+    struct Count(u64);
+    impl exitscope_model::RecordSink for Count {
+        fn record(&mut self, _: &exitscope_model::Record<'_>) -> exitscope_model::Flow {
+            self.0 += 1;
+            exitscope_model::Flow::Continue
+        }
+    }
+    let mut sink = Count(0);
+    match exitscope_perfdata::read(&data, "crash", &mut sink) {
+        Ok(s) => assert_eq!(s.records, sink.0),
+        Err(e) => assert!(e.to_string().starts_with("byte 0x"), "{e}"),
+    }
+}

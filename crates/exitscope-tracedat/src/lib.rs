@@ -550,7 +550,7 @@ impl<'a> TraceDat<'a> {
             let (rec, flow) = match item {
                 Merged::Lost { cpu, ts, count } => {
                     sum.lost_markers += 1;
-                    sum.lost_events += count.unwrap_or(0);
+                    sum.lost_events = sum.lost_events.saturating_add(count.unwrap_or(0));
                     let r = Record {
                         line: 0,
                         cpu: Some(cpu),
