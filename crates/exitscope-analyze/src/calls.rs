@@ -42,6 +42,10 @@ use crate::funcs::{FuncId, FuncTable};
 /// Parent index of a root node.
 pub const NO_PARENT: u32 = u32::MAX;
 
+/// The [`RootEvent::name`] of a task-switch banner (`prev => next`) seen while the task had
+/// calls open: it left the CPU inside the call. Not a kernel event name.
+pub const TASK_SWITCH_EVENT: &str = "=>";
+
 /// One call inside a [`RootCall`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallNode {
@@ -101,6 +105,8 @@ pub struct RootCall {
     pub cpu: Option<u32>,
     /// Task pid, when known.
     pub pid: Option<u32>,
+    /// The task's process (thread group id), when the trace says.
+    pub tgid: Option<u32>,
     /// Input index (0-based, in the order inputs were given).
     pub input: usize,
 }
@@ -454,7 +460,7 @@ impl CallTreeBuilder {
                     });
                 }
             }
-            RecordKind::TaskSwitch { prev, .. } => {
+            RecordKind::TaskSwitch { prev, next } => {
                 // Lines before the first banner of a CPU had no task: they belong to `prev`.
                 if let Some(cpu) = rec.cpu
                     && let Some(&ci) = self.index.get(&StackKey::Cpu(cpu))
@@ -471,6 +477,19 @@ impl CallTreeBuilder {
                         self.stacks[ci] = moved;
                         self.cut(ci, CutReason::EndOfInput);
                     }
+                }
+                // The task leaves the CPU inside an open call: say so in its root (an exit
+                // that holds it was preempted).
+                if prev.pid != 0
+                    && let Some(&pi) = self.index.get(&StackKey::Pid(prev.pid))
+                    && let Some(&top) = self.stacks[pi].open.last()
+                {
+                    self.stacks[pi].root.events.push(RootEvent {
+                        node: top,
+                        name: TASK_SWITCH_EVENT.to_string(),
+                        text: format!("{}-{} => {}-{}", prev.comm, prev.pid, next.comm, next.pid),
+                        line: rec.line,
+                    });
                 }
             }
             RecordKind::Lost { count } => {
@@ -517,6 +536,7 @@ impl CallTreeBuilder {
             st.root.events.clear();
             st.root.cpu = rec.cpu;
             st.root.pid = rec.task.map(|t| t.pid);
+            st.root.tgid = rec.task.and_then(|t| t.tgid);
             st.root.input = self.input;
         }
         let parent = st.open.last().copied().unwrap_or(NO_PARENT);
@@ -892,6 +912,7 @@ impl CallTreeBuilder {
             part.events.clear();
             part.cpu = st.root.cpu;
             part.pid = st.root.pid;
+            part.tgid = st.root.tgid;
             part.input = st.root.input;
             let off = u32::try_from(a).unwrap_or(u32::MAX);
             part.nodes.extend(st.root.nodes[a..b].iter().cloned().map(|mut n| {

@@ -244,7 +244,7 @@ fn split(line: &str) -> Option<Record<'_>> {
     Some(Record {
         line: 0,
         cpu: t[open + 2..close].parse().ok(),
-        task: Some(Task { comm: &task_s[..dash], pid: task_s[dash + 1..].parse().ok()? }),
+        task: Some(Task::new(&task_s[..dash], task_s[dash + 1..].parse().ok()?)),
         timestamp: Some(ts),
         kind: RecordKind::Event { name, text },
     })

@@ -202,7 +202,7 @@ impl TextParser {
             Some(c) => self.cpu_tasks.get(c as usize).and_then(Option::as_ref),
             None => self.no_cpu_task.as_ref(),
         };
-        slot.map(|(comm, pid)| Task { comm, pid: *pid })
+        slot.map(|(comm, pid)| Task::new(comm, *pid))
     }
 
     fn set_banner_task(&mut self, cpu: Option<u32>, task: Task<'_>) {
@@ -258,7 +258,7 @@ impl TextParser {
                         Some(c) => self.cpu_tasks.get(c as usize).and_then(Option::as_ref),
                         None => self.no_cpu_task.as_ref(),
                     };
-                    slot.map(|(comm, pid)| Task { comm, pid: *pid })
+                    slot.map(|(comm, pid)| Task::new(comm, *pid))
                 });
                 let rec = Record { line: lineno, cpu, task, timestamp: abstime, kind };
                 sink.record(&rec)
@@ -349,7 +349,7 @@ impl TextParser {
 
     fn emit_comment<S: RecordSink + ?Sized>(&mut self, c: OpenComment, sink: &mut S) -> Flow {
         let owned_banner = self.banner_task(c.cpu).map(|t| (t.comm.to_string(), t.pid));
-        let task = owned_banner.as_ref().map(|(comm, pid)| Task { comm, pid: *pid });
+        let task = owned_banner.as_ref().map(|(comm, pid)| Task::new(comm, *pid));
         let rec = Record {
             line: c.line,
             cpu: c.cpu,

@@ -557,7 +557,7 @@ fn looks_like_duration_column(line: &str, start: usize) -> bool {
 pub fn split_comm_pid(s: &str) -> Option<Task<'_>> {
     let k = s.rfind('-')?;
     let pid = s[k + 1..].parse::<u32>().ok()?;
-    Some(Task { comm: &s[..k], pid })
+    Some(Task::new(&s[..k], pid))
 }
 
 fn is_proc_column(seg: &str) -> bool {
@@ -696,13 +696,15 @@ fn parse_context(ctx: &str) -> (Option<Task<'_>>, Option<u32>) {
 /// `comm-pid` with an optional `(tgid)` after it.
 fn context_task(head: &str) -> Option<Task<'_>> {
     let mut head = head.trim_ascii();
-    // record-tgid: `(  123)` or `(-------)`.
+    // record-tgid: `(  123)`, or `(-------)` when the kernel had no tgid for the pid.
+    let mut tgid = None;
     if head.ends_with(')')
         && let Some(p) = head.rfind('(')
     {
+        tgid = head[p + 1..head.len() - 1].trim_ascii().parse::<u32>().ok();
         head = head[..p].trim_ascii_end();
     }
-    split_comm_pid(head.trim_ascii_start())
+    split_comm_pid(head.trim_ascii_start()).map(|t| Task { tgid, ..t })
 }
 
 /// Event line: `[comm-pid] [(tgid)] [[cpu]] [flags] timestamp: name: text`, with any of the

@@ -68,6 +68,17 @@ pub struct Task<'a> {
     pub comm: &'a str,
     /// Thread id.
     pub pid: u32,
+    /// The thread's process (thread group) id, when the input says: the `(tgid)` column of
+    /// event text recorded with `record-tgid`, a perf.data sample's pid, a trace.dat's saved
+    /// tgids. For a vCPU thread this is the VM's process (the VMM).
+    pub tgid: Option<u32>,
+}
+
+impl<'a> Task<'a> {
+    /// Thread `pid` named `comm`, its process unknown.
+    pub fn new(comm: &'a str, pid: u32) -> Self {
+        Task { comm, pid, tgid: None }
+    }
 }
 
 /// One thing a trace says happened, in input order.

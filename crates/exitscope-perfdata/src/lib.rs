@@ -507,7 +507,9 @@ impl<'a> PerfData<'a> {
                             .map(String::as_str)
                             .or_else(|| t.cmdlines.comm(pid))
                             .unwrap_or("<...>");
-                        Task { comm, pid }
+                        // The sample's pid is the thread group; without TID samples the
+                        // raw common_pid is the thread alone.
+                        Task { comm, pid, tgid: s.tid.and(s.pid) }
                     });
                     if let Some(c) = s.cpu {
                         max_cpu = Some(max_cpu.map_or(c, |m| m.max(c)));

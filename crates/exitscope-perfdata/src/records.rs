@@ -44,6 +44,8 @@ pub(crate) struct Entry {
 /// The fields of a sample this reader uses.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Sample<'a> {
+    /// The sampled thread's process (`PERF_SAMPLE_TID`'s pid: the thread group id).
+    pub pid: Option<u32>,
     pub tid: Option<u32>,
     pub time: Option<u64>,
     pub cpu: Option<u32>,
@@ -67,7 +69,7 @@ pub(crate) fn parse_sample<'a>(
     skip(&mut c, sample::IDENTIFIER, "sample identifier")?;
     skip(&mut c, sample::IP, "sample ip")?;
     if st & sample::TID != 0 {
-        c.u32("sample pid")?;
+        s.pid = Some(c.u32("sample pid")?);
         s.tid = Some(c.u32("sample tid")?);
     }
     if st & sample::TIME != 0 {
@@ -472,6 +474,7 @@ mod tests {
         b.extend([0xaa, 0xbb, 0xcc, 0xdd]);
         let s = parse_sample(&b, 0, false, &attr(st, rf)).unwrap();
         assert_eq!((s.tid, s.time, s.cpu), (Some(42), Some(1234), Some(3)));
+        assert_eq!(s.pid, Some(41));
         assert_eq!(s.raw, Some(&[0xaa, 0xbb, 0xcc, 0xdd][..]));
         // One byte short of the raw data: an error naming the field.
         let e = parse_sample(&b[..b.len() - 1], 0x100, false, &attr(st, rf)).unwrap_err();

@@ -145,6 +145,8 @@ pub const EXITS: &[Column] = &[
     req("userspace", Ty::Bool),
     req("lost_before", Ty::Bool),
     opt("evidence", Ty::Str),
+    opt("vm_pid", Ty::I32),
+    opt("preempted", Ty::Bool),
 ];
 
 /// The columns of `calls.parquet`, in order.
@@ -604,6 +606,8 @@ impl<W: Write + Send> ExitsWriter<W> {
         t.bool(Some(e.lost_before));
         let ev = e.evidence.join(" + ");
         t.str((!ev.is_empty()).then_some(ev.as_str()));
+        t.i32(e.vm_pid);
+        t.bool(e.preempted);
         self.seq += 1;
         t.end_row()
     }

@@ -7,6 +7,7 @@ use crate::Error;
 use crate::bytes::{Bytes, Endian};
 use crate::format::EventFormat;
 use crate::meta::{Cmdlines, PrintkFormats, Symbols};
+use rustc_hash::FxHashMap;
 
 /// The 10-byte magic: `0x17 0x08 0x44` + `tracing`.
 pub(crate) const MAGIC: &[u8; 10] = b"\x17\x08\x44tracing";
@@ -112,6 +113,25 @@ pub struct Header<'a> {
     /// exitscope's own option ([`crate::HOST_OPTION`]): the recording
     /// host's tag, `exitscope host: {json}`, when its data starts so.
     pub host_tag: Option<String>,
+    /// exitscope's own option ([`crate::TGIDS_OPTION`]): thread → process.
+    pub tgids: FxHashMap<u32, u32>,
+}
+
+/// The `pid tgid` lines of a [`crate::TGIDS_OPTION`] after its prefix (`None` when the data does
+/// not start so: another program's use of the id). Lines that are not two numbers are skipped.
+pub fn parse_tgids(text: &str) -> Option<FxHashMap<u32, u32>> {
+    let body = text.strip_prefix(crate::TGIDS_PREFIX)?;
+    let mut m = FxHashMap::default();
+    for line in body.lines() {
+        let mut it = line.split_ascii_whitespace();
+        if let (Some(Ok(pid)), Some(Ok(tgid)), None) =
+            (it.next().map(str::parse::<u32>), it.next().map(str::parse::<u32>), it.next())
+            && tgid != 0
+        {
+            m.insert(pid, tgid);
+        }
+    }
+    Some(m)
 }
 
 fn text<'a>(b: Cow<'a, [u8]>) -> Cow<'a, str> {
@@ -335,6 +355,7 @@ impl<'a> Header<'a> {
             cpu_stats: Vec::new(),
             trace_id: None,
             host_tag: None,
+            tgids: FxHashMap::default(),
         };
         Ok(h)
     }
@@ -442,6 +463,11 @@ impl<'a> Header<'a> {
                     let t = s();
                     if t.starts_with(crate::HOST_TAG_PREFIX) {
                         self.host_tag = Some(t);
+                    }
+                }
+                crate::TGIDS_OPTION => {
+                    if let Some(m) = parse_tgids(&s()) {
+                        self.tgids.extend(m);
                     }
                 }
                 _ => {}

@@ -55,6 +55,14 @@ pub mod write;
 pub const HOST_OPTION: u16 = 0x4553;
 /// What the data of [`HOST_OPTION`] starts with (the same text as `exitscope_host::TAG_PREFIX`).
 pub const HOST_TAG_PREFIX: &str = "exitscope host: ";
+/// exitscope's own option id: the process (thread group) of each recorded thread, the text
+/// [`TGIDS_PREFIX`] then `pid tgid` lines (the layout of tracefs `saved_tgids`) and a NUL.
+/// trace.dat records carry only the thread (`common_pid`); with this option the reader gives
+/// each record's task its process ([`exitscope_model::Task::tgid`]): the VM of a vCPU thread.
+/// trace-cmd skips it as it skips [`HOST_OPTION`].
+pub const TGIDS_OPTION: u16 = 0x4554;
+/// What the data of [`TGIDS_OPTION`] starts with.
+pub const TGIDS_PREFIX: &str = "exitscope tgids:\n";
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -609,7 +617,8 @@ impl<'a> TraceDat<'a> {
                     }
                     let pid = self.pid(ev.payload);
                     let comm = self.header.cmdlines.comm(pid as u32).unwrap_or("<...>");
-                    let task = Some(Task { comm, pid: pid as u32 });
+                    let tgid = self.header.tgids.get(&(pid as u32)).copied();
+                    let task = Some(Task { comm, pid: pid as u32, tgid });
                     let kind = match self.graph(ev.payload) {
                         Some(Graph::Entry { func, depth }) => {
                             RecordKind::Entry { func: self.func(func, &mut fname), depth }

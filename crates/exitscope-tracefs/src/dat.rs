@@ -238,6 +238,7 @@ impl Session {
         if let Some(tag) = self.host_tag() {
             m.options.push((option::EXITSCOPE_HOST, nul_terminated(tag)));
         }
+        m.options.push((option::EXITSCOPE_TGIDS, tgids_option(&self.tgids(&fs_saved_tgids(fs)))));
         for c in cpus {
             let stats = fs.read(&format!("{dir}per_cpu/cpu{}/stats", c.cpu)).unwrap_or_default();
             let text = format!("CPU: {}\n{stats}", c.cpu);
@@ -337,6 +338,40 @@ fn selected_clock(clocks: &str) -> Option<&str> {
     let a = clocks.find('[')?;
     let b = a + clocks[a..].find(']')?;
     Some(&clocks[a + 1..b])
+}
+
+/// The kernel's `saved_tgids` (`pid tgid` lines; filled while `record-tgid` is on).
+fn fs_saved_tgids(fs: &Tracefs) -> String {
+    fs.read("saved_tgids").unwrap_or_default()
+}
+
+/// The data of the tgids option: [`exitscope_tracedat::TGIDS_PREFIX`], `pid tgid` lines, NUL.
+fn tgids_option(m: &BTreeMap<u32, u32>) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut s = String::from(exitscope_tracedat::TGIDS_PREFIX);
+    for (p, g) in m {
+        let _ = writeln!(s, "{p} {g}");
+    }
+    nul_terminated(&s)
+}
+
+impl Session {
+    /// Thread → process for the file's tgids option: the kernel's `saved_tgids` (it keeps
+    /// threads that have ended), every thread alive now, and the pid filter's threads as they
+    /// were when added (later sources win: a pid reused since is named by its last owner).
+    fn tgids(&self, saved: &str) -> BTreeMap<u32, u32> {
+        let mut m: BTreeMap<u32, u32> = saved
+            .lines()
+            .filter_map(|l| {
+                let (p, g) = l.trim().split_once(' ')?;
+                Some((p.parse().ok()?, g.trim().parse().ok()?))
+            })
+            .filter(|&(_, g): &(u32, u32)| g != 0)
+            .collect();
+        m.extend(crate::session::all_tgids());
+        m.extend(self.filter_tgids());
+        m
+    }
 }
 
 fn nul_terminated(s: &str) -> Vec<u8> {

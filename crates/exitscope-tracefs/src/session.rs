@@ -1,5 +1,6 @@
 //! One recording's tracefs setup and its guaranteed undo.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::capture::CaptureFormat;
@@ -158,6 +159,9 @@ pub struct Session {
     host_tag: Option<String>,
     /// The pid filter as set.
     pids: Vec<u32>,
+    /// Process (tgid) of each thread put in the pid filter, read when it was added (a thread
+    /// that ends before the recording does is gone from `/proc` by then).
+    tgids: BTreeMap<u32, u32>,
 }
 
 impl Session {
@@ -196,6 +200,7 @@ impl Session {
             // One line, whatever the caller passed.
             host_tag: cfg.host_tag.as_ref().map(|t| t.replace(['\n', '\r'], " ")),
             pids: cfg.pids.clone(),
+            tgids: tgids_of(&cfg.pids),
         };
         if let Some(l) = ledger::read(fs).filter(|l| !ledger::live_exitscope(l.pid)) {
             s.notes.push(format!(
@@ -236,6 +241,7 @@ impl Session {
             // top level that read `7 (expanded: 1408)` stays at 7 KB for good. Save it first
             // so the restore writes the size the kernel would have expanded to.
             let top_buffer = fs.read("buffer_size_kb").ok().filter(|b| b.contains("(expanded:"));
+            self.record_tgids(fs);
             match fs.mkdir(&rel) {
                 Ok(()) => {
                     if let Some(b) = top_buffer {
@@ -313,6 +319,7 @@ impl Session {
                 ));
             }
         }
+        self.record_tgids(fs);
         Ok(())
     }
 
@@ -338,7 +345,28 @@ impl Session {
             st.fs.append(&full, &list.join(" "))?;
         }
         self.pids.extend_from_slice(pids);
+        self.tgids.extend(tgids_of(pids));
         Ok(())
+    }
+
+    /// Thread → process of the threads put in the pid filter (see [`Session::add_pids`]).
+    pub fn filter_tgids(&self) -> &BTreeMap<u32, u32> {
+        &self.tgids
+    }
+
+    /// Turn on `record-tgid` at the top level (instances copy it when they are created; it
+    /// cannot be set in one): event text gains the `(tgid)` column and the kernel keeps the
+    /// tgid of every traced task in `saved_tgids`, so exits can name their VM process. Saved
+    /// and restored like every top-level file; a kernel without the option is left alone.
+    fn record_tgids(&mut self, fs: &Tracefs) {
+        const OPT: &str = "options/record-tgid";
+        if !fs.exists(OPT) || fs.read(OPT).is_ok_and(|v| v.trim() == "1") {
+            return;
+        }
+        let written = self.lock().write(OPT, "1", true);
+        if let Err(e) = written {
+            self.notes.push(format!("record-tgid left off ({e}): exits will not name their VM"));
+        }
     }
 
     /// Adds to the pid filter the threads (and child processes) of `pid` that it lacks: those
@@ -622,6 +650,36 @@ pub fn process_tree_threads(pid: u32) -> Result<Vec<u32>, Error> {
     tids.sort_unstable();
     tids.dedup();
     Ok(tids)
+}
+
+/// The process (`Tgid:` of `/proc/<tid>/status`) of each of `tids` that still exists.
+pub fn tgids_of(tids: &[u32]) -> BTreeMap<u32, u32> {
+    tids.iter()
+        .filter_map(|&t| {
+            let st = std::fs::read_to_string(format!("/proc/{t}/status")).ok()?;
+            let g = st.lines().find_map(|l| l.strip_prefix("Tgid:"))?.trim().parse().ok()?;
+            Some((t, g))
+        })
+        .collect()
+}
+
+/// Thread → process of every thread alive now (`/proc/<tgid>/task/<tid>`: a directory
+/// listing, no file is read).
+pub fn all_tgids() -> BTreeMap<u32, u32> {
+    let mut m = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return m };
+    for e in rd.flatten() {
+        let Some(g) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(tasks) = std::fs::read_dir(e.path().join("task")) else { continue };
+        for t in tasks.flatten() {
+            if let Some(t) = t.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+                m.insert(t, g);
+            }
+        }
+    }
+    m
 }
 
 /// All thread ids of process `pid` (`/proc/<pid>/task`).

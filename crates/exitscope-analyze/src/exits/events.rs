@@ -35,6 +35,13 @@ pub(crate) fn vcpu_key(task: Option<u32>, cpu: Option<u32>) -> VcpuKey {
     }
 }
 
+/// `prev_pid=N` of a `sched_switch` event's text.
+pub(crate) fn sched_switch_prev(text: &str) -> Option<u32> {
+    let at = text.find("prev_pid=")? + "prev_pid=".len();
+    let digits = text[at..].bytes().take_while(u8::is_ascii_digit).count();
+    text[at..at + digits].parse().ok()
+}
+
 /// The handling time of a `kvm_exit` printed inside a function graph, for the graph exit that
 /// holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +80,8 @@ pub struct EventExits {
     /// CPUs that lost events since their last exit.
     lost_cpus: Vec<Option<u32>>,
     seen_kvm_exit: bool,
+    /// A `sched_switch` was seen in this input: exits can say whether they were preempted.
+    seen_sched_switch: bool,
     tracepoints_this_input: u64,
     input: usize,
     /// `kvm_exit`s with no `kvm_entry` (next exit, lost events, end of input first).
@@ -95,6 +104,7 @@ impl EventExits {
     pub fn begin_input(&mut self, index: usize) {
         self.input = index;
         self.seen_kvm_exit = false;
+        self.seen_sched_switch = false;
         self.tracepoints_this_input = 0;
         self.pending.clear();
         self.mmio_unsatisfied.clear();
@@ -162,6 +172,8 @@ impl EventExits {
                         input: self.input,
                         line: rec.line,
                         task,
+                        vm_pid: rec.task.and_then(|t| t.tgid),
+                        preempted: self.seen_sched_switch.then_some(false),
                         cpu: rec.cpu,
                         vcpu: parsed.and_then(|k| k.vcpu),
                         start: rec.timestamp,
@@ -189,6 +201,9 @@ impl EventExits {
                         (Some(_), Some(_)) => self.out_of_order += 1,
                         _ => {}
                     }
+                    if p.rec.vm_pid.is_none() {
+                        p.rec.vm_pid = rec.task.and_then(|t| t.tgid);
+                    }
                     if p.rec.vcpu.is_none() {
                         // 5.x kernels print `vcpu N` only in kvm_entry (perf takes it there).
                         p.rec.vcpu = exitscope_model::exit::kvm_entry_vcpu(text);
@@ -197,6 +212,20 @@ impl EventExits {
                 }
                 None => self.unmatched_entries += 1,
             },
+            "sched_switch" => {
+                if !self.seen_sched_switch {
+                    self.seen_sched_switch = true;
+                    for p in self.pending.values_mut() {
+                        p.rec.preempted.get_or_insert(false);
+                    }
+                }
+                // The task switched out: `prev_pid=` of the event, else the task that wrote
+                // it (the kernel writes sched_switch as the outgoing task).
+                let prev = sched_switch_prev(text).or(task);
+                if let Some(p) = self.pending.get_mut(&vcpu_key(prev, rec.cpu)) {
+                    p.rec.preempted = Some(true);
+                }
+            }
             "kvm_userspace_exit" => {
                 self.userspace_exits += 1;
                 if let Some(p) = self.pending.get_mut(&key) {
@@ -237,6 +266,7 @@ impl EventExits {
                     input: self.input,
                     line: rec.line,
                     task,
+                    vm_pid: rec.task.and_then(|t| t.tgid),
                     cpu: rec.cpu,
                     start: rec.timestamp,
                     key: t.key,
@@ -288,7 +318,7 @@ mod tests {
         Record {
             line,
             cpu: Some(0),
-            task: Some(Task { comm: "qemu", pid: 7 }),
+            task: Some(Task::new("qemu", 7)),
             timestamp: Some(ts),
             kind: RecordKind::Event { name, text },
         }

@@ -105,6 +105,8 @@ struct RawStructure {
     completion: Vec<String>,
     #[serde(default)]
     irqoff: Vec<String>,
+    #[serde(default)]
+    sched: Vec<String>,
     synthetic_root: String,
 }
 
@@ -130,6 +132,9 @@ pub enum Role {
     Completion,
     /// The vendor's exit step with interrupts off (`svm_handle_exit_irqoff`).
     IrqOff,
+    /// The scheduler: a call of it inside an exit means the vCPU thread was scheduled out
+    /// (`schedule`, `kvm_sched_out`).
+    Sched,
     /// A handler that identifies this reason.
     Handler(ExitKind),
 }
@@ -183,6 +188,7 @@ impl ExitTable {
             (&s.dispatchers, Role::Dispatcher),
             (&s.completion, Role::Completion),
             (&s.irqoff, Role::IrqOff),
+            (&s.sched, Role::Sched),
         ] {
             for n in names {
                 put_role(n, role)?;
@@ -441,6 +447,9 @@ pub struct Classification {
     pub key: Option<ExitKey>,
     /// A `kvm_userspace_exit` event inside the exit.
     pub userspace: bool,
+    /// The vCPU thread was scheduled out inside the exit: a scheduler call (role `sched`), a
+    /// `sched_switch` event or a task-switch banner in the exit's calls.
+    pub preempted: bool,
 }
 
 /// Classify every unit of `root` (units as returned by [`exit_units`]).
@@ -514,7 +523,14 @@ fn classify_one(
         fields: None,
         key: None,
         userspace: false,
+        preempted: false,
     };
+    let (first, end) = unit.node_range(root);
+    c.preempted = root.nodes.get(first..end).is_some_and(|ns| {
+        ns.iter().any(|n| role_of(roles, n) == Role::Sched)
+    }) || events.iter().any(|&e| {
+        matches!(root.events[e].name.as_str(), "sched_switch" | crate::calls::TASK_SWITCH_EVENT)
+    });
     // The unit's events: the first kvm_exit, the reason-specific tracepoints.
     let mut raw_event: Option<&str> = None;
     let mut tracepoint_kinds: Vec<(ExitKind, &str)> = Vec::new();
@@ -687,7 +703,14 @@ pub fn unit_root(root: &RootCall, unit: &ExitUnit, synthetic: FuncId) -> RootCal
     nodes[0].duration = timed.then_some(child);
     nodes[0].child_ns = child;
     nodes[0].interrupt_child_ns = irq;
-    RootCall { nodes, events: Vec::new(), cpu: root.cpu, pid: root.pid, input: root.input }
+    RootCall {
+        nodes,
+        events: Vec::new(),
+        cpu: root.cpu,
+        pid: root.pid,
+        tgid: root.tgid,
+        input: root.input,
+    }
 }
 
 /// Which thread a root ran on (completion work is matched within one vCPU thread).
@@ -816,6 +839,7 @@ impl<'t> GraphExits<'t> {
                 input: root.input,
                 line: first.map_or(0, |f| f.line),
                 task: root.pid,
+                vm_pid: root.tgid,
                 cpu: root.cpu,
                 vcpu: None,
                 start: first.and_then(|f| f.start),
@@ -826,6 +850,7 @@ impl<'t> GraphExits<'t> {
                 kvm_exit_line: c.event_line,
                 userspace: c.userspace,
                 lost_before: false,
+                preempted: Some(c.preempted),
                 evidence: c.evidence,
             };
             ids.push(c.reason);

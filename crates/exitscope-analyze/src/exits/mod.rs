@@ -201,6 +201,9 @@ pub struct ExitRecord {
     pub line: u64,
     /// vCPU thread id, when the trace names tasks.
     pub task: Option<u32>,
+    /// The VM's process: the vCPU thread's thread group id, when the input says
+    /// ([`exitscope_model::Task::tgid`]).
+    pub vm_pid: Option<u32>,
     /// CPU the exit was recorded on.
     pub cpu: Option<u32>,
     /// vCPU index (`vcpu N` of kvm_exit/kvm_entry).
@@ -223,6 +226,11 @@ pub struct ExitRecord {
     pub userspace: bool,
     /// The kernel lost events just before it on its CPU.
     pub lost_before: bool,
+    /// The vCPU thread was scheduled out during the exit: a `sched_switch` away from it
+    /// between `kvm_exit` and `kvm_entry`, or a task switch or a scheduler call (`sched` in
+    /// `exit_handlers.toml`) inside a function-graph exit. `None` where the trace cannot show
+    /// it (no `sched_switch` events seen in the input so far, and no function graph).
+    pub preempted: Option<bool>,
     /// What decided the reason (function-graph exits; other sources' evidence follows from
     /// `source` and the reason).
     pub evidence: Vec<String>,
@@ -413,3 +421,7 @@ pub struct NameCount {
     /// Times seen.
     pub count: u64,
 }
+
+#[cfg(test)]
+#[path = "sched_tests.rs"]
+mod sched_tests;

@@ -51,6 +51,8 @@ pub mod option {
     pub const VERSION: u16 = 9;
     /// exitscope's own: the recording host's fingerprint (see [`crate::HOST_OPTION`]).
     pub const EXITSCOPE_HOST: u16 = crate::HOST_OPTION;
+    /// exitscope's own: thread → process of the recorded threads (see [`crate::TGIDS_OPTION`]).
+    pub const EXITSCOPE_TGIDS: u16 = crate::TGIDS_OPTION;
 }
 
 /// Standard `header_page` text of a 64-bit kernel with 4 KiB sub-buffers.
