@@ -248,6 +248,7 @@ fn check_engine(engine: &str, fleet: &Fleet, got: &Value) {
         let pct = m["change_pct"].as_f64().unwrap();
         assert!((35.0..65.0).contains(&pct), "{engine}: {m}");
     }
+    check_preempted(engine, fleet, got, &want);
     println!(
         "{engine}: {} percentiles agree with exitscope's ({} exact, worst relative difference of \
          the bucketed ones {:.4} %, bound {:.4} %); queries took {} s",
@@ -257,6 +258,54 @@ fn check_engine(engine: &str, fleet: &Fleet, got: &Value) {
         100.0 / 512.0,
         got["seconds"]
     );
+}
+
+/// Exits the synthetic traces switch out (two `sched_switch` lines each, HLT exits only).
+fn switched_out(fleet: &Fleet, host: Option<&str>) -> u64 {
+    fleet
+        .traces
+        .iter()
+        .filter(|(_, h, _)| host.is_none_or(|x| x == h))
+        .map(|(_, _, t)| {
+            let text = std::fs::read_to_string(t).unwrap();
+            text.lines().filter(|l| l.contains("sched_switch: prev_comm=qemu")).count() as u64
+        })
+        .sum()
+}
+
+/// The `preempted` and `vm_pid` queries: the switched-out HLT exits and only they are left
+/// out, every exit names its VM.
+fn check_preempted(engine: &str, fleet: &Fleet, got: &Value, want: &BTreeMap<String, Value>) {
+    let per_reason = got["per_reason"].as_array().unwrap();
+    let rows = got["p99_not_preempted"].as_array().unwrap();
+    assert_eq!(rows.len(), want.len(), "{engine}: {rows:?}");
+    let out = switched_out(fleet, None);
+    assert!(out > 0);
+    for row in rows {
+        let name = row["reason"].as_str().unwrap();
+        let timed = u(&want[name]["handling"]["count"]);
+        if name == "HLT" {
+            assert_eq!(u(&row["timed"]), timed - out, "{engine}: HLT without the preempted");
+        } else {
+            assert_eq!(u(&row["timed"]), timed, "{engine} {name}");
+            let all = per_reason.iter().find(|r| r["reason"] == name).unwrap();
+            assert_eq!((&row["p50_ns"], &row["p99_ns"]), (&all["p50_ns"], &all["p99_ns"]));
+        }
+    }
+    let rows = got["preempted_by_vm"].as_array().unwrap();
+    assert_eq!(rows.len(), HOSTS.len() * want.len(), "{engine}: {rows:?}");
+    for row in rows {
+        let (host, name) = (row["host"].as_str().unwrap(), row["reason"].as_str().unwrap());
+        assert_eq!(
+            u(&row["vm_pid"]),
+            u64::from(exitscope_testkit::synth::VM_PID),
+            "{engine}: {row}"
+        );
+        let want_out = if name == "HLT" { switched_out(fleet, Some(host)) } else { 0 };
+        assert_eq!(u(&row["preempted"]), want_out, "{engine} {host} {name}");
+        // Exits before a trace's first sched_switch cannot say.
+        assert!(u(&row["known"]) <= u(&row["exits"]) && u(&row["known"]) > 0, "{row}");
+    }
 }
 
 fn python_module(m: &str) -> Option<String> {

@@ -233,8 +233,13 @@ pub const REASONS: &[(&str, u64, u64)] = &[
     ("EPT_MISCONFIG", 2_500, 10),
 ];
 
+/// The VM process (tgid) of [`kvm_event_trace`]'s vCPU threads.
+pub const VM_PID: u32 = 3999;
+
 /// ftrace text of `spec`: per exit a `kvm_exit` line, a `kvm_pio` for port I/O, and the
-/// `kvm_entry` that ends it, timestamps in nanoseconds, strictly increasing.
+/// `kvm_entry` that ends it, timestamps in nanoseconds, strictly increasing. Lines carry the
+/// `record-tgid` column ([`VM_PID`]); half of the HLT exits (at random) block: the vCPU thread
+/// is switched out for the idle task and back (two `sched_switch` lines) inside the exit.
 pub fn kvm_event_trace(spec: &HostSpec) -> String {
     let mut rng = Rng::new(spec.seed);
     let mut out = String::with_capacity(spec.exits * 330);
@@ -262,7 +267,7 @@ pub fn kvm_event_trace(spec: &HostSpec) -> String {
         #[allow(clippy::cast_sign_loss, reason = "a positive product")]
         let d = (base as f64 * f * spec.slowdown.abs()) as u64 + 1;
         let ts = |t: u64| format!("{}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
-        let head = format!(" qemu-system-x86-{tid}  [{cpu:03}]");
+        let head = format!(" qemu-system-x86-{tid}  ({VM_PID:>7}) [{cpu:03}]");
         out.push_str(&format!(
             "{head} {}: kvm_exit: vcpu {v} reason {name} rip 0xffffffff8100{:04x} info1 0x0 \
              info2 0x0 intr_info 0x00000000 error_code 0x00000000\n",
@@ -274,6 +279,20 @@ pub fn kvm_event_trace(spec: &HostSpec) -> String {
             out.push_str(&format!(
                 "{head} {}: kvm_pio: pio_write at 0x{port:x} size 1 count 1 val 0x8f\n",
                 ts(t + d / 2)
+            ));
+        }
+        if name == "HLT" && rng.below(2) == 0 {
+            out.push_str(&format!(
+                "{head} {}: sched_switch: prev_comm=qemu-system-x86 prev_pid={tid} \
+                 prev_prio=120 prev_state=S ==> next_comm=swapper/{cpu} next_pid=0 \
+                 next_prio=120\n",
+                ts(t + d / 3)
+            ));
+            out.push_str(&format!(
+                "          <idle>-0       (      0) [{cpu:03}] {}: sched_switch: \
+                 prev_comm=swapper/{cpu} prev_pid=0 prev_prio=120 prev_state=R ==> \
+                 next_comm=qemu-system-x86 next_pid={tid} next_prio=120\n",
+                ts(t + 2 * d / 3)
             ));
         }
         out.push_str(&format!(
@@ -296,6 +315,9 @@ mod fleet_tests {
         assert_eq!(a, kvm_event_trace(&spec));
         assert_eq!(a.lines().filter(|l| l.contains("kvm_exit:")).count(), 200);
         assert_eq!(a.lines().filter(|l| l.contains("kvm_entry:")).count(), 200);
+        let switches = a.lines().filter(|l| l.contains("sched_switch:")).count();
+        let hlt = a.lines().filter(|l| l.contains("reason HLT")).count();
+        assert!(switches > 0 && switches <= 2 * hlt && switches % 2 == 0, "{switches} {hlt}");
         let ts: Vec<f64> = a
             .lines()
             .map(|l| l.split("] ").nth(1).unwrap().split(':').next().unwrap().parse().unwrap())

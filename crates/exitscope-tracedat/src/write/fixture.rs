@@ -283,3 +283,74 @@ pub fn demo_funcgraph(version: u32, compression: Compression, iterations: u64) -
         extra_options: Vec::new(),
     }
 }
+
+/// `sched:sched_switch` as a 6.18 kernel prints its format (id 372).
+pub const SCHED_SWITCH_FORMAT: &str = "name: sched_switch\nID: 372\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:char prev_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\tfield:pid_t prev_pid;\toffset:24;\tsize:4;\tsigned:1;\n\tfield:int prev_prio;\toffset:28;\tsize:4;\tsigned:1;\n\tfield:long prev_state;\toffset:32;\tsize:8;\tsigned:1;\n\tfield:char next_comm[16];\toffset:40;\tsize:16;\tsigned:0;\n\tfield:pid_t next_pid;\toffset:56;\tsize:4;\tsigned:1;\n\tfield:int next_prio;\toffset:60;\tsize:4;\tsigned:1;\n\nprint fmt: \"prev_comm=%s prev_pid=%d prev_prio=%d prev_state=%s%s ==> next_comm=%s next_pid=%d next_prio=%d\", REC->prev_comm, REC->prev_pid, REC->prev_prio, (REC->prev_state & ((((0x00000000 | 0x00000001 | 0x00000002 | 0x00000004 | 0x00000008 | 0x00000010 | 0x00000020 | 0x00000040) + 1) << 1) - 1)) ? __print_flags(REC->prev_state & ((((0x00000000 | 0x00000001 | 0x00000002 | 0x00000004 | 0x00000008 | 0x00000010 | 0x00000020 | 0x00000040) + 1) << 1) - 1), \"|\", { 0x00000001, \"S\" }, { 0x00000002, \"D\" }, { 0x00000004, \"T\" }, { 0x00000008, \"t\" }, { 0x00000010, \"X\" }, { 0x00000020, \"Z\" }, { 0x00000040, \"P\" }, { 0x00000080, \"I\" }) : \"R\", REC->prev_state & (((0x00000000 | 0x00000001 | 0x00000002 | 0x00000004 | 0x00000008 | 0x00000010 | 0x00000020 | 0x00000040) + 1) << 1) ? \"+\" : \"\", REC->next_comm, REC->next_pid, REC->next_prio\n";
+
+fn kvm_exit_rec(pid: i32, vcpu: u32, reason: u32, rip: u64) -> Vec<u8> {
+    let mut p = common(1500, pid, 64);
+    put(&mut p, 8, &reason.to_le_bytes());
+    put(&mut p, 16, &rip.to_le_bytes());
+    put(&mut p, 24, &1u32.to_le_bytes());
+    put(&mut p, 56, &vcpu.to_le_bytes());
+    p
+}
+
+fn kvm_entry_rec(pid: i32, vcpu: u32, rip: u64) -> Vec<u8> {
+    let mut p = common(1501, pid, 24);
+    put(&mut p, 8, &vcpu.to_le_bytes());
+    put(&mut p, 16, &rip.to_le_bytes());
+    p
+}
+
+fn sched_switch_rec(prev: (&str, i32), state: i64, next: (&str, i32)) -> Vec<u8> {
+    let mut p = common(372, prev.1, 64);
+    put(&mut p, 8, &prev.0.as_bytes()[..prev.0.len().min(15)]);
+    put(&mut p, 24, &prev.1.to_le_bytes());
+    put(&mut p, 28, &120i32.to_le_bytes());
+    put(&mut p, 32, &state.to_le_bytes());
+    put(&mut p, 40, &next.0.as_bytes()[..next.0.len().min(15)]);
+    put(&mut p, 56, &next.1.to_le_bytes());
+    put(&mut p, 60, &120i32.to_le_bytes());
+    p
+}
+
+/// A `kvm_exit`/`kvm_entry` + `sched_switch` trace of one VM (process 4240, vCPU threads 4242
+/// and 4243) with exitscope's tgids option ([`crate::TGIDS_OPTION`]), as `exitscope record`
+/// writes it: on CPU 0 a HLT exit during which thread 4242 is switched out for the idle task
+/// (8.1 us) and then a CPUID exit (200 ns); on CPU 1 a CPUID exit of thread 4243 (300 ns).
+/// Thread 4244 (its CPUID exit unpaired) has no tgid in the option.
+pub fn kvm_sched_tgids(version: u32, compression: Compression) -> Fixture {
+    let qemu = "qemu-system-x86";
+    let cpu0 = vec![
+        (1_000, kvm_exit_rec(4242, 0, 12, 0xffff_ffff_81e1_a8ba)),
+        (1_100, sched_switch_rec((qemu, 4242), 1, ("swapper/0", 0))),
+        (9_000, sched_switch_rec(("swapper/0", 0), 0, (qemu, 4242))),
+        (9_100, kvm_entry_rec(4242, 0, 0xffff_ffff_81e1_a8bb)),
+        (10_000, kvm_exit_rec(4242, 0, 10, 0xffff_ffff_8106_fd1e)),
+        (10_200, kvm_entry_rec(4242, 0, 0xffff_ffff_8106_fd20)),
+    ];
+    let cpu1 = vec![
+        (2_000, kvm_exit_rec(4243, 1, 10, 0xffff_ffff_8106_fd1e)),
+        (2_300, kvm_entry_rec(4243, 1, 0xffff_ffff_8106_fd20)),
+        (3_000, kvm_exit_rec(4244, 0, 10, 0xffff_ffff_8106_fd1e)),
+    ];
+    let tgids = format!("{}4242 4240\n4243 4240\n1 1\0", crate::TGIDS_PREFIX);
+    Fixture {
+        version,
+        compression,
+        page_size: 4096,
+        ftrace_formats: Vec::new(),
+        systems: vec![
+            ("kvm".into(), vec![KVM_EXIT_FORMAT.into(), KVM_ENTRY_FORMAT.into()]),
+            ("sched".into(), vec![SCHED_SWITCH_FORMAT.into()]),
+        ],
+        kallsyms: String::new(),
+        printk: String::new(),
+        cmdlines: format!("4242 {qemu}\n4243 {qemu}\n4244 {qemu}\n"),
+        cpus: vec![cpu0, cpu1],
+        missed_first_page: Vec::new(),
+        big_endian: false,
+        extra_options: vec![(crate::TGIDS_OPTION, tgids.into_bytes())],
+    }
+}
