@@ -414,3 +414,76 @@ fn bad_inputs_name_the_file_and_position() {
     assert!(out.join("exits.parquet").exists());
     assert!(!Path::new(&again.join("exits.parquet")).exists());
 }
+
+/// `vm_pid` and `preempted` of the fixtures made for them, read back by DuckDB: event text with
+/// the `record-tgid` column and `sched_switch`es, a function graph with task switches inside
+/// `vcpu_enter_guest`, and a trace.dat with exitscope's tgids option (which `trace-cmd report`
+/// still reads).
+#[test]
+fn duckdb_reads_vm_pid_and_preempted() {
+    if !exitscope_testkit::skip_unless("duckdb_reads_vm_pid_and_preempted", python_module("duckdb"))
+    {
+        return;
+    }
+    let dir = TempDir::new("parquet-preempted");
+    let dat = dir.join("sched.dat");
+    let fx = exitscope_tracedat::write::fixture::kvm_sched_tgids(7, exitscope_tracedat::Compression::Zstd);
+    std::fs::write(&dat, fx.to_bytes()).unwrap();
+    if Command::new("trace-cmd").arg("--version").output().is_ok() {
+        let o = Command::new("trace-cmd").args(["report", "-N", "-i"]).arg(&dat).output().unwrap();
+        assert!(o.status.success(), "trace-cmd: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.stderr.is_empty(), "trace-cmd: {}", String::from_utf8_lossy(&o.stderr));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(text.matches("sched_switch:").count(), 2, "{text}");
+        assert_eq!(text.matches("kvm_exit:").count(), 4, "{text}");
+    } else {
+        println!("SKIP: trace-cmd report of the tgids fixture: trace-cmd not installed");
+    }
+    let inputs = [
+        ("events", root().join("tests/data/fgraph/events-tgid-sched.txt")),
+        ("graph", root().join("tests/data/fgraph/task-switch-in-exit.txt")),
+        ("dat", dat),
+    ];
+    let mut got = BTreeMap::new();
+    for (name, input) in &inputs {
+        let out = dir.join(name);
+        let o = exitscope(&["export", "--parquet", out.to_str().unwrap(), input.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let sql = format!(
+            "SELECT reason, vcpu_tid, vm_pid, preempted, duration_ns FROM \
+             read_parquet('{}/exits.parquet') ORDER BY seq",
+            out.display()
+        );
+        let py = format!(
+            "import duckdb, json\nrows = duckdb.sql({sql:?}).fetchall()\nprint(json.dumps(rows))"
+        );
+        let o = Command::new("python3").args(["-c", &py]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+        got.insert(*name, rows);
+    }
+    let want = serde_json::json!({
+        "events": [
+            ["CPUID", 4243, 4240, null, 2000],
+            ["HLT", 4242, 4240, true, 810000],
+            ["CPUID", 4243, 4240, false, 2000],
+            ["IO", 5101, null, true, 60000],
+            ["CPUID", 4243, 4240, false, null],
+        ],
+        "graph": [
+            ["CPUID", 4242, null, false, 5684],
+            ["HLT", 4242, null, true, 817000],
+            ["CPUID", 4243, null, true, 65000],
+        ],
+        // In the order the exits ended (`seq`).
+        "dat": [
+            ["CPUID", 4243, 4240, false, 300],
+            ["HLT", 4242, 4240, true, 8100],
+            ["CPUID", 4242, 4240, false, 200],
+            ["CPUID", 4244, null, false, null],
+        ],
+    });
+    for (name, rows) in &got {
+        assert_eq!(rows, &want[*name], "{name}");
+    }
+}
