@@ -10,8 +10,12 @@
 //! reports gives the same counts and, for exit statistics, the same buckets as one report of
 //! all inputs at once (a property test below checks it).
 //!
-//! What cannot be merged is said, not guessed: call-tree percentiles (the JSON document has no
-//! per-path histogram) are `null` in a merged tree; the per-reason `keys` are the top 8 of the
+//! What cannot be merged is said, not guessed: call-tree percentiles come from the paths' merged
+//! histograms where every part has them (reports made in memory carry one per path,
+//! [`TreeNode::histogram`]); the JSON document leaves per-path histograms out (they would be
+//! most of its size, and of every golden), so a merge of `report --json` documents gives
+//! `null` call-tree percentiles (per-path percentiles of a fleet: `calls.parquet`'s histogram
+//! columns); the per-reason `keys` are the top 8 of the
 //! top 8s; `notes` are the union of the parts' notes; per-vCPU breakdowns are left out (vCPU
 //! numbers of different hosts are not the same vCPUs); `host` is kept only when every part
 //! names the same one.
@@ -60,8 +64,8 @@ pub struct HostReport {
 
 const PERCENTILES: &str = "nearest rank over the merged histogram: exact where the histogram \
     says exact, else a bucket's lower bound within 1/sub_buckets of the true value (exits: \
-    0.2 %, flat profile: 25 %); call-tree percentiles are null (no per-path histogram in the \
-    JSON document)";
+    0.2 %, flat profile: 25 %); call-tree percentiles are null when a part has no per-path \
+    histogram (report --json documents leave them out; calls.parquet has them)";
 
 /// Combine `reports` into one, as if their inputs had been analysed together (see the module
 /// docs for what is exact). An empty slice gives an empty report.
@@ -108,7 +112,7 @@ pub fn merge(reports: &[Report]) -> Report {
     out.tree = merge_trees(reports.iter().map(|r| r.tree.as_slice()));
     let (exits, exits_exact) = merge_exits(reports.iter().filter_map(|r| r.exits.as_ref()));
     out.exits = exits;
-    out.percentiles_exact = flat_exact && exits_exact && out.tree.is_empty();
+    out.percentiles_exact = flat_exact && exits_exact && trees_exact(&out.tree);
     out.merged = Some(Merged {
         reports: reports.len() as u64,
         percentiles: PERCENTILES.to_string(),
@@ -261,14 +265,37 @@ fn add_nodes(into: &mut Vec<TreeNode>, from: &[TreeNode]) {
         m.self_ns = add_opt(m.self_ns, n.self_ns);
         m.min_ns = min_opt(m.min_ns, n.min_ns);
         m.max_ns = m.max_ns.max(n.max_ns);
+        // The path's histogram, where the part has one (reports made in memory; the JSON
+        // document leaves it out): a part without one leaves the sum short of the count, and
+        // the merged percentiles null.
+        if !n.histogram.bins.is_empty() {
+            let mut h = Histogram::default();
+            m.histogram.merge_into(&mut h);
+            n.histogram.merge_into(&mut h);
+            m.histogram = h.to_json(512);
+        }
         add_nodes(&mut m.children, &n.children);
     }
+}
+
+/// Whether every node's histogram holds all its calls, exactly.
+fn trees_exact(nodes: &[TreeNode]) -> bool {
+    nodes.iter().all(|n| n.histogram.exact && n.p50_ns.is_some() && trees_exact(&n.children))
 }
 
 fn finish_nodes(nodes: &mut [TreeNode]) {
     for n in nodes {
         n.mean_ns = n.total_ns.and_then(|t| mean(t, n.count));
-        (n.p50_ns, n.p99_ns) = (None, None);
+        let held: u64 = n.histogram.bins.iter().map(|b| b.count).sum();
+        if n.count > 0 && held == n.count {
+            let mut h = Histogram::default();
+            n.histogram.merge_into(&mut h);
+            let p = h.percentiles(&[50.0, 99.0]);
+            (n.p50_ns, n.p99_ns) = (p[0], p[1]);
+        } else {
+            (n.p50_ns, n.p99_ns) = (None, None);
+            n.histogram = Default::default();
+        }
         finish_nodes(&mut n.children);
     }
 }

@@ -151,3 +151,33 @@ fn trees_and_flat_profiles_merge_by_path_and_function() {
     assert_eq!(exits.exits, 2);
     assert_eq!(exits.reasons[0].total, all.exits.unwrap().reasons[0].total);
 }
+
+/// Reports made in memory carry a histogram per call path: their merge gives the call-tree
+/// percentiles of one report of all inputs (exact here: few calls per path).
+#[test]
+fn call_tree_percentiles_come_from_merged_path_histograms() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/");
+    let inputs: Vec<(String, String)> = ["seed/cpuid-amd.fgraph.txt", "fgraph/proc-column.txt"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read_to_string(format!("{dir}{f}")).unwrap()))
+        .collect();
+    let all = analyse(&inputs);
+    let parts: Vec<Report> = inputs.iter().map(|i| analyse(std::slice::from_ref(i))).collect();
+    let merged = merge(&parts);
+    fn walk(m: &[TreeNode], a: &[TreeNode], path: &str, n: &mut usize) {
+        assert_eq!(m.len(), a.len(), "{path}");
+        for (x, y) in m.iter().zip(a) {
+            let p = format!("{path};{}", x.display_name());
+            assert_eq!(x.display_name(), y.display_name());
+            assert_eq!((x.count, x.p50_ns, x.p99_ns), (y.count, y.p50_ns, y.p99_ns), "{p}");
+            if y.p50_ns.is_some() {
+                *n += 1;
+            }
+            walk(&x.children, &y.children, &p, n);
+        }
+    }
+    let mut n = 0;
+    walk(&merged.tree, &all.tree, "", &mut n);
+    assert!(n > 3, "paths with percentiles: {n}");
+    assert!(merged.tree.iter().any(|t| t.p99_ns.is_some()));
+}
