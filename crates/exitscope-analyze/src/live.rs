@@ -32,15 +32,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use exitscope_model::{Diagnostic, Flow, InputFormat, InputSink, InputSummary, Record, RecordSink};
 
 use crate::exits::{ExitsReport, ReasonStats};
+use crate::report::{LostEvents, Report, SCHEMA_VERSION};
 use crate::{Analysis, AnalysisOptions};
 
 /// One interval of a live capture (one line of `exitscope top --json`).
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct LiveInterval {
     /// Its number, from 1.
     pub interval: u64,
@@ -124,6 +126,31 @@ impl LiveExits {
     }
 }
 
+impl LiveInterval {
+    /// The interval as a report of one input named `NAME#INTERVAL` (its exits, events and lost
+    /// events; no call tree), for `exitscope merge`: intervals merge as reports do, so the
+    /// intervals of a capture merge into the report of the whole capture, but for the pairs
+    /// and inter-arrival gaps cut by the boundaries (see the module docs).
+    pub fn into_report(self, name: &str) -> Report {
+        let input = exitscope_model::InputSummary {
+            name: format!("{name}#{}", self.interval),
+            format: "top-interval".into(),
+            records: self.records,
+            ..Default::default()
+        };
+        let exits = (self.exits.source != "none" || self.exits.exits > 0).then_some(self.exits);
+        Report {
+            schema_version: SCHEMA_VERSION,
+            inputs: vec![input],
+            lost_events: LostEvents { events: self.lost_events, ..Default::default() },
+            percentiles_exact: true,
+            events: self.events,
+            exits,
+            ..Default::default()
+        }
+    }
+}
+
 impl RecordSink for LiveExits {
     fn record(&mut self, rec: &Record<'_>) -> Flow {
         self.records += 1;
@@ -186,6 +213,64 @@ CPU:0 [LOST 5 EVENTS]
         let c = live.cut(Duration::from_millis(1500));
         assert_eq!((c.exits.exits, c.exits.source.as_str()), (0, "none"));
         assert_eq!(c.exits.reasons[..], []);
+    }
+
+    /// The intervals of one capture, each through its JSON line as `top --json` writes it,
+    /// merged: the report of the whole capture (counts exactly, percentiles within the stated
+    /// error), when no exit straddles a boundary.
+    #[test]
+    fn intervals_merged_are_the_report_of_the_whole_capture() {
+        use exitscope_testkit::synth::{HostSpec, kvm_event_trace};
+        // Past the exact limit (4096 values) for CPUID: bucketed percentiles too.
+        let spec = HostSpec { seed: 99, exits: 12_000, vcpus: 3, slowdown: 1.0 };
+        let text = kvm_event_trace(&spec);
+        let whole = crate::testutil::analyse_text(&text, AnalysisOptions::default());
+        let mut live = LiveExits::new(AnalysisOptions::default(), "trace_pipe");
+        let mut lines = Vec::new();
+        let mut chunk = String::new();
+        let mut t = Duration::ZERO;
+        for (i, l) in text.lines().enumerate() {
+            chunk.push_str(l);
+            chunk.push('\n');
+            // Cut after every 700th line that ends an exit.
+            if l.contains("kvm_entry:") && i % 700 < 3 {
+                feed(&mut live, &chunk);
+                chunk.clear();
+                t += Duration::from_secs(1);
+                lines.push(serde_json::to_string(&live.cut(t)).unwrap());
+            }
+        }
+        feed(&mut live, &chunk);
+        lines.push(serde_json::to_string(&live.cut(t + Duration::from_secs(1))).unwrap());
+        assert!(lines.len() > 10, "{} intervals", lines.len());
+        let parts: Vec<Report> = lines
+            .iter()
+            .map(|l| serde_json::from_str::<LiveInterval>(l).unwrap().into_report("top.jsonl"))
+            .collect();
+        let merged = crate::combine::merge(&parts);
+        assert_eq!(merged.events, whole.events);
+        let (m, w) = (merged.exits.unwrap(), whole.exits.unwrap());
+        assert_eq!((m.exits, m.unpaired_exits, &m.source), (w.exits, w.unpaired_exits, &w.source));
+        assert_eq!(m.reasons.len(), w.reasons.len());
+        assert!(m.reasons.iter().any(|r| !r.handling.as_ref().unwrap().histogram.exact));
+        for (x, y) in m.reasons.iter().zip(&w.reasons) {
+            assert_eq!((&x.reason, x.count, x.by_event), (&y.reason, y.count, y.by_event));
+            let (a, b) = (x.handling.as_ref().unwrap(), y.handling.as_ref().unwrap());
+            assert_eq!(
+                (a.count, a.total_ns, a.min_ns, a.max_ns, a.mean_ns),
+                (b.count, b.total_ns, b.min_ns, b.max_ns, b.mean_ns),
+                "{}",
+                x.reason
+            );
+            for (g, v) in [(a.p50_ns, b.p50_ns), (a.p90_ns, b.p90_ns), (a.p99_ns, b.p99_ns)] {
+                if a.histogram.exact {
+                    assert_eq!(g, v, "{}", x.reason);
+                } else {
+                    let err = v as f64 / f64::from(a.histogram.sub_buckets);
+                    assert!((g as f64 - v as f64).abs() <= err + 1.0, "{}: {g} vs {v}", x.reason);
+                }
+            }
+        }
     }
 
     fn exit(ts: &str, reason: &str) -> String {

@@ -487,3 +487,92 @@ fn duckdb_reads_vm_pid_and_preempted() {
         assert_eq!(rows, &want[*name], "{name}");
     }
 }
+
+/// `merge` of `top --json` lines: the intervals of one capture, written by top's own writer,
+/// merge into the report of the whole capture (counts exactly, percentiles within the stated
+/// error); two such files merged by host keep each host; a file of report documents one after
+/// another merges too.
+#[test]
+fn merge_of_top_intervals_equals_the_report_of_the_capture() {
+    use exitscope_analyze::AnalysisOptions;
+    use exitscope_analyze::live::LiveExits;
+    let dir = TempDir::new("merge-top");
+    let mut traces = Vec::new();
+    for (h, host) in ["web-01", "web-02"].iter().enumerate() {
+        let spec = HostSpec { seed: 40 + h as u64, exits: 6000, vcpus: 2, slowdown: 1.0 };
+        let text = kvm_event_trace(&spec);
+        let trace = dir.join(&format!("{host}.txt"));
+        std::fs::write(&trace, &text).unwrap();
+        // Cut after every 500th exit: no exit straddles a boundary.
+        let mut live = LiveExits::new(AnalysisOptions::default(), "trace_pipe");
+        let mut parser = exitscope_ftrace::TextParser::new("trace_pipe");
+        let mut jsonl = Vec::new();
+        let (mut n, mut secs) = (0, 0);
+        for (i, l) in text.lines().enumerate() {
+            parser.line(l.as_bytes(), i as u64 + 1, &mut live);
+            if l.contains("kvm_entry:") {
+                n += 1;
+                if n % 500 == 0 {
+                    secs += 1;
+                    let iv = live.cut(std::time::Duration::from_secs(secs));
+                    exitscope_render::top::write_json_line(&iv, &mut jsonl).unwrap();
+                }
+            }
+        }
+        let top = dir.join(&format!("top-{host}.jsonl"));
+        std::fs::write(&top, jsonl).unwrap();
+        traces.push((host.to_string(), trace, top));
+    }
+    let mut agree = Agreement::default();
+    for (host, trace, top) in &traces {
+        let want = report(&[trace.to_str().unwrap().to_string()]);
+        let got: Value =
+            serde_json::from_str(&ok_stdout(&["merge", top.to_str().unwrap()])).unwrap();
+        assert_eq!(got["merged"]["reports"], 12, "{host}: one report per interval");
+        assert_eq!(got["exits"]["exits"], want["exits"]["exits"]);
+        assert_eq!(got["events"], want["events"]);
+        let (g, w) = (reasons(&got), reasons(&want));
+        assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>());
+        for (name, r) in &g {
+            assert_eq!(r["count"], w[name]["count"], "{host} {name}");
+            for k in ["count", "total_ns", "min_ns", "max_ns", "mean_ns"] {
+                assert_eq!(r["handling"][k], w[name]["handling"][k], "{host} {name} {k}");
+            }
+            for p in ["p50_ns", "p99_ns"] {
+                agree.check(
+                    &format!("{host} {name} {p}"),
+                    u(&r["handling"][p]),
+                    u(&w[name]["handling"][p]),
+                    &r["handling"],
+                );
+            }
+        }
+    }
+    // Two hosts' top files, by host.
+    let args: Vec<String> = traces.iter().map(|(h, _, t)| format!("{h}={}", t.display())).collect();
+    let mut cmd = vec!["merge", "--by", "host"];
+    cmd.extend(args.iter().map(String::as_str));
+    let by: Value = serde_json::from_str(&ok_stdout(&cmd)).unwrap();
+    let hosts: Vec<&str> =
+        by["merged"]["hosts"].as_array().unwrap().iter().map(|h| h["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["web-01", "web-02"]);
+    assert_eq!(by["exits"]["exits"], 12_000);
+    // Report documents one after another in one file, as `report --json` of each host
+    // appended, merge the same as the two files.
+    let both = dir.join("both.jsonl");
+    let mut text = String::new();
+    for (_, trace, _) in &traces {
+        text.push_str(&report(&[trace.to_str().unwrap().to_string()]).to_string());
+        text.push('\n');
+    }
+    std::fs::write(&both, text).unwrap();
+    let m: Value = serde_json::from_str(&ok_stdout(&["merge", both.to_str().unwrap()])).unwrap();
+    assert_eq!((m["merged"]["reports"].as_u64(), m["exits"]["exits"].as_u64()), (Some(2), Some(12_000)));
+    println!("merge of top intervals: {} percentiles within the stated error", agree.checked);
+    // A bad line names the file and its line.
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"interval\": 1, \"seconds\": 1.0}\n{\"interval\": \"two\"}\n").unwrap();
+    let o = exitscope(&["merge", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad.jsonl:2: expected a `top --json` interval"), "{}", stderr(&o));
+}

@@ -124,6 +124,47 @@ fn fake_signal_restores(sig: i32, code: i32) {
     assert_eq!(snapshot_dir(&dir.0), before, "the fake tracefs differs after signal {sig}");
 }
 
+/// `top --json` output as written, several intervals in one file and the same file as a
+/// second host, merges: counts add, each host kept.
+#[test]
+fn fake_json_lines_merge() {
+    let dir = fake_tracefs_dir("top-merge");
+    let child = spawn(&[
+        "top",
+        "--fake-tracefs",
+        dir.str(),
+        "--json",
+        "--interval",
+        "0.1",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    wait_for_tracing(&dir.0);
+    std::thread::sleep(Duration::from_millis(500));
+    common::kill(child.id(), libc::SIGTERM);
+    let o = wait_timeout(child, Duration::from_secs(15));
+    let lines = json_lines(&o);
+    assert!(lines.len() >= 2, "{}", String::from_utf8_lossy(&o.stdout));
+    let cpuid: u64 = lines
+        .iter()
+        .filter_map(|iv| reason(&iv["exits"], "CPUID").and_then(|r| r["count"].as_u64()))
+        .sum();
+    assert!(cpuid > 0);
+    let file = dir.0.join("top.jsonl");
+    fs::write(&file, &o.stdout).unwrap();
+    let a = format!("a={}", file.display());
+    let b = format!("b={}", file.display());
+    let m = run(&["merge", "--by", "host", &a, &b]);
+    assert_eq!(m.status.code(), Some(0), "{}", stderr(&m));
+    let v: serde_json::Value = serde_json::from_slice(&m.stdout).unwrap();
+    assert_eq!(v["merged"]["reports"].as_u64(), Some(2 * lines.len() as u64));
+    assert_eq!(reason(&v["exits"], "CPUID").unwrap()["count"].as_u64(), Some(2 * cpuid));
+    let hosts = v["merged"]["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2);
+    assert_eq!(reason(&hosts[0]["report"]["exits"], "CPUID").unwrap()["count"].as_u64(), Some(cpuid));
+}
+
 #[test]
 fn fake_sigterm_restores_and_exits_143() {
     fake_signal_restores(libc::SIGTERM, 143);

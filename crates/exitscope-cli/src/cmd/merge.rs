@@ -5,6 +5,7 @@ use anyhow::anyhow;
 use clap::{Args as ClapArgs, ValueEnum};
 
 use exitscope_analyze::combine::{merge, merge_by_host};
+use exitscope_analyze::live::LiveInterval;
 use exitscope_analyze::report::Report;
 
 use crate::args::OutputFile;
@@ -22,9 +23,12 @@ Counts add; percentiles come from the merged histograms (exact while a histogram
 else within 1/sub_buckets: 0.2 % for exit statistics). With --by host each host's reports
 are merged and kept under merged.hosts; the host is NAME in NAME=FILE, else the recording
 host's name in the report (`host.hostname`), else the file name up to its first dot. Merged
-documents can be merged again.")]
+documents can be merged again. `top --json` output merges too: each line is one interval,
+combined like a report (`exitscope merge --by host web-01=top-web-01.jsonl db-01=top-db-01.jsonl`).")]
 pub struct Args {
-    /// `report --json` documents (or earlier merges), `-` = stdin; `NAME=FILE` names the host.
+    /// `report --json` documents (or earlier merges) or `top --json` interval lines (a file
+    /// may hold many of either, one JSON value after another), `-` = stdin; `NAME=FILE` names
+    /// the host.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
     /// Keep a per-host breakdown (`merged.hosts`).
@@ -61,7 +65,9 @@ fn host_of(report: &Report, path: &str) -> String {
     base.split('.').next().unwrap_or(&base).to_string()
 }
 
-fn load(path: &str) -> Result<Report, Failure> {
+/// The reports in `path`: one `report --json` document, or JSON Lines of documents and of
+/// `top --json` intervals (each interval a report of its own, named `FILE#N`).
+fn load(path: &str) -> Result<Vec<Report>, Failure> {
     let text = if path == "-" {
         std::io::read_to_string(std::io::stdin())
             .map_err(|e| Failure::input(anyhow!("reading stdin: {e}")))?
@@ -69,21 +75,45 @@ fn load(path: &str) -> Result<Report, Failure> {
         std::fs::read_to_string(path)
             .map_err(|e| Failure::input(anyhow!("cannot read {path}: {e}")))?
     };
-    let report: Report = serde_json::from_str(&text).map_err(|e| {
-        Failure::input(anyhow!(
-            "{path}:{}:{}: expected an `exitscope report --json` document: {e}",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    if report.schema_version != exitscope_analyze::report::SCHEMA_VERSION {
-        return Err(Failure::input(anyhow!(
-            "{path}: schema_version {} (this exitscope reads {})",
-            report.schema_version,
-            exitscope_analyze::report::SCHEMA_VERSION
-        )));
+    let expected = "an `exitscope report --json` document or `exitscope top --json` lines";
+    let mut out = Vec::new();
+    let mut values = serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>();
+    let (mut end, mut line, mut counted) = (0, 1, 0);
+    while let Some(v) = values.next() {
+        let v = v.map_err(|e| {
+            Failure::input(anyhow!("{path}:{}:{}: expected {expected}: {e}", e.line(), e.column()))
+        })?;
+        // The line this value starts on (after the previous one and the blanks between).
+        let rest = &text[end..];
+        let start = end + (rest.len() - rest.trim_start().len());
+        end = values.byte_offset();
+        line += text[counted..start].bytes().filter(|&b| b == b'\n').count();
+        counted = start;
+        let is_interval = v.get("interval").is_some() && v.get("schema_version").is_none();
+        let report = if is_interval {
+            let iv: LiveInterval = serde_json::from_value(v).map_err(|e| {
+                Failure::input(anyhow!("{path}:{line}: expected a `top --json` interval: {e}"))
+            })?;
+            iv.into_report(path)
+        } else {
+            let report: Report = serde_json::from_value(v).map_err(|e| {
+                Failure::input(anyhow!("{path}:{line}: expected {expected}: {e}"))
+            })?;
+            if report.schema_version != exitscope_analyze::report::SCHEMA_VERSION {
+                return Err(Failure::input(anyhow!(
+                    "{path}:{line}: schema_version {} (this exitscope reads {})",
+                    report.schema_version,
+                    exitscope_analyze::report::SCHEMA_VERSION
+                )));
+            }
+            report
+        };
+        out.push(report);
     }
-    Ok(report)
+    if out.is_empty() {
+        return Err(Failure::input(anyhow!("{path}: empty: expected {expected}")));
+    }
+    Ok(out)
 }
 
 /// Run `exitscope merge`.
@@ -92,8 +122,10 @@ pub fn run(args: Args) -> CmdResult {
     let mut named = Vec::with_capacity(args.files.len());
     for f in &args.files {
         let (name, path) = name_and_path(f);
-        let report = load(path)?;
-        named.push((name.unwrap_or_else(|| host_of(&report, path)), report));
+        for report in load(path)? {
+            let host = name.clone().unwrap_or_else(|| host_of(&report, path));
+            named.push((host, report));
+        }
     }
     let merged = match args.by {
         Some(By::Host) => merge_by_host(named),
