@@ -427,7 +427,10 @@ fn duckdb_reads_vm_pid_and_preempted() {
     }
     let dir = TempDir::new("parquet-preempted");
     let dat = dir.join("sched.dat");
-    let fx = exitscope_tracedat::write::fixture::kvm_sched_tgids(7, exitscope_tracedat::Compression::Zstd);
+    let fx = exitscope_tracedat::write::fixture::kvm_sched_tgids(
+        7,
+        exitscope_tracedat::Compression::Zstd,
+    );
     std::fs::write(&dat, fx.to_bytes()).unwrap();
     if Command::new("trace-cmd").arg("--version").output().is_ok() {
         let o = Command::new("trace-cmd").args(["report", "-N", "-i"]).arg(&dat).output().unwrap();
@@ -553,8 +556,12 @@ fn merge_of_top_intervals_equals_the_report_of_the_capture() {
     let mut cmd = vec!["merge", "--by", "host"];
     cmd.extend(args.iter().map(String::as_str));
     let by: Value = serde_json::from_str(&ok_stdout(&cmd)).unwrap();
-    let hosts: Vec<&str> =
-        by["merged"]["hosts"].as_array().unwrap().iter().map(|h| h["host"].as_str().unwrap()).collect();
+    let hosts: Vec<&str> = by["merged"]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
     assert_eq!(hosts, ["web-01", "web-02"]);
     assert_eq!(by["exits"]["exits"], 12_000);
     // Report documents one after another in one file, as `report --json` of each host
@@ -567,7 +574,10 @@ fn merge_of_top_intervals_equals_the_report_of_the_capture() {
     }
     std::fs::write(&both, text).unwrap();
     let m: Value = serde_json::from_str(&ok_stdout(&["merge", both.to_str().unwrap()])).unwrap();
-    assert_eq!((m["merged"]["reports"].as_u64(), m["exits"]["exits"].as_u64()), (Some(2), Some(12_000)));
+    assert_eq!(
+        (m["merged"]["reports"].as_u64(), m["exits"]["exits"].as_u64()),
+        (Some(2), Some(12_000))
+    );
     println!("merge of top intervals: {} percentiles within the stated error", agree.checked);
     // A bad line names the file and its line.
     let bad = dir.join("bad.jsonl");

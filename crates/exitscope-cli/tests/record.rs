@@ -233,7 +233,13 @@ fn split(line: &str) -> Option<Record<'_>> {
     }
     let open = t.find(" [")?;
     let close = open + t[open..].find(']')?;
-    let task_s = t[..open].trim_end();
+    let mut task_s = t[..open].trim_end();
+    // record-tgid's `(  1200)` column (the recorder turns it on).
+    if task_s.ends_with(')')
+        && let Some(p) = task_s.rfind('(')
+    {
+        task_s = task_s[..p].trim_end();
+    }
     let dash = task_s.rfind('-')?;
     let rest = &t[close + 1..];
     let colon = rest.find(": ")?;

@@ -162,7 +162,10 @@ fn fake_json_lines_merge() {
     assert_eq!(reason(&v["exits"], "CPUID").unwrap()["count"].as_u64(), Some(2 * cpuid));
     let hosts = v["merged"]["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 2);
-    assert_eq!(reason(&hosts[0]["report"]["exits"], "CPUID").unwrap()["count"].as_u64(), Some(cpuid));
+    assert_eq!(
+        reason(&hosts[0]["report"]["exits"], "CPUID").unwrap()["count"].as_u64(),
+        Some(cpuid)
+    );
 }
 
 #[test]

@@ -116,7 +116,19 @@ impl Session {
             ..CaptureSummary::default()
         };
         let mut buf = Vec::with_capacity(PAGES_PER_TURN * pages.page_size);
-        let mut round = |rest| self.read_round(&mut cpus, &mut buf, &fs, &dir, rest, &spool_err);
+        // The traced processes' threads, looked up about once a second while recording: a
+        // thread that starts and ends meanwhile (a VM's vCPU threads under `run`) is gone from
+        // /proc by the end. Only with a pid filter (system-wide, the end's listing serves).
+        let roots: std::collections::BTreeSet<u32> = self.filter_tgids().values().copied().collect();
+        let mut seen_tgids = BTreeMap::new();
+        let mut last_scan: Option<Instant> = None;
+        let mut round = |rest| {
+            if !roots.is_empty() && last_scan.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                crate::session::tree_tgids(roots.iter().copied(), &mut seen_tgids);
+                last_scan = Some(Instant::now());
+            }
+            self.read_round(&mut cpus, &mut buf, &fs, &dir, rest, &spool_err)
+        };
         sum.stop = Some(poll_until(started, stop, &mut || round(false))?);
         self.stop_tracing()?;
         // Full pages first, then the partial pages the writer left.
@@ -138,7 +150,7 @@ impl Session {
         }
 
         let after = read_stats(&fs, &dir);
-        let meta = self.metadata(&fs, &dir, header_page, &cpus);
+        let meta = self.metadata(&fs, &dir, header_page, &cpus, &seen_tgids);
         let names: BTreeMap<u16, String> =
             meta.systems.iter().flat_map(|(_, f)| f.iter()).filter_map(|f| format_id(f)).collect();
         for c in &cpus {
@@ -204,7 +216,14 @@ impl Session {
     }
 
     /// Everything the file needs besides the pages, read while the instance still exists.
-    fn metadata(&self, fs: &Tracefs, dir: &str, header_page: String, cpus: &[Cpu]) -> Metadata {
+    fn metadata(
+        &self,
+        fs: &Tracefs,
+        dir: &str,
+        header_page: String,
+        cpus: &[Cpu],
+        seen_tgids: &BTreeMap<u32, u32>,
+    ) -> Metadata {
         let read = |rel: &str| fs.read(&format!("{dir}{rel}")).or_else(|_| fs.read(rel));
         let mut m = Metadata {
             header_page: header_page.into_bytes(),
@@ -238,7 +257,11 @@ impl Session {
         if let Some(tag) = self.host_tag() {
             m.options.push((option::EXITSCOPE_HOST, nul_terminated(tag)));
         }
-        m.options.push((option::EXITSCOPE_TGIDS, tgids_option(&self.tgids(&fs_saved_tgids(fs)))));
+        let mut tgids = self.tgids(&fs_saved_tgids(fs));
+        for (&t, &g) in seen_tgids {
+            tgids.entry(t).or_insert(g);
+        }
+        m.options.push((option::EXITSCOPE_TGIDS, tgids_option(&tgids)));
         for c in cpus {
             let stats = fs.read(&format!("{dir}per_cpu/cpu{}/stats", c.cpu)).unwrap_or_default();
             let text = format!("CPU: {}\n{stats}", c.cpu);
@@ -356,9 +379,10 @@ fn tgids_option(m: &BTreeMap<u32, u32>) -> Vec<u8> {
 }
 
 impl Session {
-    /// Thread → process for the file's tgids option: the kernel's `saved_tgids` (it keeps
-    /// threads that have ended), every thread alive now, and the pid filter's threads as they
-    /// were when added (later sources win: a pid reused since is named by its last owner).
+    /// Thread → process for the file's tgids option: the kernel's `saved_tgids` (filled while
+    /// someone has `record-tgid` on; it keeps threads that have ended), every thread alive now,
+    /// and the pid filter's threads as they were when added (later sources win: a pid reused
+    /// since is named by its last owner); the caller adds the threads seen while recording.
     fn tgids(&self, saved: &str) -> BTreeMap<u32, u32> {
         let mut m: BTreeMap<u32, u32> = saved
             .lines()

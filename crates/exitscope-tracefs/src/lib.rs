@@ -58,7 +58,7 @@ pub use recorder::{Outcome, Recorder, Recording, Target};
 pub use restore::{install_panic_hook, reset};
 pub use session::{
     DEFAULT_EVENTS, GRAPH_FALLBACK_FUNCTIONS, Mode, Placement, Session, SessionConfig,
-    process_tree_threads, threads_of,
+    all_tgids, process_tree_threads, tgids_of, threads_of, tree_tgids,
 };
 pub use signals::SignalWatcher;
 

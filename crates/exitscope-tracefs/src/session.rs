@@ -10,7 +10,9 @@ use crate::ledger;
 use crate::restore::{self, RestoreState};
 
 /// The default `--events` set: the generic exit/entry pair plus the reason-specific
-/// tracepoints that fire where kvm_exit/kvm_entry do not (PVM).
+/// tracepoints that fire where kvm_exit/kvm_entry do not (PVM), and `sched_switch`, which
+/// says whether a vCPU thread was scheduled out during an exit (`preempted`; with a pid filter
+/// only the traced threads' switches are recorded).
 pub const DEFAULT_EVENTS: &[&str] = &[
     "kvm:kvm_exit",
     "kvm:kvm_entry",
@@ -24,6 +26,7 @@ pub const DEFAULT_EVENTS: &[&str] = &[
     "kvm:kvm_inj_exception",
     "kvm:kvm_cr",
     "kvm:kvm_nested_vmexit",
+    "sched:sched_switch",
 ];
 
 /// Graph roots tried, in order, when the requested ones are not traceable (stock kernels
@@ -241,7 +244,6 @@ impl Session {
             // top level that read `7 (expanded: 1408)` stays at 7 KB for good. Save it first
             // so the restore writes the size the kernel would have expanded to.
             let top_buffer = fs.read("buffer_size_kb").ok().filter(|b| b.contains("(expanded:"));
-            self.record_tgids(fs);
             match fs.mkdir(&rel) {
                 Ok(()) => {
                     if let Some(b) = top_buffer {
@@ -319,7 +321,6 @@ impl Session {
                 ));
             }
         }
-        self.record_tgids(fs);
         Ok(())
     }
 
@@ -349,24 +350,10 @@ impl Session {
         Ok(())
     }
 
-    /// Thread → process of the threads put in the pid filter (see [`Session::add_pids`]).
+    /// Thread → process of the threads put in the pid filter, as they were when added (see
+    /// [`Session::add_pids`]).
     pub fn filter_tgids(&self) -> &BTreeMap<u32, u32> {
         &self.tgids
-    }
-
-    /// Turn on `record-tgid` at the top level (instances copy it when they are created; it
-    /// cannot be set in one): event text gains the `(tgid)` column and the kernel keeps the
-    /// tgid of every traced task in `saved_tgids`, so exits can name their VM process. Saved
-    /// and restored like every top-level file; a kernel without the option is left alone.
-    fn record_tgids(&mut self, fs: &Tracefs) {
-        const OPT: &str = "options/record-tgid";
-        if !fs.exists(OPT) || fs.read(OPT).is_ok_and(|v| v.trim() == "1") {
-            return;
-        }
-        let written = self.lock().write(OPT, "1", true);
-        if let Err(e) = written {
-            self.notes.push(format!("record-tgid left off ({e}): exits will not name their VM"));
-        }
     }
 
     /// Adds to the pid filter the threads (and child processes) of `pid` that it lacks: those
@@ -661,6 +648,29 @@ pub fn tgids_of(tids: &[u32]) -> BTreeMap<u32, u32> {
             Some((t, g))
         })
         .collect()
+}
+
+/// Adds to `out` thread → process of every thread of the processes `roots` and of their
+/// descendants alive now (`/proc/<p>/task/<t>/children`; a kernel without that file gives the
+/// roots' own threads).
+pub fn tree_tgids(roots: impl IntoIterator<Item = u32>, out: &mut BTreeMap<u32, u32>) {
+    let mut todo: Vec<u32> = roots.into_iter().collect();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(p) = todo.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
+        for t in tasks.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            out.insert(tid, p);
+            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                todo.extend(c.split_ascii_whitespace().filter_map(|x| x.parse::<u32>().ok()));
+            }
+        }
+    }
 }
 
 /// Thread → process of every thread alive now (`/proc/<tgid>/task/<tid>`: a directory

@@ -357,6 +357,29 @@ fn events_mode_uses_a_private_instance_and_streams_lost_events() {
     assert_eq!(snapshot(&dir.0), before);
 }
 
+/// The session knows the process of its pid filter's threads (this test's own thread: its
+/// process is this one), and touches nothing at the top level for it (`record-tgid` is left
+/// as it is).
+#[test]
+fn filter_threads_have_their_process_and_record_tgid_is_left_alone() {
+    let dir = TempDir::new("tgid");
+    fake_top_level(&dir.0);
+    fake_instance_template(&dir.0);
+    put(&dir.0, "options/record-tgid", "0\n");
+    let before = snapshot(&dir.0);
+    let fs = Tracefs::fake(&dir.0);
+    let me = std::process::id();
+    let s = Session::start(&fs, &events_config(me)).unwrap();
+    assert_eq!(s.filter_tgids().get(&me), Some(&me));
+    // The process tree's threads, as the trace.dat capture looks them up while recording.
+    let mut tree = BTreeMap::new();
+    exitscope_tracefs::tree_tgids([me], &mut tree);
+    assert!(tree.len() > 1 && tree.values().all(|&g| g == me), "{tree:?}");
+    s.finish().unwrap();
+    assert!(!fs.ops().iter().any(|o| matches!(o, Op::Write { path, .. } if path.contains("record-tgid"))));
+    assert_eq!(snapshot(&dir.0), before);
+}
+
 /// Found by the lab test on Debian 6.1: the "buffer expanded" flag is global there, so using an
 /// instance leaves an unexpanded top level (`7 (expanded: 1408)`) at 7 KB for good. The session
 /// saves it and writes back the size the kernel would have expanded to.

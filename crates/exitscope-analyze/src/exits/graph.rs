@@ -526,11 +526,13 @@ fn classify_one(
         preempted: false,
     };
     let (first, end) = unit.node_range(root);
-    c.preempted = root.nodes.get(first..end).is_some_and(|ns| {
-        ns.iter().any(|n| role_of(roles, n) == Role::Sched)
-    }) || events.iter().any(|&e| {
-        matches!(root.events[e].name.as_str(), "sched_switch" | crate::calls::TASK_SWITCH_EVENT)
-    });
+    c.preempted = root
+        .nodes
+        .get(first..end)
+        .is_some_and(|ns| ns.iter().any(|n| role_of(roles, n) == Role::Sched))
+        || events.iter().any(|&e| {
+            matches!(root.events[e].name.as_str(), "sched_switch" | crate::calls::TASK_SWITCH_EVENT)
+        });
     // The unit's events: the first kvm_exit, the reason-specific tracepoints.
     let mut raw_event: Option<&str> = None;
     let mut tracepoint_kinds: Vec<(ExitKind, &str)> = Vec::new();

@@ -96,9 +96,8 @@ fn load(path: &str) -> Result<Vec<Report>, Failure> {
             })?;
             iv.into_report(path)
         } else {
-            let report: Report = serde_json::from_value(v).map_err(|e| {
-                Failure::input(anyhow!("{path}:{line}: expected {expected}: {e}"))
-            })?;
+            let report: Report = serde_json::from_value(v)
+                .map_err(|e| Failure::input(anyhow!("{path}:{line}: expected {expected}: {e}")))?;
             if report.schema_version != exitscope_analyze::report::SCHEMA_VERSION {
                 return Err(Failure::input(anyhow!(
                     "{path}:{line}: schema_version {} (this exitscope reads {})",
