@@ -119,11 +119,13 @@ impl Session {
         // The traced processes' threads, looked up about once a second while recording: a
         // thread that starts and ends meanwhile (a VM's vCPU threads under `run`) is gone from
         // /proc by the end. Only with a pid filter (system-wide, the end's listing serves).
-        let roots: std::collections::BTreeSet<u32> = self.filter_tgids().values().copied().collect();
+        let roots: std::collections::BTreeSet<u32> =
+            self.filter_tgids().values().copied().collect();
         let mut seen_tgids = BTreeMap::new();
         let mut last_scan: Option<Instant> = None;
         let mut round = |rest| {
-            if !roots.is_empty() && last_scan.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            if !roots.is_empty() && last_scan.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            {
                 crate::session::tree_tgids(roots.iter().copied(), &mut seen_tgids);
                 last_scan = Some(Instant::now());
             }

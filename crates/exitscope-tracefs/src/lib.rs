@@ -57,8 +57,8 @@ pub use ledger::STATE_DIR_ENV;
 pub use recorder::{Outcome, Recorder, Recording, Target};
 pub use restore::{install_panic_hook, reset};
 pub use session::{
-    DEFAULT_EVENTS, GRAPH_FALLBACK_FUNCTIONS, Mode, Placement, Session, SessionConfig,
-    all_tgids, process_tree_threads, tgids_of, threads_of, tree_tgids,
+    DEFAULT_EVENTS, GRAPH_FALLBACK_FUNCTIONS, Mode, Placement, Session, SessionConfig, all_tgids,
+    process_tree_threads, tgids_of, threads_of, tree_tgids,
 };
 pub use signals::SignalWatcher;
 

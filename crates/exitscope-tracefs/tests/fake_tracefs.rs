@@ -376,7 +376,11 @@ fn filter_threads_have_their_process_and_record_tgid_is_left_alone() {
     exitscope_tracefs::tree_tgids([me], &mut tree);
     assert!(tree.len() > 1 && tree.values().all(|&g| g == me), "{tree:?}");
     s.finish().unwrap();
-    assert!(!fs.ops().iter().any(|o| matches!(o, Op::Write { path, .. } if path.contains("record-tgid"))));
+    assert!(
+        !fs.ops()
+            .iter()
+            .any(|o| matches!(o, Op::Write { path, .. } if path.contains("record-tgid")))
+    );
     assert_eq!(snapshot(&dir.0), before);
 }
 

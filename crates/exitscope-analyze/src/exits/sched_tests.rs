@@ -7,6 +7,9 @@ use exitscope_model::{InputFormat, InputSink, InputSummary};
 use super::{ExitRecord, ExitSink, Reasons};
 use crate::{Analysis, AnalysisOptions};
 
+/// (reason, vCPU thread, VM process, preempted).
+type Row<'a> = (&'a str, Option<u32>, Option<u32>, Option<bool>);
+
 #[derive(Default)]
 struct Collect(Vec<(String, ExitRecord)>);
 
@@ -34,7 +37,7 @@ fn exits_of(fixture: &str) -> Vec<(String, ExitRecord)> {
 #[test]
 fn event_text_gives_the_tgid_column_and_sched_switches_inside_exits() {
     let exits = exits_of("events-tgid-sched.txt");
-    let got: Vec<(&str, Option<u32>, Option<u32>, Option<bool>)> =
+    let got: Vec<Row<'_>> =
         exits.iter().map(|(r, e)| (r.as_str(), e.task, e.vm_pid, e.preempted)).collect();
     assert_eq!(
         got,
@@ -55,7 +58,7 @@ fn event_text_gives_the_tgid_column_and_sched_switches_inside_exits() {
 #[test]
 fn function_graph_exits_see_task_switches_and_scheduler_calls() {
     let exits = exits_of("task-switch-in-exit.txt");
-    let got: Vec<(&str, Option<u32>, Option<u32>, Option<bool>)> =
+    let got: Vec<Row<'_>> =
         exits.iter().map(|(r, e)| (r.as_str(), e.task, e.vm_pid, e.preempted)).collect();
     assert_eq!(
         got,

@@ -305,11 +305,11 @@ fn kvm_entry_rec(pid: i32, vcpu: u32, rip: u64) -> Vec<u8> {
 
 fn sched_switch_rec(prev: (&str, i32), state: i64, next: (&str, i32)) -> Vec<u8> {
     let mut p = common(372, prev.1, 64);
-    put(&mut p, 8, &prev.0.as_bytes()[..prev.0.len().min(15)]);
+    put(&mut p, 8, prev.0.as_bytes().get(..15).unwrap_or(prev.0.as_bytes()));
     put(&mut p, 24, &prev.1.to_le_bytes());
     put(&mut p, 28, &120i32.to_le_bytes());
     put(&mut p, 32, &state.to_le_bytes());
-    put(&mut p, 40, &next.0.as_bytes()[..next.0.len().min(15)]);
+    put(&mut p, 40, next.0.as_bytes().get(..15).unwrap_or(next.0.as_bytes()));
     put(&mut p, 56, &next.1.to_le_bytes());
     put(&mut p, 60, &120i32.to_le_bytes());
     p
