@@ -283,9 +283,9 @@ fn real_events_record_counts_the_programs_kvm_cpuid_and_restores_tracefs() {
     for line in text.lines() {
         // sched_switch is written by whichever task leaves the CPU, also when the traced
         // thread is the one switched in.
-        if let Some(r) = split(line).filter(|r| {
-            !matches!(r.kind, RecordKind::Event { name, .. } if name == "sched_switch")
-        }) {
+        if let Some(r) = split(line)
+            .filter(|r| !matches!(r.kind, RecordKind::Event { name, .. } if name == "sched_switch"))
+        {
             pids.insert(r.task.unwrap().pid);
         }
     }
