@@ -489,6 +489,22 @@ fn duckdb_reads_vm_pid_and_preempted() {
     for (name, rows) in &got {
         assert_eq!(rows, &want[*name], "{name}");
     }
+    // perf.data: every sample names its process (the test writer's VM, pid 4000, threads
+    // 4001 and 4002); no sched_switch recorded, so preempted is unknown.
+    let out = dir.join("perf");
+    let perf = root().join("tests/data/perfdata/kvm-stat-vmx.data");
+    let o = exitscope(&["export", "--parquet", out.to_str().unwrap(), perf.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sql = format!(
+        "SELECT vm_pid, vcpu_tid, count(preempted) AS known, count(*) AS n FROM \
+         read_parquet('{}/exits.parquet') GROUP BY ALL ORDER BY vcpu_tid",
+        out.display()
+    );
+    let py = format!("import duckdb, json\nprint(json.dumps(duckdb.sql({sql:?}).fetchall()))");
+    let o = Command::new("python3").args(["-c", &py]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows, serde_json::json!([[4000, 4001, 0, 20], [4000, 4002, 0, 20]]));
 }
 
 /// `merge` of `top --json` lines: the intervals of one capture, written by top's own writer,
