@@ -521,15 +521,19 @@ impl<'n> Reader<'n> {
         let blank = data.iter().take(4096).all(u8::is_ascii_whitespace) && data.len() <= 4096;
         sink.begin_input(self.name, InputFormat::FtraceText);
         let chunk = self.opts.chunk_bytes.unwrap_or(parallel::DEFAULT_CHUNK);
-        let s = parallel::parse_text(
-            self.name,
-            Some(map),
-            data,
-            self.opts.jobs,
-            chunk,
-            &mut RecordsOf(sink),
-            self.opts.progress.as_ref(),
-        );
+        let (jobs, progress) = (self.opts.jobs, self.opts.progress.as_ref());
+        let s = match sink.chunked() {
+            Some(c) => parallel::parse_text(self.name, Some(map), data, jobs, chunk, c, progress),
+            None => parallel::parse_text(
+                self.name,
+                Some(map),
+                data,
+                jobs,
+                chunk,
+                &mut parallel::InOrder(RecordsOf(&mut *sink)),
+                progress,
+            ),
+        };
         self.text_result(&s, blank, None, host, sink)
     }
 
