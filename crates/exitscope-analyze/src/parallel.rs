@@ -32,8 +32,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use exitscope_model::exit::{ExitKind, MmioStep, tracepoint_exit};
 use exitscope_model::{
-    ChunkPart, ChunkedSink, Diagnostic, Flow, PartMaker, Record, RecordKind, RecordSink,
-    Severity,
+    ChunkPart, ChunkedSink, Diagnostic, Flow, PartMaker, Record, RecordKind, RecordSink, Severity,
 };
 
 use crate::Analysis;

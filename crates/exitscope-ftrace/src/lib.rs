@@ -180,9 +180,9 @@ impl TextParser {
         lines.iter().all(|l| match l {
             PreLine::Text { parsed: Ok(Line::Event { .. } | Line::Skip), .. } => true,
             PreLine::Text { parsed: Ok(_), .. } => false,
-            PreLine::Text { parsed: Err(_), .. } | PreLine::NotUtf8 { .. } | PreLine::TooLong(_) => {
-                true
-            }
+            PreLine::Text { parsed: Err(_), .. }
+            | PreLine::NotUtf8 { .. }
+            | PreLine::TooLong(_) => true,
         })
     }
 
