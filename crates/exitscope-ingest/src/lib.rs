@@ -11,7 +11,9 @@
 //! A large plain text file with [`Options::jobs`] above 1 is mapped instead and cut into
 //! chunks at line ends; worker threads pre-parse the chunks (everything a line says on its
 //! own) while the calling thread applies them in order, so the sink gets exactly the records
-//! and diagnostics of one thread, and memory stays a window of chunks (`parallel.rs`).
+//! and diagnostics of one thread, and memory stays a window of chunks (`parallel.rs`). A
+//! sink that analyses chunks itself ([`exitscope_model::ChunkedSink`], the analysis) gets
+//! chunks of event lines as parts analysed on the worker threads, merged in order.
 //!
 //! ```
 //! use exitscope_ingest::{Options, read_bytes};

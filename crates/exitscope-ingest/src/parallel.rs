@@ -113,6 +113,15 @@ struct Tally {
     refused: u64,
     in_order: u64,
     busy: Duration,
+    /// CPU time of the consumer thread (applying and merging, not waiting).
+    cpu: Duration,
+}
+
+/// CPU time of the calling thread so far (`/proc/thread-self/schedstat`), for the chunk
+/// stats: the consumer's own work, whatever else the machine runs.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(s.split_whitespace().next()?.parse().ok()?))
 }
 
 /// Parse and analyse one chunk on a worker: a part when `maker` gives one and the lines
@@ -204,6 +213,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
     let mut lineno = 0u64;
     let mut stopped = false;
     let mut tally = Tally::default();
+    let stats = std::env::var_os("EXITSCOPE_CHUNK_STATS").is_some();
     std::thread::scope(|scope| {
         // (chunk index, its end, what the worker made of it)
         let (tx, rx) = mpsc::channel::<(usize, usize, Done<'_>)>();
@@ -242,6 +252,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
         let mut pending = BTreeMap::new();
         let mut want = 0usize;
         let mut released = 0usize;
+        let cpu_before = stats.then(thread_cpu).flatten();
         'recv: for (i, end, done) in rx.iter() {
             pending.insert(i, (end, done));
             while let Some((end, done)) = pending.remove(&want) {
@@ -287,17 +298,22 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                 }
             }
         }
+        if let (Some(a), Some(b)) = (cpu_before, stats.then(thread_cpu).flatten()) {
+            tally.cpu = b.saturating_sub(a);
+        }
         // Workers blocked on the window see `stop`; the rest finish their chunk and quit
         // when the channel is gone.
         drop(rx);
     });
-    if std::env::var_os("EXITSCOPE_CHUNK_STATS").is_some() {
+    if stats {
         eprintln!(
-            "exitscope: chunk stats: {} merged, {} refused, {} in order; consumer busy {:.3} s",
+            "exitscope: chunk stats: {} merged, {} refused, {} in order; consumer busy {:.3} s \
+             wall, {:.3} s CPU",
             tally.merged,
             tally.refused,
             tally.in_order,
-            tally.busy.as_secs_f64()
+            tally.busy.as_secs_f64(),
+            tally.cpu.as_secs_f64()
         );
     }
     let mut summary = parser.finish(sink);
