@@ -971,6 +971,11 @@ impl CallTreeBuilder {
         st.contradiction = None;
     }
 
+    /// Some task (or CPU) has a call open.
+    pub fn has_open_calls(&self) -> bool {
+        self.stacks.iter().any(|s| !s.open.is_empty())
+    }
+
     /// Whether `rec` (an event) falls inside an open call of its task: it is then part of that
     /// call's root (as a [`RootEvent`]).
     pub fn in_open_call(&self, rec: &Record<'_>) -> bool {

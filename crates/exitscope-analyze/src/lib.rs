@@ -39,6 +39,7 @@ pub mod funcs;
 pub mod histogram;
 pub mod live;
 mod merge;
+mod parallel;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -383,6 +384,10 @@ impl<'a> Analysis<'a> {
 }
 
 impl InputSink for Analysis<'_> {
+    fn chunked(&mut self) -> Option<&mut dyn exitscope_model::ChunkedSink> {
+        Some(self)
+    }
+
     fn begin_input(&mut self, name: &str, format: InputFormat) {
         self.ordinal = 0;
         self.builder.begin_input(self.inputs.len(), name);

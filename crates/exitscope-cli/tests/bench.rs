@@ -3,29 +3,14 @@
 //! Tests that need /dev/kvm print `SKIP: <reason>` and pass where it is unavailable, and
 //! fail instead when `EXITSCOPE_REQUIRE_HW=1`.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn exitscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exitscope")).args(args).output().unwrap()
-}
+mod common;
 
-/// True if /dev/kvm can be used; otherwise prints SKIP (or panics under REQUIRE_HW).
-fn have_kvm() -> bool {
-    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(
-                std::env::var_os("EXITSCOPE_REQUIRE_HW").is_none_or(|v| v != "1"),
-                "EXITSCOPE_REQUIRE_HW=1 but /dev/kvm is unusable: {e}"
-            );
-            println!("SKIP: /dev/kvm unusable: {e}");
-            false
-        }
-    }
-}
+use common::{Need, exitscope, json, skip_unless};
 
 fn is_pvm() -> bool {
     std::path::Path::new("/sys/module/kvm_pvm").exists()
@@ -36,16 +21,6 @@ fn cpuid_intercepted() -> bool {
     let fault =
         std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().contains("cpuid_fault");
     !is_pvm() || fault
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "bad JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn result<'a>(report: &'a Value, test: &str) -> &'a Value {
@@ -105,7 +80,7 @@ fn unknown_test_and_bad_cpl_are_usage_errors() {
 
 #[test]
 fn json_schema_and_one_exit_per_iteration() {
-    if !have_kvm() {
+    if skip_unless(&[Need::Kvm]) {
         return;
     }
     let tests =
@@ -198,7 +173,7 @@ fn json_schema_and_one_exit_per_iteration() {
 
 #[test]
 fn faulting_guest_is_reported_with_vector_and_rip() {
-    if !have_kvm() {
+    if skip_unless(&[Need::Kvm]) {
         return;
     }
     let out = exitscope(&["bench", "--json", "--min-cycles", "2^16", "fault_ud", "nop"]);
@@ -217,7 +192,7 @@ fn faulting_guest_is_reported_with_vector_and_rip() {
 
 #[test]
 fn hanging_guest_is_stopped_by_the_deadline() {
-    if !have_kvm() {
+    if skip_unless(&[Need::Kvm]) {
         return;
     }
     let started = Instant::now();
@@ -234,7 +209,7 @@ fn hanging_guest_is_stopped_by_the_deadline() {
 
 #[test]
 fn table_names_mode_host_and_load() {
-    if !have_kvm() {
+    if skip_unless(&[Need::Kvm]) {
         return;
     }
     let out = exitscope(&["bench", "--min-cycles", "2^18", "--repeat", "1", "inl_from_kernel"]);
@@ -269,7 +244,7 @@ fn table_names_mode_host_and_load() {
 
 #[test]
 fn cpl0_override_runs_privileged_tests_and_says_why() {
-    if !have_kvm() {
+    if skip_unless(&[Need::Kvm]) {
         return;
     }
     let tests = ["rd_tsc_adjust_msr", "wr_kernel_gs_base", "mov_to_cr8", "self_ipi_sti_hlt"];
@@ -304,7 +279,7 @@ fn first_allowed_cpu() -> u64 {
 
 #[test]
 fn pin_records_placement_and_six_repeats_give_a_median_interval() {
-    if !have_kvm() {
+    if skip_unless(&[Need::Kvm]) {
         return;
     }
     let cpu = first_allowed_cpu().to_string();

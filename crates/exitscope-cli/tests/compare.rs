@@ -1,14 +1,13 @@
 //! `exitscope compare A B` end to end, on fixed bench results (`tests/data/compare/`, see
 //! its README entry) so the verdicts are deterministic, plus one live pair on this host.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-fn exitscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exitscope")).args(args).output().unwrap()
-}
+mod common;
+
+use common::{TempDir, exitscope, json, stderr as err, stdout as text};
 
 fn data(name: &str) -> String {
     exitscope_testkit::workspace_root()
@@ -16,40 +15,6 @@ fn data(name: &str) -> String {
         .join(name)
         .to_string_lossy()
         .into_owned()
-}
-
-fn text(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", text(o), err(o)))
-}
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let p =
-            std::env::temp_dir().join(format!("exitscope-compare-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn rows(c: &Value) -> &Vec<Value> {
@@ -108,8 +73,8 @@ fn scaled(a: &str, factor: f64) -> String {
 #[test]
 fn every_sample_ten_percent_slower_is_reported_slower() {
     let a = data("pvm-a.bench.json");
-    let dir = Scratch::new("slower");
-    let b = dir.path("b.json");
+    let dir = TempDir::new("slower");
+    let b = dir.arg("b.json");
     std::fs::write(&b, scaled(&a, 1.1)).unwrap();
     let c = json(&exitscope(&["compare", "--json", &a, &b]));
     let positive: Vec<&Value> =
@@ -166,15 +131,15 @@ fn pvm_against_a_vmx_host_is_an_unlike_comparison() {
 
 #[test]
 fn run_directories_and_bad_inputs() {
-    let dir = Scratch::new("inputs");
-    std::fs::create_dir_all(dir.path("run-a")).unwrap();
-    std::fs::copy(data("pvm-a.bench.json"), dir.path("run-a/bench.json")).unwrap();
-    let out = exitscope(&["compare", &dir.path("run-a"), &data("pvm-a.bench.json")]);
+    let dir = TempDir::new("inputs");
+    std::fs::create_dir_all(dir.arg("run-a")).unwrap();
+    std::fs::copy(data("pvm-a.bench.json"), dir.arg("run-a/bench.json")).unwrap();
+    let out = exitscope(&["compare", &dir.arg("run-a"), &data("pvm-a.bench.json")]);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     assert!(text(&out).contains("run-a/bench.json"), "{}", text(&out));
 
-    std::fs::create_dir_all(dir.path("empty")).unwrap();
-    let out = exitscope(&["compare", &dir.path("empty"), &data("pvm-a.bench.json")]);
+    std::fs::create_dir_all(dir.arg("empty")).unwrap();
+    let out = exitscope(&["compare", &dir.arg("empty"), &data("pvm-a.bench.json")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(err(&out).contains("no bench.json in this directory, nor trace.dat"), "{}", err(&out));
 
@@ -187,13 +152,13 @@ fn run_directories_and_bad_inputs() {
         "{}",
         err(&out)
     );
-    let not_json = dir.path("broken.json");
+    let not_json = dir.arg("broken.json");
     std::fs::write(&not_json, "{ \"results\": [ }").unwrap();
     let out = exitscope(&["compare", &not_json, &data("pvm-a.bench.json")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(err(&out).contains("broken.json:1:"), "{}", err(&out));
 
-    let out = exitscope(&["compare", &dir.path("missing.json"), &data("pvm-a.bench.json")]);
+    let out = exitscope(&["compare", &dir.arg("missing.json"), &data("pvm-a.bench.json")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(err(&out).contains("missing.json"), "{}", err(&out));
     assert_eq!(exitscope(&["compare", "--fail-above", "x", "a", "b"]).status.code(), Some(2));
@@ -206,7 +171,7 @@ fn live_pair_on_this_host_is_alike() {
     if !exitscope_testkit::skip_unless("live_pair_on_this_host_is_alike", missing) {
         return;
     }
-    let dir = Scratch::new("live");
+    let dir = TempDir::new("live");
     for name in ["a.json", "b.json"] {
         let out = exitscope(&[
             "bench",
@@ -218,9 +183,9 @@ fn live_pair_on_this_host_is_alike() {
             "inl_from_kernel",
         ]);
         assert_eq!(out.status.code(), Some(0), "{}", err(&out));
-        std::fs::write(dir.path(name), &out.stdout).unwrap();
+        std::fs::write(dir.arg(name), &out.stdout).unwrap();
     }
-    let out = exitscope(&["compare", "--json", &dir.path("a.json"), &dir.path("b.json")]);
+    let out = exitscope(&["compare", "--json", &dir.arg("a.json"), &dir.arg("b.json")]);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     let c = json(&out);
     // Same machine, same settings: whatever the timing noise, nothing unlike.
@@ -266,8 +231,8 @@ fn scaled_trace(text: &str, factor: f64) -> String {
 #[test]
 fn two_traces_from_one_fixture_do_not_differ() {
     let a = data("vmx-exits.txt");
-    let dir = Scratch::new("traces-same");
-    let b = dir.path("b.txt");
+    let dir = TempDir::new("traces-same");
+    let b = dir.arg("b.txt");
     std::fs::copy(&a, &b).unwrap();
     let out = exitscope(&["compare", "--json", &a, &b]);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
@@ -295,8 +260,8 @@ fn two_traces_from_one_fixture_do_not_differ() {
 #[test]
 fn every_exit_ten_percent_slower_in_a_trace_is_reported_slower() {
     let a = data("vmx-exits.txt");
-    let dir = Scratch::new("traces-slower");
-    let b = dir.path("b.txt");
+    let dir = TempDir::new("traces-slower");
+    let b = dir.arg("b.txt");
     std::fs::write(&b, scaled_trace(&std::fs::read_to_string(&a).unwrap(), 1.1)).unwrap();
     let c = json(&exitscope(&["compare", "--json", &a, &b]));
     let rows = rows(&c);
@@ -325,8 +290,8 @@ fn pvm_trace_against_a_recorded_vmx_trace_is_an_unlike_comparison() {
     let pvm: Value =
         serde_json::from_str(&std::fs::read_to_string(data("pvm-a.bench.json")).unwrap()).unwrap();
     let (_, rest) = vmx.split_once('\n').unwrap();
-    let dir = Scratch::new("traces-unlike");
-    let a = dir.path("pvm.txt");
+    let dir = TempDir::new("traces-unlike");
+    let a = dir.arg("pvm.txt");
     std::fs::write(&a, format!("# exitscope host: {}\n{rest}", pvm["host"])).unwrap();
     let out = exitscope(&["compare", &a, &data("vmx-exits.txt")]);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
@@ -340,7 +305,7 @@ fn pvm_trace_against_a_recorded_vmx_trace_is_an_unlike_comparison() {
     assert!(t.contains("PVM → bare metal"), "{t}");
     assert!(t.find("unlike comparison").unwrap() < t.find("exit reason").unwrap());
     // A trace without a host line: nothing to compare the environment with, and no guess.
-    let bare = dir.path("bare.txt");
+    let bare = dir.arg("bare.txt");
     std::fs::write(&bare, rest).unwrap();
     let c = json(&exitscope(&["compare", "--json", &bare, &data("vmx-exits.txt")]));
     assert_eq!(c["a"]["host"]["cpu"]["vendor"], Value::Null, "{}", c["a"]);
@@ -372,8 +337,8 @@ fn report_json_host_is_the_recording_host_or_null() {
     assert_eq!(r["host"], Value::Null);
     assert!(!text(&exitscope(&["report", seed.to_str().unwrap()])).contains("# recorded on"));
     // A broken host line is said, and the host is unknown.
-    let dir = Scratch::new("bad-host");
-    let bad = dir.path("bad.txt");
+    let dir = TempDir::new("bad-host");
+    let bad = dir.arg("bad.txt");
     let fixture = std::fs::read_to_string(data("vmx-exits.txt")).unwrap();
     let (_, rest) = fixture.split_once('\n').unwrap();
     std::fs::write(&bad, format!("# exitscope host: {{\"cpu\": 3}}\n{rest}")).unwrap();
@@ -389,14 +354,14 @@ fn report_json_host_is_the_recording_host_or_null() {
 
 #[test]
 fn run_directories_compare_bench_and_trace() {
-    let dir = Scratch::new("run-dirs");
+    let dir = TempDir::new("run-dirs");
     let trace = exitscope_testkit::workspace_root().join("tests/data/tracedat/kvm-all-v7-zstd.dat");
     for d in ["a", "b"] {
-        std::fs::create_dir_all(dir.path(d)).unwrap();
-        std::fs::copy(data("pvm-a.bench.json"), dir.path(&format!("{d}/bench.json"))).unwrap();
-        std::fs::copy(&trace, dir.path(&format!("{d}/trace.dat"))).unwrap();
+        std::fs::create_dir_all(dir.arg(d)).unwrap();
+        std::fs::copy(data("pvm-a.bench.json"), dir.arg(&format!("{d}/bench.json"))).unwrap();
+        std::fs::copy(&trace, dir.arg(&format!("{d}/trace.dat"))).unwrap();
     }
-    let out = exitscope(&["compare", "--json", &dir.path("a"), &dir.path("b")]);
+    let out = exitscope(&["compare", "--json", &dir.arg("a"), &dir.arg("b")]);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     let c = json(&out);
     let tests = rows(&c).iter().filter(|r| r["measure"].is_null()).count();
@@ -407,6 +372,6 @@ fn run_directories_compare_bench_and_trace() {
         assert_eq!(r["resolution"]["timestamp_ns"], 1, "trace.dat is in ns: {r}");
         assert_ne!(r["verdict"], "slower", "{r}");
     }
-    let t = text(&exitscope(&["compare", &dir.path("a"), &dir.path("b")]));
+    let t = text(&exitscope(&["compare", &dir.arg("a"), &dir.arg("b")]));
     assert!(t.find("A median").unwrap() < t.find("exit reason").unwrap(), "{t}");
 }

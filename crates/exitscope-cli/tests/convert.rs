@@ -1,15 +1,14 @@
 //! `exitscope convert`: trace.dat → kernel-style text, and exit code 2 on bad input.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tracedat").join(name)
 }
 
-fn exitscope() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_exitscope"))
-}
+mod common;
+
+use common::command as exitscope;
 
 #[test]
 fn converts_event_trace_to_kernel_event_lines() {

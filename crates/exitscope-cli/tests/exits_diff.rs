@@ -3,32 +3,9 @@
 //! Goldens live in `tests/data/<case>/expected.*`; `EXITSCOPE_BLESS=1 cargo test` rewrites
 //! them. A mismatch names `expected_file:line`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exitscope"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("NO_COLOR")
-        .output()
-        .expect("run exitscope")
-}
-
-fn stdout_ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "exitscope {args:?} failed ({:?}): {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
+use common::{exitscope as run, ok_stdout as stdout_ok};
 
 /// The one golden runner (`exitscope_testkit::golden`), arguments in this file's order.
 fn golden(expected: &str, actual: &str) {

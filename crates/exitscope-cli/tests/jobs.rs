@@ -17,6 +17,8 @@ fn text_fixtures() -> Vec<String> {
         "tests/data/seed",
         "tests/data/ioctl-run",
         "tests/data/ioctl-run-events",
+        "tests/data/chunks",
+        "tests/data/compare",
         "../shared/corpus/fgraph",
     ] {
         let Ok(rd) = std::fs::read_dir(base.join(dir)) else { continue };
@@ -30,7 +32,72 @@ fn text_fixtures() -> Vec<String> {
             names.iter().map(|p| format!("{dir}/{}", p.file_name().unwrap().to_str().unwrap())),
         );
     }
+    out.extend(event_fixtures().into_iter().filter(|f| !out.contains(f)).collect::<Vec<_>>());
     out
+}
+
+/// The kvm_exit/kvm_entry and tracepoint traces among the fixtures.
+fn event_fixtures() -> Vec<String> {
+    let mut out = vec![
+        "tests/data/chunks/events-adversarial.txt".to_string(),
+        "tests/data/fgraph/events-trimmed-columns.txt".to_string(),
+        "tests/data/fgraph/event-lines.txt".to_string(),
+        "tests/data/compare/vmx-exits.txt".to_string(),
+        "tests/data/tracedat/kvm-all-v7-zstd.kernel.txt".to_string(),
+    ];
+    let dir = "crates/exitscope-analyze/tests/data/kvm_events";
+    let mut names: Vec<String> = std::fs::read_dir(root().join(dir))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| format!("{dir}/{}/input.txt", e.file_name().to_str().unwrap()))
+        .collect();
+    names.sort();
+    out.extend(names);
+    out
+}
+
+/// `report --json` of `f` at `-j 2` in chunks of `chunk` bytes, and how the chunks went:
+/// (merged parts, refused parts, chunks applied in order), from `EXITSCOPE_CHUNK_STATS`.
+fn chunk_stats(f: &str, chunk: &str) -> (Vec<u8>, [u64; 3]) {
+    let out = common::command()
+        .args(["report", "--json", "-j", "2", "--chunk-bytes", chunk, f])
+        .env("EXITSCOPE_CHUNK_STATS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.contains("chunk stats:")).unwrap_or_else(|| panic!("{err}"));
+    let rest = line.split("chunk stats: ").nth(1).unwrap();
+    let n: Vec<u64> =
+        rest.split(", ").take(3).map(|p| p.split(' ').next().unwrap().parse().unwrap()).collect();
+    (out.stdout, [n[0], n[1], n[2]])
+}
+
+/// Event traces are analysed chunk by chunk and merged, not applied line by line on one
+/// thread; the adversarial fixture also makes the analysis refuse parts (lost events not yet
+/// accounted, the first kvm_exit, MMIO reads that may complete an earlier chunk's) and
+/// apply those chunks in order. Function graphs are applied in order. Every output equals
+/// `-j 1`'s.
+#[test]
+fn event_chunks_are_merged_and_refused_parts_applied_in_order() {
+    let mut refused = 0;
+    for f in event_fixtures() {
+        let one = stdout(&["report", "--json", "-j", "1", &f]);
+        for chunk in ["150", "400", "1500"] {
+            let (many, [merged, no, in_order]) = chunk_stats(&f, chunk);
+            assert!(one == many, "{f}: --chunk-bytes {chunk} differs from -j 1");
+            let size = std::fs::metadata(root().join(&f)).unwrap().len();
+            if size > 3 * chunk.parse::<u64>().unwrap() {
+                assert!(merged > 0, "{f} in chunks of {chunk}: {merged} merged, {no} refused");
+            }
+            assert!(merged + no + in_order > 0);
+            refused += no;
+        }
+    }
+    assert!(refused > 0, "no part was ever refused: the fallback is not exercised");
+    let (_, [merged, no, in_order]) = chunk_stats("tests/data/seed/cpuid-amd.fgraph.txt", "200");
+    assert_eq!((merged, no), (0, 0), "function graphs are applied in order");
+    assert!(in_order > 3);
 }
 
 fn stdout(args: &[&str]) -> Vec<u8> {

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
-}
+mod common;
+
+use common::{ok_stdout as exitscope, root};
 
 /// Seed path relative to the workspace root, where [`exitscope`] runs (so pages and
 /// screenshots show `tests/data/seed/...`, not this machine's directories).
@@ -32,21 +32,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Run `exitscope ARGS`, asserting success; returns stdout.
-fn exitscope(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_exitscope"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "exitscope {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 // ---------------------------------------------------------------- subcommands, no browser

@@ -8,27 +8,15 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use exitscope_model::{Record, RecordKind, Task};
 
 use common::{
-    Need, TempDir, fake_tracefs as fake, put, skip_unless, snapshot_dir, snapshot_tracefs, stderr,
-    wait_timeout,
+    Need, TempDir, fake_tracefs as fake, put, skip_unless, snapshot_dir, snapshot_tracefs, spawn,
+    stderr, wait_timeout,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_exitscope");
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 fn run(args: &[&str]) -> Output {
     spawn(args).wait_with_output().unwrap()
@@ -292,7 +280,7 @@ fn real_events_record_counts_the_programs_kvm_cpuid_and_restores_tracefs() {
     // Only the traced program's thread wrote kvm events (set_event_pid), although other
     // tenants' VMs may be running.
     assert_eq!(pids.len(), 1, "events from other tasks: {pids:?}");
-    let rep = Command::new(BIN).args(["report", "--json", out.to_str().unwrap()]).output().unwrap();
+    let rep = common::command().args(["report", "--json", out.to_str().unwrap()]).output().unwrap();
     assert!(rep.status.success(), "{}", stderr(&rep));
     let v: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
     assert_eq!(v["events"]["kvm_cpuid"], 500, "{}", v["events"]);
@@ -322,7 +310,7 @@ fn real_bench_target_records_its_port_io_exits_and_report_counts_them() {
     let o = run(&["record", "--events", "--bench", "inl_from_kernel", "-o", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(snapshot_tracefs(), before, "tracefs differs after the run");
-    let rep = Command::new(BIN).args(["report", "--json", out.to_str().unwrap()]).output().unwrap();
+    let rep = common::command().args(["report", "--json", out.to_str().unwrap()]).output().unwrap();
     assert!(rep.status.success(), "{}", stderr(&rep));
     let v: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
     let pio = v["events"]["kvm_pio"].as_u64().unwrap_or(0);
@@ -481,7 +469,7 @@ fn fake_with_pages(root: &Path) -> Vec<u8> {
 
 /// `exitscope report --json FILE` without the input's name.
 fn report_json(path: &Path) -> serde_json::Value {
-    let o = Command::new(BIN).args(["report", "--json"]).arg(path).output().unwrap();
+    let o = common::command().args(["report", "--json"]).arg(path).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     if let Some(obj) = v.as_object_mut() {
@@ -506,7 +494,7 @@ fn fake_record_writes_trace_dat_unless_the_output_is_txt() {
         args.extend(["-e", "kvm:kvm_exit", "-e", "kvm:kvm_entry"]);
         args.extend(extra);
         args.extend(["--", "true"]);
-        let o = Command::new(BIN).args(&args).current_dir(cwd).output().unwrap();
+        let o = common::command().args(&args).current_dir(cwd).output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
         o
     };
@@ -707,7 +695,7 @@ fn real_record_carries_this_host() {
             out.to_str().unwrap(),
         ]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let rep = Command::new(BIN).args(["report", "--json"]).arg(&out).output().unwrap();
+        let rep = common::command().args(["report", "--json"]).arg(&out).output().unwrap();
         assert!(rep.status.success(), "{}", stderr(&rep));
         assert!(!stderr(&rep).contains("warning"), "{name}: {}", stderr(&rep));
         let v: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
@@ -719,7 +707,7 @@ fn real_record_carries_this_host() {
         assert_eq!(v["diagnostic_counts"]["warnings"], 0, "{name}: {}", v["diagnostics"]);
         // --bench knows KVM's TSC rate.
         assert_eq!(host["tsc"]["khz_source"], "KVM_GET_TSC_KHZ", "{name}: {host}");
-        let text = Command::new(BIN).args(["report"]).arg(&out).output().unwrap();
+        let text = common::command().args(["report"]).arg(&out).output().unwrap();
         let first = String::from_utf8_lossy(&text.stdout).lines().next().unwrap_or("").to_owned();
         assert!(first.starts_with("# recorded on "), "{name}: {first}");
     }

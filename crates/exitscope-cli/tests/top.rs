@@ -8,25 +8,13 @@ mod common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{
-    Need, TempDir, fake_tracefs_dir, ops_log, skip_unless, snapshot_dir, snapshot_tracefs, stderr,
-    wait_for_tracing, wait_timeout,
+    BIN, Need, TempDir, fake_tracefs_dir, ops_log, skip_unless, snapshot_dir, snapshot_tracefs,
+    spawn, stderr, wait_for_tracing, wait_timeout,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_exitscope");
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 fn run(args: &[&str]) -> Output {
     wait_timeout(spawn(args), Duration::from_secs(120))
@@ -268,7 +256,7 @@ fn real_once_json_bench_counts_match_a_recording_of_the_same_run() {
     let r = run(&rec);
     assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
     let rep =
-        Command::new(BIN).args(["report", "--json", trace.to_str().unwrap()]).output().unwrap();
+        common::command().args(["report", "--json", trace.to_str().unwrap()]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
     // `report` does not know the bench's signalling port; top leaves it out of the figures.
     let rec_io = reason(&v["exits"], "IO").and_then(|r| r["count"].as_u64()).unwrap_or(0);

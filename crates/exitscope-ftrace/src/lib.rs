@@ -166,6 +166,36 @@ impl TextParser {
         )
     }
 
+    /// A `/* ...` comment is open: the next lines may continue it.
+    pub fn has_open_comment(&self) -> bool {
+        self.open_comment.is_some()
+    }
+
+    /// The line state carried from line to line (task-switch banners, an open comment) is
+    /// untouched by `lines`: [`pre_parse`]d lines that are only events, skipped lines and
+    /// unreadable lines. A chunk of such lines can be parsed by a parser of its own (on
+    /// another thread) whose counts are then added with [`TextParser::add_counts`], when
+    /// this parser has no open comment.
+    pub fn context_free(lines: &[PreLine<'_>]) -> bool {
+        lines.iter().all(|l| match l {
+            PreLine::Text { parsed: Ok(Line::Event { .. } | Line::Skip), .. } => true,
+            PreLine::Text { parsed: Ok(_), .. } => false,
+            PreLine::Text { parsed: Err(_), .. }
+            | PreLine::NotUtf8 { .. }
+            | PreLine::TooLong(_) => true,
+        })
+    }
+
+    /// Add the counts of lines parsed by another parser (see [`TextParser::context_free`]).
+    pub fn add_counts(&mut self, s: &ParseSummary) {
+        let t = &mut self.summary;
+        t.lines += s.lines;
+        t.record_lines += s.record_lines;
+        t.records += s.records;
+        t.ignored_lines += s.ignored_lines;
+        t.error_lines += s.error_lines;
+    }
+
     /// Flush state at end of input and return the counts.
     pub fn finish<S: RecordSink + ?Sized>(mut self, sink: &mut S) -> ParseSummary {
         if let Some(c) = self.open_comment.take() {

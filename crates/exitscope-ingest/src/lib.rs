@@ -11,7 +11,9 @@
 //! A large plain text file with [`Options::jobs`] above 1 is mapped instead and cut into
 //! chunks at line ends; worker threads pre-parse the chunks (everything a line says on its
 //! own) while the calling thread applies them in order, so the sink gets exactly the records
-//! and diagnostics of one thread, and memory stays a window of chunks (`parallel.rs`).
+//! and diagnostics of one thread, and memory stays a window of chunks (`parallel.rs`). A
+//! sink that analyses chunks itself ([`exitscope_model::ChunkedSink`], the analysis) gets
+//! chunks of event lines as parts analysed on the worker threads, merged in order.
 //!
 //! ```
 //! use exitscope_ingest::{Options, read_bytes};
@@ -521,15 +523,19 @@ impl<'n> Reader<'n> {
         let blank = data.iter().take(4096).all(u8::is_ascii_whitespace) && data.len() <= 4096;
         sink.begin_input(self.name, InputFormat::FtraceText);
         let chunk = self.opts.chunk_bytes.unwrap_or(parallel::DEFAULT_CHUNK);
-        let s = parallel::parse_text(
-            self.name,
-            Some(map),
-            data,
-            self.opts.jobs,
-            chunk,
-            &mut RecordsOf(sink),
-            self.opts.progress.as_ref(),
-        );
+        let (jobs, progress) = (self.opts.jobs, self.opts.progress.as_ref());
+        let s = match sink.chunked() {
+            Some(c) => parallel::parse_text(self.name, Some(map), data, jobs, chunk, c, progress),
+            None => parallel::parse_text(
+                self.name,
+                Some(map),
+                data,
+                jobs,
+                chunk,
+                &mut parallel::InOrder(RecordsOf(&mut *sink)),
+                progress,
+            ),
+        };
         self.text_result(&s, blank, None, host, sink)
     }
 

@@ -1,20 +1,30 @@
 //! Ftrace text on several threads: the input (a mapped file) is cut at line boundaries into
 //! chunks; worker threads pre-parse each chunk (UTF-8, columns, numbers, function names:
-//! everything a line says on its own, [`exitscope_ftrace::pre_parse_chunk`]) while this
-//! thread applies the pre-parsed lines in input order to one [`TextParser`] and the sink
-//! (task-switch banners, open comments, call trees, statistics). The sink therefore sees the
-//! same records and diagnostics in the same order as with one thread, so every output is
-//! byte-identical to `-j 1` whatever the chunk size.
+//! everything a line says on its own, [`exitscope_ftrace::pre_parse_chunk`]). When the sink
+//! analyses chunks itself ([`ChunkedSink`]: the analysis of `report`) and a chunk's lines
+//! carry no state of the parser's (only events: [`TextParser::context_free`]), the worker
+//! also parses and analyses the chunk into a part of its own, and this thread applies the
+//! few lines the part left to it and merges the part; otherwise (or when the sink refuses
+//! the part) this thread applies the pre-parsed lines in input order to one [`TextParser`]
+//! and the sink (task-switch banners, open comments, call trees, statistics). Either way
+//! the sink ends with the same records, diagnostics and figures as with one thread, so
+//! every output is byte-identical to `-j 1` whatever the chunk size.
 //!
 //! Memory stays bounded: at most a window of chunks is parsed ahead of the consumer, and the
 //! pages of applied chunks are handed back to the kernel ([`mmap::release`]).
+//!
+//! With `EXITSCOPE_CHUNK_STATS` set in the environment, a line on stderr says how each chunk
+//! went and how long this thread worked (tests check that parts are really merged).
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
+use exitscope_ftrace::line::Line;
 use exitscope_ftrace::{ParseSummary, PreLine, TextParser};
-use exitscope_model::{Flow, RecordSink};
+use exitscope_model::{ChunkPart, ChunkedSink, Flow, PartMaker, RecordSink};
 
 use crate::Progress;
 use crate::mmap;
@@ -56,10 +66,130 @@ struct Window {
     stop: AtomicBool,
 }
 
+/// A plain record sink as a [`ChunkedSink`] that takes no parts.
+pub(crate) struct InOrder<S>(pub(crate) S);
+
+impl<S: RecordSink> RecordSink for InOrder<S> {
+    fn record(&mut self, rec: &exitscope_model::Record<'_>) -> Flow {
+        self.0.record(rec)
+    }
+    fn diagnostic(&mut self, diag: exitscope_model::Diagnostic) -> Flow {
+        self.0.diagnostic(diag)
+    }
+}
+
+impl<S: RecordSink> ChunkedSink for InOrder<S> {
+    fn part_maker(&self) -> Option<PartMaker> {
+        None
+    }
+    fn accepts(&self, _: &dyn ChunkPart) -> bool {
+        false
+    }
+    fn merge_part(&mut self, _: Box<dyn ChunkPart>, _: u64) {}
+}
+
+/// What a worker hands over for one chunk.
+enum Done<'a> {
+    /// Pre-parsed lines, to apply in order.
+    Lines(Vec<PreLine<'a>>),
+    /// The chunk analysed into `part`.
+    Part {
+        part: Box<dyn ChunkPart>,
+        /// The chunk parser's counts, the prefix lines left out.
+        summary: ParseSummary,
+        /// Lines left to the sink: (line number within the chunk, text).
+        prefix: Vec<(u64, &'a str)>,
+        /// Lines in the chunk.
+        lines: u64,
+        /// The chunk's bytes, to pre-parse again if the sink refuses the part.
+        range: Range<usize>,
+    },
+}
+
+/// How the chunks went (see the module docs).
+#[derive(Default)]
+struct Tally {
+    merged: u64,
+    refused: u64,
+    in_order: u64,
+    busy: Duration,
+    /// CPU time of the consumer thread (applying and merging, not waiting).
+    cpu: Duration,
+}
+
+/// CPU time of the calling thread so far (`/proc/thread-self/schedstat`), for the chunk
+/// stats: the consumer's own work, whatever else the machine runs.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(s.split_whitespace().next()?.parse().ok()?))
+}
+
+/// Parse and analyse one chunk on a worker: a part when `maker` gives one and the lines
+/// allow it, else the pre-parsed lines.
+fn analyse_chunk<'a>(
+    name: &str,
+    data: &'a [u8],
+    range: Range<usize>,
+    mut lines: Vec<PreLine<'a>>,
+    maker: Option<&PartMaker>,
+    pool: &Mutex<Vec<Vec<PreLine<'a>>>>,
+) -> Done<'a> {
+    let Some(make) = maker.filter(|_| TextParser::context_free(&lines)) else {
+        return Done::Lines(lines);
+    };
+    let mut part = make();
+    let mut parser = TextParser::new(name);
+    let mut prefix = Vec::new();
+    let n = lines.len() as u64;
+    for (j, pre) in lines.drain(..).enumerate() {
+        let event = match &pre {
+            PreLine::Text { text, parsed: Ok(Line::Event { .. }) } => Some(*text),
+            _ => None,
+        };
+        let l = j as u64 + 1;
+        parser.apply(pre, l, &mut *part);
+        // An event line makes exactly one record (no comment is open in a context-free
+        // chunk).
+        if let Some(text) = event
+            && part.last_was_prefix()
+        {
+            prefix.push((l, text));
+        }
+    }
+    pool.lock().unwrap_or_else(|e| e.into_inner()).push(lines);
+    let mut summary = parser.finish(&mut *part);
+    let k = prefix.len() as u64;
+    summary.lines -= k;
+    summary.record_lines -= k;
+    summary.records -= k;
+    if !part.usable() {
+        let mut lines = pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        exitscope_ftrace::pre_parse_chunk(&data[range], &mut lines);
+        return Done::Lines(lines);
+    }
+    Done::Part { part, summary, prefix, lines: n, range }
+}
+
+/// Apply pre-parsed `lines` in order (numbered after `lineno`); true when the sink said stop.
+fn apply<S: ChunkedSink + ?Sized>(
+    lines: &mut Vec<PreLine<'_>>,
+    parser: &mut TextParser,
+    lineno: &mut u64,
+    sink: &mut S,
+) -> bool {
+    for pre in lines.drain(..) {
+        *lineno += 1;
+        if parser.apply(pre, *lineno, sink) == Flow::Stop {
+            return true;
+        }
+    }
+    false
+}
+
 /// Parse `data` (a whole ftrace text input called `name`) with `jobs` worker threads and
 /// chunks of `chunk` bytes into `sink`. `map` is the mapping `data` lives in, so the pages
 /// of applied chunks can be released.
-pub(crate) fn parse_text<S: RecordSink + ?Sized>(
+pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
     name: &str,
     map: Option<&memmap2::Mmap>,
     data: &[u8],
@@ -78,15 +208,18 @@ pub(crate) fn parse_text<S: RecordSink + ?Sized>(
         Window { applied: Mutex::new(0), changed: Condvar::new(), stop: AtomicBool::new(false) };
     // Vectors of applied chunks go back to the workers.
     let pool: Mutex<Vec<Vec<PreLine<'_>>>> = Mutex::new(Vec::new());
+    let maker = sink.part_maker();
     let mut parser = TextParser::new(name);
     let mut lineno = 0u64;
     let mut stopped = false;
+    let mut tally = Tally::default();
+    let stats = std::env::var_os("EXITSCOPE_CHUNK_STATS").is_some();
     std::thread::scope(|scope| {
-        // (chunk index, its end, its lines)
-        let (tx, rx) = mpsc::channel::<(usize, usize, Vec<PreLine<'_>>)>();
+        // (chunk index, its end, what the worker made of it)
+        let (tx, rx) = mpsc::channel::<(usize, usize, Done<'_>)>();
         for _ in 0..jobs {
             let tx = tx.clone();
-            let (next, shared, pool) = (&next, &shared, &pool);
+            let (next, shared, pool, maker) = (&next, &shared, &pool, maker.as_ref());
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -108,7 +241,8 @@ pub(crate) fn parse_text<S: RecordSink + ?Sized>(
                         pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
                     let end = chunk_start(data, chunk, i + 1);
                     exitscope_ftrace::pre_parse_chunk(&data[start..end], &mut lines);
-                    if tx.send((i, end, lines)).is_err() {
+                    let done = analyse_chunk(name, data, start..end, lines, maker, pool);
+                    if tx.send((i, end, done)).is_err() {
                         break;
                     }
                 }
@@ -118,25 +252,44 @@ pub(crate) fn parse_text<S: RecordSink + ?Sized>(
         let mut pending = BTreeMap::new();
         let mut want = 0usize;
         let mut released = 0usize;
-        'recv: for (i, end, lines) in rx.iter() {
-            pending.insert(i, (end, lines));
-            while let Some((done, mut lines)) = pending.remove(&want) {
-                for pre in lines.drain(..) {
-                    lineno += 1;
-                    if parser.apply(pre, lineno, sink) == Flow::Stop {
-                        stopped = true;
-                        break;
+        let cpu_before = stats.then(thread_cpu).flatten();
+        'recv: for (i, end, done) in rx.iter() {
+            pending.insert(i, (end, done));
+            while let Some((end, done)) = pending.remove(&want) {
+                let began = Instant::now();
+                match done {
+                    Done::Lines(mut lines) => {
+                        tally.in_order += 1;
+                        stopped = apply(&mut lines, &mut parser, &mut lineno, sink);
+                        pool.lock().unwrap_or_else(|e| e.into_inner()).push(lines);
+                    }
+                    Done::Part { part, summary, prefix, lines, range } => {
+                        if !parser.has_open_comment() && sink.accepts(&*part) {
+                            tally.merged += 1;
+                            for (l, text) in prefix {
+                                let pre = exitscope_ftrace::pre_parse_str(text);
+                                stopped |= parser.apply(pre, lineno + l, sink) == Flow::Stop;
+                            }
+                            parser.add_counts(&summary);
+                            sink.merge_part(part, lineno);
+                            lineno += lines;
+                        } else {
+                            tally.refused += 1;
+                            let mut lines = Vec::new();
+                            exitscope_ftrace::pre_parse_chunk(&data[range], &mut lines);
+                            stopped = apply(&mut lines, &mut parser, &mut lineno, sink);
+                        }
                     }
                 }
-                pool.lock().unwrap_or_else(|e| e.into_inner()).push(lines);
+                tally.busy += began.elapsed();
                 want += 1;
                 *shared.applied.lock().unwrap_or_else(|e| e.into_inner()) = want;
                 shared.changed.notify_all();
                 if let Some(map) = map {
-                    released = mmap::release(map, released, done);
+                    released = mmap::release(map, released, end);
                 }
                 if let Some(p) = progress {
-                    p.update(done as u64, data.len() as u64);
+                    p.update(end as u64, data.len() as u64);
                 }
                 if stopped {
                     shared.stop.store(true, Ordering::Relaxed);
@@ -145,10 +298,24 @@ pub(crate) fn parse_text<S: RecordSink + ?Sized>(
                 }
             }
         }
+        if let (Some(a), Some(b)) = (cpu_before, stats.then(thread_cpu).flatten()) {
+            tally.cpu = b.saturating_sub(a);
+        }
         // Workers blocked on the window see `stop`; the rest finish their chunk and quit
         // when the channel is gone.
         drop(rx);
     });
+    if stats {
+        eprintln!(
+            "exitscope: chunk stats: {} merged, {} refused, {} in order; consumer busy {:.3} s \
+             wall, {:.3} s CPU",
+            tally.merged,
+            tally.refused,
+            tally.in_order,
+            tally.busy.as_secs_f64(),
+            tally.cpu.as_secs_f64()
+        );
+    }
     let mut summary = parser.finish(sink);
     summary.bytes = data.len() as u64;
     summary.stopped = stopped;

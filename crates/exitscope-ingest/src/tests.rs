@@ -284,3 +284,69 @@ fn stopping_early_stops_the_workers() {
     assert_eq!(one.summary.records, 1000);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The analysis of random cuts of random mixtures of event-trace lines (and, in odd rounds,
+/// function-graph lines) at `-j N` is the analysis of one thread: the whole report, whether
+/// chunks are merged as parts, refused and applied in order, or applied in order.
+#[test]
+fn random_chunks_give_the_stream_s_report() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let read_lines = |p: &std::path::Path| -> Vec<String> {
+        let text = std::fs::read(p).unwrap();
+        String::from_utf8_lossy(&text).split_inclusive('\n').map(String::from).collect()
+    };
+    let mut events: Vec<String> = Vec::new();
+    let kvm = root.join("crates/exitscope-analyze/tests/data/kvm_events");
+    let mut dirs: Vec<_> = std::fs::read_dir(&kvm).unwrap().filter_map(|e| e.ok()).collect();
+    dirs.sort_by_key(|e| e.file_name());
+    for d in dirs {
+        events.extend(read_lines(&d.path().join("input.txt")));
+    }
+    for f in ["tests/data/chunks/events-adversarial.txt", "tests/data/compare/vmx-exits.txt"] {
+        events.extend(read_lines(&root.join(f)));
+    }
+    let mut graphs: Vec<String> = Vec::new();
+    for f in ["tests/data/seed/cpuid-amd.fgraph.txt", "tests/data/fgraph/task-switch.txt"] {
+        graphs.extend(read_lines(&root.join(f)));
+    }
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let dir = std::env::temp_dir().join(format!("exitscope-ingest-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = |path: &str, opts: &Options| {
+        let mut a = exitscope_analyze::Analysis::new(Default::default());
+        read_path(path, &mut a, opts).unwrap();
+        serde_json::to_string_pretty(&a.finish()).unwrap()
+    };
+    for round in 0..30 {
+        let mut input = Vec::new();
+        while input.len() < 30_000 {
+            let pool = if round % 2 == 1 && next() % 4 == 0 { &graphs } else { &events };
+            let at = (next() % pool.len() as u64) as usize;
+            let run = 1 + (next() % 80) as usize;
+            for l in pool.iter().skip(at).take(run) {
+                input.extend_from_slice(l.as_bytes());
+            }
+        }
+        let path = dir.join(format!("r{round}.txt"));
+        std::fs::write(&path, &input).unwrap();
+        let path = path.to_str().unwrap();
+        let want = report(path, &Options::default());
+        let chunk = 100 + (next() % 4000) as usize;
+        let jobs = 2 + (next() % 4) as usize;
+        let got = report(path, &Options { jobs, chunk_bytes: Some(chunk), ..Options::default() });
+        let at = want.lines().zip(got.lines()).position(|(a, b)| a != b);
+        assert!(
+            want == got,
+            "round {round} (chunk {chunk}, {jobs} jobs): reports differ at line {at:?}: {:?} vs {:?}",
+            at.and_then(|i| want.lines().nth(i)),
+            at.and_then(|i| got.lines().nth(i))
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

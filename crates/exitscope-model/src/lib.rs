@@ -294,6 +294,45 @@ pub trait InputSink: RecordSink {
     fn begin_input(&mut self, name: &str, format: InputFormat);
     /// The input has ended; `summary` holds its producer's counts.
     fn end_input(&mut self, summary: &InputSummary);
+    /// This sink as one that analyses chunks of a text input on other threads and merges the
+    /// parts in order ([`ChunkedSink`]); `None` (the default) when it only takes records in
+    /// order.
+    fn chunked(&mut self) -> Option<&mut dyn ChunkedSink> {
+        None
+    }
+}
+
+/// A sink that can take a chunk of an input as a *part* analysed on another thread: the
+/// ingest layer cuts a large text input into chunks at line ends, feeds each chunk's records
+/// (numbered from 1 within the chunk) into a fresh part on a worker thread, and hands the
+/// parts back in input order. A part that cannot be merged (the state it assumed at its
+/// chunk's start was not the real one) is thrown away and its chunk's lines applied to this
+/// sink in order instead, so the result is always that of one thread.
+pub trait ChunkedSink: RecordSink {
+    /// A maker of empty parts, called on worker threads; `None` when this sink cannot take
+    /// parts at all (it streams records or exits to consumers that need them in order).
+    fn part_maker(&self) -> Option<PartMaker>;
+    /// `part` can be merged now. Before [`ChunkedSink::merge_part`] the lines the part left
+    /// to the sink ([`ChunkPart::last_was_prefix`]) are applied to this sink in order.
+    fn accepts(&self, part: &dyn ChunkPart) -> bool;
+    /// Merge `part`, whose chunk starts after line `line_base` of the input.
+    fn merge_part(&mut self, part: Box<dyn ChunkPart>, line_base: u64);
+}
+
+/// Makes an empty [`ChunkPart`] (see [`ChunkedSink::part_maker`]).
+pub type PartMaker = Box<dyn Fn() -> Box<dyn ChunkPart> + Send + Sync>;
+
+/// The partial analysis of one chunk (see [`ChunkedSink`]).
+pub trait ChunkPart: RecordSink + Send {
+    /// The record just given was left to the sink: its line is applied to the sink itself,
+    /// in order, before the part is merged (the part does not count it).
+    fn last_was_prefix(&self) -> bool;
+    /// The part saw something it cannot stand for (its chunk must be applied in order).
+    fn usable(&self) -> bool;
+    /// For the sink that made it to downcast.
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// For the sink that made it to downcast.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
 /// Names of interrupt entry points and helpers that, on modern x86 (idtentry, ~5.8+), appear

@@ -38,6 +38,7 @@ pub mod json;
 pub mod parquet;
 pub mod perfetto;
 pub mod pftrace;
+pub mod timeline;
 pub mod top;
 pub mod tree;
 pub mod units;

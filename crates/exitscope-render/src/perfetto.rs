@@ -13,8 +13,8 @@
 //! number), and each traced task (a vCPU thread) is a process of its own with one thread, so
 //! the same call shows on the CPU it ran on and on the thread that ran it.
 //!
-//! **Streaming.** [`PerfettoTimeline`] is a [`CallSink`] (one complete slice per call of each
-//! [`RootCall`] the analysis rebuilds) and a [`RecordSink`] (timestamped event records become
+//! **Streaming.** [`PerfettoTimeline`] is a [`CallSink`](exitscope_analyze::calls::CallSink) (one complete slice per call of each
+//! [`RootCall`] the analysis rebuilds) and a [`RecordSink`](exitscope_model::RecordSink) (timestamped event records become
 //! instant events), added to the same `Analysis` that produces the report: nothing is parsed
 //! twice and nothing is held in memory beyond one root call.
 //!
@@ -32,9 +32,11 @@ use std::io::{self, Write};
 
 use serde_json::{Value, json};
 
-use exitscope_analyze::calls::{CallSink, NO_PARENT, RootCall};
+use exitscope_analyze::calls::{NO_PARENT, RootCall};
 use exitscope_analyze::funcs::FuncTable;
-use exitscope_model::{Flow, Nanos, Record, RecordKind, RecordSink};
+use exitscope_model::{Nanos, Record, RecordKind};
+
+use crate::timeline::{CallHalf, RecordHalf, Timeline};
 
 /// Settings of a timeline.
 #[non_exhaustive]
@@ -138,13 +140,13 @@ impl<W: Write> PerfettoTimeline<W> {
         })
     }
 
-    /// The [`CallSink`] half: one slice per call.
-    pub fn call_sink(&self) -> CallHalf<'_, W> {
+    /// The [`CallSink`](exitscope_analyze::calls::CallSink) half: one slice per call.
+    pub fn call_sink(&self) -> CallHalf<'_, Self> {
         CallHalf(self)
     }
 
-    /// The [`RecordSink`] half: instant events for timestamped event records.
-    pub fn record_sink(&self) -> RecordHalf<'_, W> {
+    /// The [`RecordSink`](exitscope_model::RecordSink) half: instant events for timestamped event records.
+    pub fn record_sink(&self) -> RecordHalf<'_, Self> {
         RecordHalf(self)
     }
 
@@ -373,26 +375,17 @@ impl<W: Write> State<W> {
     }
 }
 
-/// The [`CallSink`] half of a [`PerfettoTimeline`].
-pub struct CallHalf<'t, W: Write>(&'t PerfettoTimeline<W>);
-
-impl<W: Write> CallSink for CallHalf<'_, W> {
-    fn root(&mut self, root: &RootCall, funcs: &FuncTable) {
-        self.0.root(root, funcs, &[]);
+impl<W: Write> Timeline for PerfettoTimeline<W> {
+    fn root(&self, root: &RootCall, funcs: &FuncTable, exit_labels: &[&str]) {
+        PerfettoTimeline::root(self, root, funcs, exit_labels);
     }
 
-    fn root_with_exits(&mut self, root: &RootCall, funcs: &FuncTable, exit_labels: &[&str]) {
-        self.0.root(root, funcs, exit_labels);
+    fn record(&self, rec: &Record<'_>) {
+        PerfettoTimeline::record(self, rec);
     }
-}
 
-/// The [`RecordSink`] half of a [`PerfettoTimeline`].
-pub struct RecordHalf<'t, W: Write>(&'t PerfettoTimeline<W>);
-
-impl<W: Write> RecordSink for RecordHalf<'_, W> {
-    fn record(&mut self, rec: &Record<'_>) -> Flow {
-        self.0.record(rec);
-        if self.0.state.borrow().error.is_some() { Flow::Stop } else { Flow::Continue }
+    fn failed(&self) -> bool {
+        self.state.borrow().error.is_some()
     }
 }
 

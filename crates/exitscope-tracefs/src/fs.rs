@@ -212,17 +212,8 @@ impl Tracefs {
     /// [`Error::Write`] naming the file and the errno.
     pub fn write(&self, rel: &str, value: &str) -> Result<(), Error> {
         let result =
-            if self.fake { self.fake_write(rel, value) } else { self.real_write(rel, value) };
-        self.log_op(Op::Write {
-            path: rel.to_owned(),
-            value: value.to_owned(),
-            errno: result.as_ref().err().map(|e| e.raw_os_error().unwrap_or(libc::EIO)),
-        });
-        result.map_err(|source| Error::Write {
-            path: self.path(rel),
-            value: value.to_owned(),
-            source,
-        })
+            if self.fake { self.fake_write(rel, value) } else { self.real_write(rel, value, true) };
+        self.logged(rel, value, result, |path, value, errno| Op::Write { path, value, errno })
     }
 
     /// Add `value` to the list in `rel` (one `write(2)`, file opened without `O_TRUNC`: the
@@ -234,20 +225,21 @@ impl Tracefs {
         let result = if self.fake {
             self.fake_append(rel, value)
         } else {
-            OpenOptions::new().write(true).open(self.path(rel)).and_then(|mut f| {
-                let n = f.write(value.as_bytes())?;
-                if n == value.len() {
-                    Ok(())
-                } else {
-                    Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
-                }
-            })
+            self.real_write(rel, value, false)
         };
-        self.log_op(Op::Append {
-            path: rel.to_owned(),
-            value: value.to_owned(),
-            errno: result.as_ref().err().map(|e| e.raw_os_error().unwrap_or(libc::EIO)),
-        });
+        self.logged(rel, value, result, |path, value, errno| Op::Append { path, value, errno })
+    }
+
+    /// Log a write or append (`op` builds the entry) and name the file and value in its error.
+    fn logged(
+        &self,
+        rel: &str,
+        value: &str,
+        result: io::Result<()>,
+        op: impl FnOnce(String, String, Option<i32>) -> Op,
+    ) -> Result<(), Error> {
+        let errno = result.as_ref().err().map(|e| e.raw_os_error().unwrap_or(libc::EIO));
+        self.log_op(op(rel.to_owned(), value.to_owned(), errno));
         result.map_err(|source| Error::Write {
             path: self.path(rel),
             value: value.to_owned(),
@@ -268,8 +260,10 @@ impl Tracefs {
         fs::write(&path, format!("{}\n", items.join("\n")))
     }
 
-    fn real_write(&self, rel: &str, value: &str) -> io::Result<()> {
-        let mut f = OpenOptions::new().write(true).truncate(true).open(self.path(rel))?;
+    /// One `write(2)` of `value`; `truncate` empties the file first (a setting), without it
+    /// the kernel merges the value into a list.
+    fn real_write(&self, rel: &str, value: &str, truncate: bool) -> io::Result<()> {
+        let mut f = OpenOptions::new().write(true).truncate(truncate).open(self.path(rel))?;
         if value.is_empty() {
             return Ok(());
         }

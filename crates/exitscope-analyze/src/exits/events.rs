@@ -292,6 +292,58 @@ impl EventExits {
         self.lost_cpus.push(cpu);
     }
 
+    /// An exit of `key` waits for its `kvm_entry`.
+    pub(crate) fn has_pending(&self, key: VcpuKey) -> bool {
+        self.pending.contains_key(&key)
+    }
+
+    /// Whether `key`'s last `kvm_mmio` was an unsatisfied read (`None`: it had none).
+    pub(crate) fn mmio_state(&self, key: VcpuKey) -> Option<bool> {
+        self.mmio_unsatisfied.get(&key).copied()
+    }
+
+    /// Some CPU lost events since its last exit.
+    pub(crate) fn has_lost(&self) -> bool {
+        !self.lost_cpus.is_empty()
+    }
+
+    /// A `kvm_exit` was seen in this input.
+    pub(crate) fn seen_kvm_exit(&self) -> bool {
+        self.seen_kvm_exit
+    }
+
+    /// What a `kvm_exit` of `key` does to the exit it finds waiting: it is unpaired.
+    pub(crate) fn finish_unpaired(&mut self, key: VcpuKey, out: &mut EventOutput) {
+        if let Some(p) = self.pending.remove(&key) {
+            self.unpaired_exits += 1;
+            self.finish_pending(p, out);
+        }
+    }
+
+    /// Take the state of `part`, the pairing of the chunk after everything this one saw (see
+    /// `crate::parallel`): its counters add up, its waiting exits and MMIO steps replace this
+    /// one's for their vCPUs. `map` turns `part`'s reason ids into this analysis's; its lines
+    /// are numbered from `line_base`.
+    pub(crate) fn merge_part(&mut self, part: EventExits, map: &[ReasonId], line_base: u64) {
+        self.unpaired_exits += part.unpaired_exits;
+        self.unmatched_entries += part.unmatched_entries;
+        self.out_of_order += part.out_of_order;
+        self.userspace_exits += part.userspace_exits;
+        self.tracepoints_before_kvm_exit += part.tracepoints_before_kvm_exit;
+        self.stray_tracepoints += part.stray_tracepoints;
+        self.tracepoints_this_input += part.tracepoints_this_input;
+        self.seen_kvm_exit |= part.seen_kvm_exit;
+        // (Exit sinks, the only readers of `preempted`, turn chunking off: the parts' exits
+        // need no fixing up for a sched_switch seen in an earlier chunk.)
+        self.seen_sched_switch |= part.seen_sched_switch;
+        for (k, mut p) in part.pending {
+            p.rec.reason = map.get(p.rec.reason.0 as usize).copied().unwrap_or(p.rec.reason);
+            p.rec.line += line_base;
+            self.pending.insert(k, p);
+        }
+        self.mmio_unsatisfied.extend(part.mmio_unsatisfied);
+    }
+
     /// End of the input: exits still waiting for their `kvm_entry` are unpaired.
     pub fn end_input(&mut self, out: &mut EventOutput) {
         let mut rest: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();

@@ -87,6 +87,23 @@ impl Reasons {
         id
     }
 
+    /// Number of reasons interned.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// The id of a reason equal to `r` (another table's), interned as that table did: by its
+    /// vendor name and refined kind, or by kind alone.
+    pub(crate) fn intern_like(&mut self, r: &ExitReason) -> ReasonId {
+        match &r.vendor {
+            Some(v) => {
+                let base = self.vendor(v);
+                self.refined(base, r.kind)
+            }
+            None => self.kind(r.kind),
+        }
+    }
+
     /// The reason a `kvm_exit` names (`npf`, `EPT_VIOLATION`, `EXIT_IOIO`), decoded once per
     /// distinct name.
     pub fn vendor(&mut self, name: &str) -> ReasonId {

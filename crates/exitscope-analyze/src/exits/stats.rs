@@ -69,6 +69,10 @@ pub struct ExitStats {
     /// Every timestamp so far was a whole microsecond.
     whole_us: Option<bool>,
     lost_flagged: u64,
+    /// For a chunk's part (`crate::parallel`): the first exit of each vCPU and reason slot,
+    /// (slot, vCPU, start, lost before it), whose gap to the exit before it is only known
+    /// when the part is merged.
+    firsts: Option<Vec<(u32, VcpuKey, Nanos, bool)>>,
 }
 
 impl ExitStats {
@@ -196,11 +200,14 @@ impl ExitStats {
         }
         if let Some(ts) = rec.start {
             let k = vcpu_key(rec.task, rec.cpu);
-            if let Some(prev) = a.last.insert(k, ts)
-                && ts >= prev
-                && !rec.lost_before
-            {
-                a.gaps.add(Some(ts - prev));
+            match a.last.insert(k, ts) {
+                Some(prev) if ts >= prev && !rec.lost_before => a.gaps.add(Some(ts - prev)),
+                Some(_) => {}
+                None => {
+                    if let Some(f) = &mut self.firsts {
+                        f.push((slot as u32, k, ts, rec.lost_before));
+                    }
+                }
             }
         }
         if let Some(k) = rec.key {
@@ -460,6 +467,88 @@ impl ExitStats {
     /// Exits counted so far.
     pub fn exits(&self) -> u64 {
         self.exits
+    }
+
+    /// Statistics of one chunk's part (`crate::parallel`): as [`ExitStats::new`], keeping
+    /// what [`ExitStats::merge_part`] needs to join them to the exits before them.
+    pub(crate) fn for_part(harness_ports: Vec<u16>) -> Self {
+        ExitStats { harness_ports, firsts: Some(Vec::new()), ..Default::default() }
+    }
+
+    /// The slot of a reason label, made on first sight.
+    fn slot_of_label(&mut self, label: &str) -> usize {
+        if let Some(&s) = self.label_index.get(label) {
+            return s as usize;
+        }
+        let s = u32::try_from(self.labels.len()).unwrap_or(u32::MAX);
+        self.label_index.insert(label.to_owned(), s);
+        self.labels.push(label.to_owned());
+        self.accs.push(ReasonAcc::default());
+        s as usize
+    }
+
+    /// Add `part`, the statistics of the exits that followed all of this one's in the same
+    /// input (a chunk analysed on another thread, made by [`ExitStats::for_part`]): the
+    /// figures are those of one `ExitStats` fed both in order. `map` turns `part`'s reason
+    /// ids into this one's.
+    pub(crate) fn merge_part(&mut self, part: ExitStats, map: &[ReasonId]) {
+        let m = |id: ReasonId| map.get(id.0 as usize).copied().unwrap_or(id);
+        let slots: Vec<usize> = part.labels.iter().map(|l| self.slot_of_label(l)).collect();
+        // The gap from the last exit before the part to each vCPU's first in it.
+        for &(ls, key, ts, lost) in part.firsts.iter().flatten() {
+            let a = &mut self.accs[slots[ls as usize]];
+            if let Some(&prev) = a.last.get(&key)
+                && ts >= prev
+                && !lost
+            {
+                a.gaps.add(Some(ts - prev));
+            }
+        }
+        for (ls, o) in part.accs.into_iter().enumerate() {
+            let a = &mut self.accs[slots[ls]];
+            a.count += o.count;
+            a.by_event += o.by_event;
+            a.by_handler += o.by_handler;
+            a.by_tracepoint += o.by_tracepoint;
+            for (id, n) in o.vendor {
+                *a.vendor.entry(m(id)).or_insert(0) += n;
+            }
+            for (e, n) in o.evidence {
+                *a.evidence.entry(e).or_insert(0) += n;
+            }
+            for ((id, src), n) in o.implied {
+                *a.implied.entry((m(id), src)).or_insert(0) += n;
+            }
+            a.total.merge(&o.total);
+            a.before.merge(&o.before);
+            a.run.merge(&o.run);
+            a.after.merge(&o.after);
+            a.other.merge(&o.other);
+            a.completion.merge(&o.completion);
+            a.handling.merge(&o.handling);
+            a.gaps.merge(&o.gaps);
+            a.last.extend(o.last);
+            for (k, n) in o.keys {
+                *a.keys.entry(k).or_insert(0) += n;
+            }
+        }
+        self.sources.extend(part.sources);
+        self.harness_exits += part.harness_exits;
+        self.exits += part.exits;
+        self.lost_flagged += part.lost_flagged;
+        let (s, o) = (&mut self.span, part.span);
+        s.first = match (s.first, o.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        s.last = match (s.last, o.last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.whole_us = match (self.whole_us, part.whole_us) {
+            (Some(a), Some(b)) => Some(a && b),
+            (a, b) => a.or(b),
+        };
     }
 }
 

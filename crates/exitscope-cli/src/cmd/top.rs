@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use exitscope_ftrace::Feed;
 use exitscope_render::top::{CLEAR, SortColumn, TopView};
 use exitscope_tracefs::{CaptureFormat, Mode, Outcome, Recorder, SessionConfig, Target};
 
-use crate::args::{BenchOptions, ColorArg, TracefsArgs};
+use crate::args::{BenchOptions, ColorArg, KutArgs, TracefsArgs};
 use crate::exit::{self, CmdResult, Failure};
 use crate::keys::Keys;
 use crate::recording;
@@ -55,22 +55,11 @@ pub struct Args {
     pub bench: Option<String>,
     #[command(flatten)]
     pub bench_options: BenchOptions,
-    /// Boot kvm-unit-tests' x86 image FILE (vmexit.flat) in exitscope's VMM and watch it; the
-    /// tests to run follow as TEST... (default: every test the image has).
-    #[arg(long, value_name = "FILE", conflicts_with = "command")]
-    pub kut: Option<PathBuf>,
-    /// With --kut: the guest's tests.
+    #[command(flatten)]
+    pub kut: KutArgs,
+    /// With --kut: the guest's tests (its command line; default: every test the image has).
     #[arg(value_name = "TEST", requires = "kut")]
     pub tests: Vec<String>,
-    /// vCPUs for --kut.
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "kut",
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(exitscope_vmm::kut::MAX_VCPUS)))]
-    pub smp: u32,
-    /// Guest RAM in MiB for --kut.
-    #[arg(long, value_name = "MB", default_value_t = exitscope_vmm::kut::DEFAULT_MEM_MIB,
-          requires = "kut",
-          value_parser = clap::value_parser!(u32).range(2..=i64::from(exitscope_vmm::kut::MAX_MEM_MIB)))]
-    pub mem: u32,
     /// Seconds between refreshes (decimals allowed).
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub interval: f64,
@@ -92,7 +81,7 @@ pub struct Args {
     #[command(flatten)]
     pub color: ColorArg,
     /// The command to run and watch (after `--`).
-    #[arg(last = true, value_name = "CMD")]
+    #[arg(last = true, value_name = "CMD", conflicts_with = "kut")]
     pub command: Vec<OsString>,
 }
 
@@ -108,7 +97,7 @@ enum Ran {
 const QUICK: (u64, u32) = (1 << 26, 6);
 
 fn target(a: &Args, mode: &Mode) -> Result<(Target<Ran>, String, Vec<u16>), Failure> {
-    if (a.bench.is_none() && a.kut.is_none()) && a.bench_options.any() {
+    if (a.bench.is_none() && a.kut.kut.is_none()) && a.bench_options.any() {
         return Err(Failure::input(anyhow!(
             "--cpl, --min-cycles, --repeat, --timeout and --pin apply to --bench/--kut only"
         )));
@@ -127,27 +116,15 @@ fn target(a: &Args, mode: &Mode) -> Result<(Target<Ran>, String, Vec<u16>), Fail
         let harness = vec![exitscope_guest::PORT_DONE, exitscope_guest::PORT_FAULT];
         return Ok((t, format!("bench {test}"), harness));
     }
-    if let Some(kernel) = &a.kut {
-        let b = &a.bench_options;
-        if b.cpl.is_some() || b.min_cycles.is_some() || b.repeat.is_some() || b.pin.is_some() {
-            return Err(Failure::input(anyhow!(
-                "--cpl, --min-cycles, --repeat and --pin apply to --bench only (--kut runs the \
-                 image's own loops; --timeout applies)"
-            )));
-        }
-        let bytes = std::fs::read(kernel)
-            .with_context(|| format!("reading {}", kernel.display()))
-            .map_err(Failure::input)?;
-        exitscope_vmm::kut::multiboot::Elf32::parse(&bytes)
-            .map_err(|e| Failure::input(anyhow!("{}: {e}", kernel.display())))?;
+    if a.kut.kut.is_some() && a.bench_options.repeat.is_some() {
+        return Err(Failure::input(anyhow!(
+            "--cpl, --min-cycles, --repeat and --pin apply to --bench only (--kut runs the \
+             image's own loops; --timeout applies)"
+        )));
+    }
+    if let Some(kernel) = a.kut.image()? {
         recording::check_kvm(&exitscope_vmm::Options::default())?;
-        let mut config = exitscope_vmm::kut::KutConfig::new(kernel)
-            .with_tests(a.tests.iter().cloned())
-            .with_smp(a.smp)
-            .with_mem_mib(a.mem);
-        if let Some(t) = a.bench_options.timeout {
-            config = config.with_timeout(Duration::from_secs_f64(t));
-        }
+        let config = a.kut.config(kernel, &a.tests, &a.bench_options);
         let name = format!(
             "kut {}{}",
             file_name(kernel),

@@ -3,7 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_exitscope");
 
 /// The workspace root (where `tests/data` lives); tests run the binary from there so paths in
 /// outputs are stable.
@@ -13,7 +16,7 @@ pub fn root() -> PathBuf {
 
 /// Run `exitscope ARGS` in the workspace root.
 pub fn exitscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exitscope"))
+    Command::new(BIN)
         .args(args)
         .current_dir(root())
         .env_remove("NO_COLOR")
@@ -41,14 +44,37 @@ pub fn golden(actual: &str, expected: &str) {
 
 /// The `exitscope` binary as a command, run in the workspace root.
 pub fn command() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_exitscope"));
+    let mut c = Command::new(BIN);
     c.current_dir(root()).env_remove("NO_COLOR");
     c
+}
+
+/// Start `exitscope ARGS` in the workspace root (stdin empty, stdout and stderr piped), for
+/// tests that signal it or wait with a deadline ([`wait_timeout`]).
+pub fn spawn(args: &[&str]) -> Child {
+    command()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start exitscope")
 }
 
 /// Stderr of a finished command, as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Stdout of a finished command, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Stdout of a finished command as one JSON document; panics with both streams when it is not.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -77,6 +103,11 @@ impl TempDir {
     /// The directory as `&str`.
     pub fn str(&self) -> &str {
         self.0.to_str().unwrap()
+    }
+
+    /// `dir/rel` as a `String` (an argument).
+    pub fn arg(&self, rel: &str) -> String {
+        self.0.join(rel).to_string_lossy().into_owned()
     }
 
     /// Names of the entries in the directory, sorted (temporary output files show up here).

@@ -64,12 +64,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Write};
 
-use exitscope_analyze::calls::{CallSink, RootCall};
-use exitscope_analyze::exits::{ExitRecord, ExitSink, Reasons};
+use exitscope_analyze::calls::RootCall;
+use exitscope_analyze::exits::{ExitRecord, Reasons};
 use exitscope_analyze::funcs::FuncTable;
-use exitscope_model::{Flow, Nanos, Record, RecordKind, RecordSink};
+use exitscope_model::{Nanos, Record, RecordKind};
 
 use crate::perfetto::{PerfettoOptions, layout};
+use crate::timeline::{CallHalf, ExitHalf, RecordHalf, Timeline};
 use proto::fields::{annotation as fa, event as fe, interned as fi, packet as fp, track as ft};
 
 /// `trusted_packet_sequence_id` of every packet.
@@ -503,18 +504,18 @@ impl<W: Write> PftraceTimeline<W> {
         }
     }
 
-    /// The [`CallSink`] half: the call slices.
-    pub fn call_sink(&self) -> CallHalf<'_, W> {
+    /// The [`CallSink`](exitscope_analyze::calls::CallSink) half: the call slices.
+    pub fn call_sink(&self) -> CallHalf<'_, Self> {
         CallHalf(self)
     }
 
-    /// The [`RecordSink`] half: event instants, lost-event markers, track names.
-    pub fn record_sink(&self) -> RecordHalf<'_, W> {
+    /// The [`RecordSink`](exitscope_model::RecordSink) half: event instants, lost-event markers, track names.
+    pub fn record_sink(&self) -> RecordHalf<'_, Self> {
         RecordHalf(self)
     }
 
-    /// The [`ExitSink`] half: the exit slices and the exits/s counters.
-    pub fn exit_sink(&self) -> ExitHalf<'_, W> {
+    /// The [`ExitSink`](exitscope_analyze::exits::ExitSink) half: the exit slices and the exits/s counters.
+    pub fn exit_sink(&self) -> ExitHalf<'_, Self> {
         ExitHalf(self)
     }
 
@@ -1018,35 +1019,21 @@ impl<W: Write> State<W> {
     }
 }
 
-/// The [`CallSink`] half of a [`PftraceTimeline`].
-pub struct CallHalf<'t, W: Write>(&'t PftraceTimeline<W>);
-
-impl<W: Write> CallSink for CallHalf<'_, W> {
-    fn root(&mut self, root: &RootCall, funcs: &FuncTable) {
-        self.0.root(root, funcs, &[]);
+impl<W: Write> Timeline for PftraceTimeline<W> {
+    fn root(&self, root: &RootCall, funcs: &FuncTable, exit_labels: &[&str]) {
+        PftraceTimeline::root(self, root, funcs, exit_labels);
     }
 
-    fn root_with_exits(&mut self, root: &RootCall, funcs: &FuncTable, exit_labels: &[&str]) {
-        self.0.root(root, funcs, exit_labels);
+    fn record(&self, rec: &Record<'_>) {
+        PftraceTimeline::record(self, rec);
     }
-}
 
-/// The [`RecordSink`] half of a [`PftraceTimeline`].
-pub struct RecordHalf<'t, W: Write>(&'t PftraceTimeline<W>);
-
-impl<W: Write> RecordSink for RecordHalf<'_, W> {
-    fn record(&mut self, rec: &Record<'_>) -> Flow {
-        self.0.record(rec);
-        if self.0.state.borrow().pk.error.is_some() { Flow::Stop } else { Flow::Continue }
+    fn exit(&self, exit: &ExitRecord, reasons: &Reasons) {
+        PftraceTimeline::exit(self, exit, reasons);
     }
-}
 
-/// The [`ExitSink`] half of a [`PftraceTimeline`].
-pub struct ExitHalf<'t, W: Write>(&'t PftraceTimeline<W>);
-
-impl<W: Write> ExitSink for ExitHalf<'_, W> {
-    fn exit(&mut self, exit: &ExitRecord, reasons: &Reasons) {
-        self.0.exit(exit, reasons);
+    fn failed(&self) -> bool {
+        self.state.borrow().pk.error.is_some()
     }
 }
 
