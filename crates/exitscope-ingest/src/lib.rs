@@ -450,8 +450,13 @@ impl<'n> Reader<'n> {
         let (records, unreadable, empty) = match format {
             InputFormat::TraceDat => {
                 sink.begin_input(self.name, format);
-                let s = exitscope_tracedat::read(data, self.name, &mut RecordsOf(sink))
-                    .map_err(|error| Error::TraceDat { name, size, error })?;
+                let s = exitscope_tracedat::read_jobs(
+                    data,
+                    self.name,
+                    &mut RecordsOf(sink),
+                    self.opts.jobs,
+                )
+                .map_err(|error| Error::TraceDat { name, size, error })?;
                 let empty = format!("a valid trace.dat (version {}, {} CPUs)", s.version, s.cpus);
                 host = s
                     .host_tag

@@ -42,6 +42,7 @@ mod bytes;
 mod file;
 mod format;
 mod meta;
+mod par;
 mod print;
 mod ring;
 pub mod text;
@@ -60,7 +61,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use exitscope_model::{Diagnostic, Flow, Func, Record, RecordKind, RecordSink, Severity, Task};
+use exitscope_model::{Func, RecordSink};
 
 pub use bytes::Endian;
 pub use file::{Buffer, Compression, CpuData, Guest, Header};
@@ -70,7 +71,7 @@ pub use ring::{CpuCursor, Item, PageFormat, PageHeader};
 
 /// Why a trace.dat could not be read. Offsets are absolute byte offsets in the file (for
 /// compressed data: of the compressed block).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The file does not start with the trace.dat magic.
@@ -186,9 +187,24 @@ struct Stream<'a> {
     buffer: usize,
     cpu: u32,
     file_offset: u64,
+    /// The pages; in a [`TraceDat::parse_lazy`] trace, a compressed stream's chunk table and
+    /// chunks as stored.
     data: Cow<'a, [u8]>,
     page_size: usize,
     compressed: bool,
+    /// Whether `data` is still compressed (`chunks` locates its chunks).
+    lazy: bool,
+    /// The chunks of a lazy compressed stream (up to where its table breaks).
+    chunks: Vec<par::Chunk>,
+    /// Where the chunk table of a lazy compressed stream is broken.
+    chunk_error: Option<Error>,
+}
+
+impl Stream<'_> {
+    /// The decompressed pages (nothing for a lazy compressed stream).
+    fn pages(&self) -> &[u8] {
+        if self.lazy { &[] } else { &self.data }
+    }
 }
 
 /// Field indices of a function-graph event.
@@ -287,6 +303,17 @@ impl<'a> TraceDat<'a> {
     /// Parses the metadata and locates (and, in compressed v7 files, decompresses) every
     /// CPU's data.
     pub fn parse(data: &'a [u8]) -> Result<TraceDat<'a>, Error> {
+        Self::parse_with(data, false)
+    }
+
+    /// Like [`TraceDat::parse`], but leaves compressed CPU data compressed: only
+    /// [`TraceDat::read_into`] reads such a trace (it decompresses chunk by chunk); its
+    /// [`TraceDat::merge`] sees no compressed CPU's records.
+    pub fn parse_lazy(data: &'a [u8]) -> Result<TraceDat<'a>, Error> {
+        Self::parse_with(data, true)
+    }
+
+    fn parse_with(data: &'a [u8], lazy: bool) -> Result<TraceDat<'a>, Error> {
         let header = Header::parse(data)?;
         if header.latency && header.buffers.iter().all(|b| b.cpus.iter().all(|c| c.size == 0)) {
             return Err(Error::Unsupported(
@@ -321,10 +348,22 @@ impl<'a> TraceDat<'a> {
                     data: Cow::Borrowed(range),
                     page_size,
                     compressed: b.compressed,
+                    lazy: lazy && b.compressed,
+                    chunks: Vec::new(),
+                    chunk_error: None,
                 });
             }
         }
-        decompress_streams(&mut streams, header.compression, header.endian)?;
+        if lazy {
+            for s in &mut streams {
+                if s.lazy {
+                    (s.chunks, s.chunk_error) =
+                        par::chunk_table(&s.data, s.file_offset, header.endian);
+                }
+            }
+        } else {
+            decompress_streams(&mut streams, header.compression, header.endian)?;
+        }
         let mut by_id = vec![u32::MAX; 1 << 16];
         let mut kinds = Vec::with_capacity(header.formats.len());
         for (i, f) in header.formats.iter().enumerate() {
@@ -374,7 +413,7 @@ impl<'a> TraceDat<'a> {
                 self.header.long_size,
                 self.header.endian,
             );
-            let first = c.next_item(&s.data)?;
+            let first = c.next_item(s.pages())?;
             cursors.push((c, first));
         }
         let mut heap = BinaryHeap::new();
@@ -400,7 +439,7 @@ impl<'a> TraceDat<'a> {
                 self.header.endian,
             );
             for _ in 0..per_stream {
-                match c.next_item(&s.data)? {
+                match c.next_item(s.pages())? {
                     None => break,
                     Some(Item::Lost { .. }) => {}
                     Some(Item::Record { start, len, .. }) => {
@@ -530,132 +569,18 @@ impl<'a> TraceDat<'a> {
         input_name: &str,
         sink: &mut impl RecordSink,
     ) -> Result<Summary, Error> {
-        let mut sum = Summary {
-            version: self.header.version,
-            compression: match self.header.compression {
-                Compression::None => "none",
-                Compression::Zlib => "zlib",
-                Compression::Zstd => "zstd",
-            },
-            cpus: self.header.cpu_count,
-            buffers: self.header.buffers.iter().map(|b| b.name.clone()).collect(),
-            host_tag: self.header.host_tag.clone(),
-            ..Summary::default()
-        };
-        let mut counts = vec![0u64; self.header.formats.len()];
-        let mut text = String::with_capacity(256);
-        let mut fname = String::with_capacity(64);
-        let mut merge = self.merge()?;
-        while let Some(item) = merge.next_event()? {
-            let (rec, flow) = match item {
-                Merged::Lost { cpu, ts, count } => {
-                    sum.lost_markers += 1;
-                    sum.lost_events = sum.lost_events.saturating_add(count.unwrap_or(0));
-                    let r = Record {
-                        line: 0,
-                        cpu: Some(cpu),
-                        task: None,
-                        timestamp: Some(ts),
-                        kind: RecordKind::Lost { count },
-                    };
-                    (true, sink.record(&r))
-                }
-                Merged::Event(ev) => {
-                    let (id, kind) = self.kind(ev.payload);
-                    let idx = match kind {
-                        Kind::Unknown => {
-                            sum.unknown_events += 1;
-                            let d = Diagnostic {
-                                file: input_name.to_string(),
-                                line: 0,
-                                column: ev.offset,
-                                severity: Severity::Warning,
-                                message: format!(
-                                    "cpu {}: record with unknown event id {id} skipped",
-                                    ev.cpu
-                                ),
-                            };
-                            if sink.diagnostic(d) == Flow::Stop {
-                                sum.stopped = true;
-                                break;
-                            }
-                            continue;
-                        }
-                        Kind::Event(i) | Kind::Entry(i, _) | Kind::Exit(i, _) => i as usize,
-                    };
-                    if let Some(c) = counts.get_mut(idx) {
-                        // The first record of an event: say once if it cannot be printed
-                        // as the kernel prints it.
-                        if *c == 0
-                            && let Some(f) = self.header.formats.get(idx)
-                        {
-                            for p in f.print_problems() {
-                                let d = Diagnostic {
-                                    file: input_name.to_string(),
-                                    line: 0,
-                                    column: ev.offset,
-                                    severity: Severity::Warning,
-                                    message: format!("event {}:{}: {p}", f.system, f.name),
-                                };
-                                if sink.diagnostic(d) == Flow::Stop {
-                                    sum.stopped = true;
-                                }
-                            }
-                            if sum.stopped {
-                                break;
-                            }
-                        }
-                        *c += 1;
-                    }
-                    let pid = self.pid(ev.payload);
-                    let comm = self.header.cmdlines.comm(pid as u32).unwrap_or("<...>");
-                    let task = Some(Task { comm, pid: pid as u32 });
-                    let kind = match self.graph(ev.payload) {
-                        Some(Graph::Entry { func, depth }) => {
-                            RecordKind::Entry { func: self.func(func, &mut fname), depth }
-                        }
-                        Some(Graph::Exit { func, depth, duration }) => RecordKind::Exit {
-                            func: Some(self.func(func, &mut fname)),
-                            duration,
-                            depth,
-                        },
-                        None => {
-                            text.clear();
-                            self.render(ev.payload, &mut text);
-                            let name = self.header.formats.get(idx).map_or("", |f| f.name.as_str());
-                            RecordKind::Event { name, text: &text }
-                        }
-                    };
-                    let r =
-                        Record { line: 0, cpu: Some(ev.cpu), task, timestamp: Some(ev.ts), kind };
-                    (true, sink.record(&r))
-                }
-            };
-            if rec {
-                sum.records += 1;
-                let ts = match item {
-                    Merged::Event(e) => e.ts,
-                    Merged::Lost { ts, .. } => ts,
-                };
-                sum.first_ts.get_or_insert(ts);
-                sum.last_ts = Some(ts);
-            }
-            if flow == Flow::Stop {
-                sum.stopped = true;
-                break;
-            }
-        }
-        let mut ec: Vec<(String, u64)> = self
-            .header
-            .formats
-            .iter()
-            .zip(&counts)
-            .filter(|(_, n)| **n > 0)
-            .map(|(f, n)| (f.name.clone(), *n))
-            .collect();
-        ec.sort();
-        sum.event_counts = ec;
-        Ok(sum)
+        self.read_jobs(input_name, sink, 1)
+    }
+
+    /// Like [`TraceDat::read_into`], with the records decoded on `jobs` threads (1: on the
+    /// calling thread); the sink sees exactly what it sees with one.
+    pub fn read_into_jobs(
+        &self,
+        input_name: &str,
+        sink: &mut impl RecordSink,
+        jobs: usize,
+    ) -> Result<Summary, Error> {
+        self.read_jobs(input_name, sink, jobs)
     }
 }
 
@@ -889,7 +814,7 @@ impl<'t, 'a> Merge<'t, 'a> {
         let trace = self.trace;
         let Some((cur, slot)) = self.cursors.get_mut(i) else { return Ok(None) };
         let Some(item) = slot.take() else { return Ok(None) };
-        let data: &[u8] = trace.streams.get(i).map_or(&[][..], |s| &s.data);
+        let data: &[u8] = trace.streams.get(i).map_or(&[][..], |s| s.pages());
         *slot = cur.next_item(data)?;
         if heap && let Some(next) = slot {
             self.heap.push(Reverse((next.ts(), i)));
@@ -911,5 +836,21 @@ impl<'t, 'a> Merge<'t, 'a> {
 /// Any structural problem of the file, with its byte offset (and CPU and page for
 /// ring-buffer data). Records with an unknown event id are diagnostics, not errors.
 pub fn read(bytes: &[u8], input_name: &str, sink: &mut impl RecordSink) -> Result<Summary, Error> {
-    TraceDat::parse(bytes)?.read_into(input_name, sink)
+    read_jobs(bytes, input_name, sink, 1)
+}
+
+/// [`read`] with the records decompressed and decoded on `jobs` worker threads (1: all on
+/// the calling thread) and merged on the calling thread: the sink gets the same records,
+/// diagnostics and result as with one job. Compressed CPU data is decompressed a few
+/// chunks at a time, so memory stays a window of pages per CPU whatever the file's size.
+///
+/// # Errors
+/// As [`read`].
+pub fn read_jobs(
+    bytes: &[u8],
+    input_name: &str,
+    sink: &mut impl RecordSink,
+    jobs: usize,
+) -> Result<Summary, Error> {
+    TraceDat::parse_lazy(bytes)?.read_jobs(input_name, sink, jobs)
 }
