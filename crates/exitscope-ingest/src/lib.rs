@@ -84,9 +84,12 @@ pub struct Options {
     /// file is mapped and cut into chunks at line boundaries, the chunks are pre-parsed in
     /// parallel and applied to the sink in order, so the sink sees exactly what one thread
     /// gives it. 1 (the default) streams through a fixed buffer on the calling thread.
+    /// A trace.dat is decompressed and decoded on this many threads and merged by
+    /// timestamp on the calling thread, with the same result.
     pub jobs: usize,
     /// Chunk size for `jobs > 1`, also for files under 16 MB (tests cut fixtures into tiny
-    /// chunks this way). `None`: 4 MB.
+    /// chunks this way). `None`: 4 MB. For a trace.dat: the bytes of pages decoded as one
+    /// unit (`None`: about 320 KB), at every `jobs`.
     pub chunk_bytes: Option<usize>,
     /// Told how far reading a file has come.
     pub progress: Option<Progress>,
@@ -450,13 +453,11 @@ impl<'n> Reader<'n> {
         let (records, unreadable, empty) = match format {
             InputFormat::TraceDat => {
                 sink.begin_input(self.name, format);
-                let s = exitscope_tracedat::read_jobs(
-                    data,
-                    self.name,
-                    &mut RecordsOf(sink),
-                    self.opts.jobs,
-                )
-                .map_err(|error| Error::TraceDat { name, size, error })?;
+                let mut ro = exitscope_tracedat::ReadOptions::default();
+                ro.jobs = self.opts.jobs;
+                ro.unit_bytes = self.opts.chunk_bytes;
+                let s = exitscope_tracedat::read_with(data, self.name, &mut RecordsOf(sink), &ro)
+                    .map_err(|error| Error::TraceDat { name, size, error })?;
                 let empty = format!("a valid trace.dat (version {}, {} CPUs)", s.version, s.cpus);
                 host = s
                     .host_tag

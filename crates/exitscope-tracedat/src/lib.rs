@@ -569,18 +569,18 @@ impl<'a> TraceDat<'a> {
         input_name: &str,
         sink: &mut impl RecordSink,
     ) -> Result<Summary, Error> {
-        self.read_jobs(input_name, sink, 1)
+        self.read_jobs(input_name, sink, &ReadOptions::default())
     }
 
-    /// Like [`TraceDat::read_into`], with the records decoded on `jobs` threads (1: on the
-    /// calling thread); the sink sees exactly what it sees with one.
-    pub fn read_into_jobs(
+    /// Like [`TraceDat::read_into`], with the records decoded as `opts` says; the sink sees
+    /// exactly what it sees with one job.
+    pub fn read_into_with(
         &self,
         input_name: &str,
         sink: &mut impl RecordSink,
-        jobs: usize,
+        opts: &ReadOptions,
     ) -> Result<Summary, Error> {
-        self.read_jobs(input_name, sink, jobs)
+        self.read_jobs(input_name, sink, opts)
     }
 }
 
@@ -836,21 +836,39 @@ impl<'t, 'a> Merge<'t, 'a> {
 /// Any structural problem of the file, with its byte offset (and CPU and page for
 /// ring-buffer data). Records with an unknown event id are diagnostics, not errors.
 pub fn read(bytes: &[u8], input_name: &str, sink: &mut impl RecordSink) -> Result<Summary, Error> {
-    read_jobs(bytes, input_name, sink, 1)
+    read_with(bytes, input_name, sink, &ReadOptions::default())
 }
 
-/// [`read`] with the records decompressed and decoded on `jobs` worker threads (1: all on
-/// the calling thread) and merged on the calling thread: the sink gets the same records,
-/// diagnostics and result as with one job. Compressed CPU data is decompressed a few
-/// chunks at a time, so memory stays a window of pages per CPU whatever the file's size.
+/// How [`read_with`] decodes. Build with `ReadOptions::default()` and set fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ReadOptions {
+    /// Worker threads that decompress and decode pages (1, the default: the calling thread
+    /// does everything).
+    pub jobs: usize,
+    /// Bytes of pages decoded as one unit (`None`: about 320 KB). Tests make units of a
+    /// page or two so that every kind of record lands on a unit boundary somewhere.
+    pub unit_bytes: Option<usize>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { jobs: 1, unit_bytes: None }
+    }
+}
+
+/// [`read`] with the records decompressed and decoded on `opts.jobs` worker threads and
+/// merged on the calling thread: the sink gets the same records, diagnostics and result as
+/// with one job. Compressed CPU data is decompressed a few chunks at a time, so memory
+/// stays a window of pages per CPU whatever the file's size.
 ///
 /// # Errors
 /// As [`read`].
-pub fn read_jobs(
+pub fn read_with(
     bytes: &[u8],
     input_name: &str,
     sink: &mut impl RecordSink,
-    jobs: usize,
+    opts: &ReadOptions,
 ) -> Result<Summary, Error> {
-    TraceDat::parse_lazy(bytes)?.read_jobs(input_name, sink, jobs)
+    TraceDat::parse_lazy(bytes)?.read_jobs(input_name, sink, opts)
 }

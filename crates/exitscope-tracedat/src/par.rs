@@ -30,7 +30,7 @@ use rustc_hash::FxHashMap;
 
 use crate::bytes::{Bytes, Endian};
 use crate::ring::{CpuCursor, Fail, Item, Win};
-use crate::{Compression, Error, Graph, Kind, Summary, TraceDat, file};
+use crate::{Compression, Error, Graph, Kind, ReadOptions, Summary, TraceDat, file};
 
 /// One compressed chunk of a lazy stream.
 #[derive(Clone, Copy, Debug)]
@@ -173,13 +173,15 @@ impl<'a> TraceDat<'a> {
         }
     }
 
-    fn plan(&self, unit_scale: usize) -> Plan {
+    fn plan(&self, unit_scale: usize, unit_bytes: Option<usize>) -> Plan {
         let mut units = Vec::with_capacity(self.streams.len());
         for (si, s) in self.streams.iter().enumerate() {
             let total = self.total_len(si);
             let ps = s.page_size.max(1);
             let npages = total.div_ceil(ps);
-            let per = if s.lazy {
+            let per = if let Some(b) = unit_bytes {
+                (b / ps).max(1)
+            } else if s.lazy {
                 // Chunks are normally whole numbers of pages.
                 let chunk_pages = s.chunks.first().map_or(1, |c| (c.size as usize / ps).max(1));
                 (chunk_pages * UNIT_CHUNKS / unit_scale).max(1)
@@ -401,8 +403,9 @@ impl<'a> TraceDat<'a> {
         &self,
         input_name: &str,
         sink: &mut impl RecordSink,
-        jobs: usize,
+        opts: &ReadOptions,
     ) -> Result<Summary, Error> {
+        let jobs = opts.jobs;
         if let Some(e) = self.streams.iter().find_map(|s| s.chunk_error.as_ref()) {
             // A broken chunk table: the error decompressing every stream first would give.
             return Err(self.decompression_error().unwrap_or_else(|| e.clone()));
@@ -410,7 +413,7 @@ impl<'a> TraceDat<'a> {
         let nstreams = self.streams.len().max(1);
         // Smaller units when there are many CPUs: memory stays a few MB per job.
         let scale = (nstreams / 16).clamp(1, 8);
-        let plan = self.plan(scale);
+        let plan = self.plan(scale, opts.unit_bytes);
         let total_units: usize = plan.units.iter().map(Vec::len).sum();
         let jobs = jobs.clamp(1, total_units.max(1));
         let mut out = Consumer::new(self, input_name);
@@ -676,11 +679,9 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
                 End::Err(e) => return Err(e),
                 End::More => {}
             }
-            if let Some(n) = &lane.next {
-                if let Some(e) = n.evs.first() {
-                    lane.cur.end = End::More;
-                    return Ok(Some(e.ts));
-                }
+            if let Some(e) = lane.next.as_ref().and_then(|n| n.evs.first()) {
+                lane.cur.end = End::More;
+                return Ok(Some(e.ts));
             }
             // Fetch the next unit (dropping an empty one looked at before).
             if let Some(old) = lane.next.take() {
@@ -743,8 +744,7 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
             };
             let cpu = self.trace.streams.get(i).map_or(0, |s| s.cpu);
             // A run of this stream while it stays before every other stream's head.
-            loop {
-                let Some(&ev) = lane.cur.evs.get(lane.pos) else { break };
+            while let Some(&ev) = lane.cur.evs.get(lane.pos) {
                 lane.pos += 1;
                 *head = Self::peek(lane, i, src)?;
                 let flow = self.emit(sink, &lane.cur.text, cpu, ns(ev.ts), ev);
