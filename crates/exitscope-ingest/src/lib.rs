@@ -373,21 +373,21 @@ impl<'n> Reader<'n> {
                 self.read(decoded, None, Some(c), sink)
             }
             Sniffed::Binary(format) => {
-                let mapped;
+                let mapped = match (file, compression) {
+                    (Some(f), None) => Some(mmap::map(f).map_err(|e| read_err(e, 0))?),
+                    _ => None,
+                };
                 let owned;
-                let data: &[u8] = match (file, compression) {
-                    (Some(f), None) => {
-                        mapped = mmap::map(f).map_err(|e| read_err(e, 0))?;
-                        &mapped
-                    }
-                    _ => {
+                let data: &[u8] = match &mapped {
+                    Some(m) => m,
+                    None => {
                         let mut all = head;
                         rdr.read_to_end(&mut all).map_err(|e| read_err(e, count.get()))?;
                         owned = all;
                         &owned
                     }
                 };
-                self.read_binary(format, data, compression, sink)
+                self.read_binary(format, data, mapped.as_ref(), compression, sink)
             }
             Sniffed::Text => {
                 let host = self.host_of_text(&head);
@@ -443,6 +443,7 @@ impl<'n> Reader<'n> {
         &self,
         format: InputFormat,
         data: &[u8],
+        map: Option<&memmap2::Mmap>,
         compression: Option<Compression>,
         sink: &mut S,
     ) -> Result<Ingested, Error> {
@@ -456,6 +457,13 @@ impl<'n> Reader<'n> {
                 let mut ro = exitscope_tracedat::ReadOptions::default();
                 ro.jobs = self.opts.jobs;
                 ro.unit_bytes = self.opts.chunk_bytes;
+                // Pages of the map already decoded go back to the kernel.
+                let release = |from: usize, to: usize| {
+                    if let Some(m) = map {
+                        mmap::release(m, from, to);
+                    }
+                };
+                ro.release = Some(&release);
                 let s = exitscope_tracedat::read_with(data, self.name, &mut RecordsOf(sink), &ro)
                     .map_err(|error| Error::TraceDat { name, size, error })?;
                 let empty = format!("a valid trace.dat (version {}, {} CPUs)", s.version, s.cpus);

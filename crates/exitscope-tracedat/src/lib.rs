@@ -578,7 +578,7 @@ impl<'a> TraceDat<'a> {
         &self,
         input_name: &str,
         sink: &mut impl RecordSink,
-        opts: &ReadOptions,
+        opts: &ReadOptions<'_>,
     ) -> Result<Summary, Error> {
         self.read_jobs(input_name, sink, opts)
     }
@@ -840,20 +840,35 @@ pub fn read(bytes: &[u8], input_name: &str, sink: &mut impl RecordSink) -> Resul
 }
 
 /// How [`read_with`] decodes. Build with `ReadOptions::default()` and set fields.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
-pub struct ReadOptions {
+pub struct ReadOptions<'r> {
     /// Worker threads that decompress and decode pages (1, the default: the calling thread
     /// does everything).
     pub jobs: usize,
     /// Bytes of pages decoded as one unit (`None`: about 320 KB). Tests make units of a
     /// page or two so that every kind of record lands on a unit boundary somewhere.
     pub unit_bytes: Option<usize>,
+    /// Told `(from, to)`, byte offsets in the file, once the CPU data there has been read
+    /// and will not be needed again: a caller reading from a memory map hands those pages
+    /// back to the kernel, so a file far larger than memory keeps only a window resident.
+    /// Called from the calling thread, a few times per megabyte at most.
+    pub release: Option<&'r (dyn Fn(usize, usize) + Sync)>,
 }
 
-impl Default for ReadOptions {
+impl Default for ReadOptions<'_> {
     fn default() -> Self {
-        ReadOptions { jobs: 1, unit_bytes: None }
+        ReadOptions { jobs: 1, unit_bytes: None, release: None }
+    }
+}
+
+impl std::fmt::Debug for ReadOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOptions")
+            .field("jobs", &self.jobs)
+            .field("unit_bytes", &self.unit_bytes)
+            .field("release", &self.release.is_some())
+            .finish()
     }
 }
 
@@ -868,7 +883,7 @@ pub fn read_with(
     bytes: &[u8],
     input_name: &str,
     sink: &mut impl RecordSink,
-    opts: &ReadOptions,
+    opts: &ReadOptions<'_>,
 ) -> Result<Summary, Error> {
     TraceDat::parse_lazy(bytes)?.read_jobs(input_name, sink, opts)
 }

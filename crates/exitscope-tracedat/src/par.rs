@@ -403,7 +403,7 @@ impl<'a> TraceDat<'a> {
         &self,
         input_name: &str,
         sink: &mut impl RecordSink,
-        opts: &ReadOptions,
+        opts: &ReadOptions<'_>,
     ) -> Result<Summary, Error> {
         let jobs = opts.jobs;
         if let Some(e) = self.streams.iter().find_map(|s| s.chunk_error.as_ref()) {
@@ -417,6 +417,7 @@ impl<'a> TraceDat<'a> {
         let total_units: usize = plan.units.iter().map(Vec::len).sum();
         let jobs = jobs.clamp(1, total_units.max(1));
         let mut out = Consumer::new(self, input_name);
+        out.release = opts.release;
         let result = if jobs == 1 {
             let mut src =
                 Inline { trace: self, plan: &plan, scratch: Scratch::default(), free: Vec::new() };
@@ -621,6 +622,9 @@ struct Consumer<'t, 'a, 'n> {
     sum: Summary,
     counts: Vec<u64>,
     fname: String,
+    release: Option<&'n (dyn Fn(usize, usize) + Sync)>,
+    /// Per stream: file offset up to which its data was released.
+    released: Vec<usize>,
 }
 
 impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
@@ -644,6 +648,8 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
             sum,
             counts: vec![0u64; h.formats.len()],
             fname: String::with_capacity(64),
+            release: None,
+            released: trace.streams.iter().map(|s| s.file_offset as usize).collect(),
         }
     }
 
@@ -748,7 +754,9 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
                 lane.pos += 1;
                 *head = Self::peek(lane, i, src)?;
                 let flow = self.emit(sink, &lane.cur.text, cpu, ns(ev.ts), ev);
-                Self::promote(lane, src);
+                if Self::promote(lane, src) {
+                    self.release_before(plan, i, lane.unit.saturating_sub(1));
+                }
                 if flow == Flow::Stop {
                     self.sum.stopped = true;
                     return Ok(());
@@ -762,14 +770,42 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
         }
     }
 
-    /// Moves the looked-ahead batch in once the current one is used up.
-    fn promote(lane: &mut Lane<'t>, src: &mut impl Source<'t>) {
+    /// Moves the looked-ahead batch in once the current one is used up; true when it did.
+    fn promote(lane: &mut Lane<'t>, src: &mut impl Source<'t>) -> bool {
         if lane.pos >= lane.cur.evs.len()
             && let Some(n) = lane.next.take()
         {
             let old = std::mem::replace(&mut lane.cur, n);
             lane.pos = 0;
             src.recycle(old);
+            return true;
+        }
+        false
+    }
+
+    /// Stream `s` is at unit `k`: the file bytes of its earlier units are not needed again.
+    fn release_before(&mut self, plan: &Plan, s: usize, k: usize) {
+        let Some(release) = self.release else { return };
+        let (Some(st), Some(u), Some(done)) = (
+            self.trace.streams.get(s),
+            plan.units.get(s).and_then(|u| u.get(k)),
+            self.released.get_mut(s),
+        ) else {
+            return;
+        };
+        if !matches!(st.data, std::borrow::Cow::Borrowed(_)) {
+            return;
+        }
+        let start = st.file_offset as usize;
+        let to = if st.lazy {
+            start + st.chunks.get(u.chunk).map_or(0, |c| c.src)
+        } else {
+            start + u.first_page * st.page_size
+        };
+        // In steps of a megabyte or more: one system call per step.
+        if to >= *done + (1 << 20) {
+            release(*done, to);
+            *done = to;
         }
     }
 
