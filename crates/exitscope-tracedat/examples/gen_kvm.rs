@@ -55,10 +55,11 @@ fn generate(
     let pairs = events / 2 / u64::from(cpus);
     const BATCH: u64 = 100_000;
     let reasons = [10u32, 12, 30, 48, 1, 30, 10];
-    for (cpu, spool) in spools.iter_mut().enumerate() {
-        let pid = 2000 + cpu as i32;
-        let mut t = 1_000_000_000u64 + cpu as u64 * 137;
-        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ cpu as u64;
+    for spool in &mut spools {
+        let cpu = spool.cpu();
+        let pid = 2000 + i32::try_from(cpu).unwrap_or(0);
+        let mut t = 1_000_000_000u64 + u64::from(cpu) * 137;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(cpu);
         let mut done = 0;
         while done < pairs {
             let n = BATCH.min(pairs - done);
@@ -74,11 +75,11 @@ fn generate(
                 put(&mut p, 16, &rip.to_le_bytes());
                 put(&mut p, 24, &1u32.to_le_bytes());
                 put(&mut p, 32, &(x & 0xfff).to_le_bytes());
-                put(&mut p, 56, &(cpu as u32).to_le_bytes());
+                put(&mut p, 56, &cpu.to_le_bytes());
                 recs.push((t, p));
                 t += 400 + (x >> 20) % 3000;
                 let mut p = payload(1501, pid, 24);
-                put(&mut p, 8, &(cpu as u32).to_le_bytes());
+                put(&mut p, 8, &cpu.to_le_bytes());
                 put(&mut p, 16, &rip.to_le_bytes());
                 recs.push((t, p));
                 t += 1000
