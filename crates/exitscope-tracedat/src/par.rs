@@ -670,14 +670,25 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
 
     /// The timestamp of the lane's next item, fetching batches as needed; `None` at the
     /// stream's end, the error where the stream breaks.
+    #[inline]
     fn peek(
         lane: &mut Lane<'t>,
         s: usize,
         src: &mut impl Source<'t>,
     ) -> Result<Option<u64>, Error> {
-        if let Some(e) = lane.cur.evs.get(lane.pos) {
-            return Ok(Some(e.ts));
+        match lane.cur.evs.get(lane.pos) {
+            Some(e) => Ok(Some(e.ts)),
+            None => Self::peek_next(lane, s, src),
         }
+    }
+
+    /// [`Consumer::peek`] past the current batch.
+    #[cold]
+    fn peek_next(
+        lane: &mut Lane<'t>,
+        s: usize,
+        src: &mut impl Source<'t>,
+    ) -> Result<Option<u64>, Error> {
         let mut end = std::mem::replace(&mut lane.cur.end, End::Eos);
         loop {
             match end {
