@@ -22,7 +22,8 @@
 //! while decompressing whole streams up front; here the first one in stream order is looked
 //! up when the merge stops, so the result is the same error).
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Condvar, Mutex};
 
 use exitscope_model::{Diagnostic, Flow, Func, Record, RecordKind, RecordSink, Severity, Task};
@@ -30,7 +31,7 @@ use rustc_hash::FxHashMap;
 
 use crate::bytes::{Bytes, Endian};
 use crate::ring::{CpuCursor, Fail, Item, Win};
-use crate::{Compression, Error, Graph, Kind, ReadOptions, Summary, TraceDat, file};
+use crate::{Compression, Error, Graph, HEAP_STREAMS, Kind, ReadOptions, Summary, TraceDat, file};
 
 /// One compressed chunk of a lazy stream.
 #[derive(Clone, Copy, Debug)]
@@ -739,21 +740,37 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
             lanes.push(lane);
         }
         let ns: Vec<_> = (0..n).map(|s| self.trace.ns_fn(s)).collect();
-        loop {
-            // The stream with the smallest (timestamp, index), and the best of the others.
-            let mut best: Option<(u64, usize)> = None;
-            let mut second: Option<(u64, usize)> = None;
+        // Many CPUs: a heap of (timestamp, stream); few: a scan is faster.
+        let use_heap = n > HEAP_STREAMS;
+        let mut heap = BinaryHeap::new();
+        if use_heap {
             for (i, h) in heads.iter().enumerate() {
                 if let Some(ts) = *h {
-                    if best.is_none_or(|(b, _)| ts < b) {
-                        second = best;
-                        best = Some((ts, i));
-                    } else if second.is_none_or(|(b, _)| ts < b) {
-                        second = Some((ts, i));
-                    }
+                    heap.push(Reverse((ts, i)));
                 }
             }
-            let Some((_, i)) = best else { return Ok(()) };
+        }
+        loop {
+            // The stream with the smallest (timestamp, index), and the best of the others.
+            let (i, second) = if use_heap {
+                let Some(Reverse((_, i))) = heap.pop() else { return Ok(()) };
+                (i, heap.peek().map(|r| r.0))
+            } else {
+                let mut best: Option<(u64, usize)> = None;
+                let mut second: Option<(u64, usize)> = None;
+                for (i, h) in heads.iter().enumerate() {
+                    if let Some(ts) = *h {
+                        if best.is_none_or(|(b, _)| ts < b) {
+                            second = best;
+                            best = Some((ts, i));
+                        } else if second.is_none_or(|(b, _)| ts < b) {
+                            second = Some((ts, i));
+                        }
+                    }
+                }
+                let Some((_, i)) = best else { return Ok(()) };
+                (i, second)
+            };
             let (Some(lane), Some(head), Some(ns)) =
                 (lanes.get_mut(i), heads.get_mut(i), ns.get(i))
             else {
@@ -777,6 +794,9 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
                     (Some(_), None) => {}
                     _ => break,
                 }
+            }
+            if use_heap && let Some(ts) = *head {
+                heap.push(Reverse((ts, i)));
             }
         }
     }
@@ -917,6 +937,101 @@ fn func_of<'x>(f: FuncRef<'x>, buf: &'x mut String) -> Func<'x> {
             buf.clear();
             let _ = write!(buf, "0x{a:x}");
             Func::new(buf, None)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use exitscope_model::{Flow, Record, RecordKind, RecordSink};
+
+    use crate::write::fixture::{Fixture, KVM_ENTRY_FORMAT};
+    use crate::{Compression, Merged, ReadOptions, TraceDat};
+
+    #[derive(Default)]
+    struct Seen(Vec<(Option<u32>, Option<u64>, String)>);
+
+    impl RecordSink for Seen {
+        fn record(&mut self, r: &Record<'_>) -> Flow {
+            let t = match r.kind {
+                RecordKind::Event { text, .. } => text.to_string(),
+                RecordKind::Lost { count } => format!("lost {count:?}"),
+                _ => String::new(),
+            };
+            self.0.push((r.cpu, r.timestamp, t));
+            Flow::Continue
+        }
+    }
+
+    /// `cpus` CPUs whose records share timestamps (ties across CPUs everywhere), some CPUs
+    /// sparse, some empty.
+    fn fixture(version: u32, compression: Compression, cpus: usize) -> Fixture {
+        let mut per = vec![Vec::new(); cpus];
+        for (c, recs) in per.iter_mut().enumerate() {
+            if c % 5 == 3 {
+                continue; // an empty CPU
+            }
+            let step = 1 + (c as u64 % 3);
+            for k in 0..(3000 / step) {
+                let mut p = vec![0u8; 24];
+                p[0..2].copy_from_slice(&1501u16.to_le_bytes());
+                p[4..8].copy_from_slice(&(100 + c as i32).to_le_bytes());
+                p[8..12].copy_from_slice(&(c as u32).to_le_bytes());
+                p[16..24].copy_from_slice(&k.to_le_bytes());
+                recs.push((1000 + k * step * 10, p));
+            }
+        }
+        Fixture {
+            version,
+            compression,
+            page_size: 4096,
+            ftrace_formats: Vec::new(),
+            systems: vec![("kvm".into(), vec![KVM_ENTRY_FORMAT.into()])],
+            kallsyms: String::new(),
+            printk: String::new(),
+            cmdlines: String::new(),
+            cpus: per,
+            missed_first_page: vec![(1, 7)],
+            big_endian: false,
+            extra_options: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_job_count_and_unit_size_merges_as_the_whole_stream_merge_does() {
+        for cpus in [2, 12] {
+            for (v, comp) in [(6, Compression::None), (7, Compression::Zstd)] {
+                let bytes = fixture(v, comp, cpus).to_bytes();
+                // The reference: the merge over whole decompressed streams, rendered.
+                let t = TraceDat::parse(&bytes).unwrap();
+                let mut want = Vec::new();
+                let mut m = t.merge().unwrap();
+                while let Some(it) = m.next_event().unwrap() {
+                    match it {
+                        Merged::Event(e) => {
+                            let mut s = String::new();
+                            t.render(e.payload, &mut s);
+                            want.push((Some(e.cpu), Some(e.ts), s));
+                        }
+                        Merged::Lost { cpu, ts, count } => {
+                            want.push((Some(cpu), Some(ts), format!("lost {count:?}")));
+                        }
+                    }
+                }
+                assert!(want.len() > 4000, "{}", want.len());
+                for jobs in [1, 2, 5] {
+                    for unit in [None, Some(4096), Some(3 * 4096)] {
+                        let mut o = ReadOptions::default();
+                        o.jobs = jobs;
+                        o.unit_bytes = unit;
+                        let mut got = Seen::default();
+                        let s = crate::read_with(&bytes, "t", &mut got, &o).unwrap();
+                        assert_eq!(s.records as usize, want.len());
+                        assert!(got.0 == want, "{cpus} cpus v{v} jobs {jobs} unit {unit:?}");
+                    }
+                }
+            }
         }
     }
 }
