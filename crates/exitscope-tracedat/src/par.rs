@@ -1022,9 +1022,7 @@ mod tests {
                 assert!(want.len() > 4000, "{}", want.len());
                 for jobs in [1, 2, 5] {
                     for unit in [None, Some(4096), Some(3 * 4096)] {
-                        let mut o = ReadOptions::default();
-                        o.jobs = jobs;
-                        o.unit_bytes = unit;
+                        let o = ReadOptions { jobs, unit_bytes: unit, ..ReadOptions::default() };
                         let mut got = Seen::default();
                         let s = crate::read_with(&bytes, "t", &mut got, &o).unwrap();
                         assert_eq!(s.records as usize, want.len());
