@@ -303,17 +303,23 @@ impl<'a> TraceDat<'a> {
     /// Parses the metadata and locates (and, in compressed v7 files, decompresses) every
     /// CPU's data.
     pub fn parse(data: &'a [u8]) -> Result<TraceDat<'a>, Error> {
-        Self::parse_with(data, false)
+        Self::parse_with(data, false, None)
     }
 
     /// Like [`TraceDat::parse`], but leaves compressed CPU data compressed: only
     /// [`TraceDat::read_into`] reads such a trace (it decompresses chunk by chunk); its
     /// [`TraceDat::merge`] sees no compressed CPU's records.
     pub fn parse_lazy(data: &'a [u8]) -> Result<TraceDat<'a>, Error> {
-        Self::parse_with(data, true)
+        Self::parse_with(data, true, None)
     }
 
-    fn parse_with(data: &'a [u8], lazy: bool) -> Result<TraceDat<'a>, Error> {
+    /// `release`: see [`ReadOptions::release`] (the chunk tables of a lazy trace are read
+    /// through the whole file).
+    fn parse_with(
+        data: &'a [u8],
+        lazy: bool,
+        release: Option<&(dyn Fn(usize, usize) + Sync)>,
+    ) -> Result<TraceDat<'a>, Error> {
         let header = Header::parse(data)?;
         if header.latency && header.buffers.iter().all(|b| b.cpus.iter().all(|c| c.size == 0)) {
             return Err(Error::Unsupported(
@@ -358,7 +364,7 @@ impl<'a> TraceDat<'a> {
             for s in &mut streams {
                 if s.lazy {
                     (s.chunks, s.chunk_error) =
-                        par::chunk_table(&s.data, s.file_offset, header.endian);
+                        par::chunk_table(&s.data, s.file_offset, header.endian, release);
                 }
             }
         } else {
@@ -885,5 +891,5 @@ pub fn read_with(
     sink: &mut impl RecordSink,
     opts: &ReadOptions<'_>,
 ) -> Result<Summary, Error> {
-    TraceDat::parse_lazy(bytes)?.read_jobs(input_name, sink, opts)
+    TraceDat::parse_with(bytes, true, opts.release)?.read_jobs(input_name, sink, opts)
 }

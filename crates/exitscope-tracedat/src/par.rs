@@ -51,12 +51,25 @@ pub(crate) struct Chunk {
 /// The chunk table of a compressed stream (`data` starts at file offset `offset`).
 /// The chunk table of a compressed stream (`data` starts at file offset `offset`): the
 /// chunks up to where it breaks, and the error there.
-pub(crate) fn chunk_table(data: &[u8], offset: u64, e: Endian) -> (Vec<Chunk>, Option<Error>) {
+/// `release` is told the file ranges read, a few megabytes at a time.
+pub(crate) fn chunk_table(
+    data: &[u8],
+    offset: u64,
+    e: Endian,
+    release: Option<&(dyn Fn(usize, usize) + Sync)>,
+) -> (Vec<Chunk>, Option<Error>) {
     let mut v = Vec::new();
     let mut c = Bytes::new(data, offset, e);
     let mut out = 0usize;
+    let mut released = offset as usize;
     let mut one = |c: &mut Bytes<'_>| -> Result<(), Error> {
         let at = c.offset();
+        if let Some(r) = release
+            && at as usize >= released + (4 << 20)
+        {
+            r(released, at as usize);
+            released = at as usize;
+        }
         let csize = c.u32("chunk compressed size")? as usize;
         let size = c.u32("chunk uncompressed size")?;
         let src = (c.offset() - offset) as usize;
@@ -66,6 +79,9 @@ pub(crate) fn chunk_table(data: &[u8], offset: u64, e: Endian) -> (Vec<Chunk>, O
         Ok(())
     };
     let r = c.u32("chunk count").and_then(|n| (0..n).try_for_each(|_| one(&mut c)));
+    if let Some(r) = release {
+        r(offset as usize, offset as usize + data.len());
+    }
     (v, r.err())
 }
 
