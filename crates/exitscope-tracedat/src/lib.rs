@@ -9,10 +9,10 @@
 //! Records of all CPUs (and all `-B` instances) are merged in timestamp order and pushed
 //! into an [`exitscope_model::RecordSink`], so the analyses that consume ftrace text work
 //! unchanged: `ftrace:funcgraph_entry`/`funcgraph_exit` become
-//! [`RecordKind::Entry`]/[`RecordKind::Exit`], every other event becomes a
-//! [`RecordKind::Event`] whose `text` is the kernel-style rendering of its `print fmt`
+//! [`RecordKind::Entry`](exitscope_model::RecordKind::Entry)/[`RecordKind::Exit`](exitscope_model::RecordKind::Exit), every other event becomes a
+//! [`RecordKind::Event`](exitscope_model::RecordKind::Event) whose `text` is the kernel-style rendering of its `print fmt`
 //! (for example `pio_write at 0x10 size 1 count 1 val 0x41 `), and pages with the
-//! missed-events flag become [`RecordKind::Lost`].
+//! missed-events flag become [`RecordKind::Lost`](exitscope_model::RecordKind::Lost).
 //!
 //! ```no_run
 //! use exitscope_model::{Flow, Record, RecordSink};
