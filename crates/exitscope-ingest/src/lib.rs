@@ -86,9 +86,12 @@ pub struct Options {
     /// file is mapped and cut into chunks at line boundaries, the chunks are pre-parsed in
     /// parallel and applied to the sink in order, so the sink sees exactly what one thread
     /// gives it. 1 (the default) streams through a fixed buffer on the calling thread.
+    /// A trace.dat is decompressed and decoded on this many threads and merged by
+    /// timestamp on the calling thread, with the same result.
     pub jobs: usize,
     /// Chunk size for `jobs > 1`, also for files under 16 MB (tests cut fixtures into tiny
-    /// chunks this way). `None`: 4 MB.
+    /// chunks this way). `None`: 4 MB. For a trace.dat: the bytes of pages decoded as one
+    /// unit (`None`: about 320 KB), at every `jobs`.
     pub chunk_bytes: Option<usize>,
     /// Told how far reading a file has come.
     pub progress: Option<Progress>,
@@ -372,21 +375,21 @@ impl<'n> Reader<'n> {
                 self.read(decoded, None, Some(c), sink)
             }
             Sniffed::Binary(format) => {
-                let mapped;
+                let mapped = match (file, compression) {
+                    (Some(f), None) => Some(mmap::map(f).map_err(|e| read_err(e, 0))?),
+                    _ => None,
+                };
                 let owned;
-                let data: &[u8] = match (file, compression) {
-                    (Some(f), None) => {
-                        mapped = mmap::map(f).map_err(|e| read_err(e, 0))?;
-                        &mapped
-                    }
-                    _ => {
+                let data: &[u8] = match &mapped {
+                    Some(m) => m,
+                    None => {
                         let mut all = head;
                         rdr.read_to_end(&mut all).map_err(|e| read_err(e, count.get()))?;
                         owned = all;
                         &owned
                     }
                 };
-                self.read_binary(format, data, compression, sink)
+                self.read_binary(format, data, mapped.as_ref(), compression, sink)
             }
             Sniffed::Text => {
                 let host = self.host_of_text(&head);
@@ -442,6 +445,7 @@ impl<'n> Reader<'n> {
         &self,
         format: InputFormat,
         data: &[u8],
+        map: Option<&memmap2::Mmap>,
         compression: Option<Compression>,
         sink: &mut S,
     ) -> Result<Ingested, Error> {
@@ -452,7 +456,17 @@ impl<'n> Reader<'n> {
         let (records, unreadable, empty) = match format {
             InputFormat::TraceDat => {
                 sink.begin_input(self.name, format);
-                let s = exitscope_tracedat::read(data, self.name, &mut RecordsOf(sink))
+                let mut ro = exitscope_tracedat::ReadOptions::default();
+                ro.jobs = self.opts.jobs;
+                ro.unit_bytes = self.opts.chunk_bytes;
+                // Pages of the map already decoded go back to the kernel.
+                let release = |from: usize, to: usize| {
+                    if let Some(m) = map {
+                        mmap::release(m, from, to);
+                    }
+                };
+                ro.release = Some(&release);
+                let s = exitscope_tracedat::read_with(data, self.name, &mut RecordsOf(sink), &ro)
                     .map_err(|error| Error::TraceDat { name, size, error })?;
                 let empty = format!("a valid trace.dat (version {}, {} CPUs)", s.version, s.cpus);
                 host = s

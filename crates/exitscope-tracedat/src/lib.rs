@@ -9,10 +9,10 @@
 //! Records of all CPUs (and all `-B` instances) are merged in timestamp order and pushed
 //! into an [`exitscope_model::RecordSink`], so the analyses that consume ftrace text work
 //! unchanged: `ftrace:funcgraph_entry`/`funcgraph_exit` become
-//! [`RecordKind::Entry`]/[`RecordKind::Exit`], every other event becomes a
-//! [`RecordKind::Event`] whose `text` is the kernel-style rendering of its `print fmt`
+//! [`RecordKind::Entry`](exitscope_model::RecordKind::Entry)/[`RecordKind::Exit`](exitscope_model::RecordKind::Exit), every other event becomes a
+//! [`RecordKind::Event`](exitscope_model::RecordKind::Event) whose `text` is the kernel-style rendering of its `print fmt`
 //! (for example `pio_write at 0x10 size 1 count 1 val 0x41 `), and pages with the
-//! missed-events flag become [`RecordKind::Lost`].
+//! missed-events flag become [`RecordKind::Lost`](exitscope_model::RecordKind::Lost).
 //!
 //! ```no_run
 //! use exitscope_model::{Flow, Record, RecordSink};
@@ -42,6 +42,7 @@ mod bytes;
 mod file;
 mod format;
 mod meta;
+mod par;
 mod print;
 mod ring;
 pub mod text;
@@ -68,7 +69,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use exitscope_model::{Diagnostic, Flow, Func, Record, RecordKind, RecordSink, Severity, Task};
+use exitscope_model::{Func, RecordSink};
 
 pub use bytes::Endian;
 pub use file::{Buffer, Compression, CpuData, Guest, Header};
@@ -78,7 +79,7 @@ pub use ring::{CpuCursor, Item, PageFormat, PageHeader};
 
 /// Why a trace.dat could not be read. Offsets are absolute byte offsets in the file (for
 /// compressed data: of the compressed block).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The file does not start with the trace.dat magic.
@@ -194,9 +195,24 @@ struct Stream<'a> {
     buffer: usize,
     cpu: u32,
     file_offset: u64,
+    /// The pages; in a [`TraceDat::parse_lazy`] trace, a compressed stream's chunk table and
+    /// chunks as stored.
     data: Cow<'a, [u8]>,
     page_size: usize,
     compressed: bool,
+    /// Whether `data` is still compressed (`chunks` locates its chunks).
+    lazy: bool,
+    /// The chunks of a lazy compressed stream (up to where its table breaks).
+    chunks: Vec<par::Chunk>,
+    /// Where the chunk table of a lazy compressed stream is broken.
+    chunk_error: Option<Error>,
+}
+
+impl Stream<'_> {
+    /// The decompressed pages (nothing for a lazy compressed stream).
+    fn pages(&self) -> &[u8] {
+        if self.lazy { &[] } else { &self.data }
+    }
 }
 
 /// Field indices of a function-graph event.
@@ -295,6 +311,23 @@ impl<'a> TraceDat<'a> {
     /// Parses the metadata and locates (and, in compressed v7 files, decompresses) every
     /// CPU's data.
     pub fn parse(data: &'a [u8]) -> Result<TraceDat<'a>, Error> {
+        Self::parse_with(data, false, None)
+    }
+
+    /// Like [`TraceDat::parse`], but leaves compressed CPU data compressed: only
+    /// [`TraceDat::read_into`] reads such a trace (it decompresses chunk by chunk); its
+    /// [`TraceDat::merge`] sees no compressed CPU's records.
+    pub fn parse_lazy(data: &'a [u8]) -> Result<TraceDat<'a>, Error> {
+        Self::parse_with(data, true, None)
+    }
+
+    /// `release`: see [`ReadOptions::release`] (the chunk tables of a lazy trace are read
+    /// through the whole file).
+    fn parse_with(
+        data: &'a [u8],
+        lazy: bool,
+        release: Option<&(dyn Fn(usize, usize) + Sync)>,
+    ) -> Result<TraceDat<'a>, Error> {
         let header = Header::parse(data)?;
         if header.latency && header.buffers.iter().all(|b| b.cpus.iter().all(|c| c.size == 0)) {
             return Err(Error::Unsupported(
@@ -329,10 +362,22 @@ impl<'a> TraceDat<'a> {
                     data: Cow::Borrowed(range),
                     page_size,
                     compressed: b.compressed,
+                    lazy: lazy && b.compressed,
+                    chunks: Vec::new(),
+                    chunk_error: None,
                 });
             }
         }
-        decompress_streams(&mut streams, header.compression, header.endian)?;
+        if lazy {
+            for s in &mut streams {
+                if s.lazy {
+                    (s.chunks, s.chunk_error) =
+                        par::chunk_table(&s.data, s.file_offset, header.endian, release);
+                }
+            }
+        } else {
+            decompress_streams(&mut streams, header.compression, header.endian)?;
+        }
         let mut by_id = vec![u32::MAX; 1 << 16];
         let mut kinds = Vec::with_capacity(header.formats.len());
         for (i, f) in header.formats.iter().enumerate() {
@@ -382,7 +427,7 @@ impl<'a> TraceDat<'a> {
                 self.header.long_size,
                 self.header.endian,
             );
-            let first = c.next_item(&s.data)?;
+            let first = c.next_item(s.pages())?;
             cursors.push((c, first));
         }
         let mut heap = BinaryHeap::new();
@@ -408,7 +453,7 @@ impl<'a> TraceDat<'a> {
                 self.header.endian,
             );
             for _ in 0..per_stream {
-                match c.next_item(&s.data)? {
+                match c.next_item(s.pages())? {
                     None => break,
                     Some(Item::Lost { .. }) => {}
                     Some(Item::Record { start, len, .. }) => {
@@ -538,133 +583,18 @@ impl<'a> TraceDat<'a> {
         input_name: &str,
         sink: &mut impl RecordSink,
     ) -> Result<Summary, Error> {
-        let mut sum = Summary {
-            version: self.header.version,
-            compression: match self.header.compression {
-                Compression::None => "none",
-                Compression::Zlib => "zlib",
-                Compression::Zstd => "zstd",
-            },
-            cpus: self.header.cpu_count,
-            buffers: self.header.buffers.iter().map(|b| b.name.clone()).collect(),
-            host_tag: self.header.host_tag.clone(),
-            ..Summary::default()
-        };
-        let mut counts = vec![0u64; self.header.formats.len()];
-        let mut text = String::with_capacity(256);
-        let mut fname = String::with_capacity(64);
-        let mut merge = self.merge()?;
-        while let Some(item) = merge.next_event()? {
-            let (rec, flow) = match item {
-                Merged::Lost { cpu, ts, count } => {
-                    sum.lost_markers += 1;
-                    sum.lost_events = sum.lost_events.saturating_add(count.unwrap_or(0));
-                    let r = Record {
-                        line: 0,
-                        cpu: Some(cpu),
-                        task: None,
-                        timestamp: Some(ts),
-                        kind: RecordKind::Lost { count },
-                    };
-                    (true, sink.record(&r))
-                }
-                Merged::Event(ev) => {
-                    let (id, kind) = self.kind(ev.payload);
-                    let idx = match kind {
-                        Kind::Unknown => {
-                            sum.unknown_events += 1;
-                            let d = Diagnostic {
-                                file: input_name.to_string(),
-                                line: 0,
-                                column: ev.offset,
-                                severity: Severity::Warning,
-                                message: format!(
-                                    "cpu {}: record with unknown event id {id} skipped",
-                                    ev.cpu
-                                ),
-                            };
-                            if sink.diagnostic(d) == Flow::Stop {
-                                sum.stopped = true;
-                                break;
-                            }
-                            continue;
-                        }
-                        Kind::Event(i) | Kind::Entry(i, _) | Kind::Exit(i, _) => i as usize,
-                    };
-                    if let Some(c) = counts.get_mut(idx) {
-                        // The first record of an event: say once if it cannot be printed
-                        // as the kernel prints it.
-                        if *c == 0
-                            && let Some(f) = self.header.formats.get(idx)
-                        {
-                            for p in f.print_problems() {
-                                let d = Diagnostic {
-                                    file: input_name.to_string(),
-                                    line: 0,
-                                    column: ev.offset,
-                                    severity: Severity::Warning,
-                                    message: format!("event {}:{}: {p}", f.system, f.name),
-                                };
-                                if sink.diagnostic(d) == Flow::Stop {
-                                    sum.stopped = true;
-                                }
-                            }
-                            if sum.stopped {
-                                break;
-                            }
-                        }
-                        *c += 1;
-                    }
-                    let pid = self.pid(ev.payload);
-                    let comm = self.header.cmdlines.comm(pid as u32).unwrap_or("<...>");
-                    let tgid = self.header.tgids.get(&(pid as u32)).copied();
-                    let task = Some(Task { comm, pid: pid as u32, tgid });
-                    let kind = match self.graph(ev.payload) {
-                        Some(Graph::Entry { func, depth }) => {
-                            RecordKind::Entry { func: self.func(func, &mut fname), depth }
-                        }
-                        Some(Graph::Exit { func, depth, duration }) => RecordKind::Exit {
-                            func: Some(self.func(func, &mut fname)),
-                            duration,
-                            depth,
-                        },
-                        None => {
-                            text.clear();
-                            self.render(ev.payload, &mut text);
-                            let name = self.header.formats.get(idx).map_or("", |f| f.name.as_str());
-                            RecordKind::Event { name, text: &text }
-                        }
-                    };
-                    let r =
-                        Record { line: 0, cpu: Some(ev.cpu), task, timestamp: Some(ev.ts), kind };
-                    (true, sink.record(&r))
-                }
-            };
-            if rec {
-                sum.records += 1;
-                let ts = match item {
-                    Merged::Event(e) => e.ts,
-                    Merged::Lost { ts, .. } => ts,
-                };
-                sum.first_ts.get_or_insert(ts);
-                sum.last_ts = Some(ts);
-            }
-            if flow == Flow::Stop {
-                sum.stopped = true;
-                break;
-            }
-        }
-        let mut ec: Vec<(String, u64)> = self
-            .header
-            .formats
-            .iter()
-            .zip(&counts)
-            .filter(|(_, n)| **n > 0)
-            .map(|(f, n)| (f.name.clone(), *n))
-            .collect();
-        ec.sort();
-        sum.event_counts = ec;
-        Ok(sum)
+        self.read_jobs(input_name, sink, &ReadOptions::default())
+    }
+
+    /// Like [`TraceDat::read_into`], with the records decoded as `opts` says; the sink sees
+    /// exactly what it sees with one job.
+    pub fn read_into_with(
+        &self,
+        input_name: &str,
+        sink: &mut impl RecordSink,
+        opts: &ReadOptions<'_>,
+    ) -> Result<Summary, Error> {
+        self.read_jobs(input_name, sink, opts)
     }
 }
 
@@ -898,7 +828,7 @@ impl<'t, 'a> Merge<'t, 'a> {
         let trace = self.trace;
         let Some((cur, slot)) = self.cursors.get_mut(i) else { return Ok(None) };
         let Some(item) = slot.take() else { return Ok(None) };
-        let data: &[u8] = trace.streams.get(i).map_or(&[][..], |s| &s.data);
+        let data: &[u8] = trace.streams.get(i).map_or(&[][..], |s| s.pages());
         *slot = cur.next_item(data)?;
         if heap && let Some(next) = slot {
             self.heap.push(Reverse((next.ts(), i)));
@@ -920,5 +850,54 @@ impl<'t, 'a> Merge<'t, 'a> {
 /// Any structural problem of the file, with its byte offset (and CPU and page for
 /// ring-buffer data). Records with an unknown event id are diagnostics, not errors.
 pub fn read(bytes: &[u8], input_name: &str, sink: &mut impl RecordSink) -> Result<Summary, Error> {
-    TraceDat::parse(bytes)?.read_into(input_name, sink)
+    read_with(bytes, input_name, sink, &ReadOptions::default())
+}
+
+/// How [`read_with`] decodes. Build with `ReadOptions::default()` and set fields.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ReadOptions<'r> {
+    /// Worker threads that decompress and decode pages (1, the default: the calling thread
+    /// does everything).
+    pub jobs: usize,
+    /// Bytes of pages decoded as one unit (`None`: about 320 KB). Tests make units of a
+    /// page or two so that every kind of record lands on a unit boundary somewhere.
+    pub unit_bytes: Option<usize>,
+    /// Told `(from, to)`, byte offsets in the file, once the CPU data there has been read
+    /// and will not be needed again: a caller reading from a memory map hands those pages
+    /// back to the kernel, so a file far larger than memory keeps only a window resident.
+    /// Called from the calling thread, a few times per megabyte at most.
+    pub release: Option<&'r (dyn Fn(usize, usize) + Sync)>,
+}
+
+impl Default for ReadOptions<'_> {
+    fn default() -> Self {
+        ReadOptions { jobs: 1, unit_bytes: None, release: None }
+    }
+}
+
+impl std::fmt::Debug for ReadOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOptions")
+            .field("jobs", &self.jobs)
+            .field("unit_bytes", &self.unit_bytes)
+            .field("release", &self.release.is_some())
+            .finish()
+    }
+}
+
+/// [`read`] with the records decompressed and decoded on `opts.jobs` worker threads and
+/// merged on the calling thread: the sink gets the same records, diagnostics and result as
+/// with one job. Compressed CPU data is decompressed a few chunks at a time, so memory
+/// stays a window of pages per CPU whatever the file's size.
+///
+/// # Errors
+/// As [`read`].
+pub fn read_with(
+    bytes: &[u8],
+    input_name: &str,
+    sink: &mut impl RecordSink,
+    opts: &ReadOptions<'_>,
+) -> Result<Summary, Error> {
+    TraceDat::parse_with(bytes, true, opts.release)?.read_jobs(input_name, sink, opts)
 }

@@ -893,31 +893,41 @@ fn pad(out: &mut String, spec: &Spec, start: usize) {
                     at += 2;
                 }
             }
-            let fill: String = std::iter::repeat_n(fill, n).collect();
-            out.insert_str(at, &fill);
+            // No allocation for the usual widths.
+            const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+            const SPACES: &str = "                                                                ";
+            match (if fill == '0' { ZEROS } else { SPACES }).get(..n) {
+                Some(f) => out.insert_str(at, f),
+                None => out.insert_str(at, &std::iter::repeat_n(fill, n).collect::<String>()),
+            }
         }
     }
 }
 
 /// Appends `v` in base 10 or 16 (lowercase) without going through `core::fmt`: this is
-/// the hot path of rendering.
-pub(crate) fn push_radix(out: &mut String, mut v: u64, radix: u64) {
+/// the hot path of rendering. Each base has its own loop so that the divisions are by a
+/// constant (shifts for 16, multiplications for 10).
+pub(crate) fn push_radix(out: &mut String, v: u64, radix: u64) {
+    if radix == 16 { push_digits::<16>(out, v) } else { push_digits::<10>(out, v) }
+}
+
+#[inline]
+fn push_digits<const R: u64>(out: &mut String, mut v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
         i -= 1;
-        if let (Some(slot), Some(d)) = (buf.get_mut(i), DIGITS.get((v % radix) as usize)) {
+        if let (Some(slot), Some(d)) = (buf.get_mut(i), DIGITS.get((v % R) as usize)) {
             *slot = *d;
         }
-        v /= radix;
+        v /= R;
         if v == 0 || i == 0 {
             break;
         }
     }
-    if let Some(Ok(s)) = buf.get(i..).map(std::str::from_utf8) {
-        out.push_str(s);
-    }
+    // ASCII digits: one char each.
+    out.extend(buf.get(i..).unwrap_or_default().iter().map(|&b| char::from(b)));
 }
 
 /// Formats an integer conversion (`d i u x X o`) of `v` (without padding).

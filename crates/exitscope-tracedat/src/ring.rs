@@ -134,6 +134,45 @@ pub struct CpuCursor {
     end: usize,
     ts: u64,
     started: bool,
+    /// Pages starting at or after this stream offset are not read (the end of a unit of
+    /// pages decoded on its own; `usize::MAX` for a whole stream).
+    limit: usize,
+}
+
+/// A window of a stream's bytes: `bytes` are the stream's bytes from offset `base`; the
+/// stream is `total` bytes long. Reads past the window but inside the stream ask for more.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Win<'d> {
+    pub(crate) bytes: &'d [u8],
+    pub(crate) base: usize,
+    pub(crate) total: usize,
+}
+
+/// Why [`CpuCursor::next_in`] did not return an item.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// The stream is inconsistent here.
+    Err(Error),
+    /// The window ends before the bytes needed (which the stream has).
+    More,
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Fail {
+        Fail::Err(e)
+    }
+}
+
+impl Win<'_> {
+    /// The `size`-byte integer at stream offset `off`; `None` past the stream's end.
+    #[inline]
+    fn uint(&self, off: usize, size: usize, e: Endian) -> Result<Option<u64>, Fail> {
+        let Some(end) = off.checked_add(size) else { return Ok(None) };
+        if end <= self.base + self.bytes.len() {
+            return Ok(off.checked_sub(self.base).and_then(|o| read_uint(self.bytes, o, size, e)));
+        }
+        if end > self.total { Ok(None) } else { Err(Fail::More) }
+    }
 }
 
 impl CpuCursor {
@@ -157,7 +196,16 @@ impl CpuCursor {
             end: 0,
             ts: 0,
             started: false,
+            limit: usize::MAX,
         }
+    }
+
+    /// Reads only pages `first..last` (indices in the stream).
+    pub(crate) fn pages(mut self, first: usize, last: usize) -> Self {
+        self.page_start = first.saturating_mul(self.page_size);
+        self.page = first as u64;
+        self.limit = last.saturating_mul(self.page_size);
+        self
     }
 
     fn err(&self, at: usize, what: impl Into<String>) -> Error {
@@ -170,29 +218,32 @@ impl CpuCursor {
     }
 
     /// Loads the page at `page_start`; returns a Lost item if its header says so.
-    fn load_page(&mut self, data: &[u8]) -> Result<Option<Item>, Error> {
+    fn load_page(&mut self, w: &Win<'_>) -> Result<Option<Item>, Fail> {
         let ps = self.page_start;
         let e = self.endian;
-        let ts = read_uint(data, ps, 8, e).ok_or_else(|| self.err(ps, "truncated page header"))?;
-        let commit = read_uint(data, ps + 8, self.long_size, e)
+        let ts = w.uint(ps, 8, e)?.ok_or_else(|| self.err(ps, "truncated page header"))?;
+        let commit = w
+            .uint(ps + 8, self.long_size, e)?
             .ok_or_else(|| self.err(ps, "truncated page header"))?;
         let hdr = 8 + self.long_size;
         let len = (commit & COMMIT_MASK) as usize;
         if hdr + len > self.page_size {
-            return Err(self.err(
-                ps + 8,
-                format!("page commit {len} exceeds the page size {}", self.page_size),
-            ));
+            return Err(self
+                .err(ps + 8, format!("page commit {len} exceeds the page size {}", self.page_size))
+                .into());
         }
-        if ps + hdr + len > data.len() {
-            return Err(self.err(ps, "page data is truncated"));
+        if ps + hdr + len > w.total {
+            return Err(self.err(ps, "page data is truncated").into());
+        }
+        if ps + hdr + len > w.base + w.bytes.len() {
+            return Err(Fail::More);
         }
         self.ts = ts;
         self.pos = ps + hdr;
         self.end = ps + hdr + len;
         if commit & MISSED_EVENTS != 0 {
             let count = if commit & MISSED_STORED != 0 {
-                read_uint(data, self.end, self.long_size, e)
+                w.uint(self.end, self.long_size, e)?
             } else {
                 None
             };
@@ -203,41 +254,53 @@ impl CpuCursor {
 
     /// The next item of the stream, `None` at its end.
     pub fn next_item(&mut self, data: &[u8]) -> Result<Option<Item>, Error> {
+        let w = Win { bytes: data, base: 0, total: data.len() };
+        match self.next_in(&w) {
+            Ok(i) => Ok(i),
+            Err(Fail::Err(e)) => Err(e),
+            // The window is the whole stream: never asks for more.
+            Err(Fail::More) => Err(self.err(self.pos, "internal: read past the stream")),
+        }
+    }
+
+    /// The next item of the stream in window `w`, `None` at its end (or at the page limit).
+    #[inline]
+    pub(crate) fn next_in(&mut self, w: &Win<'_>) -> Result<Option<Item>, Fail> {
         let e = self.endian;
         loop {
             if !self.started {
                 self.started = true;
-                if data.is_empty() {
+                if w.total == 0 || self.page_start >= self.limit {
                     return Ok(None);
                 }
-                if let Some(l) = self.load_page(data)? {
+                if let Some(l) = self.load_page(w)? {
                     return Ok(Some(l));
                 }
             }
             if self.pos >= self.end {
                 // Next page.
                 let next = self.page_start + self.page_size;
-                if next >= data.len() {
+                if next >= w.total || next >= self.limit {
                     self.pos = self.end;
                     return Ok(None);
                 }
                 self.page_start = next;
                 self.page += 1;
-                if let Some(l) = self.load_page(data)? {
+                if let Some(l) = self.load_page(w)? {
                     return Ok(Some(l));
                 }
                 continue;
             }
             let at = self.pos;
-            let w = read_uint(data, at, 4, e)
-                .ok_or_else(|| self.err(at, "truncated event header"))? as u32;
+            let word = w.uint(at, 4, e)?.ok_or_else(|| self.err(at, "truncated event header"))?;
+            let word = word as u32;
             let (type_len, delta) = match e {
-                Endian::Little => (w & 0x1f, u64::from(w >> 5)),
-                Endian::Big => (w >> 27, u64::from(w & ((1 << 27) - 1))),
+                Endian::Little => (word & 0x1f, u64::from(word >> 5)),
+                Endian::Big => (word >> 27, u64::from(word & ((1 << 27) - 1))),
             };
-            let array0 = || {
-                read_uint(data, at + 4, 4, e)
-                    .ok_or_else(|| self.err(at, "truncated event array word"))
+            let array0 = || -> Result<u64, Fail> {
+                w.uint(at + 4, 4, e)?
+                    .ok_or_else(|| Fail::Err(self.err(at, "truncated event array word")))
             };
             match type_len {
                 TYPE_PADDING => {
@@ -261,7 +324,9 @@ impl CpuCursor {
                 0 => {
                     let len = array0()? as usize;
                     if len < 4 {
-                        return Err(self.err(at, format!("event length {len} is too small")));
+                        return Err(self
+                            .err(at, format!("event length {len} is too small"))
+                            .into());
                     }
                     let start = at + 8;
                     let plen = len - 4;
