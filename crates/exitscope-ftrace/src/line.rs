@@ -130,6 +130,15 @@ fn err<T>(offset: usize, expected: &'static str) -> Res<T> {
 
 /// Classify and parse one line (no trailing newline).
 pub fn parse_line(line: &str) -> Res<Line<'_>> {
+    if let Some(l) = common_graph_line(line) {
+        return l;
+    }
+    parse_line_general(line)
+}
+
+/// [`parse_line`] without the shortcuts for common shapes (they must agree with it: the
+/// tests compare both on every line of every fixture).
+pub(crate) fn parse_line_general(line: &str) -> Res<Line<'_>> {
     let b = line.as_bytes();
     let mut i = skip_ws(b, 0);
     // Capture prefixes that people paste with the trace: a dmesg timestamp and email quoting.
@@ -163,6 +172,59 @@ pub fn parse_line(line: &str) -> Res<Line<'_>> {
         _ => {}
     }
     parse_graph_or_event(line, i)
+}
+
+/// The shape of nearly every line of a function_graph trace, ` CPU)  [DURATION] |  BODY`,
+/// read without the general grammar's detours; `None` when the line has another shape (then
+/// [`parse_line`] reads it the long way). It gives exactly what the general path gives: the
+/// line starts with spaces and a CPU number closed by `)` (no dmesg or quote prefix, no
+/// instance name, no abstime column), and after more spaces comes the `|` of an empty
+/// duration column or a duration that [`parse_duration_column`] reads (it ends in `s`, so
+/// it is neither a proc column nor latency flags, and it starts with a digit or a mark, so
+/// it is no irq marker) followed by spaces and the first `|`.
+#[inline]
+fn common_graph_line(line: &str) -> Option<Res<Line<'_>>> {
+    let b = line.as_bytes();
+    let mut i = skip_spaces(b, 0);
+    let cpu_start = i;
+    let mut n: u32 = 0;
+    while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        n = n.wrapping_mul(10).wrapping_add(u32::from(c - b'0'));
+        i += 1;
+    }
+    // At most 9 digits: no overflow, and the same number the general path reads.
+    if i == cpu_start || i - cpu_start > 9 || b.get(i) != Some(&b')') {
+        return None;
+    }
+    let cpu = Some(n);
+    let after_cpu = i + 1;
+    let k = skip_spaces(b, after_cpu);
+    let (bar, duration) = match b.get(k)? {
+        b'|' => (k, None),
+        c if c.is_ascii_digit() || matches!(c, b'+' | b'!' | b'#' | b'*' | b'@' | b'$') => {
+            // The duration ends at the last non-space before the first `|`.
+            let mut j = k;
+            let mut seg_end = k;
+            loop {
+                match *b.get(j)? {
+                    b'|' => break,
+                    b' ' => {}
+                    b'\t' | b'\n' | b'\r' | b'\x0c' => return None,
+                    _ => seg_end = j + 1,
+                }
+                j += 1;
+            }
+            (j, Some(parse_duration_column(line.get(k..seg_end)?)?))
+        }
+        _ => return None,
+    };
+    // Body: `|` + 2 spaces + 2 per depth level.
+    let body_start = skip_spaces(b, bar + 1);
+    let depth = depth_u32((body_start - (bar + 1)).saturating_sub(2) / 2);
+    Some(
+        parse_body(line, body_start, duration, depth)
+            .map(|body| Line::Graph { abstime: None, cpu, task: None, body }),
+    )
 }
 
 #[inline]
