@@ -617,9 +617,31 @@ fn looks_like_duration_column(line: &str, start: usize) -> bool {
 
 /// `comm-pid` as in the proc column and banners; the pid is after the **last** `-`.
 pub fn split_comm_pid(s: &str) -> Option<Task<'_>> {
-    let k = s.rfind('-')?;
-    let pid = s[k + 1..].parse::<u32>().ok()?;
-    Some(Task::new(&s[..k], pid))
+    let k = memchr::memrchr(b'-', s.as_bytes())?;
+    let pid = u32::try_from(parse_u64(&s.as_bytes()[k + 1..])?).ok()?;
+    Some(Task::new(s.get(..k)?, pid))
+}
+
+/// `str::parse::<u64>` of bytes, by hand (it runs several times per event line): an
+/// optional `+`, then at least one digit, no overflow.
+#[inline]
+fn parse_u64(b: &[u8]) -> Option<u64> {
+    let d = match b {
+        [b'+', rest @ ..] if !rest.is_empty() => rest,
+        _ => b,
+    };
+    if d.is_empty() {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in d {
+        let x = c.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(x))?;
+    }
+    Some(v)
 }
 
 fn is_proc_column(seg: &str) -> bool {
@@ -706,7 +728,8 @@ fn find_timestamp(b: &[u8], start: usize) -> Option<(usize, usize, Nanos)> {
         if tok.is_empty() {
             continue;
         }
-        if let Some(ts) = std::str::from_utf8(tok).ok().and_then(parse_timestamp) {
+        // (The token lies between ASCII bytes of a `str`: it is UTF-8.)
+        if let Some(ts) = parse_timestamp_bytes(tok) {
             return Some((t0, k + 1, ts));
         }
         // Latency format: `Nus` plus an optional mark character.
@@ -733,7 +756,7 @@ fn parse_context(ctx: &str) -> (Option<Task<'_>>, Option<u32>) {
     while let Some(k) = memchr::memchr(b'[', &b[search..]).map(|k| search + k) {
         let d_end = scan_digits(b, k + 1);
         if d_end > k + 1 && b.get(d_end) == Some(&b']') && (k == 0 || b[k - 1] == b' ') {
-            let cpu = s[k + 1..d_end].parse::<u32>().ok();
+            let cpu = parse_u64(&b[k + 1..d_end]).and_then(|c| u32::try_from(c).ok());
             return (context_task(&s[..k]), cpu);
         }
         search = k + 1;
@@ -834,13 +857,19 @@ fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
 
 /// `secs.fraction` (6 decimals from the kernel, 9 with trace-cmd `--ts-ns`) or a raw counter.
 fn parse_timestamp(ts: &str) -> Option<Nanos> {
-    match ts.split_once('.') {
-        None => ts.parse::<u64>().ok(),
-        Some((s, f)) => {
-            let secs = s.parse::<u64>().ok()?;
+    parse_timestamp_bytes(ts.as_bytes())
+}
+
+/// [`parse_timestamp`] of bytes.
+#[inline]
+fn parse_timestamp_bytes(b: &[u8]) -> Option<Nanos> {
+    match b.iter().position(|&c| c == b'.') {
+        None => parse_u64(b),
+        Some(dot) => {
+            let secs = parse_u64(&b[..dot])?;
             let mut ns = 0u64;
             let mut place = 100_000_000u64;
-            for c in f.bytes().take(9) {
+            for &c in b[dot + 1..].iter().take(9) {
                 if !c.is_ascii_digit() {
                     return None;
                 }
@@ -898,4 +927,52 @@ fn scan_digits(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_rolled_numbers_read_what_std_reads() {
+        let reference_ts = |ts: &str| -> Option<Nanos> {
+            match ts.split_once('.') {
+                None => ts.parse::<u64>().ok(),
+                Some((s, f)) => {
+                    let secs = s.parse::<u64>().ok()?;
+                    let mut ns = 0u64;
+                    let mut place = 100_000_000u64;
+                    for c in f.bytes().take(9) {
+                        if !c.is_ascii_digit() {
+                            return None;
+                        }
+                        ns += u64::from(c - b'0') * place;
+                        place /= 10;
+                    }
+                    secs.checked_mul(1_000_000_000)?.checked_add(ns)
+                }
+            }
+        };
+        let reference_task = |s: &str| -> Option<(String, u32)> {
+            let k = s.rfind('-')?;
+            let pid = s[k + 1..].parse::<u32>().ok()?;
+            Some((s[..k].to_owned(), pid))
+        };
+        let samples = [
+            "", "+", "-", "+1", "-1", "++1", "1.5", "140.314684", "1.", ".5", "+1.5", "1.+5",
+            "1.2.3", "18446744073709551615", "18446744073709551616", "18446744073.709551615",
+            "18446744074.0", "4294967295", "4294967296", "007", "1.1234567890x", "1.12345678x",
+            "1:", "\u{e9}1", "a-1", "a-b-2", "-5", "a-", "a-+7", "a--7", "CPU 1/KVM-2001",
+            "<...>-4294967296", "x-4294967295", "1 2",
+        ];
+        for t in samples {
+            assert_eq!(parse_timestamp(t), reference_ts(t), "{t:?}");
+            assert_eq!(parse_u64(t.as_bytes()), t.parse::<u64>().ok(), "{t:?}");
+            assert_eq!(
+                split_comm_pid(t).map(|k| (k.comm.to_owned(), k.pid)),
+                reference_task(t),
+                "{t:?}"
+            );
+        }
+    }
 }
