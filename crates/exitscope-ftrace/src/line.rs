@@ -202,19 +202,14 @@ fn common_graph_line(line: &str) -> Option<Res<Line<'_>>> {
     let (bar, duration) = match b.get(k)? {
         b'|' => (k, None),
         c if c.is_ascii_digit() || matches!(c, b'+' | b'!' | b'#' | b'*' | b'@' | b'$') => {
-            // The duration ends at the last non-space before the first `|`.
-            let mut j = k;
-            let mut seg_end = k;
-            loop {
-                match *b.get(j)? {
-                    b'|' => break,
-                    b' ' => {}
-                    b'\t' | b'\n' | b'\r' | b'\x0c' => return None,
-                    _ => seg_end = j + 1,
-                }
-                j += 1;
+            // A duration, spaces and the first `|` (the duration's bytes hold none): the
+            // general path's column is the duration's bytes.
+            let (d, end) = duration_at(b, k)?;
+            let j = skip_spaces(b, end);
+            if b.get(j) != Some(&b'|') {
+                return None;
             }
-            (j, Some(parse_duration_column(line.get(k..seg_end)?)?))
+            (j, Some(d))
         }
         _ => return None,
     };
@@ -524,9 +519,19 @@ fn irq_marker(seg: &str) -> Option<bool> {
 #[inline]
 fn parse_duration_column(seg: &str) -> Option<Nanos> {
     let b = seg.as_bytes();
-    let mut i = 0;
-    if matches!(b.first(), Some(b'+' | b'!' | b'#' | b'*' | b'@' | b'$')) {
-        i = 1;
+    match duration_at(b, 0)? {
+        (d, end) if end == b.len() => Some(d),
+        _ => None,
+    }
+}
+
+/// [`parse_duration_column`] of the bytes from `start`: the duration and the offset after
+/// its unit, which must be followed by the end, a space or a `|`.
+#[inline]
+fn duration_at(b: &[u8], start: usize) -> Option<(Nanos, usize)> {
+    let mut i = start;
+    if matches!(b.get(i), Some(b'+' | b'!' | b'#' | b'*' | b'@' | b'$')) {
+        i += 1;
         while b.get(i) == Some(&b' ') {
             i += 1;
         }
@@ -558,13 +563,17 @@ fn parse_duration_column(seg: &str) -> Option<Nanos> {
     while b.get(i) == Some(&b' ') {
         i += 1;
     }
-    let scale_digits: u32 = match &b[i..] {
-        b"us" => 3,
-        b"ns" => 0,
-        b"ms" => 6,
-        b"s" => 9,
+    let (scale_digits, unit_len): (u32, usize) = match b.get(i..i + 2) {
+        Some(b"us") => (3, 2),
+        Some(b"ns") => (0, 2),
+        Some(b"ms") => (6, 2),
+        _ if b.get(i) == Some(&b's') => (9, 1),
         _ => return None,
     };
+    let end = i + unit_len;
+    if !matches!(b.get(end), None | Some(b' ' | b'|')) {
+        return None;
+    }
     let whole = int.checked_mul(10u64.pow(scale_digits))?;
     // Fraction digits beyond the unit's nanosecond precision are truncated, like the kernel.
     let frac_ns = if frac_digits <= scale_digits {
@@ -572,7 +581,7 @@ fn parse_duration_column(seg: &str) -> Option<Nanos> {
     } else {
         frac / 10u64.pow(frac_digits - scale_digits)
     };
-    whole.checked_add(frac_ns)
+    Some((whole.checked_add(frac_ns)?, end))
 }
 
 /// Decimal `num` in `unit` to integer nanoseconds, exactly (no floats).

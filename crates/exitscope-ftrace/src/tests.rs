@@ -569,6 +569,8 @@ fn near_common_lines() -> Vec<String> {
         " 99)   0.337 us    |      }",
         " 1) + 10.5 us   |  } /* f */",
         "  3)   1.000 ms  |  f(a=1, b=(2));",
+        " 0)   5 s|  g [m]();",
+        " 12) $ 1.5 ns |}",
         " CPU 1/KVM-2001 [001] d..1. 1.000000: kvm_exit: vcpu 1 reason CPUID rip 0xffff info1 0x0",
         " CPU 1/KVM-2001 [001] d..1. 1.000001: kvm_entry: vcpu 1, rip 0xffffffff81000002",
         "  qemu-system-x86-1234  [003] .... 12.5: kvm_pio: pio_read at 0x4d0 size 1 count 1",
