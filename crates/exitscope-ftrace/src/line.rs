@@ -216,10 +216,12 @@ fn common_graph_line(line: &str) -> Option<Res<Line<'_>>> {
     // Body: `|` + 2 spaces + 2 per depth level.
     let body_start = skip_spaces(b, bar + 1);
     let depth = depth_u32((body_start - (bar + 1)).saturating_sub(2) / 2);
-    Some(
-        parse_body(line, body_start, duration, depth)
-            .map(|body| Line::Graph { abstime: None, cpu, task: None, body }),
-    )
+    Some(parse_body(line, body_start, duration, depth).map(|body| Line::Graph {
+        abstime: None,
+        cpu,
+        task: None,
+        body,
+    }))
 }
 
 #[inline]
@@ -1020,11 +1022,40 @@ mod tests {
             Some((s[..k].to_owned(), pid))
         };
         let samples = [
-            "", "+", "-", "+1", "-1", "++1", "1.5", "140.314684", "1.", ".5", "+1.5", "1.+5",
-            "1.2.3", "18446744073709551615", "18446744073709551616", "18446744073.709551615",
-            "18446744074.0", "4294967295", "4294967296", "007", "1.1234567890x", "1.12345678x",
-            "1:", "\u{e9}1", "a-1", "a-b-2", "-5", "a-", "a-+7", "a--7", "CPU 1/KVM-2001",
-            "<...>-4294967296", "x-4294967295", "1 2",
+            "",
+            "+",
+            "-",
+            "+1",
+            "-1",
+            "++1",
+            "1.5",
+            "140.314684",
+            "1.",
+            ".5",
+            "+1.5",
+            "1.+5",
+            "1.2.3",
+            "18446744073709551615",
+            "18446744073709551616",
+            "18446744073.709551615",
+            "18446744074.0",
+            "4294967295",
+            "4294967296",
+            "007",
+            "1.1234567890x",
+            "1.12345678x",
+            "1:",
+            "\u{e9}1",
+            "a-1",
+            "a-b-2",
+            "-5",
+            "a-",
+            "a-+7",
+            "a--7",
+            "CPU 1/KVM-2001",
+            "<...>-4294967296",
+            "x-4294967295",
+            "1 2",
         ];
         for t in samples {
             assert_eq!(parse_timestamp(t), reference_ts(t), "{t:?}");

@@ -889,7 +889,6 @@ mod tests {
         (!out.reason.is_empty()).then_some(out)
     }
 
-
     #[test]
     fn kvm_exit_grammar_agrees_with_the_word_iterator() {
         let mut texts = vec![
@@ -901,10 +900,35 @@ mod tests {
             String::new(),
         ];
         let words = [
-            "vcpu", "reason", "rip", "info", "info1", "info2", "intr_info", "error_code", "0x1f",
-            "0x", "1,", "+1a", "12,", "CPUID", "npf", "PF", "excp", "native_safe_halt+0x6", "4294967296",
-            "0xffffffffffffffff", "0x10000000000000000", "000000000000000000001", "ff,,", "\u{e9}",
-            "0xFFFFFFFFFFFFFFFF", "ri", "vcpu,", "-1", ",",
+            "vcpu",
+            "reason",
+            "rip",
+            "info",
+            "info1",
+            "info2",
+            "intr_info",
+            "error_code",
+            "0x1f",
+            "0x",
+            "1,",
+            "+1a",
+            "12,",
+            "CPUID",
+            "npf",
+            "PF",
+            "excp",
+            "native_safe_halt+0x6",
+            "4294967296",
+            "0xffffffffffffffff",
+            "0x10000000000000000",
+            "000000000000000000001",
+            "ff,,",
+            "\u{e9}",
+            "0xFFFFFFFFFFFFFFFF",
+            "ri",
+            "vcpu,",
+            "-1",
+            ",",
         ];
         // A fixed pseudo-random sequence of word salads with one or two spaces.
         let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -937,7 +961,8 @@ mod tests {
             for c in 0..=255u8 {
                 let mut b = *b"9aF07bE1";
                 b[place] = c;
-                let want = std::str::from_utf8(&b).ok().and_then(|t| u64::from_str_radix(t, 16).ok());
+                let want =
+                    std::str::from_utf8(&b).ok().and_then(|t| u64::from_str_radix(t, 16).ok());
                 let want = want.filter(|_| c != b'+' || place != 0);
                 assert_eq!(hex8(&b), want, "{b:?}");
             }
