@@ -130,6 +130,15 @@ fn err<T>(offset: usize, expected: &'static str) -> Res<T> {
 
 /// Classify and parse one line (no trailing newline).
 pub fn parse_line(line: &str) -> Res<Line<'_>> {
+    if let Some(l) = common_graph_line(line) {
+        return l;
+    }
+    parse_line_general(line)
+}
+
+/// [`parse_line`] without the shortcuts for common shapes (they must agree with it: the
+/// tests compare both on every line of every fixture).
+pub(crate) fn parse_line_general(line: &str) -> Res<Line<'_>> {
     let b = line.as_bytes();
     let mut i = skip_ws(b, 0);
     // Capture prefixes that people paste with the trace: a dmesg timestamp and email quoting.
@@ -163,6 +172,56 @@ pub fn parse_line(line: &str) -> Res<Line<'_>> {
         _ => {}
     }
     parse_graph_or_event(line, i)
+}
+
+/// The shape of nearly every line of a function_graph trace, ` CPU)  [DURATION] |  BODY`,
+/// read without the general grammar's detours; `None` when the line has another shape (then
+/// [`parse_line`] reads it the long way). It gives exactly what the general path gives: the
+/// line starts with spaces and a CPU number closed by `)` (no dmesg or quote prefix, no
+/// instance name, no abstime column), and after more spaces comes the `|` of an empty
+/// duration column or a duration that [`parse_duration_column`] reads (it ends in `s`, so
+/// it is neither a proc column nor latency flags, and it starts with a digit or a mark, so
+/// it is no irq marker) followed by spaces and the first `|`.
+#[inline]
+fn common_graph_line(line: &str) -> Option<Res<Line<'_>>> {
+    let b = line.as_bytes();
+    let mut i = skip_spaces(b, 0);
+    let cpu_start = i;
+    let mut n: u32 = 0;
+    while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        n = n.wrapping_mul(10).wrapping_add(u32::from(c - b'0'));
+        i += 1;
+    }
+    // At most 9 digits: no overflow, and the same number the general path reads.
+    if i == cpu_start || i - cpu_start > 9 || b.get(i) != Some(&b')') {
+        return None;
+    }
+    let cpu = Some(n);
+    let after_cpu = i + 1;
+    let k = skip_spaces(b, after_cpu);
+    let (bar, duration) = match b.get(k)? {
+        b'|' => (k, None),
+        c if c.is_ascii_digit() || matches!(c, b'+' | b'!' | b'#' | b'*' | b'@' | b'$') => {
+            // A duration, spaces and the first `|` (the duration's bytes hold none): the
+            // general path's column is the duration's bytes.
+            let (d, end) = duration_at(b, k)?;
+            let j = skip_spaces(b, end);
+            if b.get(j) != Some(&b'|') {
+                return None;
+            }
+            (j, Some(d))
+        }
+        _ => return None,
+    };
+    // Body: `|` + 2 spaces + 2 per depth level.
+    let body_start = skip_spaces(b, bar + 1);
+    let depth = depth_u32((body_start - (bar + 1)).saturating_sub(2) / 2);
+    Some(parse_body(line, body_start, duration, depth).map(|body| Line::Graph {
+        abstime: None,
+        cpu,
+        task: None,
+        body,
+    }))
 }
 
 #[inline]
@@ -381,7 +440,7 @@ fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> 
 fn parse_call(call: &str) -> Option<Func<'_>> {
     let call = call.strip_suffix(')')?;
     // The argument list can contain parentheses; the name cannot contain `(` or spaces.
-    let open = memchr::memchr(b'(', call.as_bytes())?;
+    let open = find_byte(call.as_bytes(), b'(')?;
     let head = call[..open].trim_ascii_end();
     parse_func_name(head)
 }
@@ -392,7 +451,7 @@ fn parse_func_name(head: &str) -> Option<Func<'_>> {
     if head.is_empty() {
         return None;
     }
-    match memchr::memchr(b' ', head.as_bytes()) {
+    match find_byte(head.as_bytes(), b' ') {
         None => Some(Func::new(head, None)),
         Some(sp) => {
             let name = &head[..sp];
@@ -462,9 +521,19 @@ fn irq_marker(seg: &str) -> Option<bool> {
 #[inline]
 fn parse_duration_column(seg: &str) -> Option<Nanos> {
     let b = seg.as_bytes();
-    let mut i = 0;
-    if matches!(b.first(), Some(b'+' | b'!' | b'#' | b'*' | b'@' | b'$')) {
-        i = 1;
+    match duration_at(b, 0)? {
+        (d, end) if end == b.len() => Some(d),
+        _ => None,
+    }
+}
+
+/// [`parse_duration_column`] of the bytes from `start`: the duration and the offset after
+/// its unit, which must be followed by the end, a space or a `|`.
+#[inline]
+fn duration_at(b: &[u8], start: usize) -> Option<(Nanos, usize)> {
+    let mut i = start;
+    if matches!(b.get(i), Some(b'+' | b'!' | b'#' | b'*' | b'@' | b'$')) {
+        i += 1;
         while b.get(i) == Some(&b' ') {
             i += 1;
         }
@@ -496,13 +565,17 @@ fn parse_duration_column(seg: &str) -> Option<Nanos> {
     while b.get(i) == Some(&b' ') {
         i += 1;
     }
-    let scale_digits: u32 = match &b[i..] {
-        b"us" => 3,
-        b"ns" => 0,
-        b"ms" => 6,
-        b"s" => 9,
+    let (scale_digits, unit_len): (u32, usize) = match b.get(i..i + 2) {
+        Some(b"us") => (3, 2),
+        Some(b"ns") => (0, 2),
+        Some(b"ms") => (6, 2),
+        _ if b.get(i) == Some(&b's') => (9, 1),
         _ => return None,
     };
+    let end = i + unit_len;
+    if !matches!(b.get(end), None | Some(b' ' | b'|')) {
+        return None;
+    }
     let whole = int.checked_mul(10u64.pow(scale_digits))?;
     // Fraction digits beyond the unit's nanosecond precision are truncated, like the kernel.
     let frac_ns = if frac_digits <= scale_digits {
@@ -510,7 +583,7 @@ fn parse_duration_column(seg: &str) -> Option<Nanos> {
     } else {
         frac / 10u64.pow(frac_digits - scale_digits)
     };
-    whole.checked_add(frac_ns)
+    Some((whole.checked_add(frac_ns)?, end))
 }
 
 /// Decimal `num` in `unit` to integer nanoseconds, exactly (no floats).
@@ -555,9 +628,31 @@ fn looks_like_duration_column(line: &str, start: usize) -> bool {
 
 /// `comm-pid` as in the proc column and banners; the pid is after the **last** `-`.
 pub fn split_comm_pid(s: &str) -> Option<Task<'_>> {
-    let k = s.rfind('-')?;
-    let pid = s[k + 1..].parse::<u32>().ok()?;
-    Some(Task::new(&s[..k], pid))
+    let k = memchr::memrchr(b'-', s.as_bytes())?;
+    let pid = u32::try_from(parse_u64(&s.as_bytes()[k + 1..])?).ok()?;
+    Some(Task::new(s.get(..k)?, pid))
+}
+
+/// `str::parse::<u64>` of bytes, by hand (it runs several times per event line): an
+/// optional `+`, then at least one digit, no overflow.
+#[inline]
+fn parse_u64(b: &[u8]) -> Option<u64> {
+    let d = match b {
+        [b'+', rest @ ..] if !rest.is_empty() => rest,
+        _ => b,
+    };
+    if d.is_empty() {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in d {
+        let x = c.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(x))?;
+    }
+    Some(v)
 }
 
 fn is_proc_column(seg: &str) -> bool {
@@ -644,7 +739,8 @@ fn find_timestamp(b: &[u8], start: usize) -> Option<(usize, usize, Nanos)> {
         if tok.is_empty() {
             continue;
         }
-        if let Some(ts) = std::str::from_utf8(tok).ok().and_then(parse_timestamp) {
+        // (The token lies between ASCII bytes of a `str`: it is UTF-8.)
+        if let Some(ts) = parse_timestamp_bytes(tok) {
             return Some((t0, k + 1, ts));
         }
         // Latency format: `Nus` plus an optional mark character.
@@ -671,7 +767,7 @@ fn parse_context(ctx: &str) -> (Option<Task<'_>>, Option<u32>) {
     while let Some(k) = memchr::memchr(b'[', &b[search..]).map(|k| search + k) {
         let d_end = scan_digits(b, k + 1);
         if d_end > k + 1 && b.get(d_end) == Some(&b']') && (k == 0 || b[k - 1] == b' ') {
-            let cpu = s[k + 1..d_end].parse::<u32>().ok();
+            let cpu = parse_u64(&b[k + 1..d_end]).and_then(|c| u32::try_from(c).ok());
             return (context_task(&s[..k]), cpu);
         }
         search = k + 1;
@@ -729,7 +825,7 @@ fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
     let (task, cpu) = parse_context(&line[start..ts_start]);
     let timestamp = Some(ts);
     let i = skip_ws(b, ts_end);
-    let tok_end = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
+    let tok_end = find_byte(&b[i..], b' ').map_or(b.len(), |k| i + k);
     let (name, text_start) = match b[i..tok_end].strip_suffix(b":") {
         Some(n) if !n.is_empty() => (&line[i..tok_end - 1], tok_end),
         _ => {
@@ -772,13 +868,19 @@ fn try_event_line(line: &str, start: usize) -> Res<Option<Line<'_>>> {
 
 /// `secs.fraction` (6 decimals from the kernel, 9 with trace-cmd `--ts-ns`) or a raw counter.
 fn parse_timestamp(ts: &str) -> Option<Nanos> {
-    match ts.split_once('.') {
-        None => ts.parse::<u64>().ok(),
-        Some((s, f)) => {
-            let secs = s.parse::<u64>().ok()?;
+    parse_timestamp_bytes(ts.as_bytes())
+}
+
+/// [`parse_timestamp`] of bytes.
+#[inline]
+fn parse_timestamp_bytes(b: &[u8]) -> Option<Nanos> {
+    match b.iter().position(|&c| c == b'.') {
+        None => parse_u64(b),
+        Some(dot) => {
+            let secs = parse_u64(&b[..dot])?;
             let mut ns = 0u64;
             let mut place = 100_000_000u64;
-            for c in f.bytes().take(9) {
+            for &c in b[dot + 1..].iter().take(9) {
                 if !c.is_ascii_digit() {
                     return None;
                 }
@@ -824,11 +926,46 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The first byte at or after `i` that is not a space (`b.len()` if none). Eight bytes at a
+/// time: function_graph lines are mostly indentation.
+#[inline]
 fn skip_spaces(b: &[u8], mut i: usize) -> usize {
+    const SPACES: u64 = 0x2020_2020_2020_2020;
+    while let Some(w) = b.get(i..i + 8) {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(w);
+        let diff = u64::from_le_bytes(x) ^ SPACES;
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
     while b.get(i) == Some(&b' ') {
         i += 1;
     }
     i
+}
+
+/// The first `c` in `b`, eight bytes at a time: [`memchr::memchr`] without its set-up cost,
+/// for the short strings of one line (function names, words).
+#[inline]
+fn find_byte(b: &[u8], c: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(w) = b.get(i..i + 8) {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(w);
+        // Bytes equal to `c` become zero; the lowest flagged byte is the first zero (a
+        // borrow only flags bytes above a real zero).
+        let y = u64::from_le_bytes(x) ^ (ONES * u64::from(c));
+        let t = y.wrapping_sub(ONES) & !y & HIGHS;
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..].iter().position(|&x| x == c).map(|k| i + k)
 }
 
 fn scan_digits(b: &[u8], mut i: usize) -> usize {
@@ -836,4 +973,98 @@ fn scan_digits(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_scans_find_what_byte_loops_find() {
+        let text = b"    f [kvm]  (x)\x80 \xff   (  0123456789abcdef (";
+        for from in 0..=text.len() {
+            let b = &text[..];
+            let want = from + b[from..].iter().take_while(|&&c| c == b' ').count();
+            assert_eq!(skip_spaces(b, from), want, "from {from}");
+            for c in [b' ', b'(', b'f', 0x80, 0xff, 0x7f] {
+                let t = &b[from..];
+                assert_eq!(find_byte(t, c), t.iter().position(|&x| x == c), "{from} {c}");
+            }
+        }
+        assert_eq!(skip_spaces(b"        ", 0), 8);
+        assert_eq!(skip_spaces(b"", 0), 0);
+        assert_eq!(skip_spaces(b"ab", 5), 5);
+    }
+
+    #[test]
+    fn hand_rolled_numbers_read_what_std_reads() {
+        let reference_ts = |ts: &str| -> Option<Nanos> {
+            match ts.split_once('.') {
+                None => ts.parse::<u64>().ok(),
+                Some((s, f)) => {
+                    let secs = s.parse::<u64>().ok()?;
+                    let mut ns = 0u64;
+                    let mut place = 100_000_000u64;
+                    for c in f.bytes().take(9) {
+                        if !c.is_ascii_digit() {
+                            return None;
+                        }
+                        ns += u64::from(c - b'0') * place;
+                        place /= 10;
+                    }
+                    secs.checked_mul(1_000_000_000)?.checked_add(ns)
+                }
+            }
+        };
+        let reference_task = |s: &str| -> Option<(String, u32)> {
+            let k = s.rfind('-')?;
+            let pid = s[k + 1..].parse::<u32>().ok()?;
+            Some((s[..k].to_owned(), pid))
+        };
+        let samples = [
+            "",
+            "+",
+            "-",
+            "+1",
+            "-1",
+            "++1",
+            "1.5",
+            "140.314684",
+            "1.",
+            ".5",
+            "+1.5",
+            "1.+5",
+            "1.2.3",
+            "18446744073709551615",
+            "18446744073709551616",
+            "18446744073.709551615",
+            "18446744074.0",
+            "4294967295",
+            "4294967296",
+            "007",
+            "1.1234567890x",
+            "1.12345678x",
+            "1:",
+            "\u{e9}1",
+            "a-1",
+            "a-b-2",
+            "-5",
+            "a-",
+            "a-+7",
+            "a--7",
+            "CPU 1/KVM-2001",
+            "<...>-4294967296",
+            "x-4294967295",
+            "1 2",
+        ];
+        for t in samples {
+            assert_eq!(parse_timestamp(t), reference_ts(t), "{t:?}");
+            assert_eq!(parse_u64(t.as_bytes()), t.parse::<u64>().ok(), "{t:?}");
+            assert_eq!(
+                split_comm_pid(t).map(|k| (k.comm.to_owned(), k.pid)),
+                reference_task(t),
+                "{t:?}"
+            );
+        }
+    }
 }

@@ -540,3 +540,65 @@ fn feed_skips_an_over_long_line_with_a_diagnostic() {
     assert!(c.diags[0].message.contains("shorter than"), "{:?}", c.diags);
     assert_eq!(c.diags[0].line, 1);
 }
+
+/// Every line of every text fixture of the workspace, split as the reader splits them.
+fn fixture_lines() -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut dirs = vec![root.join("tests/data"), root.join("crates/exitscope-analyze/tests/data")];
+    let mut out = Vec::new();
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if let Ok(text) = std::fs::read_to_string(&p) {
+                out.extend(text.lines().map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Lines of the common shapes the shortcuts in `parse_line` take, and lines one byte away
+/// from them.
+fn near_common_lines() -> Vec<String> {
+    let seeds = [
+        " 99)               |  vcpu_enter_guest [kvm]() {",
+        " 99)   0.092 us    |    svm_prepare_guest_switch [kvm_amd]();",
+        " 99)   0.337 us    |      }",
+        " 1) + 10.5 us   |  } /* f */",
+        "  3)   1.000 ms  |  f(a=1, b=(2));",
+        " 0)   5 s|  g [m]();",
+        " 12) $ 1.5 ns |}",
+        " CPU 1/KVM-2001 [001] d..1. 1.000000: kvm_exit: vcpu 1 reason CPUID rip 0xffff info1 0x0",
+        " CPU 1/KVM-2001 [001] d..1. 1.000001: kvm_entry: vcpu 1, rip 0xffffffff81000002",
+        "  qemu-system-x86-1234  [003] .... 12.5: kvm_pio: pio_read at 0x4d0 size 1 count 1",
+        " <...>-77 [000] d.h1. 9.000001: funcgraph_entry:        |  f() {",
+    ];
+    let subst = [
+        " ", "\t", "|", ")", "(", ".", "0", "9", "x", "+", "!", "=", "<", "s", "u", "n", "/", "*",
+        "{", "}", ";", "[", "]", ":", "-", "é", "", "  ", "\r", "\u{a0}",
+    ];
+    let mut out = Vec::new();
+    for seed in seeds {
+        out.push(seed.to_owned());
+        for (at, _) in seed.char_indices() {
+            let next = seed[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+            for s in subst {
+                out.push(format!("{}{s}{}", &seed[..at], &seed[next..]));
+                out.push(format!("{}{s}{}", &seed[..at], &seed[at..]));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn shortcuts_agree_with_the_general_grammar() {
+    let lines: Vec<String> = fixture_lines().into_iter().chain(near_common_lines()).collect();
+    assert!(lines.len() > 10_000, "only {} lines", lines.len());
+    for l in &lines {
+        assert_eq!(parse_line(l), crate::line::parse_line_general(l), "{l:?}");
+    }
+}

@@ -466,26 +466,79 @@ pub struct KvmExit<'a> {
 }
 
 fn hex(s: &str) -> Option<u64> {
-    let s = s.trim_end_matches(',');
-    let digits = s.strip_prefix("0x").unwrap_or(s);
-    // `u64::from_str_radix(digits, 16)` by hand (this runs several times per exit): an
-    // optional `+`, then at least one hex digit, no overflow.
-    let b = digits.as_bytes();
+    hex_bytes(s.as_bytes())
+}
+
+/// [`hex`] of bytes: `u64::from_str_radix(digits, 16)` by hand (this runs five times per
+/// exit) after trailing commas and a `0x` are dropped: an optional `+`, then at least one hex
+/// digit, no overflow.
+#[inline]
+fn hex_bytes(b: &[u8]) -> Option<u64> {
+    let mut end = b.len();
+    while end > 0 && b[end - 1] == b',' {
+        end -= 1;
+    }
+    let b = &b[..end];
+    let b = b.strip_prefix(b"0x").unwrap_or(b);
     let b = b.strip_prefix(b"+").unwrap_or(b);
     if b.is_empty() {
         return None;
     }
+    #[inline]
+    fn digit(c: u8) -> Option<u64> {
+        match c {
+            b'0'..=b'9' => Some(u64::from(c - b'0')),
+            b'a'..=b'f' => Some(u64::from(c - b'a' + 10)),
+            b'A'..=b'F' => Some(u64::from(c - b'A' + 10)),
+            _ => None,
+        }
+    }
+    // The kernel prints the fields zero-padded to 8 or 16 digits.
+    match b.len() {
+        8 => return hex8(b),
+        16 => return Some((hex8(&b[..8])? << 32) | hex8(&b[8..])?),
+        _ => {}
+    }
     let mut v = 0u64;
+    if b.len() <= 16 {
+        // Sixteen digits cannot overflow.
+        for &c in b {
+            v = (v << 4) | digit(c)?;
+        }
+        return Some(v);
+    }
     for &c in b {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        v = v.checked_mul(16)?.checked_add(u64::from(d))?;
+        v = v.checked_mul(16)?.checked_add(digit(c)?)?;
     }
     Some(v)
+}
+
+/// Eight hex digits (`b.len() == 8`), all at once: `None` unless every byte is one.
+#[inline]
+fn hex8(b: &[u8]) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    let x = u64::from_le_bytes(a);
+    if x & HIGHS != 0 {
+        return None;
+    }
+    // Every byte is below 0x80, so adding less than 0x80 to it carries into no other byte:
+    // the high bit of `byte + (0x80 - k)` says `byte >= k`.
+    let ge = |v: u64, k: u64| v.wrapping_add(ONES * (0x80 - k)) & HIGHS;
+    let digit = ge(x, 0x30) & !ge(x, 0x3a);
+    let lower = x | (ONES * 0x20);
+    let letter = ge(lower, 0x61) & !ge(lower, 0x67);
+    if digit | letter != HIGHS {
+        return None;
+    }
+    // Digits are their low nibble, letters (bit 0x40 set) their low nibble plus 9.
+    let v = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
+    // Byte i (the i-th digit, most significant first) holds a nibble: pack them.
+    let v = ((v << 4) | (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let v = ((v << 8) | (v >> 16)) & 0x0000_ffff_0000_ffff;
+    Some(((v << 16) | (v >> 32)) & 0xffff_ffff)
 }
 
 /// The first space in `b`, eight bytes at a time (kvm_exit texts are ~130 bytes of words
@@ -510,87 +563,118 @@ fn find_space(b: &[u8]) -> Option<usize> {
     b[i..].iter().position(|&c| c == b' ').map(|k| i + k)
 }
 
-/// The non-empty words of a text split at single spaces, with their byte offsets.
-struct Words<'a> {
-    text: &'a str,
-    pos: usize,
-}
-
-impl<'a> Iterator for Words<'a> {
-    type Item = (usize, &'a str);
-
-    #[inline]
-    fn next(&mut self) -> Option<(usize, &'a str)> {
-        let b = self.text.as_bytes();
-        while self.pos < b.len() && b[self.pos] == b' ' {
-            self.pos += 1;
-        }
-        if self.pos >= b.len() {
-            return None;
-        }
-        let at = self.pos;
-        let end = find_space(&b[at..]).map_or(b.len(), |k| at + k);
-        self.pos = end;
-        // Both ends are at spaces or the text's ends: char boundaries.
-        self.text.get(at..end).map(|w| (at, w))
-    }
-}
-
 /// Read a `kvm_exit` text by its field grammar. The reason is the words between `reason` and
 /// the first field keyword (`rip`, `info`, `info1`, ...), never "the rest of the line", so a
 /// text cut after `rip` (an e-mail wrap, a trimmed paste) still gives `npf`, not `npf rip`.
 /// `None` when there is no `reason` word or it names nothing.
 pub fn parse_kvm_exit(text: &str) -> Option<KvmExit<'_>> {
-    const KEYWORDS: &[&str] = &["rip", "info", "info1", "info2", "intr_info", "error_code"];
+    let b = text.as_bytes();
     let mut out = KvmExit::default();
-    // One pass over the words with their offsets (no allocation: this runs once per exit).
-    let mut words = Words { text, pos: 0 }.peekable();
-    while let Some((at, w)) = words.next() {
-        match w {
-            "vcpu" => {
-                out.vcpu = words.next().and_then(|(_, v)| v.trim_end_matches(',').parse().ok());
+    // One pass over the words split at single spaces (no allocation: this runs once per
+    // exit), each word classified by its length and bytes.
+    let mut pos = 0usize;
+    let mut peeked: Option<(usize, usize)> = None;
+    let mut next = |peeked: &mut Option<(usize, usize)>| -> Option<(usize, usize)> {
+        if let Some(w) = peeked.take() {
+            return Some(w);
+        }
+        while pos < b.len() && b[pos] == b' ' {
+            pos += 1;
+        }
+        if pos >= b.len() {
+            return None;
+        }
+        let at = pos;
+        pos = find_space(&b[at..]).map_or(b.len(), |k| at + k);
+        Some((at, pos))
+    };
+    while let Some((at, end)) = next(&mut peeked) {
+        match keyword(&b[at..end]) {
+            Keyword::Vcpu => {
+                out.vcpu = next(&mut peeked).and_then(|(s, e)| {
+                    let v = text.get(s..e)?;
+                    v.trim_end_matches(',').parse().ok()
+                });
             }
-            "reason" => {
+            Keyword::Reason => {
                 let (mut from, mut to) = (None, at);
-                while let Some(&(p, x)) = words.peek() {
-                    if KEYWORDS.contains(&x) {
+                while let Some((p, e)) = next(&mut peeked) {
+                    if keyword(&b[p..e]).is_field() {
+                        peeked = Some((p, e));
                         break;
                     }
                     from = from.or(Some(p));
-                    to = p + x.len();
-                    words.next();
+                    to = e;
                 }
-                if let Some(f) = from {
-                    out.reason = &text[f..to];
+                if let Some(f) = from
+                    && let Some(r) = text.get(f..to)
+                {
+                    out.reason = r;
                 }
             }
-            "rip" => {
+            Keyword::Rip => {
                 // trace-cmd's plugin prints the symbol after the address; it is skipped as an
                 // unknown word.
-                if let Some(&(_, v)) = words.peek()
-                    && let Some(r) = hex(v)
-                {
-                    out.rip = Some(r);
-                    words.next();
+                if let Some((s, e)) = next(&mut peeked) {
+                    match hex_bytes(&b[s..e]) {
+                        Some(r) => out.rip = Some(r),
+                        None => peeked = Some((s, e)),
+                    }
                 }
             }
-            "info" => {
-                out.info1 = words.next().and_then(|(_, v)| hex(v));
-                out.info2 = words.next().and_then(|(_, v)| hex(v));
+            Keyword::Info => {
+                out.info1 = next(&mut peeked).and_then(|(s, e)| hex_bytes(&b[s..e]));
+                out.info2 = next(&mut peeked).and_then(|(s, e)| hex_bytes(&b[s..e]));
             }
-            "info1" | "info2" | "intr_info" | "error_code" => {
-                let v = words.next().and_then(|(_, v)| hex(v));
-                match w {
-                    "info1" => out.info1 = v,
-                    "info2" => out.info2 = v,
-                    "intr_info" => out.intr_info = v,
+            k @ (Keyword::Info1 | Keyword::Info2 | Keyword::IntrInfo | Keyword::ErrorCode) => {
+                let v = next(&mut peeked).and_then(|(s, e)| hex_bytes(&b[s..e]));
+                match k {
+                    Keyword::Info1 => out.info1 = v,
+                    Keyword::Info2 => out.info2 = v,
+                    Keyword::IntrInfo => out.intr_info = v,
                     _ => out.error_code = v,
                 }
             }
-            _ => {}
+            Keyword::Other => {}
         }
     }
     (!out.reason.is_empty()).then_some(out)
+}
+
+/// The words [`parse_kvm_exit`] acts on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keyword {
+    Vcpu,
+    Reason,
+    Rip,
+    Info,
+    Info1,
+    Info2,
+    IntrInfo,
+    ErrorCode,
+    Other,
+}
+
+impl Keyword {
+    /// A field keyword: it ends the reason's words.
+    fn is_field(self) -> bool {
+        !matches!(self, Keyword::Vcpu | Keyword::Reason | Keyword::Other)
+    }
+}
+
+#[inline]
+fn keyword(w: &[u8]) -> Keyword {
+    match w.len() {
+        3 if w == b"rip" => Keyword::Rip,
+        4 if w == b"vcpu" => Keyword::Vcpu,
+        4 if w == b"info" => Keyword::Info,
+        5 if w == b"info1" => Keyword::Info1,
+        5 if w == b"info2" => Keyword::Info2,
+        6 if w == b"reason" => Keyword::Reason,
+        9 if w == b"intr_info" => Keyword::IntrInfo,
+        10 if w == b"error_code" => Keyword::ErrorCode,
+        _ => Keyword::Other,
+    }
 }
 
 /// What a reason-specific tracepoint says about the exit it belongs to.
@@ -720,6 +804,171 @@ pub fn tracepoint_exit(event: &str, text: &str) -> Option<TracepointExit> {
 mod tests {
     use super::*;
 
+    // The word-iterator reading that `parse_kvm_exit` replaced: the reference it must agree
+    // with.
+    /// The non-empty words of a text split at single spaces, with their byte offsets.
+    struct Words<'a> {
+        text: &'a str,
+        pos: usize,
+    }
+
+    impl<'a> Iterator for Words<'a> {
+        type Item = (usize, &'a str);
+
+        #[inline]
+        fn next(&mut self) -> Option<(usize, &'a str)> {
+            let b = self.text.as_bytes();
+            while self.pos < b.len() && b[self.pos] == b' ' {
+                self.pos += 1;
+            }
+            if self.pos >= b.len() {
+                return None;
+            }
+            let at = self.pos;
+            let end = find_space(&b[at..]).map_or(b.len(), |k| at + k);
+            self.pos = end;
+            // Both ends are at spaces or the text's ends: char boundaries.
+            self.text.get(at..end).map(|w| (at, w))
+        }
+    }
+
+    /// Read a `kvm_exit` text by its field grammar. The reason is the words between `reason` and
+    /// the first field keyword (`rip`, `info`, `info1`, ...), never "the rest of the line", so a
+    /// text cut after `rip` (an e-mail wrap, a trimmed paste) still gives `npf`, not `npf rip`.
+    /// `None` when there is no `reason` word or it names nothing.
+    fn parse_kvm_exit_reference(text: &str) -> Option<KvmExit<'_>> {
+        const KEYWORDS: &[&str] = &["rip", "info", "info1", "info2", "intr_info", "error_code"];
+        let mut out = KvmExit::default();
+        // One pass over the words with their offsets (no allocation: this runs once per exit).
+        let mut words = Words { text, pos: 0 }.peekable();
+        while let Some((at, w)) = words.next() {
+            match w {
+                "vcpu" => {
+                    out.vcpu = words.next().and_then(|(_, v)| v.trim_end_matches(',').parse().ok());
+                }
+                "reason" => {
+                    let (mut from, mut to) = (None, at);
+                    while let Some(&(p, x)) = words.peek() {
+                        if KEYWORDS.contains(&x) {
+                            break;
+                        }
+                        from = from.or(Some(p));
+                        to = p + x.len();
+                        words.next();
+                    }
+                    if let Some(f) = from {
+                        out.reason = &text[f..to];
+                    }
+                }
+                "rip" => {
+                    // trace-cmd's plugin prints the symbol after the address; it is skipped as an
+                    // unknown word.
+                    if let Some(&(_, v)) = words.peek()
+                        && let Some(r) = hex(v)
+                    {
+                        out.rip = Some(r);
+                        words.next();
+                    }
+                }
+                "info" => {
+                    out.info1 = words.next().and_then(|(_, v)| hex(v));
+                    out.info2 = words.next().and_then(|(_, v)| hex(v));
+                }
+                "info1" | "info2" | "intr_info" | "error_code" => {
+                    let v = words.next().and_then(|(_, v)| hex(v));
+                    match w {
+                        "info1" => out.info1 = v,
+                        "info2" => out.info2 = v,
+                        "intr_info" => out.intr_info = v,
+                        _ => out.error_code = v,
+                    }
+                }
+                _ => {}
+            }
+        }
+        (!out.reason.is_empty()).then_some(out)
+    }
+
+    #[test]
+    fn kvm_exit_grammar_agrees_with_the_word_iterator() {
+        let mut texts = vec![
+            "vcpu 1 reason CPUID rip 0xffffffff81000000 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000".to_owned(),
+            "reason EPT_VIOLATION rip 0x40359f info 582 0".to_owned(),
+            "reason EXIT_NPF rip 0xffffffff81000000 native_safe_halt+0x6 info 0 0".to_owned(),
+            "reason  EPT_VIOLATION FAILED_VMENTRY rip 0x1".to_owned(),
+            "vcpu 0 reason npf rip".to_owned(),
+            String::new(),
+        ];
+        let words = [
+            "vcpu",
+            "reason",
+            "rip",
+            "info",
+            "info1",
+            "info2",
+            "intr_info",
+            "error_code",
+            "0x1f",
+            "0x",
+            "1,",
+            "+1a",
+            "12,",
+            "CPUID",
+            "npf",
+            "PF",
+            "excp",
+            "native_safe_halt+0x6",
+            "4294967296",
+            "0xffffffffffffffff",
+            "0x10000000000000000",
+            "000000000000000000001",
+            "ff,,",
+            "\u{e9}",
+            "0xFFFFFFFFFFFFFFFF",
+            "ri",
+            "vcpu,",
+            "-1",
+            ",",
+        ];
+        // A fixed pseudo-random sequence of word salads with one or two spaces.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut t = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 12) as usize;
+            for k in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                t.push_str(words[(x % words.len() as u64) as usize]);
+                if k + 1 < n || x & 64 != 0 {
+                    t.push_str(if x & 32 != 0 { "  " } else { " " });
+                }
+            }
+            texts.push(t);
+        }
+        for t in &texts {
+            assert_eq!(parse_kvm_exit(t), parse_kvm_exit_reference(t), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn eight_digits_at_once_read_every_byte() {
+        // Each byte value at each of the eight places, the rest valid digits.
+        for place in 0..8 {
+            for c in 0..=255u8 {
+                let mut b = *b"9aF07bE1";
+                b[place] = c;
+                let want =
+                    std::str::from_utf8(&b).ok().and_then(|t| u64::from_str_radix(t, 16).ok());
+                let want = want.filter(|_| c != b'+' || place != 0);
+                assert_eq!(hex8(&b), want, "{b:?}");
+            }
+        }
+    }
+
     #[test]
     fn hex_reads_what_from_str_radix_reads() {
         for t in [
@@ -739,6 +988,23 @@ mod tests {
             "0x10000000000000000",
             "000000000000000000001",
             "12 ",
+            "0123abcd",
+            "89ABCDEF",
+            "0x0000000000000000",
+            "0xffffffff81000000",
+            "0xFfFfFfFf8100000a",
+            "0x00000000000000g0",
+            "0x0000000000000:00",
+            "0000000/",
+            "0000000@",
+            "0000000`",
+            "0000000G",
+            "0000000g",
+            "00000 00",
+            "0000000\u{e9}",
+            "+00000000",
+            "+0000000",
+            "0x+0000000",
         ] {
             let s = t.trim_end_matches(',');
             let want = u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok();
