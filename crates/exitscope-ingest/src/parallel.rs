@@ -23,7 +23,7 @@ use std::sync::{Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use exitscope_ftrace::line::Line;
-use exitscope_ftrace::{ParseSummary, PreLine, TextParser};
+use exitscope_ftrace::{Banners, ParseSummary, PreLine, TextParser};
 use exitscope_model::{ChunkPart, ChunkedSink, Flow, PartMaker, RecordSink};
 
 use crate::Progress;
@@ -64,6 +64,107 @@ struct Window {
     changed: Condvar,
     /// The consumer stopped early (the sink said stop): workers quit.
     stop: AtomicBool,
+}
+
+/// The task-switch banners before each chunk, for workers that analyse function-graph
+/// chunks: each worker publishes its chunk's banners once pre-parsed; the state before chunk
+/// `i` is known once chunks `0..i` are published.
+#[derive(Default)]
+struct BannerChain {
+    inner: Mutex<ChainState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct ChainState {
+    /// Chunks whose banners are folded into `state`.
+    next: usize,
+    state: Banners,
+    later: BTreeMap<usize, Banners>,
+    starts: BTreeMap<usize, Banners>,
+}
+
+impl BannerChain {
+    fn publish(&self, i: usize, banners: Banners) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.later.insert(i, banners);
+        loop {
+            let next = c.next;
+            let Some(b) = c.later.remove(&next) else { break };
+            let before = c.state.clone();
+            c.starts.insert(next, before);
+            c.state.then(&b);
+            c.next += 1;
+        }
+        drop(c);
+        self.changed.notify_all();
+    }
+
+    /// The banners before chunk `i`; `None` when the consumer stopped.
+    fn before(&self, i: usize, stop: &AtomicBool) -> Option<Banners> {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(b) = c.starts.remove(&i) {
+                return Some(b);
+            }
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            c = self
+                .changed
+                .wait_timeout(c, Duration::from_millis(20))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Analyse a chunk with function-graph lines into a part (parser started from `banners`),
+/// else hand back its pre-parsed lines.
+fn analyse_graph_chunk<'a>(
+    name: &str,
+    data: &'a [u8],
+    range: Range<usize>,
+    mut lines: Vec<PreLine<'a>>,
+    make: &PartMaker,
+    banners: Banners,
+    pool: &Mutex<Vec<Vec<PreLine<'a>>>>,
+) -> Done<'a> {
+    let mut part = make();
+    let mut parser = TextParser::new(name);
+    parser.set_banners(banners);
+    let mut prefix = Vec::new();
+    let n = lines.len() as u64;
+    for (j, pre) in lines.drain(..).enumerate() {
+        let text = match &pre {
+            PreLine::Text { text, parsed: Ok(_) } => Some(*text),
+            _ => None,
+        };
+        let l = j as u64 + 1;
+        part.clear_prefix();
+        parser.apply(pre, l, &mut *part);
+        if let Some(text) = text
+            && part.last_was_prefix()
+        {
+            prefix.push((l, text));
+        }
+        if !part.usable() {
+            break;
+        }
+    }
+    pool.lock().unwrap_or_else(|e| e.into_inner()).push(lines);
+    if !part.usable() || parser.has_open_comment() {
+        let mut lines = pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        exitscope_ftrace::pre_parse_chunk(&data[range], &mut lines);
+        return Done::Lines(lines);
+    }
+    let mut summary = parser.finish(&mut *part);
+    // A prefix line is one line and one record (a graph line or a banner).
+    let k = prefix.len() as u64;
+    summary.lines -= k;
+    summary.record_lines -= k;
+    summary.records -= k;
+    Done::Part { part, summary, prefix, lines: n, range }
 }
 
 /// A plain record sink as a [`ChunkedSink`] that takes no parts.
@@ -209,6 +310,8 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
     // Vectors of applied chunks go back to the workers.
     let pool: Mutex<Vec<Vec<PreLine<'_>>>> = Mutex::new(Vec::new());
     let maker = sink.part_maker();
+    let graph_maker = sink.graph_part_maker();
+    let chain = BannerChain::default();
     let mut parser = TextParser::new(name);
     let mut lineno = 0u64;
     let mut stopped = false;
@@ -220,6 +323,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
         for _ in 0..jobs {
             let tx = tx.clone();
             let (next, shared, pool, maker) = (&next, &shared, &pool, maker.as_ref());
+            let (graph_maker, chain) = (graph_maker.as_ref(), &chain);
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +345,26 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                         pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
                     let end = chunk_start(data, chunk, i + 1);
                     exitscope_ftrace::pre_parse_chunk(&data[start..end], &mut lines);
-                    let done = analyse_chunk(name, data, start..end, lines, maker, pool);
+                    let done = match graph_maker {
+                        Some(make) => {
+                            chain.publish(i, Banners::of(&lines));
+                            if TextParser::context_free(&lines) {
+                                analyse_chunk(name, data, start..end, lines, maker, pool)
+                            } else {
+                                let Some(banners) = chain.before(i, &shared.stop) else { break };
+                                analyse_graph_chunk(
+                                    name,
+                                    data,
+                                    start..end,
+                                    lines,
+                                    make,
+                                    banners,
+                                    pool,
+                                )
+                            }
+                        }
+                        None => analyse_chunk(name, data, start..end, lines, maker, pool),
+                    };
                     if tx.send((i, end, done)).is_err() {
                         break;
                     }
@@ -266,6 +389,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                     Done::Part { part, summary, prefix, lines, range } => {
                         if !parser.has_open_comment() && sink.accepts(&*part) {
                             tally.merged += 1;
+                            sink.prefix_begins(&*part);
                             for (l, text) in prefix {
                                 let pre = exitscope_ftrace::pre_parse_str(text);
                                 stopped |= parser.apply(pre, lineno + l, sink) == Flow::Stop;
