@@ -1111,7 +1111,9 @@ impl CallTreeBuilder {
         for k in 0..3 {
             let Some(line) = part.placed_first_line[k] else { continue };
             let t = part.placed_trigger[k] + base;
-            if self.placed_first_line[k].is_none() || (self.placed_trigger[k] > base && t < self.placed_trigger[k]) {
+            if self.placed_first_line[k].is_none()
+                || (self.placed_trigger[k] > base && t < self.placed_trigger[k])
+            {
                 self.placed_first_line[k] = Some(line + base);
                 self.placed_trigger[k] = t;
             }

@@ -194,9 +194,7 @@ impl ChunkedSink for Analysis<'_> {
         let max = self.opts.max_diagnostics;
         let ports = self.opts.harness_ports.clone();
         let split = self.opts.split_exits;
-        Some(Box::new(move || {
-            Box::new(GraphChunk::new(input, &name, max, ports.clone(), split))
-        }))
+        Some(Box::new(move || Box::new(GraphChunk::new(input, &name, max, ports.clone(), split))))
     }
 
     fn prefix_begins(&mut self, part: &dyn ChunkPart) {

@@ -119,44 +119,61 @@ impl BannerChain {
     }
 }
 
-/// Analyse a chunk with function-graph lines into a part (parser started from `banners`),
-/// else hand back its pre-parsed lines.
-fn analyse_graph_chunk<'a>(
+/// The task-switch banners in `chunk` (found by their `=>`, without parsing every line).
+fn chunk_banners(chunk: &[u8]) -> Banners {
+    let mut lines = Vec::new();
+    let mut from = 0;
+    while let Some(k) = memchr::memmem::find(&chunk[from..], b"=>") {
+        let at = from + k;
+        let start = memchr::memrchr(b'\n', &chunk[..at]).map_or(0, |p| p + 1);
+        let end = memchr::memchr(b'\n', &chunk[at..]).map_or(chunk.len(), |p| at + p);
+        let line = &chunk[start..end];
+        lines.push(exitscope_ftrace::pre_parse(line.strip_suffix(b"\r").unwrap_or(line)));
+        from = end.min(chunk.len().saturating_sub(1)).max(at + 2);
+    }
+    Banners::of(&lines)
+}
+
+/// Parse and analyse a chunk with function-graph lines into a part line by line (the
+/// parser started from `banners`); `None` when the part cannot stand for the chunk.
+fn analyse_graph_stream<'a>(
     name: &str,
     data: &'a [u8],
     range: Range<usize>,
-    mut lines: Vec<PreLine<'a>>,
     make: &PartMaker,
     banners: Banners,
-    pool: &Mutex<Vec<Vec<PreLine<'a>>>>,
-) -> Done<'a> {
+) -> Option<Done<'a>> {
     let mut part = make();
     let mut parser = TextParser::new(name);
     parser.set_banners(banners);
     let mut prefix = Vec::new();
-    let n = lines.len() as u64;
-    for (j, pre) in lines.drain(..).enumerate() {
+    let mut n = 0u64;
+    let mut ok = true;
+    exitscope_ftrace::reader::for_each_line_in(&data[range.clone()], |c| {
+        if !ok {
+            return;
+        }
+        n += 1;
+        let pre = match c {
+            exitscope_ftrace::reader::Chunk::Text(t) => exitscope_ftrace::pre_parse_str(t),
+            exitscope_ftrace::reader::Chunk::Line(l) => exitscope_ftrace::pre_parse(l),
+            exitscope_ftrace::reader::Chunk::TooLong(len) => PreLine::TooLong(len),
+        };
         let text = match &pre {
             PreLine::Text { text, parsed: Ok(_) } => Some(*text),
             _ => None,
         };
-        let l = j as u64 + 1;
         part.clear_prefix();
-        parser.apply(pre, l, &mut *part);
+        parser.apply(pre, n, &mut *part);
         if let Some(text) = text
             && part.last_was_prefix()
         {
-            prefix.push((l, text));
+            prefix.push((n, text));
         }
-        if !part.usable() {
-            break;
-        }
-    }
-    pool.lock().unwrap_or_else(|e| e.into_inner()).push(lines);
-    if !part.usable() || parser.has_open_comment() {
-        let mut lines = pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
-        exitscope_ftrace::pre_parse_chunk(&data[range], &mut lines);
-        return Done::Lines(lines);
+        ok = part.usable();
+    });
+    if !ok || parser.has_open_comment() {
+        return None;
     }
     let mut summary = parser.finish(&mut *part);
     // A prefix line is one line and one record (a graph line or a banner).
@@ -164,7 +181,7 @@ fn analyse_graph_chunk<'a>(
     summary.lines -= k;
     summary.record_lines -= k;
     summary.records -= k;
-    Done::Part { part, summary, prefix, lines: n, range }
+    Some(Done::Part { part, summary, prefix, lines: n, range })
 }
 
 /// A plain record sink as a [`ChunkedSink`] that takes no parts.
@@ -341,29 +358,26 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                     if shared.stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let mut lines =
-                        pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
                     let end = chunk_start(data, chunk, i + 1);
-                    exitscope_ftrace::pre_parse_chunk(&data[start..end], &mut lines);
-                    let done = match graph_maker {
-                        Some(make) => {
-                            chain.publish(i, Banners::of(&lines));
-                            if TextParser::context_free(&lines) {
-                                analyse_chunk(name, data, start..end, lines, maker, pool)
-                            } else {
-                                let Some(banners) = chain.before(i, &shared.stop) else { break };
-                                analyse_graph_chunk(
-                                    name,
-                                    data,
-                                    start..end,
-                                    lines,
-                                    make,
-                                    banners,
-                                    pool,
-                                )
-                            }
+                    let mut graph = None;
+                    if let Some(make) = graph_maker {
+                        // Function-graph chunks are parsed and analysed line by line (no
+                        // pre-parsed vector to go through memory); others as below.
+                        chain.publish(i, chunk_banners(&data[start..end]));
+                        let Some(banners) = chain.before(i, &shared.stop) else { break };
+                        graph = analyse_graph_stream(name, data, start..end, make, banners);
+                    }
+                    let done = match graph {
+                        Some(done) => done,
+                        None => {
+                            let mut lines = pool
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .pop()
+                                .unwrap_or_default();
+                            exitscope_ftrace::pre_parse_chunk(&data[start..end], &mut lines);
+                            analyse_chunk(name, data, start..end, lines, maker, pool)
                         }
-                        None => analyse_chunk(name, data, start..end, lines, maker, pool),
                     };
                     if tx.send((i, end, done)).is_err() {
                         break;

@@ -844,7 +844,12 @@ impl<'t> GraphExits<'t> {
     /// A root that is one exit came on the thread of (`pid`, `cpu`) (a chunk's part, see
     /// [`crate::parallel`]): the exit waiting for that thread ends, with no completion work,
     /// as [`GraphExits::observe`] ends it.
-    pub(crate) fn end_pending(&mut self, pid: Option<u32>, cpu: Option<u32>, out: &mut Vec<ExitRecord>) {
+    pub(crate) fn end_pending(
+        &mut self,
+        pid: Option<u32>,
+        cpu: Option<u32>,
+        out: &mut Vec<ExitRecord>,
+    ) {
         let thread = match (pid, cpu) {
             (Some(p), _) if p != 0 => Thread::Pid(p),
             (_, Some(c)) => Thread::Cpu(c),
