@@ -2,7 +2,10 @@
 //! chunks; worker threads pre-parse each chunk (UTF-8, columns, numbers, function names:
 //! everything a line says on its own, [`exitscope_ftrace::pre_parse_chunk`]). When the sink
 //! analyses chunks itself ([`ChunkedSink`]: the analysis of `report`) and a chunk's lines
-//! carry no state of the parser's (only events: [`TextParser::context_free`]), the worker
+//! carry no state of the parser's (only events: [`TextParser::context_free`]), or the sink
+//! takes function-graph parts ([`ChunkedSink::graph_part_maker`]: the worker's parser then
+//! starts from the task-switch banners of the chunks before, which each worker publishes
+//! once it has found its chunk's, [`BannerChain`]), the worker
 //! also parses and analyses the chunk into a part of its own, and this thread applies the
 //! few lines the part left to it and merges the part; otherwise (or when the sink refuses
 //! the part) this thread applies the pre-parsed lines in input order to one [`TextParser`]
