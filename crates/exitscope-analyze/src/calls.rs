@@ -280,7 +280,7 @@ struct EarlyIrqs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum StackKey {
+pub(crate) enum StackKey {
     Pid(u32),
     /// pid 0 is a different idle task on every CPU.
     Idle(u32),
@@ -337,6 +337,12 @@ pub(crate) struct CallTreeBuilder {
     /// start of the input.
     contradiction_first: Option<(u64, Nanos, Nanos)>,
     contradictions_at_input_start: u64,
+    /// Line of the record being applied, and the line that triggered each kept warning,
+    /// placement and contradiction (to merge chunks' in the order one thread makes them).
+    cur_line: u64,
+    warn_lines: Vec<u64>,
+    placed_trigger: [u64; 3],
+    contradiction_trigger: u64,
 }
 
 impl Default for CallTreeBuilder {
@@ -363,6 +369,10 @@ impl CallTreeBuilder {
             split_scratch: RootCall::default(),
             contradiction_first: None,
             contradictions_at_input_start: 0,
+            cur_line: 0,
+            warn_lines: Vec::new(),
+            placed_trigger: [0; 3],
+            contradiction_trigger: 0,
         }
     }
 
@@ -383,6 +393,7 @@ impl CallTreeBuilder {
 
     /// Take the warnings collected so far (depth mismatches and the like).
     pub fn take_warnings(&mut self) -> Vec<Diagnostic> {
+        self.warn_lines.clear();
         std::mem::take(&mut self.warnings)
     }
 
@@ -430,11 +441,13 @@ impl CallTreeBuilder {
         if (self.warnings.len() as u64) < MAX_WARNINGS {
             let w = self.warning(line, message);
             self.warnings.push(w);
+            self.warn_lines.push(self.cur_line);
         }
     }
 
     /// Consume one record; completed roots go to `sink`.
     pub fn record(&mut self, rec: &Record<'_>, sink: &mut impl CallSink) {
+        self.cur_line = rec.line;
         match rec.kind {
             RecordKind::Entry { func, depth } => {
                 let s = self.stack_index(Self::key(rec));
@@ -716,7 +729,10 @@ impl CallTreeBuilder {
                     duration = Some(node.child_ns);
                     node.duration = duration;
                     self.leftovers.widened_to_children += 1;
-                    self.placed_first_line[2].get_or_insert(node.line);
+                    if self.placed_first_line[2].is_none() {
+                        self.placed_first_line[2] = Some(node.line);
+                        self.placed_trigger[2] = self.cur_line;
+                    }
                 } else if st.contradiction.is_none() {
                     st.contradiction = Some((node.line, node.child_ns, d));
                 }
@@ -746,6 +762,7 @@ impl CallTreeBuilder {
                 self.leftovers.contradictions += 1;
                 if self.contradiction_first.is_none() {
                     self.contradiction_first = Some((line, kids, d));
+                    self.contradiction_trigger = self.cur_line;
                 }
             } else if split {
                 self.emit_split_root(s, sink);
@@ -834,7 +851,10 @@ impl CallTreeBuilder {
             }
             result = g.first;
             self.leftovers.irqs_before_entry += 1;
-            self.placed_first_line[0].get_or_insert(g.line);
+            if self.placed_first_line[0].is_none() {
+                self.placed_first_line[0] = Some(g.line);
+                self.placed_trigger[0] = self.cur_line;
+            }
         }
         result
     }
@@ -890,7 +910,10 @@ impl CallTreeBuilder {
             None => st.split_root = true,
         }
         self.leftovers.irqs_after_return += 1;
-        self.placed_first_line[1].get_or_insert(nodes[run_start].line);
+        if self.placed_first_line[1].is_none() {
+            self.placed_first_line[1] = Some(nodes[run_start].line);
+            self.placed_trigger[1] = self.cur_line;
+        }
     }
 
     /// The root completed with subtrees moved out of it ([`Self::place_late_irqs`] on the
@@ -1019,6 +1042,7 @@ impl CallTreeBuilder {
             };
             let w = self.warning(line, message);
             self.warnings.push(w);
+            self.warn_lines.push(self.cur_line);
         }
         self.placed_first_line = [None; 3];
         self.placed_at_input_start = counts;
@@ -1033,7 +1057,144 @@ impl CallTreeBuilder {
                 ),
             );
             self.warnings.push(w);
+            self.warn_lines.push(self.cur_line);
         }
         self.contradictions_at_input_start = self.leftovers.contradictions;
     }
+
+    /// The stack key of `rec` (see [`crate::parallel`]).
+    pub(crate) fn key_of(rec: &Record<'_>) -> StackKey {
+        Self::key(rec)
+    }
+
+    /// The stack of `key` has a call open.
+    pub(crate) fn stack_open(&self, key: StackKey) -> bool {
+        self.index.get(&key).is_some_and(|&i| !self.stacks[i].open.is_empty())
+    }
+
+    /// Warnings kept so far in this input.
+    pub(crate) fn warnings_len(&self) -> usize {
+        self.warnings.len()
+    }
+
+    /// Applying `ops` (a chunk's lines of `key` before its first outermost call) to the
+    /// stack of `key` leaves it with no call open and no interrupt marker open: what a part
+    /// of the chunk assumed (see [`crate::parallel`]).
+    pub(crate) fn prefix_fits(&self, key: StackKey, ops: impl Iterator<Item = PrefixOp>) -> bool {
+        let (mut d, mut m) = match self.index.get(&key) {
+            Some(&i) => (self.stacks[i].open.len(), self.stacks[i].irq_markers),
+            None => (0, 0),
+        };
+        for op in ops {
+            match op {
+                PrefixOp::Entry => d += 1,
+                PrefixOp::Exit => d = d.saturating_sub(1),
+                PrefixOp::Leaf => {}
+                PrefixOp::IrqEnter => m += 1,
+                PrefixOp::IrqExit => m = m.saturating_sub(1),
+            }
+        }
+        d == 0 && m == 0
+    }
+
+    /// Merge the builder of a chunk's part (its chunk follows all lines applied here, after
+    /// line `base`; `fmap` maps its function ids to this one's; warnings kept from index
+    /// `warn_from` on came from the chunk's prefix lines): counts add, first placements and
+    /// warnings are kept in the order one thread would have made them, and the part's
+    /// stacks (calls still open at the chunk's end) replace this builder's.
+    pub(crate) fn merge_part(
+        &mut self,
+        mut part: CallTreeBuilder,
+        fmap: &[FuncId],
+        base: u64,
+        warn_from: usize,
+    ) {
+        let m = |f: FuncId| fmap.get(f as usize).copied().unwrap_or(f);
+        let (l, p) = (&mut self.leftovers, std::mem::take(&mut part.leftovers));
+        for ((f, r), n) in p.incomplete {
+            *l.incomplete.entry((m(f), r)).or_insert(0) += n;
+        }
+        for (f, (n, ns)) in p.orphans {
+            let e = l.orphans.entry(f.map(m)).or_insert((0, 0));
+            e.0 += n;
+            e.1 = e.1.saturating_add(ns);
+        }
+        l.discarded_calls += p.discarded_calls;
+        l.lost_markers += p.lost_markers;
+        l.lost_events = l.lost_events.saturating_add(p.lost_events);
+        l.lost_uncounted += p.lost_uncounted;
+        l.depth_mismatches += p.depth_mismatches;
+        l.irqs_before_entry += p.irqs_before_entry;
+        l.irqs_after_return += p.irqs_after_return;
+        l.widened_to_children += p.widened_to_children;
+        l.contradictions += p.contradictions;
+        self.roots_seen += part.roots_seen;
+        for k in 0..3 {
+            let Some(line) = part.placed_first_line[k] else { continue };
+            let t = part.placed_trigger[k] + base;
+            if self.placed_first_line[k].is_none()
+                || (self.placed_trigger[k] > base && t < self.placed_trigger[k])
+            {
+                self.placed_first_line[k] = Some(line + base);
+                self.placed_trigger[k] = t;
+            }
+        }
+        if let Some((line, kids, d)) = part.contradiction_first {
+            let t = part.contradiction_trigger + base;
+            if self.contradiction_first.is_none()
+                || (self.contradiction_trigger > base && t < self.contradiction_trigger)
+            {
+                self.contradiction_first = Some((line + base, kids, d));
+                self.contradiction_trigger = t;
+            }
+        }
+        let from = warn_from.min(self.warnings.len());
+        let mut all: Vec<(u64, Diagnostic)> =
+            self.warn_lines.drain(from..).zip(self.warnings.drain(from..)).collect();
+        all.extend(part.warn_lines.iter().zip(part.warnings).map(|(&t, mut w)| {
+            w.line += base;
+            (t + base, w)
+        }));
+        all.sort_by_key(|(t, _)| *t);
+        for (t, w) in all {
+            if (self.warnings.len() as u64) < MAX_WARNINGS {
+                self.warnings.push(w);
+                self.warn_lines.push(t);
+            }
+        }
+        let mut keys: Vec<(StackKey, usize)> = part.index.iter().map(|(&k, &i)| (k, i)).collect();
+        keys.sort_by_key(|&(_, i)| i);
+        for (key, i) in keys {
+            let mut st = std::mem::take(&mut part.stacks[i]);
+            if st.open.is_empty() && st.irq_markers == 0 {
+                continue;
+            }
+            for n in &mut st.root.nodes {
+                n.func = m(n.func);
+                n.line += base;
+            }
+            for e in &mut st.root.events {
+                e.line += base;
+            }
+            for g in &mut st.early {
+                g.line += base;
+            }
+            if let Some(c) = st.contradiction.as_mut() {
+                c.0 += base;
+            }
+            let gi = self.stack_index(key);
+            self.stacks[gi] = st;
+        }
+    }
+}
+
+/// What a line before a stack's first outermost call in a chunk does to the stack (see
+/// [`CallTreeBuilder::prefix_fits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PrefixOp {
+    Entry,
+    Exit,
+    Leaf,
+    IrqEnter,
+    IrqExit,
 }

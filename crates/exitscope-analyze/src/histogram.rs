@@ -88,6 +88,14 @@ impl Histogram {
 
     /// Merge another distribution into this one.
     pub fn merge(&mut self, other: &Histogram) {
+        if !other.bucketed {
+            // Raw values, added as they are (the same as one by one; no sort): the parts of
+            // a chunked analysis hold mostly such small sets.
+            for &v in &other.exact {
+                self.add(v);
+            }
+            return;
+        }
         for (v, n) in other.sorted() {
             self.add_n(v, n);
         }

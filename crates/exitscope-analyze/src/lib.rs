@@ -160,6 +160,8 @@ pub struct Analysis<'a> {
     inputs: Vec<InputSummary>,
     diagnostics: Vec<Diagnostic>,
     counts: DiagnosticCounts,
+    /// The prefix lines of a function-graph chunk's part are being applied.
+    replay: Option<parallel::GraphReplay>,
 }
 
 impl<'a> Analysis<'a> {
@@ -193,6 +195,7 @@ impl<'a> Analysis<'a> {
             inputs: Vec::new(),
             diagnostics: Vec::new(),
             counts: DiagnosticCounts::default(),
+            replay: None,
         }
     }
 
@@ -540,6 +543,9 @@ impl RecordSink for Analysis<'_> {
             split: self.split,
         };
         self.builder.record(rec, &mut consumers);
+        if let Some(r) = self.replay.as_mut() {
+            r.note(self.merged.nodes.len(), rec.line);
+        }
         match rec.kind {
             RecordKind::Event { name, .. } => {
                 // trace_printk / trace_marker comments carry no event name.

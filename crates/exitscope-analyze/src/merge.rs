@@ -138,3 +138,110 @@ impl CallSink for FlatProfile {
         }
     }
 }
+
+impl MergedTree {
+    /// Merge `part`, the tree of a chunk analysed on another thread (see
+    /// [`crate::parallel`]), into this one so that children come in the order one thread
+    /// would have seen them: `fmap` maps the part's function ids to this tree's,
+    /// `part_lines[j]` is the input line of the root completion that made the part's node
+    /// `j`, and `chunk_lines[i - n0]` the same for this tree's nodes from `n0` on (made since
+    /// the chunk began, by its prefix lines); the part's new nodes are added to it.
+    pub(crate) fn merge_part(
+        &mut self,
+        part: &MergedTree,
+        fmap: &[FuncId],
+        part_lines: &[u64],
+        chunk_lines: &mut Vec<u64>,
+        n0: usize,
+    ) {
+        let mut parent = vec![NO_PARENT; part.nodes.len()];
+        for (j, n) in part.nodes.iter().enumerate() {
+            for &c in &n.children {
+                parent[c as usize] = u32::try_from(j).unwrap_or(u32::MAX);
+            }
+        }
+        let mut map: Vec<u32> = Vec::with_capacity(part.nodes.len());
+        for (j, pn) in part.nodes.iter().enumerate() {
+            let gp = match parent[j] {
+                NO_PARENT => NO_PARENT,
+                p => map[p as usize],
+            };
+            let func = fmap.get(pn.func as usize).copied().unwrap_or(pn.func);
+            let key = part_lines.get(j).copied().unwrap_or(u64::MAX);
+            let g = match self.index.get(&(gp, func)) {
+                Some(&g) => {
+                    let gi = g as usize;
+                    if gi >= n0 && chunk_lines[gi - n0] > key {
+                        // Made by a prefix line after the part's root: the part's came first.
+                        chunk_lines[gi - n0] = key;
+                        self.nodes[gi].interrupt = pn.interrupt;
+                        self.unlink(gp, g);
+                        self.link(gp, g, n0, chunk_lines);
+                    }
+                    let n = &mut self.nodes[gi];
+                    n.stats.merge(&pn.stats);
+                    n.self_total = n.self_total.saturating_add(pn.self_total);
+                    n.interrupt_child_total =
+                        n.interrupt_child_total.saturating_add(pn.interrupt_child_total);
+                    g
+                }
+                None => {
+                    let g = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
+                    self.nodes.push(MergedNode {
+                        func,
+                        children: Vec::new(),
+                        stats: pn.stats.clone(),
+                        self_total: pn.self_total,
+                        interrupt_child_total: pn.interrupt_child_total,
+                        interrupt: pn.interrupt,
+                    });
+                    self.index.insert((gp, func), g);
+                    chunk_lines.push(key);
+                    self.link(gp, g, n0, chunk_lines);
+                    g
+                }
+            };
+            map.push(g);
+        }
+    }
+
+    fn siblings(&mut self, parent: u32) -> &mut Vec<u32> {
+        match parent {
+            NO_PARENT => &mut self.roots,
+            p => &mut self.nodes[p as usize].children,
+        }
+    }
+
+    fn unlink(&mut self, parent: u32, g: u32) {
+        let list = self.siblings(parent);
+        if let Some(k) = list.iter().position(|&c| c == g) {
+            list.remove(k);
+        }
+    }
+
+    /// Insert `g` among its siblings by the line that made it (nodes made before the chunk
+    /// come first).
+    fn link(&mut self, parent: u32, g: u32, n0: usize, chunk_lines: &[u64]) {
+        let key = chunk_lines[g as usize - n0];
+        let list = self.siblings(parent);
+        let at = list
+            .iter()
+            .position(|&c| c as usize >= n0 && chunk_lines[c as usize - n0] > key)
+            .unwrap_or(list.len());
+        list.insert(at, g);
+    }
+}
+
+impl FlatProfile {
+    /// Add the profile of a chunk analysed on another thread (`fmap` maps its function ids).
+    pub(crate) fn merge_part(&mut self, part: FlatProfile, fmap: &[FuncId]) {
+        let mut entries: Vec<(FuncId, FlatEntryStats)> = part.funcs.into_iter().collect();
+        entries.sort_by_key(|(f, _)| *f);
+        for (f, o) in entries {
+            let e = self.funcs.entry(fmap.get(f as usize).copied().unwrap_or(f)).or_default();
+            e.calls += o.calls;
+            e.self_total = e.self_total.saturating_add(o.self_total);
+            e.inclusive.merge(&o.inclusive);
+        }
+    }
+}

@@ -36,8 +36,12 @@ use exitscope_model::{
 };
 
 use crate::Analysis;
+use crate::calls::{CallSink, CallTreeBuilder, PrefixOp, RootCall, StackKey};
 use crate::exits::events::{EventExits, EventOutput, VcpuKey, vcpu_key};
-use crate::exits::{ExitStats, ReasonId, Reasons};
+use crate::exits::graph::{ExitTable, GraphExits};
+use crate::exits::{ExitRecord, ExitStats, ReasonId, Reasons};
+use crate::funcs::{FuncId, FuncTable};
+use crate::merge::{FlatProfile, MergedTree};
 use crate::report::DiagnosticCounts;
 
 /// The partial analysis of one chunk of an event trace (see the module docs).
@@ -177,7 +181,43 @@ impl ChunkedSink for Analysis<'_> {
         Some(Box::new(move || Box::new(EventChunk::new(input, max, ports.clone()))))
     }
 
+    fn graph_part_maker(&self) -> Option<PartMaker> {
+        if !self.extra.is_empty()
+            || !self.extra_records.is_empty()
+            || !self.exit_sinks.is_empty()
+            || self.opts.per_vcpu
+        {
+            return None;
+        }
+        let input = self.inputs.len().saturating_sub(1);
+        let name = self.inputs.last().map(|i| i.name.clone()).unwrap_or_default();
+        let max = self.opts.max_diagnostics;
+        let ports = self.opts.harness_ports.clone();
+        let split = self.opts.split_exits;
+        Some(Box::new(move || Box::new(GraphChunk::new(input, &name, max, ports.clone(), split))))
+    }
+
+    fn prefix_begins(&mut self, part: &dyn ChunkPart) {
+        let Some(p) = part.as_any().downcast_ref::<GraphChunk>() else { return };
+        let funcs = &p.builder.funcs;
+        let fmap = (0..funcs.len())
+            .map(|i| {
+                let f = funcs.get(u32::try_from(i).unwrap_or(u32::MAX));
+                self.builder.funcs.intern(exitscope_model::Func::new(&f.name, f.module.as_deref()))
+            })
+            .collect();
+        self.replay = Some(GraphReplay {
+            fmap,
+            n0: self.merged.nodes.len(),
+            marks: Vec::new(),
+            warn_from: self.builder.warnings_len(),
+        });
+    }
+
     fn accepts(&self, part: &dyn ChunkPart) -> bool {
+        if let Some(p) = part.as_any().downcast_ref::<GraphChunk>() {
+            return self.graph_part_fits(p);
+        }
         let Some(p) = part.as_any().downcast_ref::<EventChunk>() else { return false };
         p.usable
             && !self.builder.has_open_calls()
@@ -186,7 +226,13 @@ impl ChunkedSink for Analysis<'_> {
     }
 
     fn merge_part(&mut self, part: Box<dyn ChunkPart>, line_base: u64) {
-        let Ok(p) = part.into_any().downcast::<EventChunk>() else { return };
+        let part = part.into_any();
+        let part = match part.downcast::<GraphChunk>() {
+            Ok(p) => return self.merge_graph_part(*p, line_base),
+            Err(other) => other,
+        };
+        self.replay = None;
+        let Ok(p) = part.downcast::<EventChunk>() else { return };
         let p = *p;
         // The exits the chunk's first kvm_exits found waiting.
         for &k in &p.started_order {
@@ -204,6 +250,311 @@ impl ChunkedSink for Analysis<'_> {
         for (name, n) in p.event_counts {
             *self.event_counts.entry(name).or_insert(0) += n;
         }
+        self.ordinal += p.records;
+        self.counts.errors += p.counts.errors;
+        self.counts.warnings += p.counts.warnings;
+        for mut d in p.diagnostics {
+            if self.diagnostics.len() >= self.opts.max_diagnostics {
+                break;
+            }
+            d.line += line_base;
+            self.diagnostics.push(d);
+        }
+    }
+}
+
+/// The partial analysis of one chunk of a function-graph trace (see [`Analysis::accepts`]):
+/// each stack (task, else CPU) starts the chunk with no call open, from its first outermost
+/// call (an entry or leaf printed at depth 0) on; its lines before that (the *prefix*: the
+/// tail of a call open before the chunk) are left to the analysis, which applies them to
+/// its own state first and takes the part only when they leave that stack with no call
+/// open, as the part assumed. Roots completed in the chunk go into a merged tree, flat
+/// profile and exit statistics of the part's own, merged in the order one thread would
+/// have made them (each merged node remembers the line of the root that made it).
+pub(crate) struct GraphChunk {
+    max_diagnostics: usize,
+    builder: CallTreeBuilder,
+    merged: MergedTree,
+    flat: FlatProfile,
+    graph: GraphExits<'static>,
+    reasons: Reasons,
+    stats: ExitStats,
+    exit_buf: Vec<ExitRecord>,
+    /// Line of the root completion that made each node of `merged`.
+    node_lines: Vec<u64>,
+    started: FxHashSet<StackKey>,
+    started_order: Vec<StackKey>,
+    prefix_ops: Vec<(StackKey, PrefixOp)>,
+    /// CPUs with a task-switch banner in the chunk.
+    switch_cpus: Vec<u32>,
+    /// Threads of the roots that held exits, in order (each ends the exit its thread had
+    /// waiting before the chunk).
+    threads: Vec<(Option<u32>, Option<u32>)>,
+    threads_seen: FxHashSet<(Option<u32>, Option<u32>)>,
+    last_prefix: bool,
+    usable: bool,
+    records: u64,
+    diagnostics: Vec<Diagnostic>,
+    counts: DiagnosticCounts,
+}
+
+struct GraphChunkSink<'s> {
+    merged: &'s mut MergedTree,
+    flat: &'s mut FlatProfile,
+    graph: &'s mut GraphExits<'static>,
+    reasons: &'s mut Reasons,
+    exit_buf: &'s mut Vec<ExitRecord>,
+    threads: &'s mut Vec<(Option<u32>, Option<u32>)>,
+    threads_seen: &'s mut FxHashSet<(Option<u32>, Option<u32>)>,
+    split: &'s mut bool,
+}
+
+impl CallSink for GraphChunkSink<'_> {
+    fn root(&mut self, root: &RootCall, funcs: &FuncTable) {
+        let found = self.graph.observe(root, funcs, self.reasons, self.exit_buf);
+        if found.split {
+            *self.split = true;
+        }
+        if !found.units.is_empty() && self.threads_seen.insert((root.pid, root.cpu)) {
+            self.threads.push((root.pid, root.cpu));
+        }
+        self.merged.add(root);
+        self.flat.root(root, funcs);
+    }
+}
+
+impl GraphChunk {
+    fn new(
+        input: usize,
+        name: &str,
+        max_diagnostics: usize,
+        harness_ports: Vec<u16>,
+        split_exits: bool,
+    ) -> Self {
+        let table = ExitTable::builtin();
+        let mut builder = CallTreeBuilder::new();
+        if split_exits {
+            let (name, module) = &table.synthetic_root;
+            builder.funcs.intern(exitscope_model::Func::new(name, module.as_deref()));
+        }
+        builder.begin_input(input, name);
+        GraphChunk {
+            max_diagnostics,
+            builder,
+            merged: MergedTree::default(),
+            flat: FlatProfile::default(),
+            graph: GraphExits::new(table),
+            reasons: Reasons::default(),
+            stats: ExitStats::for_part(harness_ports),
+            exit_buf: Vec::new(),
+            node_lines: Vec::new(),
+            started: FxHashSet::default(),
+            started_order: Vec::new(),
+            prefix_ops: Vec::new(),
+            switch_cpus: Vec::new(),
+            threads: Vec::new(),
+            threads_seen: FxHashSet::default(),
+            last_prefix: false,
+            usable: true,
+            records: 0,
+            diagnostics: Vec::new(),
+            counts: DiagnosticCounts::default(),
+        }
+    }
+}
+
+impl RecordSink for GraphChunk {
+    fn record(&mut self, rec: &Record<'_>) -> Flow {
+        self.last_prefix = false;
+        if !self.usable {
+            return Flow::Continue;
+        }
+        match rec.kind {
+            RecordKind::Event { .. } | RecordKind::Lost { .. } => {
+                self.usable = false;
+                return Flow::Continue;
+            }
+            RecordKind::TaskSwitch { .. } => {
+                // Applied in order by the analysis itself (it may move a CPU's calls to the
+                // task); the part only checks that no call of its own is moved.
+                match rec.cpu {
+                    Some(c) if !self.builder.stack_open(StackKey::Cpu(c)) => {
+                        self.switch_cpus.push(c)
+                    }
+                    _ => self.usable = false,
+                }
+                self.last_prefix = true;
+                return Flow::Continue;
+            }
+            _ => {}
+        }
+        let key = CallTreeBuilder::key_of(rec);
+        if !self.started.contains(&key) {
+            let op = match rec.kind {
+                RecordKind::Entry { depth: 0, .. } | RecordKind::Leaf { depth: 0, .. } => None,
+                RecordKind::Entry { func, .. } => {
+                    self.builder.funcs.intern(func);
+                    Some(PrefixOp::Entry)
+                }
+                RecordKind::Leaf { func, .. } => {
+                    self.builder.funcs.intern(func);
+                    Some(PrefixOp::Leaf)
+                }
+                RecordKind::Exit { func, .. } => {
+                    // A named return may be looked up or interned by the state before.
+                    self.usable &= func.is_none();
+                    Some(PrefixOp::Exit)
+                }
+                RecordKind::IrqMarker { enter: true } => Some(PrefixOp::IrqEnter),
+                RecordKind::IrqMarker { enter: false } => Some(PrefixOp::IrqExit),
+                _ => Some(PrefixOp::Leaf),
+            };
+            if let Some(op) = op {
+                self.prefix_ops.push((key, op));
+                self.last_prefix = true;
+                return Flow::Continue;
+            }
+            self.started.insert(key);
+            self.started_order.push(key);
+        }
+        if let RecordKind::Exit { func: Some(f), .. } = rec.kind
+            && self.builder.funcs.find(f).is_none()
+        {
+            // Looked up in the functions of the chunks before too.
+            self.usable = false;
+            return Flow::Continue;
+        }
+        self.records += 1;
+        if let Some(ts) = rec.timestamp {
+            self.stats.timestamp(ts);
+        }
+        let mut split = false;
+        let mut sink = GraphChunkSink {
+            merged: &mut self.merged,
+            flat: &mut self.flat,
+            graph: &mut self.graph,
+            reasons: &mut self.reasons,
+            exit_buf: &mut self.exit_buf,
+            threads: &mut self.threads,
+            threads_seen: &mut self.threads_seen,
+            split: &mut split,
+        };
+        self.builder.record(rec, &mut sink);
+        if split {
+            self.usable = false;
+        }
+        if self.merged.nodes.len() > self.node_lines.len() {
+            self.node_lines.resize(self.merged.nodes.len(), rec.line);
+        }
+        for x in self.exit_buf.drain(..) {
+            self.stats.add(&x, &self.reasons);
+        }
+        Flow::Continue
+    }
+
+    fn diagnostic(&mut self, d: Diagnostic) -> Flow {
+        match d.severity {
+            Severity::Error => self.counts.errors += 1,
+            Severity::Warning => self.counts.warnings += 1,
+        }
+        if self.diagnostics.len() < self.max_diagnostics {
+            self.diagnostics.push(d);
+        }
+        Flow::Continue
+    }
+}
+
+impl ChunkPart for GraphChunk {
+    fn last_was_prefix(&self) -> bool {
+        self.last_prefix
+    }
+
+    fn clear_prefix(&mut self) {
+        self.last_prefix = false;
+    }
+
+    fn usable(&self) -> bool {
+        self.usable
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// What [`ChunkedSink::prefix_begins`] noted for a function-graph part.
+pub(crate) struct GraphReplay {
+    /// The part's function ids in the analysis' (interned before the prefix lines, in the
+    /// order the chunk's lines name them).
+    fmap: Vec<FuncId>,
+    /// Merged-tree nodes before the prefix lines.
+    n0: usize,
+    /// (nodes after, line) each time a prefix line's root made nodes.
+    pub(crate) marks: Vec<(usize, u64)>,
+    warn_from: usize,
+}
+
+impl GraphReplay {
+    /// A prefix line `line` left the merged tree with `nodes` nodes.
+    pub(crate) fn note(&mut self, nodes: usize, line: u64) {
+        if nodes > self.marks.last().map_or(self.n0, |m| m.0) {
+            self.marks.push((nodes, line));
+        }
+    }
+}
+
+impl Analysis<'_> {
+    fn graph_part_fits(&self, p: &GraphChunk) -> bool {
+        if !p.usable || p.graph.split_roots > 0 {
+            return false;
+        }
+        for &c in &p.switch_cpus {
+            let k = StackKey::Cpu(c);
+            if self.builder.stack_open(k)
+                || p.started.contains(&k)
+                || p.prefix_ops.iter().any(|(pk, _)| *pk == k)
+            {
+                return false;
+            }
+        }
+        p.started_order.iter().all(|&k| {
+            self.builder.prefix_fits(
+                k,
+                p.prefix_ops.iter().filter(move |(pk, _)| *pk == k).map(|(_, op)| *op),
+            )
+        })
+    }
+
+    fn merge_graph_part(&mut self, p: GraphChunk, line_base: u64) {
+        let Some(replay) = self.replay.take() else { return };
+        let GraphReplay { fmap, n0, marks, warn_from } = replay;
+        let mut chunk_lines = Vec::with_capacity(self.merged.nodes.len() - n0);
+        let mut from = n0;
+        for (upto, line) in marks {
+            chunk_lines.extend(std::iter::repeat_n(line, upto - from));
+            from = upto;
+        }
+        chunk_lines.resize(self.merged.nodes.len() - n0, u64::MAX);
+        for &(pid, cpu) in &p.threads {
+            self.graph.end_pending(pid, cpu, &mut self.exit_buf);
+        }
+        self.drain_exits();
+        let map: Vec<ReasonId> = (0..p.reasons.len())
+            .map(|i| {
+                let id = ReasonId(u32::try_from(i).unwrap_or(u32::MAX));
+                self.reasons.intern_like(p.reasons.get(id))
+            })
+            .collect();
+        self.stats.merge_part(p.stats, &map);
+        let part_lines: Vec<u64> = p.node_lines.iter().map(|l| l + line_base).collect();
+        self.merged.merge_part(&p.merged, &fmap, &part_lines, &mut chunk_lines, n0);
+        self.flat.merge_part(p.flat, &fmap);
+        self.graph.merge_counts(&p.graph);
+        self.builder.merge_part(p.builder, &fmap, line_base, warn_from);
         self.ordinal += p.records;
         self.counts.errors += p.counts.errors;
         self.counts.warnings += p.counts.warnings;

@@ -76,8 +76,7 @@ fn chunk_stats(f: &str, chunk: &str) -> (Vec<u8>, [u64; 3]) {
 /// Event traces are analysed chunk by chunk and merged, not applied line by line on one
 /// thread; the adversarial fixture also makes the analysis refuse parts (lost events not yet
 /// accounted, the first kvm_exit, MMIO reads that may complete an earlier chunk's) and
-/// apply those chunks in order. Function graphs are applied in order. Every output equals
-/// `-j 1`'s.
+/// apply those chunks in order. Every output equals `-j 1`'s.
 #[test]
 fn event_chunks_are_merged_and_refused_parts_applied_in_order() {
     let mut refused = 0;
@@ -95,9 +94,35 @@ fn event_chunks_are_merged_and_refused_parts_applied_in_order() {
         }
     }
     assert!(refused > 0, "no part was ever refused: the fallback is not exercised");
-    let (_, [merged, no, in_order]) = chunk_stats("tests/data/seed/cpuid-amd.fgraph.txt", "200");
-    assert_eq!((merged, no), (0, 0), "function graphs are applied in order");
-    assert!(in_order > 3);
+}
+
+/// Function-graph traces are analysed chunk by chunk too (roots crossing a boundary, orphan
+/// returns, task switches, migrations, interrupts, lost events: `tests/data/chunks`); parts
+/// whose assumptions fail are refused and their chunks applied in order. Every output
+/// equals `-j 1`'s.
+#[test]
+fn graph_chunks_are_merged_and_refused_parts_applied_in_order() {
+    let mut graphs: Vec<String> = text_fixtures()
+        .into_iter()
+        .filter(|f| !event_fixtures().contains(f))
+        .filter(|f| f.contains("fgraph") || f.contains("chunks/") || f.contains("ioctl-run"))
+        .collect();
+    graphs.sort();
+    assert!(graphs.len() >= 10, "{graphs:?}");
+    let (mut merged_all, mut refused) = (0, 0);
+    for f in &graphs {
+        let one = stdout(&["report", "--json", "-j", "1", f]);
+        for chunk in ["150", "700"] {
+            let (many, [merged, no, _]) = chunk_stats(f, chunk);
+            assert!(one == many, "{f}: --chunk-bytes {chunk} differs from -j 1");
+            merged_all += merged;
+            refused += no;
+        }
+    }
+    let (_, [merged, _, _]) = chunk_stats("tests/data/seed/cpuid-amd.fgraph.txt", "200");
+    assert!(merged > 3, "function graphs are merged in parts: {merged}");
+    assert!(merged_all > 50, "{merged_all} parts merged");
+    assert!(refused > 0, "no function-graph part was ever refused: the fallback is not exercised");
 }
 
 fn stdout(args: &[&str]) -> Vec<u8> {

@@ -186,6 +186,19 @@ impl TextParser {
         })
     }
 
+    /// The task of each CPU from the task-switch banners seen so far (see
+    /// [`TextParser::set_banners`]).
+    pub fn banners(&self) -> Banners {
+        Banners { cpu_tasks: self.cpu_tasks.clone(), no_cpu_task: self.no_cpu_task.clone() }
+    }
+
+    /// Start from the task-switch banners of the lines before (a parser of its own for a
+    /// chunk that holds function-graph lines without a task column).
+    pub fn set_banners(&mut self, banners: Banners) {
+        self.cpu_tasks = banners.cpu_tasks;
+        self.no_cpu_task = banners.no_cpu_task;
+    }
+
     /// Add the counts of lines parsed by another parser (see [`TextParser::context_free`]).
     pub fn add_counts(&mut self, s: &ParseSummary) {
         let t = &mut self.summary;
@@ -421,6 +434,59 @@ fn excerpt(text: &str, offset: usize) -> String {
     }
     let more = if end < rest.len() { "..." } else { "" };
     format!("{:?}{more}", &rest[..end])
+}
+
+/// The task each CPU runs as the task-switch banners said (the state
+/// [`TextParser`] carries for function-graph lines without a task column).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Banners {
+    cpu_tasks: Vec<Option<(String, u32)>>,
+    no_cpu_task: Option<(String, u32)>,
+}
+
+impl Banners {
+    /// The banners after `lines` (pre-parsed lines following the ones this state is of).
+    pub fn apply(&mut self, lines: &[PreLine<'_>]) {
+        for l in lines {
+            if let PreLine::Text { parsed: Ok(Line::Banner { cpu, next, .. }), .. } = l {
+                let owned = Some((next.comm.to_string(), next.pid));
+                match cpu {
+                    Some(c) if (*c as usize) < 1 << 16 => {
+                        let c = *c as usize;
+                        if self.cpu_tasks.len() <= c {
+                            self.cpu_tasks.resize(c + 1, None);
+                        }
+                        self.cpu_tasks[c] = owned;
+                    }
+                    Some(_) => {}
+                    None => self.no_cpu_task = owned,
+                }
+            }
+        }
+    }
+
+    /// The banners of `lines` alone, to apply to the state before them with
+    /// [`Banners::then`].
+    pub fn of(lines: &[PreLine<'_>]) -> Banners {
+        let mut b = Banners::default();
+        b.apply(lines);
+        b
+    }
+
+    /// This state followed by the banners of `later` ([`Banners::of`]).
+    pub fn then(&mut self, later: &Banners) {
+        if self.cpu_tasks.len() < later.cpu_tasks.len() {
+            self.cpu_tasks.resize(later.cpu_tasks.len(), None);
+        }
+        for (c, t) in later.cpu_tasks.iter().enumerate() {
+            if t.is_some() {
+                self.cpu_tasks[c] = t.clone();
+            }
+        }
+        if later.no_cpu_task.is_some() {
+            self.no_cpu_task = later.no_cpu_task.clone();
+        }
+    }
 }
 
 /// One line as far as it can be read on its own, without the lines before it: see

@@ -2,7 +2,10 @@
 //! chunks; worker threads pre-parse each chunk (UTF-8, columns, numbers, function names:
 //! everything a line says on its own, [`exitscope_ftrace::pre_parse_chunk`]). When the sink
 //! analyses chunks itself ([`ChunkedSink`]: the analysis of `report`) and a chunk's lines
-//! carry no state of the parser's (only events: [`TextParser::context_free`]), the worker
+//! carry no state of the parser's (only events: [`TextParser::context_free`]), or the sink
+//! takes function-graph parts ([`ChunkedSink::graph_part_maker`]: the worker's parser then
+//! starts from the task-switch banners of the chunks before, which each worker publishes
+//! once it has found its chunk's, [`BannerChain`]), the worker
 //! also parses and analyses the chunk into a part of its own, and this thread applies the
 //! few lines the part left to it and merges the part; otherwise (or when the sink refuses
 //! the part) this thread applies the pre-parsed lines in input order to one [`TextParser`]
@@ -23,7 +26,7 @@ use std::sync::{Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use exitscope_ftrace::line::Line;
-use exitscope_ftrace::{ParseSummary, PreLine, TextParser};
+use exitscope_ftrace::{Banners, ParseSummary, PreLine, TextParser};
 use exitscope_model::{ChunkPart, ChunkedSink, Flow, PartMaker, RecordSink};
 
 use crate::Progress;
@@ -64,6 +67,124 @@ struct Window {
     changed: Condvar,
     /// The consumer stopped early (the sink said stop): workers quit.
     stop: AtomicBool,
+}
+
+/// The task-switch banners before each chunk, for workers that analyse function-graph
+/// chunks: each worker publishes its chunk's banners once pre-parsed; the state before chunk
+/// `i` is known once chunks `0..i` are published.
+#[derive(Default)]
+struct BannerChain {
+    inner: Mutex<ChainState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct ChainState {
+    /// Chunks whose banners are folded into `state`.
+    next: usize,
+    state: Banners,
+    later: BTreeMap<usize, Banners>,
+    starts: BTreeMap<usize, Banners>,
+}
+
+impl BannerChain {
+    fn publish(&self, i: usize, banners: Banners) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.later.insert(i, banners);
+        loop {
+            let next = c.next;
+            let Some(b) = c.later.remove(&next) else { break };
+            let before = c.state.clone();
+            c.starts.insert(next, before);
+            c.state.then(&b);
+            c.next += 1;
+        }
+        drop(c);
+        self.changed.notify_all();
+    }
+
+    /// The banners before chunk `i`; `None` when the consumer stopped.
+    fn before(&self, i: usize, stop: &AtomicBool) -> Option<Banners> {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(b) = c.starts.remove(&i) {
+                return Some(b);
+            }
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            c = self
+                .changed
+                .wait_timeout(c, Duration::from_millis(20))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The task-switch banners in `chunk` (found by their `=>`, without parsing every line).
+fn chunk_banners(chunk: &[u8]) -> Banners {
+    let mut lines = Vec::new();
+    let mut from = 0;
+    while let Some(k) = memchr::memmem::find(&chunk[from..], b"=>") {
+        let at = from + k;
+        let start = memchr::memrchr(b'\n', &chunk[..at]).map_or(0, |p| p + 1);
+        let end = memchr::memchr(b'\n', &chunk[at..]).map_or(chunk.len(), |p| at + p);
+        let line = &chunk[start..end];
+        lines.push(exitscope_ftrace::pre_parse(line.strip_suffix(b"\r").unwrap_or(line)));
+        from = end.min(chunk.len().saturating_sub(1)).max(at + 2);
+    }
+    Banners::of(&lines)
+}
+
+/// Parse and analyse a chunk with function-graph lines into a part line by line (the
+/// parser started from `banners`); `None` when the part cannot stand for the chunk.
+fn analyse_graph_stream<'a>(
+    name: &str,
+    data: &'a [u8],
+    range: Range<usize>,
+    make: &PartMaker,
+    banners: Banners,
+) -> Option<Done<'a>> {
+    let mut part = make();
+    let mut parser = TextParser::new(name);
+    parser.set_banners(banners);
+    let mut prefix = Vec::new();
+    let mut n = 0u64;
+    let mut ok = true;
+    exitscope_ftrace::reader::for_each_line_in(&data[range.clone()], |c| {
+        if !ok {
+            return;
+        }
+        n += 1;
+        let pre = match c {
+            exitscope_ftrace::reader::Chunk::Text(t) => exitscope_ftrace::pre_parse_str(t),
+            exitscope_ftrace::reader::Chunk::Line(l) => exitscope_ftrace::pre_parse(l),
+            exitscope_ftrace::reader::Chunk::TooLong(len) => PreLine::TooLong(len),
+        };
+        let text = match &pre {
+            PreLine::Text { text, parsed: Ok(_) } => Some(*text),
+            _ => None,
+        };
+        part.clear_prefix();
+        parser.apply(pre, n, &mut *part);
+        if let Some(text) = text
+            && part.last_was_prefix()
+        {
+            prefix.push((n, text));
+        }
+        ok = part.usable();
+    });
+    if !ok || parser.has_open_comment() {
+        return None;
+    }
+    let mut summary = parser.finish(&mut *part);
+    // A prefix line is one line and one record (a graph line or a banner).
+    let k = prefix.len() as u64;
+    summary.lines -= k;
+    summary.record_lines -= k;
+    summary.records -= k;
+    Some(Done::Part { part, summary, prefix, lines: n, range })
 }
 
 /// A plain record sink as a [`ChunkedSink`] that takes no parts.
@@ -209,6 +330,8 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
     // Vectors of applied chunks go back to the workers.
     let pool: Mutex<Vec<Vec<PreLine<'_>>>> = Mutex::new(Vec::new());
     let maker = sink.part_maker();
+    let graph_maker = sink.graph_part_maker();
+    let chain = BannerChain::default();
     let mut parser = TextParser::new(name);
     let mut lineno = 0u64;
     let mut stopped = false;
@@ -220,6 +343,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
         for _ in 0..jobs {
             let tx = tx.clone();
             let (next, shared, pool, maker) = (&next, &shared, &pool, maker.as_ref());
+            let (graph_maker, chain) = (graph_maker.as_ref(), &chain);
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -237,11 +361,27 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                     if shared.stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let mut lines =
-                        pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
                     let end = chunk_start(data, chunk, i + 1);
-                    exitscope_ftrace::pre_parse_chunk(&data[start..end], &mut lines);
-                    let done = analyse_chunk(name, data, start..end, lines, maker, pool);
+                    let mut graph = None;
+                    if let Some(make) = graph_maker {
+                        // Function-graph chunks are parsed and analysed line by line (no
+                        // pre-parsed vector to go through memory); others as below.
+                        chain.publish(i, chunk_banners(&data[start..end]));
+                        let Some(banners) = chain.before(i, &shared.stop) else { break };
+                        graph = analyse_graph_stream(name, data, start..end, make, banners);
+                    }
+                    let done = match graph {
+                        Some(done) => done,
+                        None => {
+                            let mut lines = pool
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .pop()
+                                .unwrap_or_default();
+                            exitscope_ftrace::pre_parse_chunk(&data[start..end], &mut lines);
+                            analyse_chunk(name, data, start..end, lines, maker, pool)
+                        }
+                    };
                     if tx.send((i, end, done)).is_err() {
                         break;
                     }
@@ -266,6 +406,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                     Done::Part { part, summary, prefix, lines, range } => {
                         if !parser.has_open_comment() && sink.accepts(&*part) {
                             tally.merged += 1;
+                            sink.prefix_begins(&*part);
                             for (l, text) in prefix {
                                 let pre = exitscope_ftrace::pre_parse_str(text);
                                 stopped |= parser.apply(pre, lineno + l, sink) == Flow::Stop;

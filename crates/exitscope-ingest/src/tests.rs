@@ -286,7 +286,8 @@ fn stopping_early_stops_the_workers() {
 }
 
 /// The analysis of random cuts of random mixtures of event-trace lines (and, in odd rounds,
-/// function-graph lines) at `-j N` is the analysis of one thread: the whole report, whether
+/// function-graph lines; every third round function-graph lines only, in runs long enough to
+/// make whole parts) at `-j N` is the analysis of one thread: the whole report, whether
 /// chunks are merged as parts, refused and applied in order, or applied in order.
 #[test]
 fn random_chunks_give_the_stream_s_report() {
@@ -306,7 +307,16 @@ fn random_chunks_give_the_stream_s_report() {
         events.extend(read_lines(&root.join(f)));
     }
     let mut graphs: Vec<String> = Vec::new();
-    for f in ["tests/data/seed/cpuid-amd.fgraph.txt", "tests/data/fgraph/task-switch.txt"] {
+    for f in [
+        "tests/data/seed/cpuid-amd.fgraph.txt",
+        "tests/data/fgraph/task-switch.txt",
+        "tests/data/fgraph/irq-markers.txt",
+        "tests/data/fgraph/irq-race-before-entry.txt",
+        "tests/data/fgraph/irq-race-after-return.txt",
+        "tests/data/chunks/graph-adversarial.txt",
+        "tests/data/chunks/graph-adversarial-proc.txt",
+        "tests/data/chunks/graph-chaos.txt",
+    ] {
         graphs.extend(read_lines(&root.join(f)));
     }
     let mut rng = 0x2545_f491_4f6c_dd1du64;
@@ -326,9 +336,11 @@ fn random_chunks_give_the_stream_s_report() {
     for round in 0..30 {
         let mut input = Vec::new();
         while input.len() < 30_000 {
-            let pool = if round % 2 == 1 && next() % 4 == 0 { &graphs } else { &events };
+            let only_graphs = round % 3 == 2;
+            let pool =
+                if only_graphs || (round % 2 == 1 && next() % 4 == 0) { &graphs } else { &events };
             let at = (next() % pool.len() as u64) as usize;
-            let run = 1 + (next() % 80) as usize;
+            let run = 1 + (next() % if only_graphs { 400 } else { 80 }) as usize;
             for l in pool.iter().skip(at).take(run) {
                 input.extend_from_slice(l.as_bytes());
             }

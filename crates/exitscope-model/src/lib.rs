@@ -317,6 +317,18 @@ pub trait ChunkedSink: RecordSink {
     fn accepts(&self, part: &dyn ChunkPart) -> bool;
     /// Merge `part`, whose chunk starts after line `line_base` of the input.
     fn merge_part(&mut self, part: Box<dyn ChunkPart>, line_base: u64);
+    /// A maker of empty parts for chunks that hold function-graph lines, task-switch banners
+    /// or other lines whose meaning depends on the lines before them (the worker's parser
+    /// starts such a chunk with the task-switch banners of all chunks before it); `None`
+    /// (the default) when such chunks are applied in order.
+    fn graph_part_maker(&self) -> Option<PartMaker> {
+        None
+    }
+    /// The lines `part` left to the sink are about to be applied (after
+    /// [`ChunkedSink::accepts`] said yes, before [`ChunkedSink::merge_part`]).
+    fn prefix_begins(&mut self, part: &dyn ChunkPart) {
+        let _ = part;
+    }
 }
 
 /// Makes an empty [`ChunkPart`] (see [`ChunkedSink::part_maker`]).
@@ -327,6 +339,9 @@ pub trait ChunkPart: RecordSink + Send {
     /// The record just given was left to the sink: its line is applied to the sink itself,
     /// in order, before the part is merged (the part does not count it).
     fn last_was_prefix(&self) -> bool;
+    /// Forget whether the last record was left to the sink (before a line that may give no
+    /// record at all).
+    fn clear_prefix(&mut self) {}
     /// The part saw something it cannot stand for (its chunk must be applied in order).
     fn usable(&self) -> bool;
     /// For the sink that made it to downcast.

@@ -868,6 +868,38 @@ impl<'t> GraphExits<'t> {
         RootExits { units, reasons: ids, split }
     }
 
+    /// A root that is one exit came on the thread of (`pid`, `cpu`) (a chunk's part, see
+    /// [`crate::parallel`]): the exit waiting for that thread ends, with no completion work,
+    /// as [`GraphExits::observe`] ends it.
+    pub(crate) fn end_pending(
+        &mut self,
+        pid: Option<u32>,
+        cpu: Option<u32>,
+        out: &mut Vec<ExitRecord>,
+    ) {
+        let thread = match (pid, cpu) {
+            (Some(p), _) if p != 0 => Thread::Pid(p),
+            (_, Some(c)) => Thread::Cpu(c),
+            _ => Thread::Unknown,
+        };
+        if let Some(mut prev) = self.pending.remove(&thread) {
+            if let Some(p) = prev.phases.as_mut() {
+                p.completion = Some(0);
+            }
+            prev.duration = prev.phases.and_then(|p| p.total());
+            out.push(prev);
+        }
+    }
+
+    /// Add the counts of a chunk's part (which had no split root, so nothing waits in it).
+    pub(crate) fn merge_counts(&mut self, part: &GraphExits<'_>) {
+        self.exits += part.exits;
+        self.whole_roots += part.whole_roots;
+        self.split_roots += part.split_roots;
+        self.roots_without_run += part.roots_without_run;
+        self.unattributed_ns = self.unattributed_ns.saturating_add(part.unattributed_ns);
+    }
+
     /// Emit the exits still waiting for their thread's next root (end of input): they had no
     /// completion work in the trace.
     pub fn flush(&mut self, out: &mut Vec<ExitRecord>) {
