@@ -44,9 +44,39 @@ use crate::funcs::{FuncId, FuncTable};
 use crate::merge::{FlatProfile, MergedTree};
 use crate::report::DiagnosticCounts;
 
+/// What every part counts alike: its records and its diagnostics (kept up to the
+/// analysis' limit, lines relative to the chunk).
+pub(crate) struct PartBook {
+    max_diagnostics: usize,
+    records: u64,
+    diagnostics: Vec<Diagnostic>,
+    counts: DiagnosticCounts,
+}
+
+impl PartBook {
+    fn new(max_diagnostics: usize) -> Self {
+        PartBook {
+            max_diagnostics,
+            records: 0,
+            diagnostics: Vec::new(),
+            counts: DiagnosticCounts::default(),
+        }
+    }
+
+    fn diagnostic(&mut self, d: Diagnostic) -> Flow {
+        match d.severity {
+            Severity::Error => self.counts.errors += 1,
+            Severity::Warning => self.counts.warnings += 1,
+        }
+        if self.diagnostics.len() < self.max_diagnostics {
+            self.diagnostics.push(d);
+        }
+        Flow::Continue
+    }
+}
+
 /// The partial analysis of one chunk of an event trace (see the module docs).
 pub(crate) struct EventChunk {
-    max_diagnostics: usize,
     reasons: Reasons,
     events: EventExits,
     out: EventOutput,
@@ -58,9 +88,7 @@ pub(crate) struct EventChunk {
     last_prefix: bool,
     prefix_after_exit: bool,
     usable: bool,
-    records: u64,
-    diagnostics: Vec<Diagnostic>,
-    counts: DiagnosticCounts,
+    book: PartBook,
 }
 
 impl EventChunk {
@@ -68,7 +96,6 @@ impl EventChunk {
         let mut events = EventExits::default();
         events.begin_input(input);
         EventChunk {
-            max_diagnostics,
             reasons: Reasons::default(),
             events,
             out: EventOutput::default(),
@@ -79,9 +106,7 @@ impl EventChunk {
             last_prefix: false,
             prefix_after_exit: false,
             usable: true,
-            records: 0,
-            diagnostics: Vec::new(),
-            counts: DiagnosticCounts::default(),
+            book: PartBook::new(max_diagnostics),
         }
     }
 }
@@ -103,7 +128,7 @@ impl RecordSink for EventChunk {
             self.started.insert(key);
             self.started_order.push(key);
         }
-        self.records += 1;
+        self.book.records += 1;
         if let Some(ts) = rec.timestamp {
             self.stats.timestamp(ts);
         }
@@ -137,14 +162,7 @@ impl RecordSink for EventChunk {
     }
 
     fn diagnostic(&mut self, d: Diagnostic) -> Flow {
-        match d.severity {
-            Severity::Error => self.counts.errors += 1,
-            Severity::Warning => self.counts.warnings += 1,
-        }
-        if self.diagnostics.len() < self.max_diagnostics {
-            self.diagnostics.push(d);
-        }
-        Flow::Continue
+        self.book.diagnostic(d)
     }
 }
 
@@ -239,27 +257,13 @@ impl ChunkedSink for Analysis<'_> {
             self.events.finish_unpaired(k, &mut self.event_out);
         }
         self.drain_exits();
-        let map: Vec<ReasonId> = (0..p.reasons.len())
-            .map(|i| {
-                let id = ReasonId(u32::try_from(i).unwrap_or(u32::MAX));
-                self.reasons.intern_like(p.reasons.get(id))
-            })
-            .collect();
+        let map = self.reason_map(&p.reasons);
         self.stats.merge_part(p.stats, &map);
         self.events.merge_part(p.events, &map, line_base);
         for (name, n) in p.event_counts {
             *self.event_counts.entry(name).or_insert(0) += n;
         }
-        self.ordinal += p.records;
-        self.counts.errors += p.counts.errors;
-        self.counts.warnings += p.counts.warnings;
-        for mut d in p.diagnostics {
-            if self.diagnostics.len() >= self.opts.max_diagnostics {
-                break;
-            }
-            d.line += line_base;
-            self.diagnostics.push(d);
-        }
+        self.merge_book(p.book, line_base);
     }
 }
 
@@ -272,7 +276,6 @@ impl ChunkedSink for Analysis<'_> {
 /// profile and exit statistics of the part's own, merged in the order one thread would
 /// have made them (each merged node remembers the line of the root that made it).
 pub(crate) struct GraphChunk {
-    max_diagnostics: usize,
     builder: CallTreeBuilder,
     merged: MergedTree,
     flat: FlatProfile,
@@ -293,9 +296,7 @@ pub(crate) struct GraphChunk {
     threads_seen: FxHashSet<(Option<u32>, Option<u32>)>,
     last_prefix: bool,
     usable: bool,
-    records: u64,
-    diagnostics: Vec<Diagnostic>,
-    counts: DiagnosticCounts,
+    book: PartBook,
 }
 
 struct GraphChunkSink<'s> {
@@ -339,7 +340,6 @@ impl GraphChunk {
         }
         builder.begin_input(input, name);
         GraphChunk {
-            max_diagnostics,
             builder,
             merged: MergedTree::default(),
             flat: FlatProfile::default(),
@@ -356,9 +356,7 @@ impl GraphChunk {
             threads_seen: FxHashSet::default(),
             last_prefix: false,
             usable: true,
-            records: 0,
-            diagnostics: Vec::new(),
-            counts: DiagnosticCounts::default(),
+            book: PartBook::new(max_diagnostics),
         }
     }
 }
@@ -424,7 +422,7 @@ impl RecordSink for GraphChunk {
             self.usable = false;
             return Flow::Continue;
         }
-        self.records += 1;
+        self.book.records += 1;
         if let Some(ts) = rec.timestamp {
             self.stats.timestamp(ts);
         }
@@ -453,14 +451,7 @@ impl RecordSink for GraphChunk {
     }
 
     fn diagnostic(&mut self, d: Diagnostic) -> Flow {
-        match d.severity {
-            Severity::Error => self.counts.errors += 1,
-            Severity::Warning => self.counts.warnings += 1,
-        }
-        if self.diagnostics.len() < self.max_diagnostics {
-            self.diagnostics.push(d);
-        }
-        Flow::Continue
+        self.book.diagnostic(d)
     }
 }
 
@@ -508,6 +499,28 @@ impl GraphReplay {
 }
 
 impl Analysis<'_> {
+    /// A part's records and diagnostics, after the analysis' own (lines moved by `line_base`).
+    fn merge_book(&mut self, book: PartBook, line_base: u64) {
+        self.ordinal += book.records;
+        self.counts.errors += book.counts.errors;
+        self.counts.warnings += book.counts.warnings;
+        let room = self.opts.max_diagnostics.saturating_sub(self.diagnostics.len());
+        self.diagnostics.extend(book.diagnostics.into_iter().take(room).map(|mut d| {
+            d.line += line_base;
+            d
+        }));
+    }
+
+    /// The analysis' id of each of a part's reasons (interned here when new).
+    fn reason_map(&mut self, part: &Reasons) -> Vec<ReasonId> {
+        (0..part.len())
+            .map(|i| {
+                let id = ReasonId(u32::try_from(i).unwrap_or(u32::MAX));
+                self.reasons.intern_like(part.get(id))
+            })
+            .collect()
+    }
+
     fn graph_part_fits(&self, p: &GraphChunk) -> bool {
         if !p.usable || p.graph.split_roots > 0 {
             return false;
@@ -543,27 +556,13 @@ impl Analysis<'_> {
             self.graph.end_pending(pid, cpu, &mut self.exit_buf);
         }
         self.drain_exits();
-        let map: Vec<ReasonId> = (0..p.reasons.len())
-            .map(|i| {
-                let id = ReasonId(u32::try_from(i).unwrap_or(u32::MAX));
-                self.reasons.intern_like(p.reasons.get(id))
-            })
-            .collect();
+        let map = self.reason_map(&p.reasons);
         self.stats.merge_part(p.stats, &map);
         let part_lines: Vec<u64> = p.node_lines.iter().map(|l| l + line_base).collect();
         self.merged.merge_part(&p.merged, &fmap, &part_lines, &mut chunk_lines, n0);
         self.flat.merge_part(p.flat, &fmap);
         self.graph.merge_counts(&p.graph);
         self.builder.merge_part(p.builder, &fmap, line_base, warn_from);
-        self.ordinal += p.records;
-        self.counts.errors += p.counts.errors;
-        self.counts.warnings += p.counts.warnings;
-        for mut d in p.diagnostics {
-            if self.diagnostics.len() >= self.opts.max_diagnostics {
-                break;
-            }
-            d.line += line_base;
-            self.diagnostics.push(d);
-        }
+        self.merge_book(p.book, line_base);
     }
 }
