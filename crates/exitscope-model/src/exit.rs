@@ -26,6 +26,8 @@
 
 use std::fmt;
 
+use crate::bytes::find_byte;
+
 /// The hardware virtualization interface an exit code belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -541,28 +543,6 @@ fn hex8(b: &[u8]) -> Option<u64> {
     Some(((v << 16) | (v >> 32)) & 0xffff_ffff)
 }
 
-/// The first space in `b`, eight bytes at a time (kvm_exit texts are ~130 bytes of words
-/// up to 18 bytes long: a byte loop here was a fifth of reading an event trace).
-#[inline]
-fn find_space(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
-    while let Some(w) = b.get(i..i + 8) {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(w);
-        // Bytes equal to b' ' become zero; the lowest flagged byte is the first zero (a
-        // borrow only flags bytes above a real zero).
-        let y = u64::from_le_bytes(x) ^ (ONES * u64::from(b' '));
-        let t = y.wrapping_sub(ONES) & !y & HIGHS;
-        if t != 0 {
-            return Some(i + (t.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    b[i..].iter().position(|&c| c == b' ').map(|k| i + k)
-}
-
 /// Read a `kvm_exit` text by its field grammar. The reason is the words between `reason` and
 /// the first field keyword (`rip`, `info`, `info1`, ...), never "the rest of the line", so a
 /// text cut after `rip` (an e-mail wrap, a trimmed paste) still gives `npf`, not `npf rip`.
@@ -585,7 +565,7 @@ pub fn parse_kvm_exit(text: &str) -> Option<KvmExit<'_>> {
             return None;
         }
         let at = pos;
-        pos = find_space(&b[at..]).map_or(b.len(), |k| at + k);
+        pos = find_byte(&b[at..], b' ').map_or(b.len(), |k| at + k);
         Some((at, pos))
     };
     while let Some((at, end)) = next(&mut peeked) {
@@ -825,7 +805,7 @@ mod tests {
                 return None;
             }
             let at = self.pos;
-            let end = find_space(&b[at..]).map_or(b.len(), |k| at + k);
+            let end = find_byte(&b[at..], b' ').map_or(b.len(), |k| at + k);
             self.pos = end;
             // Both ends are at spaces or the text's ends: char boundaries.
             self.text.get(at..end).map(|w| (at, w))
@@ -1013,14 +993,14 @@ mod tests {
     }
 
     #[test]
-    fn find_space_finds_the_first_space() {
+    fn find_byte_finds_the_first_space() {
         let text = "0123456789abcdef 0x1  x\u{e9}  \u{2020}\u{a0} !";
         for from in 0..text.len() {
             let b = &text.as_bytes()[from..];
-            assert_eq!(find_space(b), b.iter().position(|&c| c == b' '), "from {from}");
+            assert_eq!(find_byte(b, b' '), b.iter().position(|&c| c == b' '), "from {from}");
         }
-        assert_eq!(find_space(b"        "), Some(0));
-        assert_eq!(find_space(b"abcdefghijklmnop"), None);
+        assert_eq!(find_byte(b"        ", b' '), Some(0));
+        assert_eq!(find_byte(b"abcdefghijklmnop", b' '), None);
     }
 
     #[test]

@@ -29,6 +29,7 @@
 
 use std::fmt;
 
+pub mod bytes;
 pub mod exit;
 
 /// A duration or timestamp in nanoseconds. Trace text has at most nanosecond precision, so
