@@ -287,6 +287,9 @@ pub(crate) struct GraphChunk {
     node_lines: Vec<u64>,
     started: FxHashSet<StackKey>,
     started_order: Vec<StackKey>,
+    /// The stack of the last record past its prefix (lines of one stack come in runs: most
+    /// records skip the look-up in `started`).
+    last_started: Option<StackKey>,
     prefix_ops: Vec<(StackKey, PrefixOp)>,
     /// CPUs with a task-switch banner in the chunk.
     switch_cpus: Vec<u32>,
@@ -350,6 +353,7 @@ impl GraphChunk {
             node_lines: Vec::new(),
             started: FxHashSet::default(),
             started_order: Vec::new(),
+            last_started: None,
             prefix_ops: Vec::new(),
             switch_cpus: Vec::new(),
             threads: Vec::new(),
@@ -387,7 +391,7 @@ impl RecordSink for GraphChunk {
             _ => {}
         }
         let key = CallTreeBuilder::key_of(rec);
-        if !self.started.contains(&key) {
+        if self.last_started != Some(key) && !self.started.contains(&key) {
             let op = match rec.kind {
                 RecordKind::Entry { depth: 0, .. } | RecordKind::Leaf { depth: 0, .. } => None,
                 RecordKind::Entry { func, .. } => {
@@ -415,6 +419,7 @@ impl RecordSink for GraphChunk {
             self.started.insert(key);
             self.started_order.push(key);
         }
+        self.last_started = Some(key);
         if let RecordKind::Exit { func: Some(f), .. } = rec.kind
             && self.builder.funcs.find(f).is_none()
         {
