@@ -112,11 +112,11 @@ enum Expr {
     Num(i64),
     Str(String),
     Field(usize),
-    Unary(&'static str, Box<Expr>),
-    Binary(&'static str, Box<Expr>, Box<Expr>),
+    Unary(Un, Box<Expr>),
+    Binary(Bin, Box<Expr>, Box<Expr>),
     Cond(Box<Expr>, Box<Expr>, Box<Expr>),
     Cast(u8, bool, Box<Expr>),
-    Symbolic(Box<Expr>, Vec<(i64, String)>),
+    Symbolic(Box<Expr>, SymTable),
     Flags(Box<Expr>, String, Vec<(i64, String)>),
     Hex(Box<Expr>, Box<Expr>, bool),
     GetStr(usize),
@@ -234,33 +234,22 @@ impl Parser<'_> {
     fn binary(&mut self, min_prec: u8) -> Result<Expr, String> {
         let mut lhs = self.unary()?;
         while let Some(Tok::Op(op)) = self.toks.get(self.pos).cloned() {
-            let prec = match op {
-                "||" => 1,
-                "&&" => 2,
-                "|" => 3,
-                "^" => 4,
-                "&" => 5,
-                "==" | "!=" => 6,
-                "<" | ">" | "<=" | ">=" => 7,
-                "<<" | ">>" => 8,
-                "+" | "-" => 9,
-                "*" | "/" | "%" => 10,
-                _ => break,
-            };
+            let Some(bin) = Bin::of(op) else { break };
+            let prec = bin.precedence();
             if prec < min_prec {
                 break;
             }
             self.pos += 1;
             let rhs = self.binary(prec + 1)?;
-            lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs));
+            lhs = Expr::Binary(bin, Box::new(lhs), Box::new(rhs));
         }
         Ok(lhs)
     }
     fn unary(&mut self) -> Result<Expr, String> {
-        for op in ["!", "~", "-", "+"] {
+        for (op, un) in [("!", Un::Not), ("~", Un::BitNot), ("-", Un::Neg), ("+", Un::Plus)] {
             if self.eat_op(op) {
                 let e = self.unary()?;
-                return Ok(Expr::Unary(op, Box::new(e)));
+                return Ok(Expr::Unary(un, Box::new(e)));
             }
         }
         if self.peek_op("(") {
@@ -371,7 +360,7 @@ impl Parser<'_> {
                     let v = self.expr()?;
                     let t = self.table(&id)?;
                     self.expect(")")?;
-                    Ok(Expr::Symbolic(Box::new(v), t))
+                    Ok(Expr::Symbolic(Box::new(v), SymTable::new(t)))
                 }
                 "__print_flags" | "__print_flags_u64" => {
                     self.expect("(")?;
@@ -521,43 +510,143 @@ fn unresolved_names(e: &Expr, out: &mut Vec<String>) {
 fn const_eval(e: &Expr) -> Option<i64> {
     Some(match e {
         Expr::Num(n) => *n,
-        Expr::Unary(op, a) => unop(op, const_eval(a)?),
-        Expr::Binary(op, a, b) => binop(op, const_eval(a)?, const_eval(b)?),
+        Expr::Unary(op, a) => unop(*op, const_eval(a)?),
+        Expr::Binary(op, a, b) => binop(*op, const_eval(a)?, const_eval(b)?),
         Expr::Cast(s, sg, a) => cast(*s, *sg, const_eval(a)?),
         _ => return None,
     })
 }
 
-fn unop(op: &str, v: i64) -> i64 {
-    match op {
-        "!" => i64::from(v == 0),
-        "~" => !v,
-        "-" => v.wrapping_neg(),
-        _ => v,
+/// A unary operator of a print-fmt expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Un {
+    Not,
+    BitNot,
+    Neg,
+    Plus,
+}
+
+/// A binary operator of a print-fmt expression (an enum, not the token: records evaluate
+/// these millions of times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bin {
+    Or,
+    And,
+    BitOr,
+    BitXor,
+    BitAnd,
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+    Shl,
+    Shr,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+impl Bin {
+    fn of(op: &str) -> Option<Bin> {
+        Some(match op {
+            "||" => Bin::Or,
+            "&&" => Bin::And,
+            "|" => Bin::BitOr,
+            "^" => Bin::BitXor,
+            "&" => Bin::BitAnd,
+            "==" => Bin::Eq,
+            "!=" => Bin::Ne,
+            "<" => Bin::Lt,
+            ">" => Bin::Gt,
+            "<=" => Bin::Le,
+            ">=" => Bin::Ge,
+            "<<" => Bin::Shl,
+            ">>" => Bin::Shr,
+            "+" => Bin::Add,
+            "-" => Bin::Sub,
+            "*" => Bin::Mul,
+            "/" => Bin::Div,
+            "%" => Bin::Rem,
+            _ => return None,
+        })
+    }
+
+    /// C's precedence, higher binds tighter.
+    fn precedence(self) -> u8 {
+        match self {
+            Bin::Or => 1,
+            Bin::And => 2,
+            Bin::BitOr => 3,
+            Bin::BitXor => 4,
+            Bin::BitAnd => 5,
+            Bin::Eq | Bin::Ne => 6,
+            Bin::Lt | Bin::Gt | Bin::Le | Bin::Ge => 7,
+            Bin::Shl | Bin::Shr => 8,
+            Bin::Add | Bin::Sub => 9,
+            Bin::Mul | Bin::Div | Bin::Rem => 10,
+        }
     }
 }
 
-fn binop(op: &str, a: i64, b: i64) -> i64 {
+fn unop(op: Un, v: i64) -> i64 {
     match op {
-        "||" => i64::from(a != 0 || b != 0),
-        "&&" => i64::from(a != 0 && b != 0),
-        "|" => a | b,
-        "^" => a ^ b,
-        "&" => a & b,
-        "==" => i64::from(a == b),
-        "!=" => i64::from(a != b),
-        "<" => i64::from(a < b),
-        ">" => i64::from(a > b),
-        "<=" => i64::from(a <= b),
-        ">=" => i64::from(a >= b),
-        "<<" => a.wrapping_shl(b as u32),
-        ">>" => ((a as u64).wrapping_shr(b as u32)) as i64,
-        "+" => a.wrapping_add(b),
-        "-" => a.wrapping_sub(b),
-        "*" => a.wrapping_mul(b),
-        "/" => a.checked_div(b).unwrap_or(0),
-        "%" => a.checked_rem(b).unwrap_or(0),
-        _ => 0,
+        Un::Not => i64::from(v == 0),
+        Un::BitNot => !v,
+        Un::Neg => v.wrapping_neg(),
+        Un::Plus => v,
+    }
+}
+
+fn binop(op: Bin, a: i64, b: i64) -> i64 {
+    match op {
+        Bin::Or => i64::from(a != 0 || b != 0),
+        Bin::And => i64::from(a != 0 && b != 0),
+        Bin::BitOr => a | b,
+        Bin::BitXor => a ^ b,
+        Bin::BitAnd => a & b,
+        Bin::Eq => i64::from(a == b),
+        Bin::Ne => i64::from(a != b),
+        Bin::Lt => i64::from(a < b),
+        Bin::Gt => i64::from(a > b),
+        Bin::Le => i64::from(a <= b),
+        Bin::Ge => i64::from(a >= b),
+        Bin::Shl => a.wrapping_shl(b as u32),
+        Bin::Shr => ((a as u64).wrapping_shr(b as u32)) as i64,
+        Bin::Add => a.wrapping_add(b),
+        Bin::Sub => a.wrapping_sub(b),
+        Bin::Mul => a.wrapping_mul(b),
+        Bin::Div => a.checked_div(b).unwrap_or(0),
+        Bin::Rem => a.checked_rem(b).unwrap_or(0),
+    }
+}
+
+/// A `__print_symbolic` table: its entries in the format's order, looked up by value in
+/// O(log n) (the first entry of a value wins, as the kernel's linear walk has it).
+#[derive(Debug, Clone)]
+struct SymTable {
+    entries: Vec<(i64, String)>,
+    /// (value, index into `entries`), sorted by value, first occurrence only.
+    by_value: Vec<(i64, u32)>,
+}
+
+impl SymTable {
+    fn new(entries: Vec<(i64, String)>) -> SymTable {
+        let mut by_value: Vec<(i64, u32)> =
+            entries.iter().enumerate().map(|(i, (k, _))| (*k, i as u32)).collect();
+        // Stable: equal values keep the format's order, and dedup keeps the first.
+        by_value.sort_by_key(|&(k, _)| k);
+        by_value.dedup_by_key(|&mut (k, _)| k);
+        SymTable { entries, by_value }
+    }
+
+    fn get(&self, v: i64) -> Option<&str> {
+        let i = self.by_value.binary_search_by_key(&v, |&(k, _)| k).ok()?;
+        let (_, at) = self.by_value.get(i)?;
+        self.entries.get(*at as usize).map(|(_, s)| s.as_str())
     }
 }
 
@@ -769,10 +858,10 @@ fn eval(cx: &Ctx<'_>, e: &Expr) -> i64 {
             Some(fl) if fl.kind != FieldKind::Int => 1,
             _ => field_int(cx, *f),
         },
-        Expr::Unary(op, a) => unop(op, eval(cx, a)),
+        Expr::Unary(op, a) => unop(*op, eval(cx, a)),
         Expr::Binary(op, a, b) => {
             // Comparisons of unsigned 64-bit values: do them unsigned when both sides are.
-            binop(op, eval(cx, a), eval(cx, b))
+            binop(*op, eval(cx, a), eval(cx, b))
         }
         Expr::Cond(c, a, b) => {
             if eval(cx, c) != 0 {
@@ -811,8 +900,8 @@ fn write_str(cx: &Ctx<'_>, e: &Expr, out: &mut String) {
         }
         Expr::Symbolic(v, table) => {
             let v = eval(cx, v);
-            match table.iter().find(|(k, _)| *k == v) {
-                Some((_, s)) => out.push_str(s),
+            match table.get(v) {
+                Some(s) => out.push_str(s),
                 None => {
                     let _ = write!(out, "0x{:x}", v);
                 }
@@ -912,22 +1001,10 @@ pub(crate) fn push_radix(out: &mut String, v: u64, radix: u64) {
 }
 
 #[inline]
-fn push_digits<const R: u64>(out: &mut String, mut v: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+fn push_digits<const R: u64>(out: &mut String, v: u64) {
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let (Some(slot), Some(d)) = (buf.get_mut(i), DIGITS.get((v % R) as usize)) {
-            *slot = *d;
-        }
-        v /= R;
-        if v == 0 || i == 0 {
-            break;
-        }
-    }
-    // ASCII digits: one char each.
-    out.extend(buf.get(i..).unwrap_or_default().iter().map(|&b| char::from(b)));
+    // ASCII digits.
+    out.push_str(std::str::from_utf8(digits_into::<R>(&mut buf, v)).unwrap_or_default());
 }
 
 /// Formats an integer conversion (`d i u x X o`) of `v` (without padding).
@@ -1081,9 +1158,85 @@ fn conv(cx: &Ctx<'_>, spec: &Spec, e: &Expr, out: &mut String) {
                 }
             }
         }
-        _ => fmt_int(spec, eval(cx, e), cx.long_size, out),
+        _ => {
+            let v = eval(cx, e);
+            if push_int_padded(spec, v, cx.long_size, out) {
+                return;
+            }
+            fmt_int(spec, v, cx.long_size, out);
+        }
     }
     pad(out, spec, start);
+}
+
+/// The integer conversions records use nearly always (`%u %d %x %08x %-5d`: no precision,
+/// `#`, `+` or space flag), written with their padding in one pass. False, writing nothing,
+/// for any other spec: [`fmt_int`] then [`pad`] do those (and agree with this, tested).
+#[inline]
+fn push_int_padded(spec: &Spec, v: i64, long_size: usize, out: &mut String) -> bool {
+    if spec.precision.is_some() || spec.alt || spec.plus || spec.space {
+        return false;
+    }
+    let bits = match spec.len {
+        l if l <= -2 => 8,
+        -1 => 16,
+        0 => 32,
+        1 if long_size == 4 => 32,
+        _ => 64,
+    };
+    let u = if bits == 64 { v as u64 } else { (v as u64) & ((1u64 << bits) - 1) };
+    let mut buf = [0u8; 20];
+    let (neg, digits) = match spec.conv {
+        b'd' | b'i' => {
+            let s = if bits == 64 { v } else { ((u << (64 - bits)) as i64) >> (64 - bits) };
+            (s < 0, digits_into::<10>(&mut buf, s.unsigned_abs()))
+        }
+        b'u' => (false, digits_into::<10>(&mut buf, u)),
+        b'x' => (false, digits_into::<16>(&mut buf, u)),
+        _ => return false,
+    };
+    let len = digits.len() + usize::from(neg);
+    let fill = spec.width.saturating_sub(len);
+    const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+    const SPACES: &str = "                                                                ";
+    if fill > ZEROS.len() {
+        return false;
+    }
+    let sign = if neg { "-" } else { "" };
+    // ASCII digits.
+    let digits = std::str::from_utf8(digits).unwrap_or_default();
+    if spec.left {
+        out.push_str(sign);
+        out.push_str(digits);
+        out.push_str(SPACES.get(..fill).unwrap_or_default());
+    } else if spec.zero {
+        out.push_str(sign);
+        out.push_str(ZEROS.get(..fill).unwrap_or_default());
+        out.push_str(digits);
+    } else {
+        out.push_str(SPACES.get(..fill).unwrap_or_default());
+        out.push_str(sign);
+        out.push_str(digits);
+    }
+    true
+}
+
+/// `v` in base `R` (lowercase), at the end of `buf`: the digits written.
+#[inline]
+fn digits_into<const R: u64>(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let (Some(slot), Some(d)) = (buf.get_mut(i), DIGITS.get((v % R) as usize)) {
+            *slot = *d;
+        }
+        v /= R;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    buf.get(i..).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -1104,6 +1257,63 @@ mod tests {
     }
 
     const HEAD: &str = "name: t\nID: 1\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n";
+
+    #[test]
+    fn one_pass_integers_agree_with_format_then_pad() {
+        let values = [
+            0i64,
+            1,
+            -1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            -128,
+            65535,
+            1 << 31,
+            -(1 << 31),
+            i64::MAX,
+            i64::MIN,
+            0x1234_5678_9abc,
+        ];
+        let mut n = 0;
+        for conv in [b'd', b'i', b'u', b'x', b'X', b'o'] {
+            for len in [-2i8, -1, 0, 1, 2] {
+                for width in [0usize, 1, 2, 5, 8, 16, 19, 21, 64, 65] {
+                    for (left, zero) in [(false, false), (true, false), (false, true), (true, true)]
+                    {
+                        for long_size in [4, 8] {
+                            let spec = Spec {
+                                left,
+                                zero,
+                                alt: false,
+                                plus: false,
+                                space: false,
+                                width,
+                                precision: None,
+                                len,
+                                conv,
+                                pext: 0,
+                            };
+                            for &v in &values {
+                                let mut fast = String::from("ab");
+                                if !push_int_padded(&spec, v, long_size, &mut fast) {
+                                    continue;
+                                }
+                                let mut slow = String::from("ab");
+                                fmt_int(&spec, v, long_size, &mut slow);
+                                pad(&mut slow, &spec, 2);
+                                assert_eq!(fast, slow, "{spec:?} {v} long {long_size}");
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(n > 4000, "{n} cases compared");
+    }
 
     #[test]
     fn symbolic_flags_ternary_and_widths() {
