@@ -220,18 +220,21 @@ impl<'a> Analysis<'a> {
         for pair in self.event_out.graph_pairs.drain(..) {
             self.stats.graph_pair(pair);
         }
-        for rec in self.exit_buf.drain(..).chain(self.event_out.exits.drain(..)) {
-            self.stats.add(&rec, &self.reasons);
+        // By reference, then cleared: exit records are large, and moving each out costs a copy.
+        for rec in self.exit_buf.iter().chain(self.event_out.exits.iter()) {
+            self.stats.add(rec, &self.reasons);
             if self.opts.per_vcpu {
                 self.vcpu_stats
-                    .entry(exits::VcpuId::of(&rec))
+                    .entry(exits::VcpuId::of(rec))
                     .or_insert_with(|| ExitStats::new(self.opts.harness_ports.clone()))
-                    .add(&rec, &self.reasons);
+                    .add(rec, &self.reasons);
             }
             for s in self.exit_sinks.iter_mut() {
-                s.exit(&rec, &self.reasons);
+                s.exit(rec, &self.reasons);
             }
         }
+        self.exit_buf.clear();
+        self.event_out.exits.clear();
     }
 
     fn keep_diagnostic(&mut self, d: Diagnostic) {

@@ -516,7 +516,7 @@ fn hex_bytes(b: &[u8]) -> Option<u64> {
 }
 
 /// Eight hex digits (`b.len() == 8`), all at once: `None` unless every byte is one.
-#[inline]
+#[inline(always)]
 fn hex8(b: &[u8]) -> Option<u64> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -579,29 +579,33 @@ fn parse_kvm_exit_usual(text: &str) -> Option<KvmExit<'_>> {
     }
     out.reason = text.get(pos..pos + len)?;
     pos += len;
-    // Each field: ` name 0x` and 16 or 8 hex digits, then a space or the end.
-    let mut field = |name: &[u8]| -> Option<u64> {
-        let r = b[pos..].strip_prefix(b" ")?.strip_prefix(name)?.strip_prefix(b" 0x")?;
-        pos += 1 + name.len() + 3;
-        let ends = |n: usize| r.len() == n || r.get(n) == Some(&b' ');
-        if r.len() >= 16 && ends(16) {
-            let v = (hex8(&r[..8])? << 32) | hex8(&r[8..16])?;
-            pos += 16;
-            Some(v)
-        } else if r.len() >= 8 && ends(8) {
-            let v = hex8(&r[..8])?;
-            pos += 8;
-            Some(v)
-        } else {
-            None
-        }
-    };
-    out.rip = Some(field(b"rip")?);
-    out.info1 = Some(field(b"info1")?);
-    out.info2 = Some(field(b"info2")?);
-    out.intr_info = Some(field(b"intr_info")?);
-    out.error_code = Some(field(b"error_code")?);
+    out.rip = Some(usual_field(b, &mut pos, b"rip")?);
+    out.info1 = Some(usual_field(b, &mut pos, b"info1")?);
+    out.info2 = Some(usual_field(b, &mut pos, b"info2")?);
+    out.intr_info = Some(usual_field(b, &mut pos, b"intr_info")?);
+    out.error_code = Some(usual_field(b, &mut pos, b"error_code")?);
     (pos == b.len()).then_some(out)
+}
+
+/// One field of [`parse_kvm_exit_usual`] at `pos`: ` name 0x` and 16 or 8 hex digits, then a
+/// space or the end. Inlined so that `name` is a constant and its compare a few loads, not
+/// a `memcmp` call.
+#[inline(always)]
+fn usual_field(b: &[u8], pos: &mut usize, name: &'static [u8]) -> Option<u64> {
+    let r = b.get(*pos..)?.strip_prefix(b" ")?.strip_prefix(name)?.strip_prefix(b" 0x")?;
+    *pos += 1 + name.len() + 3;
+    let ends = |n: usize| r.len() == n || r.get(n) == Some(&b' ');
+    if r.len() >= 16 && ends(16) {
+        let v = (hex8(&r[..8])? << 32) | hex8(&r[8..16])?;
+        *pos += 16;
+        Some(v)
+    } else if r.len() >= 8 && ends(8) {
+        let v = hex8(&r[..8])?;
+        *pos += 8;
+        Some(v)
+    } else {
+        None
+    }
 }
 
 /// [`parse_kvm_exit`] for any text.

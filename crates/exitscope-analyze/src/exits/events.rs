@@ -69,12 +69,49 @@ pub struct EventOutput {
 struct Pending {
     rec: ExitRecord,
     in_graph: bool,
+    /// Still waiting for its `kvm_entry`. An ended exit stays in its vCPU's slot, closed,
+    /// until the vCPU's next `kvm_exit` overwrites it: exit records are large and this runs
+    /// twice per exit, so each is written once and copied once, when it ends.
+    open: bool,
+}
+
+/// The exit each vCPU has waiting for its `kvm_entry` (closed slots are not waiting).
+#[derive(Debug, Default)]
+struct Waiting {
+    slots: FxHashMap<VcpuKey, Pending>,
+}
+
+impl Waiting {
+    fn get_mut(&mut self, key: &VcpuKey) -> Option<&mut Pending> {
+        self.slots.get_mut(key).filter(|p| p.open)
+    }
+
+    fn contains(&self, key: &VcpuKey) -> bool {
+        self.slots.get(key).is_some_and(|p| p.open)
+    }
+
+    fn open_mut(&mut self) -> impl Iterator<Item = &mut Pending> {
+        self.slots.values_mut().filter(|p| p.open)
+    }
+
+    /// Closes the waiting exits `hit` selects and returns them in input order.
+    fn take_where(&mut self, hit: impl Fn(&Pending) -> bool) -> Vec<Pending> {
+        let keys: Vec<VcpuKey> =
+            self.slots.iter().filter(|(_, p)| p.open && hit(p)).map(|(k, _)| *k).collect();
+        let mut v: Vec<Pending> = keys.iter().filter_map(|k| self.slots.remove(k)).collect();
+        v.sort_by_key(|p| p.rec.line);
+        v
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+    }
 }
 
 /// The pairing state of one analysis. Feed it records in input order.
 #[derive(Debug, Default)]
 pub struct EventExits {
-    pending: FxHashMap<VcpuKey, Pending>,
+    pending: Waiting,
     /// vCPUs whose last kvm_mmio was an unsatisfied read.
     mmio_unsatisfied: FxHashMap<VcpuKey, bool>,
     /// CPUs that lost events since their last exit.
@@ -113,14 +150,27 @@ impl EventExits {
 
     fn finish_pending(&mut self, p: Pending, out: &mut EventOutput) {
         if p.in_graph {
-            out.graph_pairs.push(GraphPair {
-                input: p.rec.input,
-                line: p.rec.line,
-                reason: p.rec.reason,
-                handling: p.rec.duration,
-            });
+            out.graph_pairs.push(Self::graph_pair(&p));
         } else {
             out.exits.push(p.rec);
+        }
+    }
+
+    /// [`EventExits::finish_pending`] of an exit that stays in its slot (closed).
+    fn finish_in_place(p: &Pending, out: &mut EventOutput) {
+        if p.in_graph {
+            out.graph_pairs.push(Self::graph_pair(p));
+        } else {
+            out.exits.push(p.rec.clone());
+        }
+    }
+
+    fn graph_pair(p: &Pending) -> GraphPair {
+        GraphPair {
+            input: p.rec.input,
+            line: p.rec.line,
+            reason: p.rec.reason,
+            handling: p.rec.duration,
         }
     }
 
@@ -188,14 +238,24 @@ impl EventExits {
                         ..Default::default()
                     },
                     in_graph,
+                    open: true,
                 };
-                if let Some(prev) = self.pending.insert(key, new) {
-                    self.unpaired_exits += 1;
-                    self.finish_pending(prev, out);
+                match self.pending.slots.get_mut(&key) {
+                    Some(prev) => {
+                        if prev.open {
+                            self.unpaired_exits += 1;
+                            Self::finish_in_place(prev, out);
+                        }
+                        *prev = new;
+                    }
+                    None => {
+                        self.pending.slots.insert(key, new);
+                    }
                 }
             }
-            "kvm_entry" => match self.pending.remove(&key) {
-                Some(mut p) => {
+            "kvm_entry" => match self.pending.get_mut(&key) {
+                Some(p) => {
+                    p.open = false;
                     match (p.rec.start, rec.timestamp) {
                         (Some(a), Some(b)) if b >= a => p.rec.duration = Some(b - a),
                         (Some(_), Some(_)) => self.out_of_order += 1,
@@ -208,14 +268,14 @@ impl EventExits {
                         // 5.x kernels print `vcpu N` only in kvm_entry (perf takes it there).
                         p.rec.vcpu = exitscope_model::exit::kvm_entry_vcpu(text);
                     }
-                    self.finish_pending(p, out);
+                    Self::finish_in_place(p, out);
                 }
                 None => self.unmatched_entries += 1,
             },
             "sched_switch" => {
                 if !self.seen_sched_switch {
                     self.seen_sched_switch = true;
-                    for p in self.pending.values_mut() {
+                    for p in self.pending.open_mut() {
                         p.rec.preempted.get_or_insert(false);
                     }
                 }
@@ -280,13 +340,9 @@ impl EventExits {
     fn lost(&mut self, cpu: Option<u32>, out: &mut EventOutput) {
         // Pairs that may span the hole are no longer trustworthy: their exits stay, unpaired.
         let hit = |c: Option<u32>| cpu.is_none() || c.is_none() || c == cpu;
-        let keys: Vec<VcpuKey> =
-            self.pending.iter().filter(|(_, p)| hit(p.rec.cpu)).map(|(k, _)| *k).collect();
-        for k in keys {
-            if let Some(p) = self.pending.remove(&k) {
-                self.unpaired_exits += 1;
-                self.finish_pending(p, out);
-            }
+        for p in self.pending.take_where(|p| hit(p.rec.cpu)) {
+            self.unpaired_exits += 1;
+            self.finish_pending(p, out);
         }
         self.mmio_unsatisfied.clear();
         self.lost_cpus.push(cpu);
@@ -294,7 +350,7 @@ impl EventExits {
 
     /// An exit of `key` waits for its `kvm_entry`.
     pub(crate) fn has_pending(&self, key: VcpuKey) -> bool {
-        self.pending.contains_key(&key)
+        self.pending.contains(&key)
     }
 
     /// Whether `key`'s last `kvm_mmio` was an unsatisfied read (`None`: it had none).
@@ -314,9 +370,10 @@ impl EventExits {
 
     /// What a `kvm_exit` of `key` does to the exit it finds waiting: it is unpaired.
     pub(crate) fn finish_unpaired(&mut self, key: VcpuKey, out: &mut EventOutput) {
-        if let Some(p) = self.pending.remove(&key) {
+        if let Some(p) = self.pending.get_mut(&key) {
+            p.open = false;
             self.unpaired_exits += 1;
-            self.finish_pending(p, out);
+            Self::finish_in_place(p, out);
         }
     }
 
@@ -336,18 +393,18 @@ impl EventExits {
         // (Exit sinks, the only readers of `preempted`, turn chunking off: the parts' exits
         // need no fixing up for a sched_switch seen in an earlier chunk.)
         self.seen_sched_switch |= part.seen_sched_switch;
-        for (k, mut p) in part.pending {
+        for (k, mut p) in part.pending.slots.into_iter().filter(|(_, p)| p.open) {
             p.rec.reason = map.get(p.rec.reason.0 as usize).copied().unwrap_or(p.rec.reason);
             p.rec.line += line_base;
-            self.pending.insert(k, p);
+            self.pending.slots.insert(k, p);
         }
         self.mmio_unsatisfied.extend(part.mmio_unsatisfied);
     }
 
     /// End of the input: exits still waiting for their `kvm_entry` are unpaired.
     pub fn end_input(&mut self, out: &mut EventOutput) {
-        let mut rest: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
-        rest.sort_by_key(|p| p.rec.line);
+        let rest = self.pending.take_where(|_| true);
+        self.pending.clear();
         for p in rest {
             self.unpaired_exits += 1;
             self.finish_pending(p, out);
@@ -403,6 +460,48 @@ mod tests {
         assert!(matches!(exits[0].key, Some(exitscope_model::exit::ExitKey::Gpa(0xfee0_0030))));
         assert_eq!((reasons.get(exits[1].reason).label(), exits[1].duration), ("CPUID", None));
         assert_eq!(e.unpaired_exits, 1);
+    }
+
+    #[test]
+    fn an_ended_exit_takes_nothing_more() {
+        // The exit stays in its vCPU's slot, closed: what follows its kvm_entry is not its.
+        let mut e = EventExits::default();
+        let mut reasons = Reasons::default();
+        let mut out = EventOutput::default();
+        let recs = [
+            ev(1, 1_000, "kvm_exit", "vcpu 0 reason IO_INSTRUCTION rip 0x1"),
+            ev(2, 1_100, "kvm_entry", "vcpu 0, rip 0x3"),
+            ev(3, 1_200, "kvm_pio", "pio_write at 0x80 size 1 count 1 val 0x0"),
+            ev(4, 1_300, "kvm_userspace_exit", "reason KVM_EXIT_IO (2)"),
+            ev(5, 1_400, "kvm_entry", "vcpu 0, rip 0x3"),
+        ];
+        for r in &recs {
+            e.record(r, false, &mut reasons, &mut out);
+        }
+        assert!(!e.has_pending(vcpu_key(Some(7), Some(0))));
+        e.finish_unpaired(vcpu_key(Some(7), Some(0)), &mut out);
+        e.end_input(&mut out);
+        assert_eq!(out.exits.len(), 1);
+        assert_eq!((out.exits[0].key, out.exits[0].userspace), (None, false));
+        assert_eq!(out.exits[0].duration, Some(100));
+        assert_eq!((e.stray_tracepoints, e.unmatched_entries, e.unpaired_exits), (1, 1, 0));
+    }
+
+    #[test]
+    fn lost_events_end_waiting_exits_in_input_order() {
+        let mut e = EventExits::default();
+        let mut reasons = Reasons::default();
+        let mut out = EventOutput::default();
+        for (line, pid) in [(1, 30), (2, 10), (3, 20)] {
+            let mut r = ev(line, line * 100, "kvm_exit", "vcpu 0 reason CPUID rip 0x1");
+            r.task = Some(Task::new("qemu", pid));
+            e.record(&r, false, &mut reasons, &mut out);
+        }
+        let lost = Record { kind: RecordKind::Lost { count: Some(3) }, ..ev(4, 400, "", "") };
+        e.record(&lost, false, &mut reasons, &mut out);
+        let lines: Vec<u64> = out.exits.iter().map(|x| x.line).collect();
+        assert_eq!(lines, [1, 2, 3]);
+        assert_eq!(e.unpaired_exits, 3);
     }
 
     #[test]
