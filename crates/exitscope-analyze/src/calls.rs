@@ -1002,10 +1002,13 @@ impl CallTreeBuilder {
     /// Whether `rec` (an event) falls inside an open call of its task: it is then part of that
     /// call's root (as a [`RootEvent`]).
     pub fn in_open_call(&self, rec: &Record<'_>) -> bool {
-        self.index
-            .get(&Self::key(rec))
-            .and_then(|&i| self.stacks.get(i))
-            .is_some_and(|s| !s.open.is_empty())
+        let key = Self::key(rec);
+        // The analysis asks right after recording `rec`, whose stack is the last one used.
+        let i = match self.last {
+            Some((k, i)) if k == key => Some(i),
+            _ => self.index.get(&key).copied(),
+        };
+        i.and_then(|i| self.stacks.get(i)).is_some_and(|s| !s.open.is_empty())
     }
 
     /// End of one input: every call still open is incomplete.

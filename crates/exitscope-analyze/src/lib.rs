@@ -34,6 +34,7 @@
 pub mod calls;
 pub mod combine;
 pub mod diff;
+mod event_counts;
 pub mod exits;
 pub mod funcs;
 pub mod histogram;
@@ -43,8 +44,6 @@ mod parallel;
 pub mod report;
 
 use std::collections::BTreeMap;
-
-use rustc_hash::FxHashMap;
 
 use exitscope_model::{
     Diagnostic, Flow, InputFormat, InputSink, InputSummary, Record, RecordKind, RecordSink,
@@ -153,7 +152,7 @@ pub struct Analysis<'a> {
     exit_buf: Vec<ExitRecord>,
     event_out: EventOutput,
     split: Option<FuncId>,
-    event_counts: FxHashMap<String, u64>,
+    event_counts: event_counts::EventCounts,
     /// Records of the current input so far: binary inputs have no lines, and events are
     /// matched to the graph exits that hold them by position.
     ordinal: u64,
@@ -190,7 +189,7 @@ impl<'a> Analysis<'a> {
             exit_buf: Vec::new(),
             event_out: EventOutput::default(),
             split,
-            event_counts: FxHashMap::default(),
+            event_counts: event_counts::EventCounts::default(),
             ordinal: 0,
             inputs: Vec::new(),
             diagnostics: Vec::new(),
@@ -321,7 +320,7 @@ impl<'a> Analysis<'a> {
             events: lo.lost_events,
             uncounted_markers: lo.lost_uncounted,
         };
-        let events: BTreeMap<String, u64> = self.event_counts.into_iter().collect();
+        let events: BTreeMap<String, u64> = self.event_counts.into_sorted();
         let mut notes = Vec::new();
         if lo.lost_markers > 0 {
             notes.push(format!(
@@ -553,12 +552,7 @@ impl RecordSink for Analysis<'_> {
             RecordKind::Event { name, .. } => {
                 // trace_printk / trace_marker comments carry no event name.
                 let key = if name.is_empty() { "trace_printk" } else { name };
-                match self.event_counts.get_mut(key) {
-                    Some(n) => *n += 1,
-                    None => {
-                        self.event_counts.insert(key.to_owned(), 1);
-                    }
-                }
+                self.event_counts.bump(key);
                 let in_graph = self.builder.in_open_call(rec);
                 self.events.record(rec, in_graph, &mut self.reasons, &mut self.event_out);
             }

@@ -28,7 +28,7 @@
 
 use std::any::Any;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use exitscope_model::exit::{ExitKind, MmioStep, tracepoint_exit};
 use exitscope_model::{
@@ -37,6 +37,7 @@ use exitscope_model::{
 
 use crate::Analysis;
 use crate::calls::{CallSink, CallTreeBuilder, PrefixOp, RootCall, StackKey};
+use crate::event_counts::EventCounts;
 use crate::exits::events::{EventExits, EventOutput, VcpuKey, vcpu_key};
 use crate::exits::graph::{ExitTable, GraphExits};
 use crate::exits::{ExitRecord, ExitStats, ReasonId, Reasons};
@@ -81,7 +82,7 @@ pub(crate) struct EventChunk {
     events: EventExits,
     out: EventOutput,
     stats: ExitStats,
-    event_counts: FxHashMap<String, u64>,
+    event_counts: EventCounts,
     started: FxHashSet<VcpuKey>,
     /// vCPUs in the order of their first `kvm_exit` in the chunk.
     started_order: Vec<VcpuKey>,
@@ -100,7 +101,7 @@ impl EventChunk {
             events,
             out: EventOutput::default(),
             stats: ExitStats::for_part(harness_ports),
-            event_counts: FxHashMap::default(),
+            event_counts: EventCounts::default(),
             started: FxHashSet::default(),
             started_order: Vec::new(),
             last_prefix: false,
@@ -133,12 +134,7 @@ impl RecordSink for EventChunk {
             self.stats.timestamp(ts);
         }
         let count_key = if name.is_empty() { "trace_printk" } else { name };
-        match self.event_counts.get_mut(count_key) {
-            Some(n) => *n += 1,
-            None => {
-                self.event_counts.insert(count_key.to_owned(), 1);
-            }
-        }
+        self.event_counts.bump(count_key);
         if !matches!(name, "kvm_exit" | "kvm_entry" | "kvm_userspace_exit")
             && !self.events.has_pending(key)
             && self.events.mmio_state(key).is_none()
@@ -260,9 +256,7 @@ impl ChunkedSink for Analysis<'_> {
         let map = self.reason_map(&p.reasons);
         self.stats.merge_part(p.stats, &map);
         self.events.merge_part(p.events, &map, line_base);
-        for (name, n) in p.event_counts {
-            *self.event_counts.entry(name).or_insert(0) += n;
-        }
+        self.event_counts.merge(p.event_counts);
         self.merge_book(p.book, line_base);
     }
 }

@@ -37,6 +37,13 @@ use crate::mmap;
 /// a chunk of 50-byte lines takes about 2.5 MB parsed).
 pub(crate) const DEFAULT_CHUNK: usize = 1 << 20;
 
+/// How far back each release of applied pages reaches into what was released before. A
+/// worker's fault on the next chunk maps the page cache's large folio around it (up to 2 MB,
+/// the PMD order), pages of applied chunks included, and nobody would release those again:
+/// the resident set grew with the input (about 6 % of it at -j 2, 1.1 GB for a 10 GB trace).
+/// Releasing a range with nothing mapped in it costs only the page-table walk.
+const RELEASE_OVERLAP: usize = 8 << 20;
+
 /// Inputs smaller than this are parsed on one thread (starting threads would cost more).
 pub(crate) const MIN_PARALLEL: usize = 16 << 20;
 
@@ -427,7 +434,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                 *shared.applied.lock().unwrap_or_else(|e| e.into_inner()) = want;
                 shared.changed.notify_all();
                 if let Some(map) = map {
-                    released = mmap::release(map, released, end);
+                    released = mmap::release(map, released.saturating_sub(RELEASE_OVERLAP), end);
                 }
                 if let Some(p) = progress {
                     p.update(end as u64, data.len() as u64);
