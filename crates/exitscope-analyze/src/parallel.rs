@@ -151,9 +151,11 @@ impl RecordSink for EventChunk {
             self.usable = false;
             self.out.graph_pairs.clear();
         }
-        for x in self.out.exits.drain(..) {
-            self.stats.add(&x, &self.reasons);
+        // By reference, then cleared (exit records are large).
+        for x in &self.out.exits {
+            self.stats.add(x, &self.reasons);
         }
+        self.out.exits.clear();
         Flow::Continue
     }
 

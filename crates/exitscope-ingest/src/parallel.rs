@@ -252,50 +252,57 @@ fn thread_cpu() -> Option<Duration> {
     Some(Duration::from_nanos(s.split_whitespace().next()?.parse().ok()?))
 }
 
-/// Parse and analyse one chunk on a worker: a part when `maker` gives one and the lines
-/// allow it, else the pre-parsed lines.
-fn analyse_chunk<'a>(
+/// Parse and analyse a chunk of event lines into a part on a worker, each line applied as it
+/// is pre-parsed (no vector of pre-parsed lines to write and read back); `None` when a line
+/// carries parser state ([`TextParser::context_free`]) or the part cannot stand for the
+/// chunk: the chunk's lines are then applied in order.
+fn analyse_event_stream<'a>(
     name: &str,
     data: &'a [u8],
     range: Range<usize>,
-    mut lines: Vec<PreLine<'a>>,
-    maker: Option<&PartMaker>,
-    pool: &Mutex<Vec<Vec<PreLine<'a>>>>,
-) -> Done<'a> {
-    let Some(make) = maker.filter(|_| TextParser::context_free(&lines)) else {
-        return Done::Lines(lines);
-    };
+    make: &PartMaker,
+) -> Option<Done<'a>> {
     let mut part = make();
     let mut parser = TextParser::new(name);
     let mut prefix = Vec::new();
-    let n = lines.len() as u64;
-    for (j, pre) in lines.drain(..).enumerate() {
+    let mut n = 0u64;
+    let mut ok = true;
+    exitscope_ftrace::reader::for_each_line_in(&data[range.clone()], |c| {
+        if !ok {
+            return;
+        }
+        n += 1;
+        let pre = match c {
+            exitscope_ftrace::reader::Chunk::Text(t) => exitscope_ftrace::pre_parse_str(t),
+            exitscope_ftrace::reader::Chunk::Line(l) => exitscope_ftrace::pre_parse(l),
+            exitscope_ftrace::reader::Chunk::TooLong(len) => PreLine::TooLong(len),
+        };
+        if !TextParser::context_free(std::slice::from_ref(&pre)) {
+            ok = false;
+            return;
+        }
         let event = match &pre {
             PreLine::Text { text, parsed: Ok(Line::Event { .. }) } => Some(*text),
             _ => None,
         };
-        let l = j as u64 + 1;
-        parser.apply(pre, l, &mut *part);
+        parser.apply(pre, n, &mut *part);
         // An event line makes exactly one record (no comment is open in a context-free
         // chunk).
         if let Some(text) = event
             && part.last_was_prefix()
         {
-            prefix.push((l, text));
+            prefix.push((n, text));
         }
+    });
+    if !ok || !part.usable() {
+        return None;
     }
-    pool.lock().unwrap_or_else(|e| e.into_inner()).push(lines);
     let mut summary = parser.finish(&mut *part);
     let k = prefix.len() as u64;
     summary.lines -= k;
     summary.record_lines -= k;
     summary.records -= k;
-    if !part.usable() {
-        let mut lines = pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
-        exitscope_ftrace::pre_parse_chunk(&data[range], &mut lines);
-        return Done::Lines(lines);
-    }
-    Done::Part { part, summary, prefix, lines: n, range }
+    Some(Done::Part { part, summary, prefix, lines: n, range })
 }
 
 /// Apply pre-parsed `lines` in order (numbered after `lineno`); true when the sink said stop.
@@ -377,7 +384,9 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                         let Some(banners) = chain.before(i, &shared.stop) else { break };
                         graph = analyse_graph_stream(name, data, start..end, make, banners);
                     }
-                    let done = match graph {
+                    let done = match graph.or_else(|| {
+                        maker.and_then(|make| analyse_event_stream(name, data, start..end, make))
+                    }) {
                         Some(done) => done,
                         None => {
                             let mut lines = pool
@@ -386,7 +395,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                                 .pop()
                                 .unwrap_or_default();
                             exitscope_ftrace::pre_parse_chunk(&data[start..end], &mut lines);
-                            analyse_chunk(name, data, start..end, lines, maker, pool)
+                            Done::Lines(lines)
                         }
                     };
                     if tx.send((i, end, done)).is_err() {
