@@ -56,6 +56,8 @@ run() {
     read -r wall user sys rss < "$dir/time"
     cpu=$(echo "$user + $sys" | bc -l)
     [ "$(echo "$cpu < 0.01" | bc -l)" = 1 ] && cpu=0.01
+    # (/usr/bin/time has 10 ms resolution: wc -l on a small file takes "0.00 s".)
+    [ "$(echo "$wall < 0.01" | bc -l)" = 1 ] && wall=0.01
     row "$name" "$wall" "$cpu" "$(echo "$bytes / 1000000 / $wall" | bc -l | xargs printf '%.0f')" \
         "$(echo "$bytes / 1000000 / $cpu" | bc -l | xargs printf '%.0f')" "$((rss / 1024))"
 }

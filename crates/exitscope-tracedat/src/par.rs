@@ -453,10 +453,21 @@ impl<'a> TraceDat<'a> {
                 ready: Condvar::new(),
             };
             std::thread::scope(|scope| {
-                for _ in 0..jobs {
+                // The calling thread is one of the jobs: it merges, and decodes the unit it
+                // waits for when no worker has taken it yet. (With a worker per job besides
+                // it, N + 1 busy threads share N CPUs and the merge, the one serial part,
+                // gets only N / (N + 1) of a CPU.)
+                for _ in 0..jobs - 1 {
                     scope.spawn(|| worker(self, &plan, &shared));
                 }
-                let mut src = Pool { shared: &shared, plan: &plan, window, submitted: Vec::new() };
+                let mut src = Pool {
+                    trace: self,
+                    shared: &shared,
+                    plan: &plan,
+                    window,
+                    submitted: Vec::new(),
+                    scratch: Scratch::default(),
+                };
                 src.start();
                 let r = out.run(sink, &plan, &mut src);
                 if let Ok(mut st) = shared.state.lock() {
@@ -585,11 +596,14 @@ impl Drop for PanicGuard<'_, '_> {
 
 /// Several jobs: workers decode units the calling thread queued ahead.
 struct Pool<'s, 't, 'p> {
+    trace: &'t TraceDat<'t>,
     shared: &'s Shared<'t>,
     plan: &'p Plan,
     window: usize,
     /// Per stream: units queued so far.
     submitted: Vec<usize>,
+    /// For the units the calling thread decodes itself.
+    scratch: Scratch,
 }
 
 impl Pool<'_, '_, '_> {
@@ -630,6 +644,20 @@ impl<'t> Source<'t> for Pool<'_, 't, '_> {
         }
         loop {
             if let Some(b) = st.done.remove(&(s, k)) {
+                return b;
+            }
+            if let Some(at) = st.queue.iter().position(|&j| j == (s, k)) {
+                // No worker has started it: decode it here rather than wait.
+                st.queue.remove(at);
+                let mut b = st.free.pop().unwrap_or_else(Batch::new);
+                drop(st);
+                match self.plan.units.get(s).and_then(|u| u.get(k)) {
+                    Some(&u) => self.trace.decode_unit(s, u, &mut self.scratch, &mut b),
+                    None => {
+                        b.evs.clear();
+                        b.end = End::Eos;
+                    }
+                }
                 return b;
             }
             st = match self.shared.ready.wait(st) {
