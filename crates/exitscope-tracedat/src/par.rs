@@ -13,8 +13,9 @@
 //! pages decode on their own (each starts with its timestamp), so one busy CPU still spreads
 //! over every worker. The calling thread asks for units in the order it will need them and
 //! keeps a bounded window of them in flight, so memory holds a few units per CPU, never the
-//! file. With one job the calling thread decodes each unit itself when it needs it: the same
-//! code, the same order.
+//! file. With N jobs there are N - 1 workers: the calling thread is the N-th, and decodes the
+//! unit it waits for itself when no worker has taken it yet; with one job it decodes each
+//! unit when it needs it. The same code, the same order.
 //!
 //! The merge is the one [`crate::Merge`] does (smallest raw timestamp first, ties to the lower
 //! stream), and errors come where it raises them: a CPU's page error when the record before
