@@ -60,6 +60,33 @@ pub struct Reasons {
     list: Vec<ExitReason>,
     by_vendor: FxHashMap<String, Vec<(ExitKind, ReasonId)>>,
     plain: FxHashMap<ExitKind, ReasonId>,
+    /// [`Reasons::vendor`]'s recent answers (id + 1; 0: none), by a fingerprint of the name:
+    /// every `kvm_exit` asks, and a trace has a handful of reasons.
+    recent: [u32; 32],
+}
+
+/// Slot of `name` in [`Reasons::recent`].
+#[inline]
+fn recent_slot(name: &[u8]) -> usize {
+    let (first, last) = (name.first().copied(), name.last().copied());
+    let h = name.len() ^ usize::from(first.unwrap_or(0)) << 2 ^ usize::from(last.unwrap_or(0)) << 4;
+    (h ^ h >> 5) & 31
+}
+
+/// `a == b` for the short strings of reason names, without a call to `memcmp`.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in ca.by_ref().zip(cb.by_ref()) {
+        if x != y {
+            return false;
+        }
+    }
+    ca.remainder().iter().zip(cb.remainder()).all(|(x, y)| x == y)
 }
 
 impl Reasons {
@@ -107,15 +134,26 @@ impl Reasons {
     /// The reason a `kvm_exit` names (`npf`, `EPT_VIOLATION`, `EXIT_IOIO`), decoded once per
     /// distinct name.
     pub fn vendor(&mut self, name: &str) -> ReasonId {
-        if let Some(v) = self.by_vendor.get(name)
-            && let Some(&(_, id)) = v.first()
+        let slot = recent_slot(name.as_bytes());
+        if let Some(&n) = self.recent.get(slot)
+            && let Some(r) = n.checked_sub(1).and_then(|i| self.list.get(i as usize))
+            && r.vendor.as_deref().is_some_and(|v| same_bytes(v.as_bytes(), name.as_bytes()))
         {
-            return id;
+            return ReasonId(n - 1);
         }
-        let r = vendor_reason(name);
-        let kind = r.kind;
-        let id = self.push(r);
-        self.by_vendor.entry(name.to_string()).or_default().push((kind, id));
+        let id = match self.by_vendor.get(name).and_then(|v| v.first()) {
+            Some(&(_, id)) => id,
+            None => {
+                let r = vendor_reason(name);
+                let kind = r.kind;
+                let id = self.push(r);
+                self.by_vendor.entry(name.to_string()).or_default().push((kind, id));
+                id
+            }
+        };
+        if let Some(s) = self.recent.get_mut(slot) {
+            *s = id.0.saturating_add(1);
+        }
         id
     }
 
@@ -442,3 +480,38 @@ pub struct NameCount {
 #[cfg(test)]
 #[path = "sched_tests.rs"]
 mod sched_tests;
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn vendor_names_intern_to_one_id_each_whatever_the_cache_holds() {
+        // More names than cache slots, sharing first/last bytes and lengths, asked in turns,
+        // with refinements in between.
+        let names: Vec<String> = (0..80)
+            .map(|i| match i % 4 {
+                0 => format!("EXIT_{i}"),
+                1 => format!("npf{i}x"),
+                2 => "npf".to_owned(),
+                _ => format!("E{}T", "X".repeat(i % 9)),
+            })
+            .collect();
+        let mut r = Reasons::default();
+        let mut first: std::collections::HashMap<String, ReasonId> = Default::default();
+        for round in 0..3 {
+            for n in &names {
+                let id = r.vendor(n);
+                assert_eq!(*first.entry(n.clone()).or_insert(id), id, "{n} round {round}");
+                assert_eq!(r.get(id).vendor.as_deref(), Some(n.as_str()));
+                let refined = r.refined(id, ExitKind::Mmio);
+                assert_eq!(r.vendor(n), id);
+                assert_eq!(r.refined(id, ExitKind::Mmio), refined);
+            }
+        }
+        assert!(same_bytes(b"EPT_VIOLATION", b"EPT_VIOLATION"));
+        assert!(!same_bytes(b"EPT_VIOLATION", b"EPT_VIOLATIOM"));
+        assert!(!same_bytes(b"EPT_VIOLATIO", b"EPT_VIOLATION"));
+        assert!(same_bytes(b"", b""));
+    }
+}
