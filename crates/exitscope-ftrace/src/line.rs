@@ -6,7 +6,7 @@
 //! widths do not track the data widths.
 
 use exitscope_model::bytes::find_byte;
-use exitscope_model::{Func, Nanos, Task};
+use exitscope_model::{Func, Nanos, RecordKind, Task};
 
 /// One classified line.
 #[derive(Debug, PartialEq, Eq)]
@@ -185,7 +185,19 @@ pub(crate) fn parse_line_general(line: &str) -> Res<Line<'_>> {
 /// it is no irq marker) followed by spaces and the first `|`.
 #[inline]
 fn common_graph_line(line: &str) -> Option<Res<Line<'_>>> {
-    let b = line.as_bytes();
+    let (cpu, duration, body_start, depth) = common_graph_head(line.as_bytes())?;
+    Some(parse_body(line, body_start, duration, depth).map(|body| Line::Graph {
+        abstime: None,
+        cpu: Some(cpu),
+        task: None,
+        body,
+    }))
+}
+
+/// The columns of a line of the common shape (see [`common_graph_line`]): its CPU, its
+/// duration, where its body starts and the depth its indentation says.
+#[inline(always)]
+fn common_graph_head(b: &[u8]) -> Option<(u32, Option<Nanos>, usize, u32)> {
     let mut i = skip_spaces(b, 0);
     let cpu_start = i;
     let mut n: u32 = 0;
@@ -197,7 +209,6 @@ fn common_graph_line(line: &str) -> Option<Res<Line<'_>>> {
     if i == cpu_start || i - cpu_start > 9 || b.get(i) != Some(&b')') {
         return None;
     }
-    let cpu = Some(n);
     let after_cpu = i + 1;
     let k = skip_spaces(b, after_cpu);
     let (bar, duration) = match b.get(k)? {
@@ -217,12 +228,35 @@ fn common_graph_line(line: &str) -> Option<Res<Line<'_>>> {
     // Body: `|` + 2 spaces + 2 per depth level.
     let body_start = skip_spaces(b, bar + 1);
     let depth = depth_u32((body_start - (bar + 1)).saturating_sub(2) / 2);
-    Some(parse_body(line, body_start, duration, depth).map(|body| Line::Graph {
-        abstime: None,
-        cpu,
-        task: None,
-        body,
-    }))
+    Some((n, duration, body_start, depth))
+}
+
+/// The record of a line of the common shape ([`common_graph_line`]) whose body is a call,
+/// a leaf or a bare `}`: its CPU and kind, exactly what [`parse_line`] says of it as a
+/// [`Line::Graph`] (no abstime or task column); `None` for any other line (the caller then
+/// goes the long way). Built in place, without the [`Line`] in between: most lines of a
+/// function-graph trace come this way.
+#[inline(always)]
+pub fn common_graph_record(line: &str) -> Option<(u32, RecordKind<'_>)> {
+    let (cpu, duration, start, depth) = common_graph_head(line.as_bytes())?;
+    let s = line.get(start..)?.trim_ascii_end();
+    let b = s.as_bytes();
+    let last = *b.last()?;
+    // An exit with a comment, a comment, or a retval / retaddr comment (funcgraph-retval
+    // ends the line in `*/`): the long way.
+    let kind = if b[0] == b'}' || b.starts_with(b"/*") {
+        if b.len() != 1 {
+            return None;
+        }
+        RecordKind::Exit { func: None, duration, depth }
+    } else if last == b'{' {
+        RecordKind::Entry { func: parse_call(s[..s.len() - 1].trim_ascii_end())?, depth }
+    } else if last == b';' {
+        RecordKind::Leaf { func: parse_call(&s[..s.len() - 1])?, duration, depth }
+    } else {
+        return None;
+    };
+    Some((cpu, kind))
 }
 
 #[inline]

@@ -157,6 +157,17 @@ fn analyse_graph_stream<'a>(
             return;
         }
         n += 1;
+        if let exitscope_ftrace::reader::Chunk::Text(t) = c {
+            // Most lines: straight to a record.
+            part.clear_prefix();
+            if parser.common_line(t, n, &mut *part).is_some() {
+                if part.last_was_prefix() {
+                    prefix.push((n, t));
+                }
+                ok = part.usable();
+                return;
+            }
+        }
         let pre = match c {
             exitscope_ftrace::reader::Chunk::Text(t) => exitscope_ftrace::pre_parse_str(t),
             exitscope_ftrace::reader::Chunk::Line(l) => exitscope_ftrace::pre_parse(l),
