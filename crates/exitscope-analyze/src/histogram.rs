@@ -132,6 +132,20 @@ impl Histogram {
         self.total += other.total;
     }
 
+    /// An empty histogram that keeps its first values in `buf` (emptied), an allocation
+    /// handed back by [`Histogram::take_buffer`]: a chunk's part makes thousands of small
+    /// histograms, and growing each from nothing costs more than filling it.
+    pub(crate) fn with_buffer(mut buf: Vec<Nanos>) -> Histogram {
+        buf.clear();
+        Histogram { exact: buf, ..Histogram::default() }
+    }
+
+    /// The allocation of the exact values, for [`Histogram::with_buffer`] (the histogram is
+    /// left with no exact values: only for one about to be dropped).
+    pub(crate) fn take_buffer(&mut self) -> Vec<Nanos> {
+        std::mem::take(&mut self.exact)
+    }
+
     fn fold(&mut self) {
         self.bucketed = true;
         for v in std::mem::take(&mut self.exact) {
@@ -328,6 +342,11 @@ impl DurationStats {
             self.total = self.total.saturating_add(d);
             self.hist.add(d);
         }
+    }
+
+    /// Empty statistics whose histogram starts in `buf` (see [`Histogram::with_buffer`]).
+    pub(crate) fn with_buffer(buf: Vec<Nanos>) -> DurationStats {
+        DurationStats { hist: Histogram::with_buffer(buf), ..DurationStats::default() }
     }
 
     /// Mean over timed calls, rounded to the nearest ns.

@@ -126,8 +126,14 @@ impl BannerChain {
 fn chunk_banners(chunk: &[u8]) -> Banners {
     let mut lines = Vec::new();
     let mut from = 0;
-    while let Some(k) = memchr::memmem::find(&chunk[from..], b"=>") {
+    // Each `>` after `from + 1` with a `=` before it: one-byte search is the fastest there is,
+    // and `>` is rare in function-graph text.
+    while let Some(k) = memchr::memchr(b'>', chunk.get(from + 1..).unwrap_or_default()) {
         let at = from + k;
+        if chunk[at] != b'=' {
+            from = at + 1;
+            continue;
+        }
         let start = memchr::memrchr(b'\n', &chunk[..at]).map_or(0, |p| p + 1);
         let end = memchr::memchr(b'\n', &chunk[at..]).map_or(chunk.len(), |p| at + p);
         let line = &chunk[start..end];
@@ -157,16 +163,19 @@ fn analyse_graph_stream<'a>(
             return;
         }
         n += 1;
-        if let exitscope_ftrace::reader::Chunk::Text(t) = c {
-            // Most lines: straight to a record.
-            part.clear_prefix();
-            if parser.common_line(t, n, &mut *part).is_some() {
-                if part.last_was_prefix() {
-                    prefix.push((n, t));
-                }
-                ok = part.usable();
-                return;
+        if let exitscope_ftrace::reader::Chunk::Text(t) = c
+            && parser.common_line(t, n, &mut *part).is_some()
+        {
+            // Most lines: straight to one record (which sets whether it was a prefix). A
+            // part that cannot stand for its chunk ignores the records after, so asking for
+            // that now and then is enough to stop early.
+            if part.last_was_prefix() {
+                prefix.push((n, t));
             }
+            if n.is_multiple_of(256) {
+                ok = part.usable();
+            }
+            return;
         }
         let pre = match c {
             exitscope_ftrace::reader::Chunk::Text(t) => exitscope_ftrace::pre_parse_str(t),
@@ -186,7 +195,7 @@ fn analyse_graph_stream<'a>(
         }
         ok = part.usable();
     });
-    if !ok || parser.has_open_comment() {
+    if !ok || !part.usable() || parser.has_open_comment() {
         return None;
     }
     let mut summary = parser.finish(&mut *part);
