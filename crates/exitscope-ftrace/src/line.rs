@@ -470,8 +470,9 @@ fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> 
     Ok(if is_entry { Body::Entry { func, depth } } else { Body::Leaf { func, duration, depth } })
 }
 
-/// `name()`, `name [mod]()`, `name(a=1, b=0x2)`.
-#[inline]
+/// `name()`, `name [mod]()`, `name(a=1, b=0x2)`. Always inlined, like the other helpers
+/// of the common line: a result returned through memory stalls the caller reading it back.
+#[inline(always)]
 fn parse_call(call: &str) -> Option<Func<'_>> {
     let call = call.strip_suffix(')')?;
     // The argument list can contain parentheses; the name cannot contain `(` or spaces.
@@ -481,7 +482,7 @@ fn parse_call(call: &str) -> Option<Func<'_>> {
 }
 
 /// `name` or `name [module]`.
-#[inline]
+#[inline(always)]
 fn parse_func_name(head: &str) -> Option<Func<'_>> {
     if head.is_empty() {
         return None;
@@ -564,7 +565,7 @@ fn parse_duration_column(seg: &str) -> Option<Nanos> {
 
 /// [`parse_duration_column`] of the bytes from `start`: the duration and the offset after
 /// its unit, which must be followed by the end, a space or a `|`.
-#[inline]
+#[inline(always)]
 fn duration_at(b: &[u8], start: usize) -> Option<(Nanos, usize)> {
     let mut i = start;
     if matches!(b.get(i), Some(b'+' | b'!' | b'#' | b'*' | b'@' | b'$')) {
