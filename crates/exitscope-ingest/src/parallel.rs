@@ -327,6 +327,34 @@ fn apply<S: ChunkedSink + ?Sized>(
     false
 }
 
+/// Parse and apply the lines of `chunk` in order (numbered after `lineno`), common
+/// function-graph lines straight to records; true when the sink said stop.
+fn apply_text<S: ChunkedSink + ?Sized>(
+    chunk: &[u8],
+    parser: &mut TextParser,
+    lineno: &mut u64,
+    sink: &mut S,
+) -> bool {
+    use exitscope_ftrace::reader::Chunk;
+    let mut stopped = false;
+    exitscope_ftrace::reader::for_each_line_in(chunk, |c| {
+        if stopped {
+            return;
+        }
+        *lineno += 1;
+        let flow = match c {
+            Chunk::Text(t) => match parser.common_line(t, *lineno, sink) {
+                Some(flow) => flow,
+                None => parser.apply(exitscope_ftrace::pre_parse_str(t), *lineno, sink),
+            },
+            Chunk::Line(l) => parser.apply(exitscope_ftrace::pre_parse(l), *lineno, sink),
+            Chunk::TooLong(n) => parser.too_long(n, *lineno, sink),
+        };
+        stopped = flow == Flow::Stop;
+    });
+    stopped
+}
+
 /// Parse `data` (a whole ftrace text input called `name`) with `jobs` worker threads and
 /// chunks of `chunk` bytes into `sink`. `map` is the mapping `data` lives in, so the pages
 /// of applied chunks can be released.
@@ -436,9 +464,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                             lineno += lines;
                         } else {
                             tally.refused += 1;
-                            let mut lines = Vec::new();
-                            exitscope_ftrace::pre_parse_chunk(&data[range], &mut lines);
-                            stopped = apply(&mut lines, &mut parser, &mut lineno, sink);
+                            stopped = apply_text(&data[range], &mut parser, &mut lineno, sink);
                         }
                     }
                 }
