@@ -37,9 +37,6 @@ use crate::mmap;
 /// a chunk of 50-byte lines takes about 2.5 MB parsed).
 pub(crate) const DEFAULT_CHUNK: usize = 1 << 20;
 
-/// Bytes of applied chunks handed back to the kernel at once ([`mmap::release`]).
-const RELEASE_BATCH: usize = 8 << 20;
-
 /// Inputs smaller than this are parsed on one thread (starting threads would cost more).
 pub(crate) const MIN_PARALLEL: usize = 16 << 20;
 
@@ -475,11 +472,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                 want += 1;
                 *shared.applied.lock().unwrap_or_else(|e| e.into_inner()) = want;
                 shared.changed.notify_all();
-                // In batches: each release shoots down the TLB entries of the workers'
-                // cores too (an interrupt each), and a chunk is only 1 MB.
-                if let Some(map) = map
-                    && end - released >= RELEASE_BATCH
-                {
+                if let Some(map) = map {
                     released = mmap::release(map, released, end);
                 }
                 if let Some(p) = progress {
