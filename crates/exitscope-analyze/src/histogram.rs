@@ -86,19 +86,64 @@ impl Histogram {
         arr[sub] += n;
     }
 
-    /// Merge another distribution into this one.
+    /// Merge another distribution into this one: the same as adding `other`'s values one by
+    /// one, without going through them where it can (the parts of a chunked analysis).
     pub fn merge(&mut self, other: &Histogram) {
         if !other.bucketed {
-            // Raw values, added as they are (the same as one by one; no sort): the parts of
-            // a chunked analysis hold mostly such small sets.
-            for &v in &other.exact {
-                self.add(v);
+            if self.bucketed {
+                for &v in &other.exact {
+                    self.bump(v, 1);
+                }
+            } else {
+                // No sort: the values are kept in any order until they fold.
+                self.exact.extend_from_slice(&other.exact);
+                if self.exact.len() > EXACT_LIMIT {
+                    self.fold();
+                }
+            }
+            self.total += other.total;
+            return;
+        }
+        if !self.bucketed && self.exact.len() as u64 + other.total <= EXACT_LIMIT as u64 {
+            // Only a histogram read back from bucketed JSON is bucketed with this few
+            // values; its bucket bounds stay exact values here, as `add_n` keeps them.
+            for (v, n) in other.sorted() {
+                self.add_n(v, n);
             }
             return;
         }
-        for (v, n) in other.sorted() {
-            self.add_n(v, n);
+        if !self.bucketed {
+            self.fold();
         }
+        if self.octaves.len() < other.octaves.len() {
+            self.octaves.resize_with(other.octaves.len(), || None);
+        }
+        for (mine, theirs) in self.octaves.iter_mut().zip(&other.octaves) {
+            let Some(theirs) = theirs else { continue };
+            match mine {
+                Some(arr) => {
+                    for (a, &b) in arr.iter_mut().zip(theirs.iter()) {
+                        *a += b;
+                    }
+                }
+                None => *mine = Some(theirs.clone()),
+            }
+        }
+        self.total += other.total;
+    }
+
+    /// An empty histogram that keeps its first values in `buf` (emptied), an allocation
+    /// handed back by [`Histogram::take_buffer`]: a chunk's part makes thousands of small
+    /// histograms, and growing each from nothing costs more than filling it.
+    pub(crate) fn with_buffer(mut buf: Vec<Nanos>) -> Histogram {
+        buf.clear();
+        Histogram { exact: buf, ..Histogram::default() }
+    }
+
+    /// The allocation of the exact values, for [`Histogram::with_buffer`] (the histogram is
+    /// left with no exact values: only for one about to be dropped).
+    pub(crate) fn take_buffer(&mut self) -> Vec<Nanos> {
+        std::mem::take(&mut self.exact)
     }
 
     fn fold(&mut self) {
@@ -299,6 +344,11 @@ impl DurationStats {
         }
     }
 
+    /// Empty statistics whose histogram starts in `buf` (see [`Histogram::with_buffer`]).
+    pub(crate) fn with_buffer(buf: Vec<Nanos>) -> DurationStats {
+        DurationStats { hist: Histogram::with_buffer(buf), ..DurationStats::default() }
+    }
+
     /// Mean over timed calls, rounded to the nearest ns.
     pub fn mean(&self) -> Option<Nanos> {
         // In u128: a trace.dat can hold durations near u64::MAX (the total saturates).
@@ -497,6 +547,89 @@ mod tests {
         for v in [0u64, 1, 2, 3, 80, 90, 100, 1082, 2525, 4278, 1_000_000] {
             assert!(bins.iter().any(|b| b.low_ns <= v && v < b.high_ns), "{v} {bins:?}");
         }
+    }
+
+    /// A small xorshift generator: reproducible value sets without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    #[test]
+    fn merging_parts_gives_the_histogram_of_adding_one_by_one() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let qs = [0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 100.0];
+        for round in 0..60 {
+            // Set sizes around the exact limit and well beyond it; values narrow (many
+            // repeats, below the linear limit), medium, or spread over many octaves.
+            let n = match round % 4 {
+                0 => rng.below(EXACT_LIMIT as u64),
+                1 => EXACT_LIMIT as u64 - 3 + rng.below(7),
+                2 => rng.below(3 * EXACT_LIMIT as u64),
+                _ => 10_000 + rng.below(20_000),
+            };
+            let values: Vec<Nanos> = (0..n)
+                .map(|_| match round % 3 {
+                    0 => rng.below(1500),
+                    1 => 1000 + rng.below(1_000_000),
+                    _ => rng.next() >> rng.below(64),
+                })
+                .collect();
+            let mut whole = Histogram::default();
+            for &v in &values {
+                whole.add(v);
+            }
+            // Random cuts into parts, some empty, some alone past the exact limit.
+            let mut cuts: Vec<usize> =
+                (0..rng.below(8)).map(|_| usize::try_from(rng.below(n + 1)).unwrap_or(0)).collect();
+            cuts.extend([0, values.len()]);
+            cuts.sort_unstable();
+            let parts: Vec<Histogram> = cuts
+                .windows(2)
+                .map(|w| {
+                    let mut h = Histogram::default();
+                    for &v in &values[w[0]..w[1]] {
+                        h.add(v);
+                    }
+                    h
+                })
+                .collect();
+            let mut forward = Histogram::default();
+            for p in &parts {
+                forward.merge(p);
+            }
+            let mut backward = Histogram::default();
+            for p in parts.iter().rev() {
+                backward.merge(p);
+            }
+            for merged in [&forward, &backward] {
+                assert_eq!(merged.count(), whole.count(), "round {round}");
+                assert_eq!(merged.is_exact(), whole.is_exact(), "round {round}");
+                assert_eq!(merged.to_json(512), whole.to_json(512), "round {round}");
+                assert_eq!(merged.percentiles(&qs), whole.percentiles(&qs), "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_few_bucketed_values_merge_as_their_bucket_bounds() {
+        // A histogram read back from bucketed JSON may be bucketed with few values.
+        let mut few = Histogram::default();
+        few.add_bucket(4096, 4104, 3);
+        let mut h = Histogram::default();
+        h.add(7);
+        h.merge(&few);
+        assert!(h.is_exact());
+        assert_eq!(h.sorted(), [(7, 1), (4096, 3)]);
     }
 
     #[test]

@@ -35,6 +35,16 @@ pub struct MergedTree {
     index: FxHashMap<(u32, FuncId), u32>,
     /// Scratch: merged index of each node of the root being added.
     scratch: Vec<u32>,
+    /// Allocations of the nodes of a recycled tree ([`MergedTree::recycle`]): histogram
+    /// buffers and children lists for new nodes.
+    spare: Spare,
+}
+
+/// Emptied allocations kept for reuse.
+#[derive(Clone, Debug, Default)]
+struct Spare {
+    values: Vec<Vec<Nanos>>,
+    lists: Vec<Vec<u32>>,
 }
 
 impl MergedTree {
@@ -49,10 +59,12 @@ impl MergedTree {
             return i;
         }
         let i = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
+        let mut children = self.spare.lists.pop().unwrap_or_default();
+        children.clear();
         self.nodes.push(MergedNode {
             func,
-            children: Vec::new(),
-            stats: DurationStats::default(),
+            children,
+            stats: DurationStats::with_buffer(self.spare.values.pop().unwrap_or_default()),
             self_total: 0,
             interrupt_child_total: 0,
             interrupt,
@@ -63,6 +75,17 @@ impl MergedTree {
             None => self.roots.push(i),
         }
         i
+    }
+
+    /// Empty the tree, keeping its nodes' allocations for the nodes it makes next (a
+    /// chunk's part, reused for a later chunk).
+    pub(crate) fn recycle(&mut self) {
+        for mut n in self.nodes.drain(..) {
+            self.spare.values.push(n.stats.hist.take_buffer());
+            self.spare.lists.push(n.children);
+        }
+        self.roots.clear();
+        self.index.clear();
     }
 
     /// Add one root call.
@@ -100,6 +123,9 @@ pub struct FlatProfile {
     /// Per function: inclusive stats (recursive calls inside an outer call of the same
     /// function are not counted again), and summed self time.
     pub funcs: FxHashMap<FuncId, FlatEntryStats>,
+    /// Histogram buffers of a merged part's entries, for new entries (see
+    /// [`FlatProfile::merge_part`]).
+    spare: Vec<Vec<Nanos>>,
 }
 
 /// Flat statistics of one function.
@@ -116,7 +142,11 @@ pub struct FlatEntryStats {
 impl CallSink for FlatProfile {
     fn root(&mut self, root: &RootCall, _funcs: &FuncTable) {
         for n in root.nodes.iter().filter(|n| !n.return_lost) {
-            let e = self.funcs.entry(n.func).or_default();
+            let spare = &mut self.spare;
+            let e = self.funcs.entry(n.func).or_insert_with(|| FlatEntryStats {
+                inclusive: DurationStats::with_buffer(spare.pop().unwrap_or_default()),
+                ..FlatEntryStats::default()
+            });
             e.calls += 1;
             if let Some(s) = n.self_ns() {
                 e.self_total = e.self_total.saturating_add(s);
@@ -234,14 +264,89 @@ impl MergedTree {
 
 impl FlatProfile {
     /// Add the profile of a chunk analysed on another thread (`fmap` maps its function ids).
-    pub(crate) fn merge_part(&mut self, part: FlatProfile, fmap: &[FuncId]) {
-        let mut entries: Vec<(FuncId, FlatEntryStats)> = part.funcs.into_iter().collect();
+    /// The part is left empty, its entries' allocations kept for its reuse.
+    pub(crate) fn merge_part(&mut self, part: &mut FlatProfile, fmap: &[FuncId]) {
+        let mut entries: Vec<(FuncId, FlatEntryStats)> = part.funcs.drain().collect();
         entries.sort_by_key(|(f, _)| *f);
-        for (f, o) in entries {
+        for (f, mut o) in entries {
             let e = self.funcs.entry(fmap.get(f as usize).copied().unwrap_or(f)).or_default();
             e.calls += o.calls;
             e.self_total = e.self_total.saturating_add(o.self_total);
             e.inclusive.merge(&o.inclusive);
+            part.spare.push(o.inclusive.hist.take_buffer());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::CallNode;
+
+    /// A root `f0` with `n` children `f1..`, durations from `seed`.
+    fn root(n: u32, seed: u64) -> RootCall {
+        let node = |func, parent, depth, d: u64| CallNode {
+            func,
+            parent,
+            depth,
+            start: None,
+            duration: Some(d),
+            child_ns: 0,
+            interrupt_child_ns: 0,
+            interrupt: false,
+            line: 1,
+            return_lost: false,
+        };
+        let mut nodes = vec![node(0, NO_PARENT, 0, 0)];
+        for k in 1..=n {
+            nodes.push(node(k, 0, 1, seed * 7 + u64::from(k) * 13));
+        }
+        let kids: u64 = nodes[1..].iter().filter_map(|c| c.duration).sum();
+        nodes[0].duration = Some(kids + seed);
+        nodes[0].child_ns = kids;
+        RootCall { nodes, ..RootCall::default() }
+    }
+
+    fn shape(t: &MergedTree) -> Vec<String> {
+        t.nodes
+            .iter()
+            .map(|n| format!("{} {:?} {:?}", n.func, n.children, n.stats.hist.to_json(512)))
+            .collect()
+    }
+
+    #[test]
+    fn a_recycled_tree_and_profile_build_what_fresh_ones_do() {
+        let (mut tree, mut flat) = (MergedTree::default(), FlatProfile::default());
+        let funcs = FuncTable::default();
+        for s in 0..5000 {
+            let r = root(6, s);
+            tree.add(&r);
+            flat.root(&r, &funcs);
+        }
+        let mut sink = FlatProfile::default();
+        sink.merge_part(&mut flat, &[]);
+        assert!(flat.funcs.is_empty());
+        tree.recycle();
+        assert!(tree.nodes.is_empty() && tree.roots.is_empty());
+        let (mut fresh, mut fresh_flat) = (MergedTree::default(), FlatProfile::default());
+        for s in 0..300 {
+            let r = root(u32::try_from(s % 9).unwrap_or(0), s);
+            for (t, f) in [(&mut tree, &mut flat), (&mut fresh, &mut fresh_flat)] {
+                t.add(&r);
+                f.root(&r, &funcs);
+            }
+        }
+        assert_eq!(shape(&tree), shape(&fresh));
+        assert_eq!(tree.roots, fresh.roots);
+        let flat_shape = |f: &FlatProfile| {
+            let mut v: Vec<String> = f
+                .funcs
+                .iter()
+                .map(|(k, e)| format!("{k} {} {:?}", e.calls, e.inclusive.hist.to_json(512)))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(flat_shape(&flat), flat_shape(&fresh_flat));
     }
 }

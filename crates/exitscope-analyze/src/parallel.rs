@@ -27,6 +27,7 @@
 //! earlier chunk.
 
 use std::any::Any;
+use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashSet;
 
@@ -210,7 +211,10 @@ impl ChunkedSink for Analysis<'_> {
         let max = self.opts.max_diagnostics;
         let ports = self.opts.harness_ports.clone();
         let split = self.opts.split_exits;
-        Some(Box::new(move || Box::new(GraphChunk::new(input, &name, max, ports.clone(), split))))
+        let spares = Spares::default();
+        Some(Box::new(move || {
+            Box::new(GraphChunk::new(input, &name, max, ports.clone(), split, spares.clone()))
+        }))
     }
 
     fn prefix_begins(&mut self, part: &dyn ChunkPart) {
@@ -296,7 +300,13 @@ pub(crate) struct GraphChunk {
     last_prefix: bool,
     usable: bool,
     book: PartBook,
+    /// Where the merged part's tree and profile go back, emptied, for a later chunk's part.
+    spares: Spares,
 }
+
+/// Trees and profiles of merged parts, emptied with their allocations kept (see
+/// [`MergedTree::recycle`]): shared by the parts of one analysis.
+type Spares = Arc<Mutex<Vec<(MergedTree, FlatProfile)>>>;
 
 struct GraphChunkSink<'s> {
     merged: &'s mut MergedTree,
@@ -330,6 +340,7 @@ impl GraphChunk {
         max_diagnostics: usize,
         harness_ports: Vec<u16>,
         split_exits: bool,
+        spares: Spares,
     ) -> Self {
         let table = ExitTable::builtin();
         let mut builder = CallTreeBuilder::new();
@@ -338,10 +349,12 @@ impl GraphChunk {
             builder.funcs.intern(exitscope_model::Func::new(name, module.as_deref()));
         }
         builder.begin_input(input, name);
+        let (merged, flat) =
+            spares.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
         GraphChunk {
             builder,
-            merged: MergedTree::default(),
-            flat: FlatProfile::default(),
+            merged,
+            flat,
             graph: GraphExits::new(table),
             reasons: Reasons::default(),
             stats: ExitStats::for_part(harness_ports),
@@ -357,6 +370,7 @@ impl GraphChunk {
             last_prefix: false,
             usable: true,
             book: PartBook::new(max_diagnostics),
+            spares,
         }
     }
 }
@@ -445,8 +459,11 @@ impl RecordSink for GraphChunk {
         if self.merged.nodes.len() > self.node_lines.len() {
             self.node_lines.resize(self.merged.nodes.len(), rec.line);
         }
-        for x in self.exit_buf.drain(..) {
-            self.stats.add(&x, &self.reasons);
+        // Most records complete no exit: skip the drain's set-up and drop.
+        if !self.exit_buf.is_empty() {
+            for x in self.exit_buf.drain(..) {
+                self.stats.add(&x, &self.reasons);
+            }
         }
         Flow::Continue
     }
@@ -543,7 +560,7 @@ impl Analysis<'_> {
         })
     }
 
-    fn merge_graph_part(&mut self, p: GraphChunk, line_base: u64) {
+    fn merge_graph_part(&mut self, mut p: GraphChunk, line_base: u64) {
         let Some(replay) = self.replay.take() else { return };
         let GraphReplay { fmap, n0, marks, warn_from } = replay;
         let mut chunk_lines = Vec::with_capacity(self.merged.nodes.len() - n0);
@@ -561,9 +578,11 @@ impl Analysis<'_> {
         self.stats.merge_part(p.stats, &map);
         let part_lines: Vec<u64> = p.node_lines.iter().map(|l| l + line_base).collect();
         self.merged.merge_part(&p.merged, &fmap, &part_lines, &mut chunk_lines, n0);
-        self.flat.merge_part(p.flat, &fmap);
+        self.flat.merge_part(&mut p.flat, &fmap);
         self.graph.merge_counts(&p.graph);
         self.builder.merge_part(p.builder, &fmap, line_base, warn_from);
         self.merge_book(p.book, line_base);
+        p.merged.recycle();
+        p.spares.lock().unwrap_or_else(|e| e.into_inner()).push((p.merged, p.flat));
     }
 }

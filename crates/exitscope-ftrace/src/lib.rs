@@ -147,6 +147,32 @@ impl TextParser {
         }
     }
 
+    /// [`TextParser::apply`] of [`pre_parse_str`]`(text)` when the line has the common
+    /// function-graph shape ([`line::common_graph_record`]) and no comment is open: its record
+    /// goes to `sink` straight from the text. `None` (nothing done) for any other line.
+    #[inline]
+    pub fn common_line<S: RecordSink + ?Sized>(
+        &mut self,
+        text: &str,
+        lineno: u64,
+        sink: &mut S,
+    ) -> Option<Flow> {
+        if self.open_comment.is_some() {
+            return None;
+        }
+        let (cpu, kind) = line::common_graph_record(text)?;
+        self.summary.lines += 1;
+        self.summary.record_lines += 1;
+        self.summary.records += 1;
+        let task = self
+            .cpu_tasks
+            .get(cpu as usize)
+            .and_then(Option::as_ref)
+            .map(|(comm, pid)| Task::new(comm, *pid));
+        let rec = Record { line: lineno, cpu: Some(cpu), task, timestamp: None, kind };
+        Some(sink.record(&rec))
+    }
+
     /// Report a line longer than [`reader::MAX_LINE`].
     pub fn too_long<S: RecordSink + ?Sized>(
         &mut self,
@@ -557,7 +583,10 @@ pub fn parse_reader<R: Read, S: RecordSink + ?Sized>(
     let bytes = reader::for_each_line(rdr, |chunk| {
         lineno += 1;
         let flow = match chunk {
-            reader::Chunk::Text(t) => parser.apply(pre_parse_str(t), lineno, sink),
+            reader::Chunk::Text(t) => match parser.common_line(t, lineno, sink) {
+                Some(flow) => flow,
+                None => parser.apply(pre_parse_str(t), lineno, sink),
+            },
             reader::Chunk::Line(l) => parser.line(l, lineno, sink),
             reader::Chunk::TooLong(n) => parser.too_long(n, lineno, sink),
         };

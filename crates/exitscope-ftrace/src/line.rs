@@ -6,7 +6,7 @@
 //! widths do not track the data widths.
 
 use exitscope_model::bytes::find_byte;
-use exitscope_model::{Func, Nanos, Task};
+use exitscope_model::{Func, Nanos, RecordKind, Task};
 
 /// One classified line.
 #[derive(Debug, PartialEq, Eq)]
@@ -185,7 +185,19 @@ pub(crate) fn parse_line_general(line: &str) -> Res<Line<'_>> {
 /// it is no irq marker) followed by spaces and the first `|`.
 #[inline]
 fn common_graph_line(line: &str) -> Option<Res<Line<'_>>> {
-    let b = line.as_bytes();
+    let (cpu, duration, body_start, depth) = common_graph_head(line.as_bytes())?;
+    Some(parse_body(line, body_start, duration, depth).map(|body| Line::Graph {
+        abstime: None,
+        cpu: Some(cpu),
+        task: None,
+        body,
+    }))
+}
+
+/// The columns of a line of the common shape (see [`common_graph_line`]): its CPU, its
+/// duration, where its body starts and the depth its indentation says.
+#[inline(always)]
+fn common_graph_head(b: &[u8]) -> Option<(u32, Option<Nanos>, usize, u32)> {
     let mut i = skip_spaces(b, 0);
     let cpu_start = i;
     let mut n: u32 = 0;
@@ -197,7 +209,6 @@ fn common_graph_line(line: &str) -> Option<Res<Line<'_>>> {
     if i == cpu_start || i - cpu_start > 9 || b.get(i) != Some(&b')') {
         return None;
     }
-    let cpu = Some(n);
     let after_cpu = i + 1;
     let k = skip_spaces(b, after_cpu);
     let (bar, duration) = match b.get(k)? {
@@ -217,12 +228,35 @@ fn common_graph_line(line: &str) -> Option<Res<Line<'_>>> {
     // Body: `|` + 2 spaces + 2 per depth level.
     let body_start = skip_spaces(b, bar + 1);
     let depth = depth_u32((body_start - (bar + 1)).saturating_sub(2) / 2);
-    Some(parse_body(line, body_start, duration, depth).map(|body| Line::Graph {
-        abstime: None,
-        cpu,
-        task: None,
-        body,
-    }))
+    Some((n, duration, body_start, depth))
+}
+
+/// The record of a line of the common shape ([`common_graph_line`]) whose body is a call,
+/// a leaf or a bare `}`: its CPU and kind, exactly what [`parse_line`] says of it as a
+/// [`Line::Graph`] (no abstime or task column); `None` for any other line (the caller then
+/// goes the long way). Built in place, without the [`Line`] in between: most lines of a
+/// function-graph trace come this way.
+#[inline(always)]
+pub fn common_graph_record(line: &str) -> Option<(u32, RecordKind<'_>)> {
+    let (cpu, duration, start, depth) = common_graph_head(line.as_bytes())?;
+    let s = line.get(start..)?.trim_ascii_end();
+    let b = s.as_bytes();
+    let last = *b.last()?;
+    // An exit with a comment, a comment, or a retval / retaddr comment (funcgraph-retval
+    // ends the line in `*/`): the long way.
+    let kind = if b[0] == b'}' || b.starts_with(b"/*") {
+        if b.len() != 1 {
+            return None;
+        }
+        RecordKind::Exit { func: None, duration, depth }
+    } else if last == b'{' {
+        RecordKind::Entry { func: parse_call(s[..s.len() - 1].trim_ascii_end())?, depth }
+    } else if last == b';' {
+        RecordKind::Leaf { func: parse_call(&s[..s.len() - 1])?, duration, depth }
+    } else {
+        return None;
+    };
+    Some((cpu, kind))
 }
 
 #[inline]
@@ -436,34 +470,69 @@ fn parse_body(line: &str, start: usize, duration: Option<Nanos>, depth: u32) -> 
     Ok(if is_entry { Body::Entry { func, depth } } else { Body::Leaf { func, duration, depth } })
 }
 
-/// `name()`, `name [mod]()`, `name(a=1, b=0x2)`.
-#[inline]
+/// `name()`, `name [mod]()`, `name(a=1, b=0x2)`. Always inlined, like the other helpers
+/// of the common line: a result returned through memory stalls the caller reading it back.
+#[inline(always)]
 fn parse_call(call: &str) -> Option<Func<'_>> {
     let call = call.strip_suffix(')')?;
-    // The argument list can contain parentheses; the name cannot contain `(` or spaces.
-    let open = find_byte(call.as_bytes(), b'(')?;
+    let b = call.as_bytes();
+    // The argument list can contain parentheses; the name cannot contain `(` or spaces. One
+    // scan finds the name's end and, usually, the space before the module.
+    let p = find_space_or_paren(b)?;
+    if b[p] == b'(' {
+        return func_name_at(call[..p].trim_ascii_end(), None);
+    }
+    let open = p + b[p..].iter().position(|&c| c == b'(')?;
     let head = call[..open].trim_ascii_end();
-    parse_func_name(head)
+    // `p` is the first space of `head`, unless the spaces were all trailing.
+    func_name_at(head, Some(p).filter(|&p| p < head.len()))
 }
 
 /// `name` or `name [module]`.
-#[inline]
+#[inline(always)]
 fn parse_func_name(head: &str) -> Option<Func<'_>> {
+    func_name_at(head, find_byte(head.as_bytes(), b' '))
+}
+
+/// [`parse_func_name`] with the position of the first space of `head` known.
+#[inline(always)]
+fn func_name_at(head: &str, space: Option<usize>) -> Option<Func<'_>> {
     if head.is_empty() {
         return None;
     }
-    match find_byte(head.as_bytes(), b' ') {
+    match space {
         None => Some(Func::new(head, None)),
         Some(sp) => {
             let name = &head[..sp];
             let m = head[sp..].trim_ascii();
             let module = m.strip_prefix('[')?.strip_suffix(']')?;
-            if module.is_empty() || module.contains(' ') {
+            if module.is_empty() || module.as_bytes().contains(&b' ') {
                 return None;
             }
             Some(Func::new(name, Some(module)))
         }
     }
+}
+
+/// The first space or `(` in `b`, eight bytes at a time (see
+/// [`exitscope_model::bytes::find_byte`]; the lowest byte flagged in either mask is exact).
+#[inline(always)]
+fn find_space_or_paren(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(w) = b.get(i..i + 8) {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(w);
+        let x = u64::from_le_bytes(x);
+        let (s, p) = (x ^ (ONES * u64::from(b' ')), x ^ (ONES * u64::from(b'(')));
+        let t = ((s.wrapping_sub(ONES) & !s) | (p.wrapping_sub(ONES) & !p)) & HIGHS;
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..].iter().position(|&c| c == b' ' || c == b'(').map(|k| i + k)
 }
 
 /// The function named in an exit comment: `f`, `f [mod]`, `f = 0x1`, `f ret=0x1`.
@@ -530,7 +599,7 @@ fn parse_duration_column(seg: &str) -> Option<Nanos> {
 
 /// [`parse_duration_column`] of the bytes from `start`: the duration and the offset after
 /// its unit, which must be followed by the end, a space or a `|`.
-#[inline]
+#[inline(always)]
 fn duration_at(b: &[u8], start: usize) -> Option<(Nanos, usize)> {
     let mut i = start;
     if matches!(b.get(i), Some(b'+' | b'!' | b'#' | b'*' | b'@' | b'$')) {
@@ -1045,6 +1114,69 @@ mod tests {
                 reference_task(t),
                 "{t:?}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod call_tests {
+    use super::*;
+
+    /// The call grammar written plainly: the name ends at the first `(`; a space in it
+    /// starts the module.
+    fn plain_call(call: &str) -> Option<Func<'_>> {
+        let call = call.strip_suffix(')')?;
+        let head = call[..call.find('(')?].trim_ascii_end();
+        if head.is_empty() {
+            return None;
+        }
+        match head.find(' ') {
+            None => Some(Func::new(head, None)),
+            Some(sp) => {
+                let m = head[sp..].trim_ascii();
+                let module = m.strip_prefix('[')?.strip_suffix(']')?;
+                (!module.is_empty() && !module.contains(' '))
+                    .then(|| Func::new(&head[..sp], Some(module)))
+            }
+        }
+    }
+
+    #[test]
+    fn one_scan_reads_calls_as_the_plain_grammar() {
+        let seeds = [
+            "kvm_load_guest_xsave_state [kvm]()",
+            "f()",
+            "a_long_function_name.part.119 [kvm_amd](a=1, b=(2))",
+            "g [m] ()",
+            "h\t[m]()",
+            "x ()",
+            "y(z [q])",
+        ];
+        let subst = [" ", "\t", "(", ")", "[", "]", "a", "", "  "];
+        let mut n = 0;
+        for seed in seeds {
+            for at in 0..=seed.len() {
+                for s in subst {
+                    for cut in [at, (at + 1).min(seed.len())] {
+                        let l = format!("{}{s}{}", &seed[..at], &seed[cut..]);
+                        assert_eq!(parse_call(&l), plain_call(&l), "{l:?}");
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert!(n > 1000);
+    }
+
+    #[test]
+    fn space_or_paren_scan_finds_what_a_byte_loop_finds() {
+        let text = b"ab(cdefgh ijklmnop(q   \x80(\xff rstuvwxyz0123456789 (";
+        for from in 0..=text.len() {
+            for to in from..=text.len() {
+                let t = &text[from..to];
+                let want = t.iter().position(|&c| c == b' ' || c == b'(');
+                assert_eq!(find_space_or_paren(t), want, "{from}..{to}");
+            }
         }
     }
 }

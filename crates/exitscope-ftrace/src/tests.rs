@@ -3,7 +3,7 @@
 use exitscope_model::{Diagnostic, Flow, Record, RecordKind, RecordSink};
 
 use crate::line::{Body, Line, parse_duration, parse_line};
-use crate::parse_reader;
+use crate::{TextParser, parse_reader};
 
 /// Renders each record compactly so tests read like the trace.
 #[derive(Default)]
@@ -601,4 +601,55 @@ fn shortcuts_agree_with_the_general_grammar() {
     for l in &lines {
         assert_eq!(parse_line(l), crate::line::parse_line_general(l), "{l:?}");
     }
+}
+
+#[test]
+fn common_records_are_the_records_of_the_parsed_line() {
+    let lines: Vec<String> = fixture_lines().into_iter().chain(near_common_lines()).collect();
+    let mut taken = 0;
+    for l in &lines {
+        let Some((cpu, kind)) = crate::line::common_graph_record(l) else { continue };
+        taken += 1;
+        let parsed = parse_line(l);
+        let taken = matches!(parsed, Ok(Line::Graph { abstime: None, task: None, .. }));
+        assert!(taken, "{l:?}: shortcut took it, parse_line says {parsed:?}");
+        let Ok(Line::Graph { cpu: c, body, .. }) = parsed else { continue };
+        assert_eq!(c, Some(cpu), "{l:?}");
+        assert!(!matches!(body, Body::Comment { .. } | Body::Irq { .. }), "{l:?}");
+        assert_eq!(crate::body_kind(body), kind, "{l:?}");
+    }
+    assert!(taken > 1000, "only {taken} lines took the shortcut");
+}
+
+/// A parser fed through [`TextParser::common_line`] where it takes the line gives the
+/// records, diagnostics and counts of [`TextParser::line`] alone.
+#[test]
+fn common_lines_apply_as_parsed_lines() {
+    #[derive(Default)]
+    struct Log(Vec<String>);
+    impl RecordSink for Log {
+        fn record(&mut self, r: &Record<'_>) -> Flow {
+            self.0.push(format!("{r:?}"));
+            Flow::Continue
+        }
+        fn diagnostic(&mut self, d: Diagnostic) -> Flow {
+            self.0.push(format!("{d:?}"));
+            Flow::Continue
+        }
+    }
+    let mut lines = fixture_lines();
+    // Banners give lines without a task column their task; an open comment takes lines.
+    lines.insert(lines.len() / 2, " 1) qemu-77 => vcpu-88".to_owned());
+    lines.insert(lines.len() / 3, " 1)   |  /* printk: open".to_owned());
+    let (mut a, mut b) = (TextParser::new("x"), TextParser::new("x"));
+    let (mut la, mut lb) = (Log::default(), Log::default());
+    for (i, l) in lines.iter().enumerate() {
+        let n = i as u64 + 1;
+        a.line(l.as_bytes(), n, &mut la);
+        if b.common_line(l, n, &mut lb).is_none() {
+            b.line(l.as_bytes(), n, &mut lb);
+        }
+    }
+    assert_eq!(la.0, lb.0);
+    assert_eq!(a.finish(&mut la), b.finish(&mut lb));
 }

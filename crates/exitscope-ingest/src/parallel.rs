@@ -133,8 +133,14 @@ impl BannerChain {
 fn chunk_banners(chunk: &[u8]) -> Banners {
     let mut lines = Vec::new();
     let mut from = 0;
-    while let Some(k) = memchr::memmem::find(&chunk[from..], b"=>") {
+    // Each `>` after `from + 1` with a `=` before it: one-byte search is the fastest there is,
+    // and `>` is rare in function-graph text.
+    while let Some(k) = memchr::memchr(b'>', chunk.get(from + 1..).unwrap_or_default()) {
         let at = from + k;
+        if chunk[at] != b'=' {
+            from = at + 1;
+            continue;
+        }
         let start = memchr::memrchr(b'\n', &chunk[..at]).map_or(0, |p| p + 1);
         let end = memchr::memchr(b'\n', &chunk[at..]).map_or(chunk.len(), |p| at + p);
         let line = &chunk[start..end];
@@ -164,6 +170,20 @@ fn analyse_graph_stream<'a>(
             return;
         }
         n += 1;
+        if let exitscope_ftrace::reader::Chunk::Text(t) = c
+            && parser.common_line(t, n, &mut *part).is_some()
+        {
+            // Most lines: straight to one record (which sets whether it was a prefix). A
+            // part that cannot stand for its chunk ignores the records after, so asking for
+            // that now and then is enough to stop early.
+            if part.last_was_prefix() {
+                prefix.push((n, t));
+            }
+            if n.is_multiple_of(256) {
+                ok = part.usable();
+            }
+            return;
+        }
         let pre = match c {
             exitscope_ftrace::reader::Chunk::Text(t) => exitscope_ftrace::pre_parse_str(t),
             exitscope_ftrace::reader::Chunk::Line(l) => exitscope_ftrace::pre_parse(l),
@@ -182,7 +202,7 @@ fn analyse_graph_stream<'a>(
         }
         ok = part.usable();
     });
-    if !ok || parser.has_open_comment() {
+    if !ok || !part.usable() || parser.has_open_comment() {
         return None;
     }
     let mut summary = parser.finish(&mut *part);
@@ -321,6 +341,34 @@ fn apply<S: ChunkedSink + ?Sized>(
     false
 }
 
+/// Parse and apply the lines of `chunk` in order (numbered after `lineno`), common
+/// function-graph lines straight to records; true when the sink said stop.
+fn apply_text<S: ChunkedSink + ?Sized>(
+    chunk: &[u8],
+    parser: &mut TextParser,
+    lineno: &mut u64,
+    sink: &mut S,
+) -> bool {
+    use exitscope_ftrace::reader::Chunk;
+    let mut stopped = false;
+    exitscope_ftrace::reader::for_each_line_in(chunk, |c| {
+        if stopped {
+            return;
+        }
+        *lineno += 1;
+        let flow = match c {
+            Chunk::Text(t) => match parser.common_line(t, *lineno, sink) {
+                Some(flow) => flow,
+                None => parser.apply(exitscope_ftrace::pre_parse_str(t), *lineno, sink),
+            },
+            Chunk::Line(l) => parser.apply(exitscope_ftrace::pre_parse(l), *lineno, sink),
+            Chunk::TooLong(n) => parser.too_long(n, *lineno, sink),
+        };
+        stopped = flow == Flow::Stop;
+    });
+    stopped
+}
+
 /// Parse `data` (a whole ftrace text input called `name`) with `jobs` worker threads and
 /// chunks of `chunk` bytes into `sink`. `map` is the mapping `data` lives in, so the pages
 /// of applied chunks can be released.
@@ -432,9 +480,7 @@ pub(crate) fn parse_text<S: ChunkedSink + ?Sized>(
                             lineno += lines;
                         } else {
                             tally.refused += 1;
-                            let mut lines = Vec::new();
-                            exitscope_ftrace::pre_parse_chunk(&data[range], &mut lines);
-                            stopped = apply(&mut lines, &mut parser, &mut lineno, sink);
+                            stopped = apply_text(&data[range], &mut parser, &mut lineno, sink);
                         }
                     }
                 }
