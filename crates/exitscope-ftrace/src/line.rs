@@ -231,7 +231,7 @@ fn common_graph_head(b: &[u8]) -> Option<(u32, Option<Nanos>, usize, u32)> {
     Some((n, duration, body_start, depth))
 }
 
-/// The record of a line of the common shape ([`common_graph_line`]) whose body is a call,
+/// The record of a line of the common shape (` CPU)  [DURATION] |  BODY`) whose body is a call,
 /// a leaf or a bare `}`: its CPU and kind, exactly what [`parse_line`] says of it as a
 /// [`Line::Graph`] (no abstime or task column); `None` for any other line (the caller then
 /// goes the long way). Built in place, without the [`Line`] in between: most lines of a
