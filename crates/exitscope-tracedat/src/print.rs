@@ -1007,10 +1007,10 @@ fn push_digits<const R: u64>(out: &mut String, v: u64) {
     out.push_str(std::str::from_utf8(digits_into::<R>(&mut buf, v)).unwrap_or_default());
 }
 
-/// Formats an integer conversion (`d i u x X o`) of `v` (without padding).
-fn fmt_int(spec: &Spec, v: i64, long_size: usize, out: &mut String) {
-    let start = out.len();
-    // Width of the C type the conversion names.
+/// `v` cut to the width of the C type the conversion names (`hh`, `h`, none, `l`, `ll`), and
+/// that width in bits.
+#[inline]
+fn c_width(spec: &Spec, v: i64, long_size: usize) -> (u64, u32) {
     let bits = match spec.len {
         l if l <= -2 => 8,
         -1 => 16,
@@ -1018,7 +1018,13 @@ fn fmt_int(spec: &Spec, v: i64, long_size: usize, out: &mut String) {
         1 if long_size == 4 => 32,
         _ => 64,
     };
-    let u = if bits == 64 { v as u64 } else { (v as u64) & ((1u64 << bits) - 1) };
+    (if bits == 64 { v as u64 } else { (v as u64) & ((1u64 << bits) - 1) }, bits)
+}
+
+/// Formats an integer conversion (`d i u x X o`) of `v` (without padding).
+fn fmt_int(spec: &Spec, v: i64, long_size: usize, out: &mut String) {
+    let start = out.len();
+    let (u, bits) = c_width(spec, v, long_size);
     match spec.conv {
         b'd' | b'i' => {
             let s = if bits == 64 { v } else { ((u << (64 - bits)) as i64) >> (64 - bits) };
@@ -1177,14 +1183,7 @@ fn push_int_padded(spec: &Spec, v: i64, long_size: usize, out: &mut String) -> b
     if spec.precision.is_some() || spec.alt || spec.plus || spec.space {
         return false;
     }
-    let bits = match spec.len {
-        l if l <= -2 => 8,
-        -1 => 16,
-        0 => 32,
-        1 if long_size == 4 => 32,
-        _ => 64,
-    };
-    let u = if bits == 64 { v as u64 } else { (v as u64) & ((1u64 << bits) - 1) };
+    let (u, bits) = c_width(spec, v, long_size);
     let mut buf = [0u8; 20];
     let (neg, digits) = match spec.conv {
         b'd' | b'i' => {
