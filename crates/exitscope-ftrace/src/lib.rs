@@ -561,14 +561,18 @@ pub fn pre_parse_str(text: &str) -> PreLine<'_> {
 /// number of lines.
 pub fn pre_parse_chunk<'a>(chunk: &'a [u8], out: &mut Vec<PreLine<'a>>) -> u64 {
     let before = out.len();
-    reader::for_each_line_in(chunk, |c| {
-        out.push(match c {
-            reader::Chunk::Text(t) => pre_parse_str(t),
-            reader::Chunk::Line(l) => pre_parse(l),
-            reader::Chunk::TooLong(n) => PreLine::TooLong(n),
-        });
-    });
+    reader::for_each_line_in(chunk, |c| out.push(pre_parse_line(c)));
     (out.len() - before) as u64
+}
+
+/// [`pre_parse_str`] or [`pre_parse`] of one line as [`reader::for_each_line_in`] hands it.
+#[inline]
+pub fn pre_parse_line(c: reader::Chunk<'_>) -> PreLine<'_> {
+    match c {
+        reader::Chunk::Text(t) => pre_parse_str(t),
+        reader::Chunk::Line(l) => pre_parse(l),
+        reader::Chunk::TooLong(n) => PreLine::TooLong(n),
+    }
 }
 
 /// Parse a whole stream. `input` names it in diagnostics.

@@ -514,25 +514,10 @@ fn func_name_at(head: &str, space: Option<usize>) -> Option<Func<'_>> {
     }
 }
 
-/// The first space or `(` in `b`, eight bytes at a time (see
-/// [`exitscope_model::bytes::find_byte`]; the lowest byte flagged in either mask is exact).
+/// The first space or `(` in `b` ([`exitscope_model::bytes::find_either`]).
 #[inline(always)]
 fn find_space_or_paren(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
-    while let Some(w) = b.get(i..i + 8) {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(w);
-        let x = u64::from_le_bytes(x);
-        let (s, p) = (x ^ (ONES * u64::from(b' ')), x ^ (ONES * u64::from(b'(')));
-        let t = ((s.wrapping_sub(ONES) & !s) | (p.wrapping_sub(ONES) & !p)) & HIGHS;
-        if t != 0 {
-            return Some(i + (t.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    b[i..].iter().position(|&c| c == b' ' || c == b'(').map(|k| i + k)
+    exitscope_model::bytes::find_either(b, b' ', b'(')
 }
 
 /// The function named in an exit comment: `f`, `f [mod]`, `f = 0x1`, `f ret=0x1`.

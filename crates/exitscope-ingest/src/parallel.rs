@@ -184,11 +184,7 @@ fn analyse_graph_stream<'a>(
             }
             return;
         }
-        let pre = match c {
-            exitscope_ftrace::reader::Chunk::Text(t) => exitscope_ftrace::pre_parse_str(t),
-            exitscope_ftrace::reader::Chunk::Line(l) => exitscope_ftrace::pre_parse(l),
-            exitscope_ftrace::reader::Chunk::TooLong(len) => PreLine::TooLong(len),
-        };
+        let pre = exitscope_ftrace::pre_parse_line(c);
         let text = match &pre {
             PreLine::Text { text, parsed: Ok(_) } => Some(*text),
             _ => None,
@@ -205,13 +201,25 @@ fn analyse_graph_stream<'a>(
     if !ok || !part.usable() || parser.has_open_comment() {
         return None;
     }
+    Some(finish_part(part, parser, prefix, n, range))
+}
+
+/// The part of a chunk of `lines` lines whose `prefix` lines were left to the sink. A prefix
+/// line is one line and one record (a graph line, a banner or an event), counted by the
+/// sink's parser when it applies it, so not here.
+fn finish_part<'a>(
+    mut part: Box<dyn ChunkPart>,
+    parser: TextParser,
+    prefix: Vec<(u64, &'a str)>,
+    lines: u64,
+    range: Range<usize>,
+) -> Done<'a> {
     let mut summary = parser.finish(&mut *part);
-    // A prefix line is one line and one record (a graph line or a banner).
     let k = prefix.len() as u64;
     summary.lines -= k;
     summary.record_lines -= k;
     summary.records -= k;
-    Some(Done::Part { part, summary, prefix, lines: n, range })
+    Done::Part { part, summary, prefix, lines, range }
 }
 
 /// A plain record sink as a [`ChunkedSink`] that takes no parts.
@@ -292,11 +300,7 @@ fn analyse_event_stream<'a>(
             return;
         }
         n += 1;
-        let pre = match c {
-            exitscope_ftrace::reader::Chunk::Text(t) => exitscope_ftrace::pre_parse_str(t),
-            exitscope_ftrace::reader::Chunk::Line(l) => exitscope_ftrace::pre_parse(l),
-            exitscope_ftrace::reader::Chunk::TooLong(len) => PreLine::TooLong(len),
-        };
+        let pre = exitscope_ftrace::pre_parse_line(c);
         if !TextParser::context_free(std::slice::from_ref(&pre)) {
             ok = false;
             return;
@@ -317,12 +321,7 @@ fn analyse_event_stream<'a>(
     if !ok || !part.usable() {
         return None;
     }
-    let mut summary = parser.finish(&mut *part);
-    let k = prefix.len() as u64;
-    summary.lines -= k;
-    summary.record_lines -= k;
-    summary.records -= k;
-    Some(Done::Part { part, summary, prefix, lines: n, range })
+    Some(finish_part(part, parser, prefix, n, range))
 }
 
 /// Apply pre-parsed `lines` in order (numbered after `lineno`); true when the sink said stop.
