@@ -47,7 +47,7 @@ use std::collections::BTreeMap;
 
 use exitscope_model::{
     Diagnostic, Flow, InputFormat, InputSink, InputSummary, Record, RecordKind, RecordSink,
-    Severity,
+    Severity, TextUse,
 };
 
 use calls::{CallSink, CallTreeBuilder, RootCall};
@@ -579,6 +579,35 @@ impl RecordSink for Analysis<'_> {
     fn diagnostic(&mut self, d: Diagnostic) -> Flow {
         self.keep_diagnostic(d);
         Flow::Continue
+    }
+
+    fn text_use(&self, event: &str) -> TextUse {
+        // The exit pairing (and the graph's exits, from the same events in roots) reads its
+        // events' text. Any other event's text is kept only in the root of a call it falls
+        // inside, where only the extra call sinks (timelines) read it.
+        let own = if EventExits::reads_text(event) {
+            TextUse::Always
+        } else if self.extra.is_empty() {
+            TextUse::Never
+        } else {
+            TextUse::Sometimes
+        };
+        self.extra_records.iter().map(|s| s.text_use(event)).fold(own, TextUse::max)
+    }
+
+    fn wants_text(&self, rec: &Record<'_>) -> bool {
+        let event = match rec.kind {
+            RecordKind::Event { name, .. } => name,
+            _ => return true,
+        };
+        let wants = |s: &&mut dyn RecordSink| match s.text_use(event) {
+            TextUse::Never => false,
+            TextUse::Sometimes => s.wants_text(rec),
+            TextUse::Always => true,
+        };
+        EventExits::reads_text(event)
+            || (!self.extra.is_empty() && self.builder.in_open_call(rec))
+            || self.extra_records.iter().any(wants)
     }
 }
 

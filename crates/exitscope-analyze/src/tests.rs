@@ -411,3 +411,44 @@ fn report_host_is_the_inputs_recording_host_or_none() {
         assert!(r.diagnostics[0].message.contains("host is left unknown"), "{:?}", r.diagnostics);
     }
 }
+
+/// What the analysis tells binary readers about event text: the exit events' text always;
+/// any other event's only inside an open call and only when a call sink reads roots.
+#[test]
+fn event_text_is_asked_for_where_it_is_read() {
+    use exitscope_model::{Record, RecordKind, RecordSink, Task, TextUse};
+    struct Roots;
+    impl crate::calls::CallSink for Roots {
+        fn root(&mut self, _: &crate::calls::RootCall, _: &crate::funcs::FuncTable) {}
+    }
+    let task = Some(Task { comm: "qemu", pid: 7, tgid: None });
+    let at = |kind| Record { line: 0, cpu: Some(0), task, timestamp: Some(1), kind };
+    let fpu = at(RecordKind::Event { name: "kvm_fpu", text: "" });
+    let bare = Analysis::new(AnalysisOptions::default());
+    for e in ["kvm_exit", "kvm_entry", "sched_switch", "kvm_pio", "kvm_mmio", "kvm_msr"] {
+        assert_eq!(bare.text_use(e), TextUse::Always, "{e}");
+    }
+    assert_eq!(bare.text_use("kvm_fpu"), TextUse::Never);
+    let mut roots = Roots;
+    let mut a = Analysis::new(AnalysisOptions::default());
+    a.add_call_sink(&mut roots);
+    a.begin_input("t", exitscope_model::InputFormat::TraceDat);
+    assert_eq!(a.text_use("kvm_fpu"), TextUse::Sometimes);
+    assert!(!a.wants_text(&fpu), "no open call");
+    let f = exitscope_model::Func::new("vcpu_enter_guest", None);
+    a.record(&at(RecordKind::Entry { func: f, depth: 0 }));
+    assert!(a.wants_text(&fpu), "inside vcpu_enter_guest");
+    a.record(&at(RecordKind::Exit { func: None, duration: None, depth: 0 }));
+    assert!(!a.wants_text(&fpu), "after it returned");
+    // A record sink that reads every text makes it always.
+    struct All;
+    impl RecordSink for All {
+        fn record(&mut self, _: &Record<'_>) -> exitscope_model::Flow {
+            exitscope_model::Flow::Continue
+        }
+    }
+    let mut all = All;
+    let mut b = Analysis::new(AnalysisOptions::default());
+    b.add_record_sink(&mut all);
+    assert_eq!(b.text_use("kvm_fpu"), TextUse::Always);
+}

@@ -651,6 +651,12 @@ impl<S: InputSink + ?Sized> RecordSink for RecordsOf<'_, S> {
     fn diagnostic(&mut self, diag: exitscope_model::Diagnostic) -> exitscope_model::Flow {
         self.0.diagnostic(diag)
     }
+    fn text_use(&self, event: &str) -> exitscope_model::TextUse {
+        self.0.text_use(event)
+    }
+    fn wants_text(&self, rec: &exitscope_model::Record<'_>) -> bool {
+        self.0.wants_text(rec)
+    }
 }
 
 #[cfg(test)]

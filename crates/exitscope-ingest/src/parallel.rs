@@ -232,6 +232,12 @@ impl<S: RecordSink> RecordSink for InOrder<S> {
     fn diagnostic(&mut self, diag: exitscope_model::Diagnostic) -> Flow {
         self.0.diagnostic(diag)
     }
+    fn text_use(&self, event: &str) -> exitscope_model::TextUse {
+        self.0.text_use(event)
+    }
+    fn wants_text(&self, rec: &exitscope_model::Record<'_>) -> bool {
+        self.0.wants_text(rec)
+    }
 }
 
 impl<S: RecordSink> ChunkedSink for InOrder<S> {

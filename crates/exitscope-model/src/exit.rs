@@ -780,6 +780,17 @@ impl fmt::Display for ExitKey {
     }
 }
 
+/// The events [`tracepoint_exit`] reads (`Some` for these names, `None` for every other).
+pub const TRACEPOINT_EXIT_EVENTS: &[&str] = &[
+    "kvm_cpuid",
+    "kvm_pio",
+    "kvm_mmio",
+    "kvm_msr",
+    "kvm_hypercall",
+    "kvm_hv_hypercall",
+    "kvm_xen_hypercall",
+];
+
 /// The exit a reason-specific tracepoint stands for (`kvm_cpuid`, `kvm_pio`, `kvm_mmio`,
 /// `kvm_msr`, `kvm_hypercall`, `kvm_hv_hypercall`, `kvm_xen_hypercall`), with the key its text
 /// names, from the kernels' print formats:
@@ -789,6 +800,9 @@ impl fmt::Display for ExitKey {
 /// - `kvm_msr`: `msr_read 1d9 = 0x0` / `msr_write c0000103 = 0x0` (`(#GP)` when it faulted);
 /// - `kvm_hypercall`: `nr 0x1 a0 0x0 ...`.
 pub fn tracepoint_exit(event: &str, text: &str) -> Option<TracepointExit> {
+    if !TRACEPOINT_EXIT_EVENTS.contains(&event) {
+        return None;
+    }
     let mut w = text.split_whitespace();
     let plain = |kind| Some(TracepointExit { kind, key: None, mmio: None });
     match event {
@@ -1246,6 +1260,13 @@ mod tests {
             ExitKind::Cpuid
         );
         assert_eq!(tracepoint_exit("kvm_entry", "vcpu 0"), None);
+        // The list says which events it reads, whatever their text.
+        for e in TRACEPOINT_EXIT_EVENTS {
+            assert!(tracepoint_exit(e, "").is_some(), "{e}");
+        }
+        for e in ["kvm_exit", "kvm_fpu", "kvm_emulate_insn", "sched_switch", ""] {
+            assert_eq!(tracepoint_exit(e, "pio_read at 0x1 nr 0x1"), None, "{e}");
+        }
         assert_eq!(ExitKey::Port { port: 0x3f0, write: true }.to_string(), "port 0x3f0 out");
     }
 

@@ -132,7 +132,8 @@ pub enum RecordKind<'a> {
     Event {
         /// Event name (`kvm_exit`); empty for trace_printk messages without a name.
         name: &'a str,
-        /// The event's printed arguments (everything after `name: `).
+        /// The event's printed arguments (everything after `name: `). Empty from a binary
+        /// reader when the sink said it does not read it ([`RecordSink::text_use`]).
         text: &'a str,
     },
     /// A task-switch banner: `prev => next` on `Record::cpu`.
@@ -206,6 +207,20 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// How much of an event's text a sink reads ([`RecordSink::text_use`]). Binary readers
+/// (trace.dat, perf.data) render the text of each record from its print format, which costs
+/// more than everything else they do per record; they skip it where no sink reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TextUse {
+    /// The text of this event is never read: binary readers pass it empty.
+    Never,
+    /// Some records' text is read: binary readers ask [`RecordSink::wants_text`] for each
+    /// one (passing it with empty text) and render it only when the answer is yes.
+    Sometimes,
+    /// Every record's text is read.
+    Always,
+}
+
 /// A consumer of records, the parser → analysis interface (modelled on grep-searcher's
 /// `Sink`). Producers call [`RecordSink::record`] for each record in input order and
 /// [`RecordSink::diagnostic`] for each problem, and stop when either returns [`Flow::Stop`].
@@ -217,6 +232,20 @@ pub trait RecordSink {
         let _ = diag;
         Flow::Continue
     }
+    /// Whether this sink reads the text of [`RecordKind::Event`] records named `event`.
+    /// Asked once per event name before any record, by readers for which text costs work.
+    /// The default, [`TextUse::Always`], is always correct.
+    fn text_use(&self, event: &str) -> TextUse {
+        let _ = event;
+        TextUse::Always
+    }
+    /// For an event whose [`RecordSink::text_use`] is [`TextUse::Sometimes`]: whether this
+    /// sink reads the text of `rec`, the next record it will be given (here with empty
+    /// text). The default is yes.
+    fn wants_text(&self, rec: &Record<'_>) -> bool {
+        let _ = rec;
+        true
+    }
 }
 
 impl<S: RecordSink + ?Sized> RecordSink for &mut S {
@@ -225,6 +254,12 @@ impl<S: RecordSink + ?Sized> RecordSink for &mut S {
     }
     fn diagnostic(&mut self, diag: Diagnostic) -> Flow {
         (**self).diagnostic(diag)
+    }
+    fn text_use(&self, event: &str) -> TextUse {
+        (**self).text_use(event)
+    }
+    fn wants_text(&self, rec: &Record<'_>) -> bool {
+        (**self).wants_text(rec)
     }
 }
 

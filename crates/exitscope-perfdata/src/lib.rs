@@ -88,7 +88,7 @@ mod records;
 
 use std::collections::HashMap;
 
-use exitscope_model::{Diagnostic, Flow, Record, RecordKind, RecordSink, Severity, Task};
+use exitscope_model::{Diagnostic, Flow, Record, RecordKind, RecordSink, Severity, Task, TextUse};
 use exitscope_tracedat::EventFormat;
 
 pub use header::Attr;
@@ -388,6 +388,8 @@ impl<'a> PerfData<'a> {
         let mut warned_attrs: Vec<usize> = Vec::new();
         let mut max_cpu: Option<u32> = None;
         let mut text = String::with_capacity(256);
+        // Per format: how much of its text the sink reads (asked at its first sample).
+        let mut text_use: Vec<Option<TextUse>> = vec![None; nformats];
         let diag = |offset: u64, severity, message: String| Diagnostic {
             file: input_name.to_string(),
             line: 0,
@@ -515,14 +517,25 @@ impl<'a> PerfData<'a> {
                         max_cpu = Some(max_cpu.map_or(c, |m| m.max(c)));
                     }
                     text.clear();
-                    t.render_event(f, raw, &mut text);
-                    let r = Record {
+                    let mut r = Record {
                         line: 0,
                         cpu: s.cpu,
                         task,
                         timestamp: s.time,
-                        kind: RecordKind::Event { name: &f.name, text: &text },
+                        kind: RecordKind::Event { name: &f.name, text: "" },
                     };
+                    // Rendering is most of the work per sample: only for sinks that read it.
+                    let slot = text_use.get_mut(fi);
+                    let use_ = slot.map(|u| *u.get_or_insert_with(|| sink.text_use(&f.name)));
+                    let render = match use_.unwrap_or(TextUse::Always) {
+                        TextUse::Always => true,
+                        TextUse::Sometimes => sink.wants_text(&r),
+                        TextUse::Never => false,
+                    };
+                    if render {
+                        t.render_event(f, raw, &mut text);
+                        r.kind = RecordKind::Event { name: &f.name, text: &text };
+                    }
                     (s.time, sink.record(&r))
                 }
             };

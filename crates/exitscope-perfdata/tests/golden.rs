@@ -52,3 +52,53 @@ fn tasks_times_and_cpus_come_from_the_samples() {
     let ts = c.timestamps[0].unwrap();
     assert_eq!(format!("{}.{:06}:", ts / 1_000_000_000, ts % 1_000_000_000 / 1000), toks[3]);
 }
+
+/// A sink that reads no text of `kvm_userspace_exit` and only some of `kvm_pio` gets the
+/// rest as perf script prints it and the skipped ones empty.
+#[test]
+fn text_is_rendered_only_where_the_sink_reads_it() {
+    use exitscope_model::{Flow, Record, RecordKind, RecordSink, TextUse};
+    #[derive(Default)]
+    struct Picky {
+        texts: Vec<(String, String)>,
+        asked: std::cell::Cell<usize>,
+    }
+    impl RecordSink for Picky {
+        fn record(&mut self, r: &Record<'_>) -> Flow {
+            if let RecordKind::Event { name, text } = r.kind {
+                self.texts.push((name.to_string(), text.to_string()));
+            }
+            Flow::Continue
+        }
+        fn text_use(&self, event: &str) -> TextUse {
+            match event {
+                "kvm_userspace_exit" => TextUse::Never,
+                "kvm_pio" => TextUse::Sometimes,
+                _ => TextUse::Always,
+            }
+        }
+        fn wants_text(&self, _: &Record<'_>) -> bool {
+            self.asked.set(self.asked.get() + 1);
+            self.asked.get() % 2 == 1
+        }
+    }
+    let bytes = std::fs::read(common::data_dir().join("perfdata/kvm-file.data")).unwrap();
+    let mut all = common::Collect::default();
+    exitscope_perfdata::read(&bytes, "kvm-file", &mut all).unwrap();
+    let mut p = Picky::default();
+    exitscope_perfdata::read(&bytes, "kvm-file", &mut p).unwrap();
+    let mut pio = 0;
+    assert_eq!(p.texts.len(), all.events.len());
+    for ((name, got), (_, want)) in p.texts.iter().zip(&all.events) {
+        let want = match name.as_str() {
+            "kvm_userspace_exit" => "",
+            "kvm_pio" => {
+                pio += 1;
+                if pio % 2 == 1 { want.as_str() } else { "" }
+            }
+            _ => want.as_str(),
+        };
+        assert_eq!(got, want, "{name}");
+    }
+    assert!(pio > 1 && p.asked.get() == pio, "{pio} {}", p.asked.get());
+}

@@ -27,7 +27,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Condvar, Mutex};
 
-use exitscope_model::{Diagnostic, Flow, Func, Record, RecordKind, RecordSink, Severity, Task};
+use exitscope_model::{
+    Diagnostic, Flow, Func, Record, RecordKind, RecordSink, Severity, Task, TextUse,
+};
 use rustc_hash::FxHashMap;
 
 use crate::bytes::{Bytes, Endian};
@@ -134,6 +136,12 @@ enum RecKind<'t> {
         start: u32,
         len: u32,
     },
+    /// Text the sink may read ([`TextUse::Sometimes`]): the payload, a range of the batch's
+    /// raw bytes, rendered by the consumer if the sink asks for it.
+    Deferred {
+        start: u32,
+        len: u32,
+    },
     Entry {
         func: FuncRef<'t>,
         depth: u32,
@@ -160,12 +168,20 @@ struct Ev<'t> {
 struct Batch<'t> {
     evs: Vec<Ev<'t>>,
     text: String,
+    /// Payloads of deferred events.
+    raw: Vec<u8>,
     end: End,
 }
 
 impl Batch<'_> {
     fn new() -> Self {
-        Batch { evs: Vec::new(), text: String::new(), end: End::Eos }
+        Batch { evs: Vec::new(), text: String::new(), raw: Vec::new(), end: End::Eos }
+    }
+
+    fn clear(&mut self) {
+        self.evs.clear();
+        self.text.clear();
+        self.raw.clear();
     }
 }
 
@@ -179,6 +195,8 @@ struct Scratch {
 /// The per-stream plan.
 struct Plan {
     units: Vec<Vec<Unit>>,
+    /// Per event format: how much of its text the sink reads.
+    text: Vec<TextUse>,
 }
 
 impl<'a> TraceDat<'a> {
@@ -191,7 +209,7 @@ impl<'a> TraceDat<'a> {
         }
     }
 
-    fn plan(&self, unit_scale: usize, unit_bytes: Option<usize>) -> Plan {
+    fn plan(&self, unit_scale: usize, unit_bytes: Option<usize>, text: Vec<TextUse>) -> Plan {
         let mut units = Vec::with_capacity(self.streams.len());
         for (si, s) in self.streams.iter().enumerate() {
             let total = self.total_len(si);
@@ -219,13 +237,20 @@ impl<'a> TraceDat<'a> {
             }
             units.push(v);
         }
-        Plan { units }
+        Plan { units, text }
     }
 
-    /// Decodes unit `u` of stream `si` into `b` (cleared first).
-    fn decode_unit<'t>(&'t self, si: usize, u: Unit, sc: &mut Scratch, b: &mut Batch<'t>) {
-        b.evs.clear();
-        b.text.clear();
+    /// Decodes unit `u` of stream `si` into `b` (cleared first); `text` says, per format,
+    /// how much of its records' text the sink reads.
+    fn decode_unit<'t>(
+        &'t self,
+        si: usize,
+        u: Unit,
+        text: &[TextUse],
+        sc: &mut Scratch,
+        b: &mut Batch<'t>,
+    ) {
+        b.clear();
         let Some(s) = self.streams.get(si) else {
             b.end = End::Eos;
             return;
@@ -234,7 +259,7 @@ impl<'a> TraceDat<'a> {
         if !s.lazy {
             let w = Win { bytes: &s.data, base: 0, total };
             // A whole stream in memory never asks for more.
-            let _ = self.walk(si, u, &w, b);
+            let _ = self.walk(si, u, &w, text, b);
             return;
         }
         let chunks: &[Chunk] = &s.chunks;
@@ -262,15 +287,14 @@ impl<'a> TraceDat<'a> {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => {
-                        b.evs.clear();
-                        b.text.clear();
+                        b.clear();
                         b.end = End::Err(e);
                         return;
                     }
                 }
             }
             let w = Win { bytes: &sc.buf, base, total };
-            if self.walk(si, u, &w, b) {
+            if self.walk(si, u, &w, text, b) {
                 return;
             }
             // The last page reads past the chunks decoded: one more, then again.
@@ -284,8 +308,7 @@ impl<'a> TraceDat<'a> {
                     return;
                 }
                 Err(e) => {
-                    b.evs.clear();
-                    b.text.clear();
+                    b.clear();
                     b.end = End::Err(e);
                     return;
                 }
@@ -295,9 +318,15 @@ impl<'a> TraceDat<'a> {
 
     /// Walks the pages of unit `u` in window `w` into `b`; false when the window is too
     /// short (`b` is then cleared).
-    fn walk<'t>(&'t self, si: usize, u: Unit, w: &Win<'_>, b: &mut Batch<'t>) -> bool {
-        b.evs.clear();
-        b.text.clear();
+    fn walk<'t>(
+        &'t self,
+        si: usize,
+        u: Unit,
+        w: &Win<'_>,
+        text: &[TextUse],
+        b: &mut Batch<'t>,
+    ) -> bool {
+        b.clear();
         let Some(s) = self.streams.get(si) else { return true };
         let mut c = CpuCursor::new(
             s.cpu,
@@ -323,7 +352,7 @@ impl<'a> TraceDat<'a> {
                         .checked_sub(w.base)
                         .and_then(|o| w.bytes.get(o..o + len))
                         .unwrap_or_default();
-                    let what = self.decode_record(payload, &mut b.text);
+                    let what = self.decode_record(payload, text, b);
                     b.evs.push(Ev { ts, offset: payload_off(start), what });
                 }
                 Err(Fail::Err(e)) => {
@@ -331,17 +360,22 @@ impl<'a> TraceDat<'a> {
                     return true;
                 }
                 Err(Fail::More) => {
-                    b.evs.clear();
-                    b.text.clear();
+                    b.clear();
                     return false;
                 }
             }
         }
     }
 
-    /// Everything the sink will need of one record, decoded now.
+    /// Everything the sink will need of one record, decoded now (event text as `text` says:
+    /// rendered into `b.text`, deferred with its payload in `b.raw`, or not at all).
     #[inline]
-    fn decode_record<'t>(&'t self, payload: &[u8], text: &mut String) -> What<'t> {
+    fn decode_record<'t>(
+        &'t self,
+        payload: &[u8],
+        text: &[TextUse],
+        b: &mut Batch<'t>,
+    ) -> What<'t> {
         let (id, kind) = self.kind(payload);
         let fmt = match kind {
             Kind::Unknown => return What::Unknown(id),
@@ -358,13 +392,21 @@ impl<'a> TraceDat<'a> {
             Some(Graph::Exit { func: f, depth, duration }) => {
                 RecKind::Exit { func: func(f), depth, duration }
             }
-            None => {
-                let start = text.len();
-                if let Some(f) = self.header.formats.get(fmt as usize) {
-                    self.header.render_event(f, payload, text);
+            None => match text.get(fmt as usize).copied().unwrap_or(TextUse::Always) {
+                TextUse::Always => {
+                    let start = b.text.len();
+                    if let Some(f) = self.header.formats.get(fmt as usize) {
+                        self.header.render_event(f, payload, &mut b.text);
+                    }
+                    RecKind::Event { start: start as u32, len: (b.text.len() - start) as u32 }
                 }
-                RecKind::Event { start: start as u32, len: (text.len() - start) as u32 }
-            }
+                TextUse::Sometimes => {
+                    let start = b.raw.len();
+                    b.raw.extend_from_slice(payload);
+                    RecKind::Deferred { start: start as u32, len: payload.len() as u32 }
+                }
+                TextUse::Never => RecKind::Event { start: 0, len: 0 },
+            },
         };
         What::Rec { fmt, pid, comm, kind }
     }
@@ -431,7 +473,8 @@ impl<'a> TraceDat<'a> {
         let nstreams = self.streams.len().max(1);
         // Smaller units when there are many CPUs: memory stays a few MB per job.
         let scale = (nstreams / 16).clamp(1, 8);
-        let plan = self.plan(scale, opts.unit_bytes);
+        let text = self.header.formats.iter().map(|f| sink.text_use(&f.name)).collect();
+        let plan = self.plan(scale, opts.unit_bytes, text);
         let total_units: usize = plan.units.iter().map(Vec::len).sum();
         let jobs = jobs.clamp(1, total_units.max(1));
         let mut out = Consumer::new(self, input_name);
@@ -510,9 +553,9 @@ impl<'t> Source<'t> for Inline<'t, '_, '_> {
     fn get(&mut self, s: usize, k: usize) -> Batch<'t> {
         let mut b = self.free.pop().unwrap_or_else(Batch::new);
         match self.plan.units.get(s).and_then(|u| u.get(k)) {
-            Some(&u) => self.trace.decode_unit(s, u, &mut self.scratch, &mut b),
+            Some(&u) => self.trace.decode_unit(s, u, &self.plan.text, &mut self.scratch, &mut b),
             None => {
-                b.evs.clear();
+                b.clear();
                 b.end = End::Eos;
             }
         }
@@ -560,9 +603,9 @@ fn worker<'t>(trace: &'t TraceDat<'_>, plan: &Plan, shared: &Shared<'t>) {
         let (s, k) = job;
         let guard = PanicGuard { shared, job };
         match plan.units.get(s).and_then(|u| u.get(k)) {
-            Some(&u) => trace.decode_unit(s, u, &mut scratch, &mut b),
+            Some(&u) => trace.decode_unit(s, u, &plan.text, &mut scratch, &mut b),
             None => {
-                b.evs.clear();
+                b.clear();
                 b.end = End::Eos;
             }
         }
@@ -653,9 +696,11 @@ impl<'t> Source<'t> for Pool<'_, 't, '_> {
                 let mut b = st.free.pop().unwrap_or_else(Batch::new);
                 drop(st);
                 match self.plan.units.get(s).and_then(|u| u.get(k)) {
-                    Some(&u) => self.trace.decode_unit(s, u, &mut self.scratch, &mut b),
+                    Some(&u) => {
+                        self.trace.decode_unit(s, u, &self.plan.text, &mut self.scratch, &mut b)
+                    }
                     None => {
-                        b.evs.clear();
+                        b.clear();
                         b.end = End::Eos;
                     }
                 }
@@ -691,6 +736,8 @@ struct Consumer<'t, 'a, 'n> {
     sum: Summary,
     counts: Vec<u64>,
     fname: String,
+    /// The text of a deferred event, rendered when the sink asks for it.
+    deferred: String,
     release: Option<&'n (dyn Fn(usize, usize) + Sync)>,
     /// Per stream: file offset up to which its data was released.
     released: Vec<usize>,
@@ -717,6 +764,7 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
             sum,
             counts: vec![0u64; h.formats.len()],
             fname: String::with_capacity(64),
+            deferred: String::new(),
             release: None,
             released: trace.streams.iter().map(|s| s.file_offset as usize).collect(),
         }
@@ -797,12 +845,8 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
         let mut lanes: Vec<Lane<'t>> = Vec::with_capacity(n);
         let mut heads: Vec<Option<u64>> = Vec::with_capacity(n);
         for s in 0..n {
-            let mut lane = Lane {
-                cur: Batch { evs: Vec::new(), text: String::new(), end: End::More },
-                pos: 0,
-                next: None,
-                unit: 0,
-            };
+            let mut lane =
+                Lane { cur: Batch { end: End::More, ..Batch::new() }, pos: 0, next: None, unit: 0 };
             heads.push(Self::peek(&mut lane, s, src)?);
             Self::promote(&mut lane, src);
             lanes.push(lane);
@@ -849,7 +893,7 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
             while let Some(&ev) = lane.cur.evs.get(lane.pos) {
                 lane.pos += 1;
                 *head = Self::peek(lane, i, src)?;
-                let flow = self.emit(sink, &lane.cur.text, cpu, ns(ev.ts), ev);
+                let flow = self.emit(sink, &lane.cur, cpu, ns(ev.ts), ev);
                 if Self::promote(lane, src) {
                     self.release_before(plan, i, lane.unit.saturating_sub(1));
                 }
@@ -913,7 +957,7 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
     fn emit(
         &mut self,
         sink: &mut impl RecordSink,
-        text: &str,
+        batch: &Batch<'t>,
         cpu: u32,
         ts: u64,
         ev: Ev<'t>,
@@ -974,6 +1018,7 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
                 let tgid = if tgids.is_empty() { None } else { tgids.get(&pid).copied() };
                 let task = Some(Task { comm, pid, tgid });
                 let fname = &mut self.fname;
+                let name = || trace.header.formats.get(idx).map_or("", |f| f.name.as_str());
                 let kind = match kind {
                     RecKind::Entry { func: f, depth } => {
                         RecordKind::Entry { func: func_of(f, fname), depth }
@@ -982,9 +1027,26 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
                         RecordKind::Exit { func: Some(func_of(f, fname)), duration, depth }
                     }
                     RecKind::Event { start, len } => {
-                        let name = trace.header.formats.get(idx).map_or("", |f| f.name.as_str());
-                        let t = text.get(start as usize..(start + len) as usize).unwrap_or("");
-                        RecordKind::Event { name, text: t }
+                        let t = batch.text.get(start as usize..(start + len) as usize);
+                        RecordKind::Event { name: name(), text: t.unwrap_or("") }
+                    }
+                    RecKind::Deferred { start, len } => {
+                        let r = Record {
+                            line: 0,
+                            cpu: Some(cpu),
+                            task,
+                            timestamp: Some(ts),
+                            kind: RecordKind::Event { name: name(), text: "" },
+                        };
+                        let deferred = &mut self.deferred;
+                        deferred.clear();
+                        if sink.wants_text(&r)
+                            && let Some(f) = trace.header.formats.get(idx)
+                        {
+                            let payload = batch.raw.get(start as usize..(start + len) as usize);
+                            trace.header.render_event(f, payload.unwrap_or_default(), deferred);
+                        }
+                        RecordKind::Event { name: name(), text: deferred }
                     }
                 };
                 let r = Record { line: 0, cpu: Some(cpu), task, timestamp: Some(ts), kind };
@@ -1014,7 +1076,7 @@ fn func_of<'x>(f: FuncRef<'x>, buf: &'x mut String) -> Func<'x> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
-    use exitscope_model::{Flow, Record, RecordKind, RecordSink};
+    use exitscope_model::{Flow, Record, RecordKind, RecordSink, TextUse};
 
     use crate::write::fixture::{Fixture, KVM_ENTRY_FORMAT};
     use crate::{Compression, Merged, ReadOptions, TraceDat};
@@ -1031,6 +1093,64 @@ mod tests {
             };
             self.0.push((r.cpu, r.timestamp, t));
             Flow::Continue
+        }
+    }
+
+    /// A sink that reads event text as `text_use` says, and when asked, that of records at
+    /// multiples of 30 ns.
+    struct Picky {
+        text_use: TextUse,
+        /// Times asked (through a shared reference).
+        asked: std::cell::Cell<usize>,
+        seen: Seen,
+    }
+
+    impl Picky {
+        fn wants(ts: Option<u64>) -> bool {
+            ts.is_some_and(|t| t % 30 == 0)
+        }
+    }
+
+    impl RecordSink for Picky {
+        fn record(&mut self, r: &Record<'_>) -> Flow {
+            self.seen.record(r)
+        }
+        fn text_use(&self, _: &str) -> TextUse {
+            self.text_use
+        }
+        fn wants_text(&self, r: &Record<'_>) -> bool {
+            assert!(matches!(r.kind, RecordKind::Event { text: "", .. }));
+            self.asked.set(self.asked.get() + 1);
+            Self::wants(r.timestamp)
+        }
+    }
+
+    #[test]
+    fn event_text_is_rendered_only_where_the_sink_reads_it() {
+        let bytes = fixture(7, Compression::Zstd, 3).to_bytes();
+        let mut want = Seen::default();
+        crate::read(&bytes, "t", &mut want).unwrap();
+        let events = want.0.iter().filter(|(_, _, t)| !t.starts_with("lost")).count();
+        assert!(events > 4000 && want.0.iter().all(|(_, _, t)| !t.is_empty()));
+        for jobs in [1, 2, 5] {
+            for text_use in [TextUse::Always, TextUse::Sometimes, TextUse::Never] {
+                let mut p = Picky { text_use, asked: Default::default(), seen: Seen::default() };
+                let o = ReadOptions { jobs, ..ReadOptions::default() };
+                crate::read_with(&bytes, "t", &mut p, &o).unwrap();
+                assert_eq!(p.seen.0.len(), want.0.len());
+                for (got, want) in p.seen.0.iter().zip(&want.0) {
+                    let lost = want.2.starts_with("lost");
+                    let text = match text_use {
+                        _ if lost => want.2.as_str(),
+                        TextUse::Always => want.2.as_str(),
+                        TextUse::Sometimes if Picky::wants(want.1) => want.2.as_str(),
+                        _ => "",
+                    };
+                    assert_eq!((got.0, got.1, got.2.as_str()), (want.0, want.1, text));
+                }
+                let asked = if text_use == TextUse::Sometimes { events } else { 0 };
+                assert_eq!(p.asked.get(), asked, "{text_use:?} jobs {jobs}");
+            }
         }
     }
 

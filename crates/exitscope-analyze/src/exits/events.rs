@@ -174,6 +174,13 @@ impl EventExits {
         }
     }
 
+    /// Whether [`EventExits::record`] reads the text of events named `event` (it reads only
+    /// their names otherwise).
+    pub(crate) fn reads_text(event: &str) -> bool {
+        matches!(event, "kvm_exit" | "kvm_entry" | "sched_switch")
+            || exitscope_model::exit::TRACEPOINT_EXIT_EVENTS.contains(&event)
+    }
+
     /// Consume one record. `in_graph`: an event inside an open function-graph call.
     pub fn record(
         &mut self,
