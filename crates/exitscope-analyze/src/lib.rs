@@ -585,12 +585,10 @@ impl RecordSink for Analysis<'_> {
         // The exit pairing (and the graph's exits, from the same events in roots) reads its
         // events' text. Any other event's text is kept only in the root of a call it falls
         // inside, where only the extra call sinks (timelines) read it.
-        let own = if EventExits::reads_text(event) {
-            TextUse::Always
-        } else if self.extra.is_empty() {
-            TextUse::Never
-        } else {
-            TextUse::Sometimes
+        let own = match EventExits::text_use(event) {
+            TextUse::Never if self.extra.is_empty() => TextUse::Never,
+            TextUse::Always => TextUse::Always,
+            _ => TextUse::Sometimes,
         };
         self.extra_records.iter().map(|s| s.text_use(event)).fold(own, TextUse::max)
     }
@@ -605,8 +603,12 @@ impl RecordSink for Analysis<'_> {
             TextUse::Sometimes => s.wants_text(rec),
             TextUse::Always => true,
         };
-        EventExits::reads_text(event)
-            || (!self.extra.is_empty() && self.builder.in_open_call(rec))
+        match EventExits::text_use(event) {
+            TextUse::Always => return true,
+            TextUse::Sometimes if self.events.wants_text(rec) => return true,
+            _ => {}
+        }
+        (!self.extra.is_empty() && self.builder.in_open_call(rec))
             || self.extra_records.iter().any(wants)
     }
 }

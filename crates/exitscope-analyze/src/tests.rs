@@ -425,10 +425,21 @@ fn event_text_is_asked_for_where_it_is_read() {
     let at = |kind| Record { line: 0, cpu: Some(0), task, timestamp: Some(1), kind };
     let fpu = at(RecordKind::Event { name: "kvm_fpu", text: "" });
     let bare = Analysis::new(AnalysisOptions::default());
-    for e in ["kvm_exit", "kvm_entry", "sched_switch", "kvm_pio", "kvm_mmio", "kvm_msr"] {
+    for e in ["kvm_exit", "sched_switch", "kvm_pio", "kvm_mmio", "kvm_msr"] {
         assert_eq!(bare.text_use(e), TextUse::Always, "{e}");
     }
     assert_eq!(bare.text_use("kvm_fpu"), TextUse::Never);
+    // kvm_entry: for the vCPU number its kvm_exit did not print.
+    assert_eq!(bare.text_use("kvm_entry"), TextUse::Sometimes);
+    let entry = at(RecordKind::Event { name: "kvm_entry", text: "" });
+    let mut e = Analysis::new(AnalysisOptions::default());
+    e.begin_input("t", exitscope_model::InputFormat::TraceDat);
+    assert!(!e.wants_text(&entry), "no exit waits");
+    e.record(&at(RecordKind::Event { name: "kvm_exit", text: "reason CPUID rip 0x1 info 0 0" }));
+    assert!(e.wants_text(&entry), "its exit has no vCPU number");
+    e.record(&at(RecordKind::Event { name: "kvm_entry", text: "vcpu 3" }));
+    e.record(&at(RecordKind::Event { name: "kvm_exit", text: "vcpu 3 reason CPUID rip 0x1" }));
+    assert!(!e.wants_text(&entry), "its exit has one");
     let mut roots = Roots;
     let mut a = Analysis::new(AnalysisOptions::default());
     a.add_call_sink(&mut roots);

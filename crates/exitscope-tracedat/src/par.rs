@@ -670,6 +670,19 @@ impl Pool<'_, '_, '_> {
     }
 }
 
+impl<'t> Pool<'_, 't, '_> {
+    /// Decodes unit `k` of stream `s` on the calling thread.
+    fn decode(&mut self, s: usize, k: usize, b: &mut Batch<'t>) {
+        match self.plan.units.get(s).and_then(|u| u.get(k)) {
+            Some(&u) => self.trace.decode_unit(s, u, &self.plan.text, &mut self.scratch, b),
+            None => {
+                b.clear();
+                b.end = End::Eos;
+            }
+        }
+    }
+}
+
 impl<'t> Source<'t> for Pool<'_, 't, '_> {
     fn get(&mut self, s: usize, k: usize) -> Batch<'t> {
         let Ok(mut st) = self.shared.state.lock() else { return Batch::new() };
@@ -695,16 +708,21 @@ impl<'t> Source<'t> for Pool<'_, 't, '_> {
                 st.queue.remove(at);
                 let mut b = st.free.pop().unwrap_or_else(Batch::new);
                 drop(st);
-                match self.plan.units.get(s).and_then(|u| u.get(k)) {
-                    Some(&u) => {
-                        self.trace.decode_unit(s, u, &self.plan.text, &mut self.scratch, &mut b)
-                    }
-                    None => {
-                        b.clear();
-                        b.end = End::Eos;
-                    }
-                }
+                self.decode(s, k, &mut b);
                 return b;
+            }
+            if let Some(job) = st.queue.pop_back() {
+                // A worker is on it: rather than wait, decode the unit queued furthest ahead
+                // (the one needed last), so that this thread's idle time decodes too.
+                let mut b = st.free.pop().unwrap_or_else(Batch::new);
+                drop(st);
+                self.decode(job.0, job.1, &mut b);
+                st = match self.shared.state.lock() {
+                    Ok(g) => g,
+                    Err(_) => return Batch::new(),
+                };
+                st.done.insert(job, b);
+                continue;
             }
             st = match self.shared.ready.wait(st) {
                 Ok(g) => g,

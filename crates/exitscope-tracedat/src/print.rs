@@ -1258,6 +1258,27 @@ mod tests {
     const HEAD: &str = "name: t\nID: 1\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n";
 
     #[test]
+    fn digits_agree_with_core_fmt() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values = vec![0, 1, 9, 10, 15, 16, 255, 256, u64::MAX, u64::MAX / 10];
+        values.extend((0..64).map(|b| 1u64 << b));
+        values.extend((0..64).map(|b| (1u64 << b) - 1));
+        for _ in 0..10_000 {
+            // xorshift: values of every length, every nibble.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x >> (x % 64));
+        }
+        for v in values {
+            let (mut hex, mut dec) = (String::new(), String::new());
+            push_radix(&mut hex, v, 16);
+            push_radix(&mut dec, v, 10);
+            assert_eq!((hex, dec), (format!("{v:x}"), format!("{v}")));
+        }
+    }
+
+    #[test]
     fn one_pass_integers_agree_with_format_then_pad() {
         let values = [
             0i64,

@@ -15,7 +15,7 @@
 use rustc_hash::FxHashMap;
 
 use exitscope_model::exit::{ExitKind, MmioStep, parse_kvm_exit, tracepoint_exit};
-use exitscope_model::{Nanos, Record, RecordKind};
+use exitscope_model::{Nanos, Record, RecordKind, TextUse};
 
 use super::{ExitFields, ExitRecord, ExitSource, ReasonId, Reasons};
 
@@ -174,11 +174,22 @@ impl EventExits {
         }
     }
 
-    /// Whether [`EventExits::record`] reads the text of events named `event` (it reads only
-    /// their names otherwise).
-    pub(crate) fn reads_text(event: &str) -> bool {
-        matches!(event, "kvm_exit" | "kvm_entry" | "sched_switch")
-            || exitscope_model::exit::TRACEPOINT_EXIT_EVENTS.contains(&event)
+    /// How much [`EventExits::record`] reads of the text of events named `event` (their
+    /// names only, for most).
+    pub(crate) fn text_use(event: &str) -> TextUse {
+        match event {
+            "kvm_exit" | "sched_switch" => TextUse::Always,
+            // Only for the vCPU number, when its kvm_exit did not print one (5.x kernels).
+            "kvm_entry" => TextUse::Sometimes,
+            e if exitscope_model::exit::TRACEPOINT_EXIT_EVENTS.contains(&e) => TextUse::Always,
+            _ => TextUse::Never,
+        }
+    }
+
+    /// For an event whose [`EventExits::text_use`] is `Sometimes`: whether its text is read.
+    pub(crate) fn wants_text(&self, rec: &Record<'_>) -> bool {
+        let key = vcpu_key(rec.task.map(|t| t.pid), rec.cpu);
+        self.pending.slots.get(&key).is_some_and(|p| p.open && p.rec.vcpu.is_none())
     }
 
     /// Consume one record. `in_graph`: an event inside an open function-graph call.
