@@ -461,7 +461,7 @@ impl CallTreeBuilder {
                 let s = self.stack_index(Self::key(rec));
                 self.close(s, rec, func, duration, depth, sink);
             }
-            RecordKind::Event { name, text } => {
+            RecordKind::Event { name, text, .. } => {
                 let s = self.stack_index(Self::key(rec));
                 let st = &mut self.stacks[s];
                 if let Some(&top) = st.open.last() {

@@ -586,9 +586,8 @@ impl RecordSink for Analysis<'_> {
         // events' text. Any other event's text is kept only in the root of a call it falls
         // inside, where only the extra call sinks (timelines) read it.
         let own = match EventExits::text_use(event) {
-            TextUse::Never if self.extra.is_empty() => TextUse::Never,
-            TextUse::Always => TextUse::Always,
-            _ => TextUse::Sometimes,
+            TextUse::Never if !self.extra.is_empty() => TextUse::Sometimes,
+            u => u,
         };
         self.extra_records.iter().map(|s| s.text_use(event)).fold(own, TextUse::max)
     }
@@ -600,16 +599,19 @@ impl RecordSink for Analysis<'_> {
         };
         let wants = |s: &&mut dyn RecordSink| match s.text_use(event) {
             TextUse::Never => false,
-            TextUse::Sometimes => s.wants_text(rec),
+            TextUse::Sometimes | TextUse::Parsed => s.wants_text(rec),
             TextUse::Always => true,
         };
-        match EventExits::text_use(event) {
-            TextUse::Always => return true,
-            TextUse::Sometimes if self.events.wants_text(rec) => return true,
-            _ => {}
-        }
-        (!self.extra.is_empty() && self.builder.in_open_call(rec))
-            || self.extra_records.iter().any(wants)
+        // Inside an open call the event goes into the call's root, where the graph's exits
+        // read a kvm_exit's text and the extra call sinks (timelines) any event's.
+        let in_root = || self.builder.in_open_call(rec);
+        let own = match EventExits::text_use(event) {
+            TextUse::Always => true,
+            TextUse::Parsed => in_root(),
+            TextUse::Sometimes => self.events.wants_text(rec),
+            TextUse::Never => false,
+        };
+        own || (!self.extra.is_empty() && in_root()) || self.extra_records.iter().any(wants)
     }
 }
 

@@ -116,7 +116,7 @@ impl EventChunk {
 impl RecordSink for EventChunk {
     fn record(&mut self, rec: &Record<'_>) -> Flow {
         self.last_prefix = false;
-        let RecordKind::Event { name, text } = rec.kind else {
+        let RecordKind::Event { name, text, .. } = rec.kind else {
             self.usable = false;
             return Flow::Continue;
         };

@@ -423,22 +423,35 @@ fn event_text_is_asked_for_where_it_is_read() {
     }
     let task = Some(Task { comm: "qemu", pid: 7, tgid: None });
     let at = |kind| Record { line: 0, cpu: Some(0), task, timestamp: Some(1), kind };
-    let fpu = at(RecordKind::Event { name: "kvm_fpu", text: "" });
+    let fpu = at(RecordKind::Event { name: "kvm_fpu", text: "", exit: None });
     let bare = Analysis::new(AnalysisOptions::default());
-    for e in ["kvm_exit", "sched_switch", "kvm_pio", "kvm_mmio", "kvm_msr"] {
+    for e in ["sched_switch", "kvm_pio", "kvm_mmio", "kvm_msr"] {
         assert_eq!(bare.text_use(e), TextUse::Always, "{e}");
     }
+    // kvm_exit: what parse_kvm_exit reads, which a reader may hand decoded; the text only in
+    // a call's root (the graph's exits read it there).
+    assert_eq!(bare.text_use("kvm_exit"), TextUse::Parsed);
+    let kvm_exit = at(RecordKind::Event { name: "kvm_exit", text: "", exit: None });
+    assert!(!bare.wants_text(&kvm_exit));
     assert_eq!(bare.text_use("kvm_fpu"), TextUse::Never);
     // kvm_entry: for the vCPU number its kvm_exit did not print.
     assert_eq!(bare.text_use("kvm_entry"), TextUse::Sometimes);
-    let entry = at(RecordKind::Event { name: "kvm_entry", text: "" });
+    let entry = at(RecordKind::Event { name: "kvm_entry", text: "", exit: None });
     let mut e = Analysis::new(AnalysisOptions::default());
     e.begin_input("t", exitscope_model::InputFormat::TraceDat);
     assert!(!e.wants_text(&entry), "no exit waits");
-    e.record(&at(RecordKind::Event { name: "kvm_exit", text: "reason CPUID rip 0x1 info 0 0" }));
+    e.record(&at(RecordKind::Event {
+        name: "kvm_exit",
+        text: "reason CPUID rip 0x1 info 0 0",
+        exit: None,
+    }));
     assert!(e.wants_text(&entry), "its exit has no vCPU number");
-    e.record(&at(RecordKind::Event { name: "kvm_entry", text: "vcpu 3" }));
-    e.record(&at(RecordKind::Event { name: "kvm_exit", text: "vcpu 3 reason CPUID rip 0x1" }));
+    e.record(&at(RecordKind::Event { name: "kvm_entry", text: "vcpu 3", exit: None }));
+    e.record(&at(RecordKind::Event {
+        name: "kvm_exit",
+        text: "vcpu 3 reason CPUID rip 0x1",
+        exit: None,
+    }));
     assert!(!e.wants_text(&entry), "its exit has one");
     let mut roots = Roots;
     let mut a = Analysis::new(AnalysisOptions::default());
@@ -449,6 +462,7 @@ fn event_text_is_asked_for_where_it_is_read() {
     let f = exitscope_model::Func::new("vcpu_enter_guest", None);
     a.record(&at(RecordKind::Entry { func: f, depth: 0 }));
     assert!(a.wants_text(&fpu), "inside vcpu_enter_guest");
+    assert!(a.wants_text(&kvm_exit), "inside vcpu_enter_guest");
     a.record(&at(RecordKind::Exit { func: None, duration: None, depth: 0 }));
     assert!(!a.wants_text(&fpu), "after it returned");
     // A record sink that reads every text makes it always.

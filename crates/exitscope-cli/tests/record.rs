@@ -240,7 +240,7 @@ fn split(line: &str) -> Option<Record<'_>> {
         cpu: t[open + 2..close].parse().ok(),
         task: Some(Task::new(&task_s[..dash], task_s[dash + 1..].parse().ok()?)),
         timestamp: Some(ts),
-        kind: RecordKind::Event { name, text },
+        kind: RecordKind::Event { name, text, exit: None },
     })
 }
 

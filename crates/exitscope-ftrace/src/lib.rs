@@ -345,7 +345,7 @@ impl TextParser {
                     cpu,
                     task,
                     timestamp,
-                    kind: RecordKind::Event { name, text },
+                    kind: RecordKind::Event { name, text, exit: None },
                 };
                 self.push(&rec, sink)
             }
@@ -424,7 +424,7 @@ impl TextParser {
             cpu: c.cpu,
             task,
             timestamp: c.timestamp,
-            kind: RecordKind::Event { name: &c.name, text: &c.text },
+            kind: RecordKind::Event { name: &c.name, text: &c.text, exit: None },
         };
         self.push(&rec, sink)
     }
@@ -442,7 +442,7 @@ fn body_kind(body: Body<'_>) -> RecordKind<'_> {
         Body::Entry { func, depth } => RecordKind::Entry { func, depth },
         Body::Exit { func, duration, depth } => RecordKind::Exit { func, duration, depth },
         Body::Leaf { func, duration, depth } => RecordKind::Leaf { func, duration, depth },
-        Body::Comment { name, text, .. } => RecordKind::Event { name, text },
+        Body::Comment { name, text, .. } => RecordKind::Event { name, text, exit: None },
         Body::Irq { enter } => RecordKind::IrqMarker { enter },
     }
 }

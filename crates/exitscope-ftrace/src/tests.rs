@@ -27,7 +27,7 @@ impl RecordSink for Collect {
             RecordKind::Leaf { func, duration, depth } => {
                 format!("leaf {func} {duration:?} d{depth}")
             }
-            RecordKind::Event { name, text } => format!("event {name}: {text}"),
+            RecordKind::Event { name, text, .. } => format!("event {name}: {text}"),
             RecordKind::TaskSwitch { prev, next } => {
                 format!("switch {}-{} => {}-{}", prev.comm, prev.pid, next.comm, next.pid)
             }

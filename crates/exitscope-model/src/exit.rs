@@ -683,6 +683,25 @@ fn parse_kvm_exit_general(text: &str) -> Option<KvmExit<'_>> {
     (!out.reason.is_empty()).then_some(out)
 }
 
+/// The reason [`parse_kvm_exit`] reads from a text `... reason R rip ...` where `R` is
+/// `rendered`, the part a reader that decodes a `kvm_exit` from its fields renders alone: `R`
+/// without its outer spaces. `None` when `R` has no word (the whole text then parses as
+/// nothing) or has a field keyword (`rip`, `info1`, ...: the parse would stop there).
+pub fn kvm_exit_reason(rendered: &str) -> Option<&str> {
+    let mut span: Option<(usize, usize)> = None;
+    let mut at = 0;
+    for w in rendered.split(' ') {
+        if !w.is_empty() {
+            if keyword(w.as_bytes()).is_field() {
+                return None;
+            }
+            span = Some((span.map_or(at, |(s, _)| s), at + w.len()));
+        }
+        at += w.len() + 1;
+    }
+    span.and_then(|(s, e)| rendered.get(s..e))
+}
+
 /// The words [`parse_kvm_exit`] acts on.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Keyword {
@@ -1236,6 +1255,36 @@ mod tests {
         );
         assert_eq!(parse_kvm_exit("vcpu 0 reason"), None);
         assert_eq!(parse_kvm_exit("vcpu 0, rip 0x1"), None);
+    }
+
+    #[test]
+    fn a_reason_rendered_alone_is_the_one_the_whole_text_gives() {
+        let reasons = [
+            "CPUID",
+            " CPUID",
+            "EPT_VIOLATION FAILED_VMENTRY",
+            "EPT_VIOLATION  FAILED_VMENTRY ",
+            "PF excp",
+            "0x1234",
+            "",
+            "   ",
+            "npf rip",
+            "x info1",
+            "vcpu reason",
+            "héllo\twörld",
+        ];
+        for r in reasons {
+            for head in ["", "vcpu 3 "] {
+                let text = format!("{head}reason {r} rip 0x1 info1 0x2 info2 0x3");
+                let whole = parse_kvm_exit(&text).map(|k| k.reason);
+                if r.contains("rip") || r.contains("info1") {
+                    // The parse stops inside: the reader renders the whole text instead.
+                    assert_eq!(kvm_exit_reason(r), None, "{text:?}");
+                } else {
+                    assert_eq!(kvm_exit_reason(r), whole, "{text:?}");
+                }
+            }
+        }
     }
 
     #[test]

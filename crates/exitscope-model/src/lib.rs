@@ -135,6 +135,10 @@ pub enum RecordKind<'a> {
         /// The event's printed arguments (everything after `name: `). Empty from a binary
         /// reader when the sink said it does not read it ([`RecordSink::text_use`]).
         text: &'a str,
+        /// A `kvm_exit` decoded from its binary fields by a reader that can (trace.dat):
+        /// what [`exit::parse_kvm_exit`] gives of `text` (tested to agree). `None` for other
+        /// events and from text readers: parse `text` then.
+        exit: Option<&'a exit::KvmExit<'a>>,
     },
     /// A task-switch banner: `prev => next` on `Record::cpu`.
     TaskSwitch {
@@ -217,6 +221,10 @@ pub enum TextUse {
     /// Some records' text is read: binary readers ask [`RecordSink::wants_text`] for each
     /// one (passing it with empty text) and render it only when the answer is yes.
     Sometimes,
+    /// Every record's text is read, but only for what [`exit::parse_kvm_exit`] gives of it:
+    /// a reader that hands the decoded exit in [`RecordKind::Event::exit`] may treat this as
+    /// [`TextUse::Sometimes`]; any other renders the text.
+    Parsed,
     /// Every record's text is read.
     Always,
 }

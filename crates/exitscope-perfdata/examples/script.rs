@@ -15,7 +15,7 @@ impl RecordSink for Script {
         let (comm, tid) = rec.task.map_or(("?", 0), |t| (t.comm, t.pid));
         let cpu = rec.cpu.unwrap_or(0);
         match rec.kind {
-            RecordKind::Event { name, text } => {
+            RecordKind::Event { name, text, .. } => {
                 let name = self.0.get(name).map_or(name, String::as_str);
                 println!("{comm:>16} {tid:>6} [{cpu:03}] {secs:>5}.{usecs:06}: {name:>20}: {text}")
             }

@@ -522,19 +522,20 @@ impl<'a> PerfData<'a> {
                         cpu: s.cpu,
                         task,
                         timestamp: s.time,
-                        kind: RecordKind::Event { name: &f.name, text: "" },
+                        kind: RecordKind::Event { name: &f.name, text: "", exit: None },
                     };
                     // Rendering is most of the work per sample: only for sinks that read it.
                     let slot = text_use.get_mut(fi);
                     let use_ = slot.map(|u| *u.get_or_insert_with(|| sink.text_use(&f.name)));
                     let render = match use_.unwrap_or(TextUse::Always) {
-                        TextUse::Always => true,
+                        // (No decoded kvm_exit here: the text is its only form.)
+                        TextUse::Always | TextUse::Parsed => true,
                         TextUse::Sometimes => sink.wants_text(&r),
                         TextUse::Never => false,
                     };
                     if render {
                         t.render_event(f, raw, &mut text);
-                        r.kind = RecordKind::Event { name: &f.name, text: &text };
+                        r.kind = RecordKind::Event { name: &f.name, text: &text, exit: None };
                     }
                     (s.time, sink.record(&r))
                 }

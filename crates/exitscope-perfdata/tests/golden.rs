@@ -65,7 +65,7 @@ fn text_is_rendered_only_where_the_sink_reads_it() {
     }
     impl RecordSink for Picky {
         fn record(&mut self, r: &Record<'_>) -> Flow {
-            if let RecordKind::Event { name, text } = r.kind {
+            if let RecordKind::Event { name, text, .. } = r.kind {
                 self.texts.push((name.to_string(), text.to_string()));
             }
             Flow::Continue

@@ -255,7 +255,7 @@ impl<W: Write> PerfettoTimeline<W> {
     }
 
     fn record(&self, rec: &Record<'_>) {
-        let RecordKind::Event { name, text } = rec.kind else { return };
+        let RecordKind::Event { name, text, .. } = rec.kind else { return };
         let mut st = self.state.borrow_mut();
         let Some(ts) = rec.timestamp else {
             // Placed through its root call (if any) in synthetic time; see the module doc.

@@ -19,7 +19,7 @@ struct EventStats {
 impl RecordSink for EventStats {
     fn record(&mut self, rec: &Record<'_>) -> Flow {
         self.records += 1;
-        if let RecordKind::Event { name, text } = rec.kind {
+        if let RecordKind::Event { name, text, .. } = rec.kind {
             self.text_bytes += text.len() as u64;
             match self.per_name.get_mut(name) {
                 Some(n) => *n += 1,

@@ -613,16 +613,7 @@ impl Header<'_> {
             return;
         }
         match &f.print {
-            Some(p) => {
-                let cx = print::Ctx {
-                    payload,
-                    fields: &f.fields,
-                    endian: e,
-                    long_size: self.long_size,
-                    syms: &self.symbols,
-                };
-                p.render(&cx, out);
-            }
+            Some(p) => p.render(&self.print_ctx(f, payload), out),
             None => {
                 use std::fmt::Write as _;
                 let mut first = true;
@@ -660,6 +651,30 @@ impl Header<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// A `kvm_exit` record of `f` decoded by `plan` (made from `f`'s print fmt), its
+    /// reason rendered into `text` (or found in `cache`, of the reasons rendered into it
+    /// before); `None` where it must be rendered and parsed instead.
+    pub(crate) fn decode_kvm_exit(
+        &self,
+        f: &EventFormat,
+        plan: &print::ExitPlan,
+        payload: &[u8],
+        text: &mut String,
+        cache: &mut print::ReasonCache,
+    ) -> Option<print::ExitValues> {
+        plan.decode(f.print.as_ref()?, &self.print_ctx(f, payload), text, cache)
+    }
+
+    fn print_ctx<'r>(&'r self, f: &'r EventFormat, payload: &'r [u8]) -> print::Ctx<'r> {
+        print::Ctx {
+            payload,
+            fields: &f.fields,
+            endian: self.endian,
+            long_size: self.long_size,
+            syms: &self.symbols,
         }
     }
 

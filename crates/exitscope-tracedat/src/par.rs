@@ -28,11 +28,12 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Condvar, Mutex};
 
 use exitscope_model::{
-    Diagnostic, Flow, Func, Record, RecordKind, RecordSink, Severity, Task, TextUse,
+    Diagnostic, Flow, Func, Record, RecordKind, RecordSink, Severity, Task, TextUse, exit::KvmExit,
 };
 use rustc_hash::FxHashMap;
 
 use crate::bytes::{Bytes, Endian};
+use crate::print::{ExitPlan, ExitValues, ReasonCache};
 use crate::ring::{CpuCursor, Fail, Item, Win};
 use crate::{Compression, Error, Graph, HEAP_STREAMS, Kind, ReadOptions, Summary, TraceDat, file};
 
@@ -129,6 +130,9 @@ enum What<'t> {
     Rec { fmt: u32, pid: u32, comm: &'t str, kind: RecKind<'t> },
 }
 
+/// An event whose text is not read.
+const NO_TEXT: RecKind<'static> = RecKind::Event { start: 0, len: 0 };
+
 #[derive(Clone, Copy, Debug)]
 enum RecKind<'t> {
     /// Rendered text: a range of the batch's text.
@@ -137,10 +141,12 @@ enum RecKind<'t> {
         len: u32,
     },
     /// Text the sink may read ([`TextUse::Sometimes`]): the payload, a range of the batch's
-    /// raw bytes, rendered by the consumer if the sink asks for it.
+    /// raw bytes, rendered by the consumer if the sink asks for it. For a `kvm_exit` decoded
+    /// from its fields ([`TextUse::Parsed`]), its values: an index into the batch's exits.
     Deferred {
         start: u32,
         len: u32,
+        exit: Option<u32>,
     },
     Entry {
         func: FuncRef<'t>,
@@ -170,18 +176,31 @@ struct Batch<'t> {
     text: String,
     /// Payloads of deferred events.
     raw: Vec<u8>,
+    /// Decoded `kvm_exit`s (their reasons are in `text`).
+    exits: Vec<ExitValues>,
+    /// The reasons in `text`, for the next `kvm_exit`s with the same ones.
+    reasons: ReasonCache,
     end: End,
 }
 
 impl Batch<'_> {
     fn new() -> Self {
-        Batch { evs: Vec::new(), text: String::new(), raw: Vec::new(), end: End::Eos }
+        Batch {
+            evs: Vec::new(),
+            text: String::new(),
+            raw: Vec::new(),
+            exits: Vec::new(),
+            reasons: ReasonCache::default(),
+            end: End::Eos,
+        }
     }
 
     fn clear(&mut self) {
         self.evs.clear();
         self.text.clear();
         self.raw.clear();
+        self.exits.clear();
+        self.reasons.clear();
     }
 }
 
@@ -195,8 +214,35 @@ struct Scratch {
 /// The per-stream plan.
 struct Plan {
     units: Vec<Vec<Unit>>,
-    /// Per event format: how much of its text the sink reads.
-    text: Vec<TextUse>,
+    /// Per event format: how its records' text is decoded.
+    text: Vec<Decode>,
+}
+
+/// How the text of one event format's records is decoded, from what the sink reads of it.
+#[derive(Clone, Debug)]
+enum Decode {
+    /// Rendered on the decode threads.
+    Render,
+    /// Kept raw for the merging thread to render if the sink asks.
+    Defer,
+    /// Not at all.
+    Skip,
+    /// A `kvm_exit` decoded from its fields, its text deferred.
+    Exit(ExitPlan),
+}
+
+impl Decode {
+    fn of(f: &crate::EventFormat, text_use: TextUse) -> Decode {
+        match text_use {
+            TextUse::Always => Decode::Render,
+            TextUse::Sometimes => Decode::Defer,
+            TextUse::Never => Decode::Skip,
+            TextUse::Parsed => match f.print.as_ref().and_then(|p| p.kvm_exit_plan(&f.fields)) {
+                Some(plan) => Decode::Exit(plan),
+                None => Decode::Render,
+            },
+        }
+    }
 }
 
 impl<'a> TraceDat<'a> {
@@ -209,7 +255,7 @@ impl<'a> TraceDat<'a> {
         }
     }
 
-    fn plan(&self, unit_scale: usize, unit_bytes: Option<usize>, text: Vec<TextUse>) -> Plan {
+    fn plan(&self, unit_scale: usize, unit_bytes: Option<usize>, text: Vec<Decode>) -> Plan {
         let mut units = Vec::with_capacity(self.streams.len());
         for (si, s) in self.streams.iter().enumerate() {
             let total = self.total_len(si);
@@ -246,7 +292,7 @@ impl<'a> TraceDat<'a> {
         &'t self,
         si: usize,
         u: Unit,
-        text: &[TextUse],
+        text: &[Decode],
         sc: &mut Scratch,
         b: &mut Batch<'t>,
     ) {
@@ -323,7 +369,7 @@ impl<'a> TraceDat<'a> {
         si: usize,
         u: Unit,
         w: &Win<'_>,
-        text: &[TextUse],
+        text: &[Decode],
         b: &mut Batch<'t>,
     ) -> bool {
         b.clear();
@@ -370,12 +416,7 @@ impl<'a> TraceDat<'a> {
     /// Everything the sink will need of one record, decoded now (event text as `text` says:
     /// rendered into `b.text`, deferred with its payload in `b.raw`, or not at all).
     #[inline]
-    fn decode_record<'t>(
-        &'t self,
-        payload: &[u8],
-        text: &[TextUse],
-        b: &mut Batch<'t>,
-    ) -> What<'t> {
+    fn decode_record<'t>(&'t self, payload: &[u8], text: &[Decode], b: &mut Batch<'t>) -> What<'t> {
         let (id, kind) = self.kind(payload);
         let fmt = match kind {
             Kind::Unknown => return What::Unknown(id),
@@ -392,21 +433,35 @@ impl<'a> TraceDat<'a> {
             Some(Graph::Exit { func: f, depth, duration }) => {
                 RecKind::Exit { func: func(f), depth, duration }
             }
-            None => match text.get(fmt as usize).copied().unwrap_or(TextUse::Always) {
-                TextUse::Always => {
-                    let start = b.text.len();
-                    if let Some(f) = self.header.formats.get(fmt as usize) {
-                        self.header.render_event(f, payload, &mut b.text);
+            None => {
+                let f = self.header.formats.get(fmt as usize);
+                let exit = match (text.get(fmt as usize), f) {
+                    (Some(Decode::Skip), _) => return What::Rec { fmt, pid, comm, kind: NO_TEXT },
+                    (Some(Decode::Defer), _) => Some(None),
+                    (Some(Decode::Exit(plan)), Some(f)) => {
+                        let h = &self.header;
+                        h.decode_kvm_exit(f, plan, payload, &mut b.text, &mut b.reasons).map(|v| {
+                            b.exits.push(v);
+                            Some(b.exits.len() as u32 - 1)
+                        })
                     }
-                    RecKind::Event { start: start as u32, len: (b.text.len() - start) as u32 }
+                    _ => None,
+                };
+                match exit {
+                    Some(exit) => {
+                        let start = b.raw.len();
+                        b.raw.extend_from_slice(payload);
+                        RecKind::Deferred { start: start as u32, len: payload.len() as u32, exit }
+                    }
+                    None => {
+                        let start = b.text.len();
+                        if let Some(f) = f {
+                            self.header.render_event(f, payload, &mut b.text);
+                        }
+                        RecKind::Event { start: start as u32, len: (b.text.len() - start) as u32 }
+                    }
                 }
-                TextUse::Sometimes => {
-                    let start = b.raw.len();
-                    b.raw.extend_from_slice(payload);
-                    RecKind::Deferred { start: start as u32, len: payload.len() as u32 }
-                }
-                TextUse::Never => RecKind::Event { start: 0, len: 0 },
-            },
+            }
         };
         What::Rec { fmt, pid, comm, kind }
     }
@@ -473,7 +528,8 @@ impl<'a> TraceDat<'a> {
         let nstreams = self.streams.len().max(1);
         // Smaller units when there are many CPUs: memory stays a few MB per job.
         let scale = (nstreams / 16).clamp(1, 8);
-        let text = self.header.formats.iter().map(|f| sink.text_use(&f.name)).collect();
+        let text =
+            self.header.formats.iter().map(|f| Decode::of(f, sink.text_use(&f.name))).collect();
         let plan = self.plan(scale, opts.unit_bytes, text);
         let total_units: usize = plan.units.iter().map(Vec::len).sum();
         let jobs = jobs.clamp(1, total_units.max(1));
@@ -1036,6 +1092,7 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
                 let tgid = if tgids.is_empty() { None } else { tgids.get(&pid).copied() };
                 let task = Some(Task { comm, pid, tgid });
                 let fname = &mut self.fname;
+                let kvm: Option<KvmExit<'_>>;
                 let name = || trace.header.formats.get(idx).map_or("", |f| f.name.as_str());
                 let kind = match kind {
                     RecKind::Entry { func: f, depth } => {
@@ -1046,15 +1103,28 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
                     }
                     RecKind::Event { start, len } => {
                         let t = batch.text.get(start as usize..(start + len) as usize);
-                        RecordKind::Event { name: name(), text: t.unwrap_or("") }
+                        RecordKind::Event { name: name(), text: t.unwrap_or(""), exit: None }
                     }
-                    RecKind::Deferred { start, len } => {
+                    RecKind::Deferred { start, len, exit } => {
+                        kvm = exit.and_then(|i| batch.exits.get(i as usize)).map(|v| {
+                            let (a, n) = (v.reason.0 as usize, v.reason.1 as usize);
+                            KvmExit {
+                                vcpu: v.vcpu,
+                                reason: batch.text.get(a..a + n).unwrap_or_default(),
+                                rip: v.rip,
+                                info1: v.info1,
+                                info2: v.info2,
+                                intr_info: v.intr_info,
+                                error_code: v.error_code,
+                            }
+                        });
+                        let exit = kvm.as_ref();
                         let r = Record {
                             line: 0,
                             cpu: Some(cpu),
                             task,
                             timestamp: Some(ts),
-                            kind: RecordKind::Event { name: name(), text: "" },
+                            kind: RecordKind::Event { name: name(), text: "", exit },
                         };
                         let deferred = &mut self.deferred;
                         deferred.clear();
@@ -1064,7 +1134,7 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
                             let payload = batch.raw.get(start as usize..(start + len) as usize);
                             trace.header.render_event(f, payload.unwrap_or_default(), deferred);
                         }
-                        RecordKind::Event { name: name(), text: deferred }
+                        RecordKind::Event { name: name(), text: deferred, exit }
                     }
                 };
                 let r = Record { line: 0, cpu: Some(cpu), task, timestamp: Some(ts), kind };
@@ -1168,6 +1238,55 @@ mod tests {
                 }
                 let asked = if text_use == TextUse::Sometimes { events } else { 0 };
                 assert_eq!(p.asked.get(), asked, "{text_use:?} jobs {jobs}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_sink_that_parses_kvm_exit_gets_it_decoded_and_its_text_only_when_asked() {
+        use exitscope_model::exit::parse_kvm_exit;
+        /// Owned `KvmExit` fields.
+        type Exit = (Option<u32>, String, Option<u64>, Option<u64>, Option<u64>);
+        struct Parses {
+            exits: Vec<(Option<Exit>, String)>,
+            ask: bool,
+        }
+        impl RecordSink for Parses {
+            fn record(&mut self, r: &Record<'_>) -> Flow {
+                if let RecordKind::Event { name: "kvm_exit", text, exit } = r.kind {
+                    let e = exit.map(|k| (k.vcpu, k.reason.to_string(), k.rip, k.info1, k.info2));
+                    self.exits.push((e, text.to_string()));
+                }
+                Flow::Continue
+            }
+            fn text_use(&self, e: &str) -> TextUse {
+                if e == "kvm_exit" { TextUse::Parsed } else { TextUse::Always }
+            }
+            fn wants_text(&self, _: &Record<'_>) -> bool {
+                self.ask
+            }
+        }
+        let bytes = crate::write::fixture::demo_funcgraph(7, Compression::Zstd, 200).to_bytes();
+        let mut texts = Parses { exits: Vec::new(), ask: false };
+        // The reference: a sink that reads the text (the reader then renders it).
+        struct Texts<'a>(&'a mut Parses);
+        impl RecordSink for Texts<'_> {
+            fn record(&mut self, r: &Record<'_>) -> Flow {
+                self.0.record(r)
+            }
+        }
+        crate::read(&bytes, "t", &mut Texts(&mut texts)).unwrap();
+        assert!(texts.exits.len() > 100 && texts.exits.iter().all(|(e, _)| e.is_none()));
+        for (jobs, ask) in [(1, false), (2, false), (1, true), (3, true)] {
+            let mut p = Parses { exits: Vec::new(), ask };
+            let o = ReadOptions { jobs, ..ReadOptions::default() };
+            crate::read_with(&bytes, "t", &mut p, &o).unwrap();
+            assert_eq!(p.exits.len(), texts.exits.len());
+            for ((got, text), (_, want)) in p.exits.iter().zip(&texts.exits) {
+                let k = parse_kvm_exit(want).unwrap();
+                let want_exit = (k.vcpu, k.reason.to_string(), k.rip, k.info1, k.info2);
+                assert_eq!(got.as_ref(), Some(&want_exit), "{want}");
+                assert_eq!(text, if ask { want.as_str() } else { "" });
             }
         }
     }

@@ -6,6 +6,9 @@ use std::fmt::Write as _;
 use crate::bytes::Endian;
 use crate::format::{Field, FieldKind};
 
+mod kvm_exit;
+pub(crate) use kvm_exit::{ExitPlan, ExitValues, ReasonCache};
+
 /// Context for evaluating a print format against one record.
 pub(crate) struct Ctx<'r> {
     pub payload: &'r [u8],

@@ -11,7 +11,7 @@ struct Tasks(Vec<(String, u32, Option<u32>, String)>);
 
 impl RecordSink for Tasks {
     fn record(&mut self, r: &Record<'_>) -> Flow {
-        if let (RecordKind::Event { name, text }, Some(t)) = (r.kind, r.task) {
+        if let (RecordKind::Event { name, text, .. }, Some(t)) = (r.kind, r.task) {
             self.0.push((name.to_string(), t.pid, t.tgid, text.to_string()));
         }
         Flow::Continue

@@ -14,7 +14,7 @@
 
 use rustc_hash::FxHashMap;
 
-use exitscope_model::exit::{ExitKind, MmioStep, parse_kvm_exit, tracepoint_exit};
+use exitscope_model::exit::{ExitKind, KvmExit, MmioStep, parse_kvm_exit, tracepoint_exit};
 use exitscope_model::{Nanos, Record, RecordKind, TextUse};
 
 use super::{ExitFields, ExitRecord, ExitSource, ReasonId, Reasons};
@@ -178,7 +178,9 @@ impl EventExits {
     /// names only, for most).
     pub(crate) fn text_use(event: &str) -> TextUse {
         match event {
-            "kvm_exit" | "sched_switch" => TextUse::Always,
+            // Only what parse_kvm_exit reads, which a binary reader may hand decoded.
+            "kvm_exit" => TextUse::Parsed,
+            "sched_switch" => TextUse::Always,
             // Only for the vCPU number, when its kvm_exit did not print one (5.x kernels).
             "kvm_entry" => TextUse::Sometimes,
             e if exitscope_model::exit::TRACEPOINT_EXIT_EVENTS.contains(&e) => TextUse::Always,
@@ -201,7 +203,9 @@ impl EventExits {
         out: &mut EventOutput,
     ) {
         match rec.kind {
-            RecordKind::Event { name, text } => self.event(rec, name, text, in_graph, reasons, out),
+            RecordKind::Event { name, text, exit } => {
+                self.event(rec, (name, text, exit), in_graph, reasons, out)
+            }
             RecordKind::Lost { .. } => self.lost(rec.cpu, out),
             _ => {}
         }
@@ -216,8 +220,7 @@ impl EventExits {
     fn event(
         &mut self,
         rec: &Record<'_>,
-        name: &str,
-        text: &str,
+        (name, text, exit): (&str, &str, Option<&KvmExit<'_>>),
         in_graph: bool,
         reasons: &mut Reasons,
         out: &mut EventOutput,
@@ -227,7 +230,7 @@ impl EventExits {
         match name {
             "kvm_exit" => {
                 self.seen_kvm_exit = true;
-                let parsed = parse_kvm_exit(text);
+                let parsed = exit.copied().or_else(|| parse_kvm_exit(text));
                 let reason = match parsed {
                     Some(k) => reasons.vendor(k.reason),
                     None => reasons.kind(ExitKind::Unknown),
@@ -447,7 +450,7 @@ mod tests {
             cpu: Some(0),
             task: Some(Task::new("qemu", 7)),
             timestamp: Some(ts),
-            kind: RecordKind::Event { name, text },
+            kind: RecordKind::Event { name, text, exit: None },
         }
     }
 

@@ -84,7 +84,7 @@ pub struct Collect {
 impl RecordSink for Collect {
     fn record(&mut self, rec: &Record<'_>) -> Flow {
         match rec.kind {
-            RecordKind::Event { name, text } => {
+            RecordKind::Event { name, text, .. } => {
                 self.events.push((name.to_string(), text.to_string()));
                 self.tasks.push(rec.task.map(|t| (t.comm.to_string(), t.pid)));
                 self.timestamps.push(rec.timestamp);

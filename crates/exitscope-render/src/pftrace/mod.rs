@@ -650,7 +650,7 @@ impl<W: Write> PftraceTimeline<W> {
             st.comms.insert((input, t.pid), t.comm.to_owned());
         }
         match rec.kind {
-            RecordKind::Event { name, text } => {
+            RecordKind::Event { name, text, .. } => {
                 if let Some(t) = task
                     && let Some(v) = exitscope_model::exit::event_vcpu(name, text)
                 {

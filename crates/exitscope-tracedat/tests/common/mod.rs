@@ -29,7 +29,7 @@ impl RecordSink for Collect {
         let cpu = r.cpu.unwrap_or(0);
         let (comm, pid) = r.task.map_or((String::new(), 0), |t| (t.comm.to_string(), t.pid));
         self.0.push(match r.kind {
-            RecordKind::Event { name, text } => {
+            RecordKind::Event { name, text, .. } => {
                 Rec::Event { ts, cpu, comm, pid, name: name.into(), text: text.into() }
             }
             RecordKind::Entry { func, depth } => {
