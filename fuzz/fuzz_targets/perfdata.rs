@@ -15,7 +15,7 @@ impl RecordSink for Count {
     fn record(&mut self, rec: &Record<'_>) -> Flow {
         self.0 += 1;
         // Touch the rendered text so rendering bugs surface.
-        if let RecordKind::Event { name, text } = rec.kind {
+        if let RecordKind::Event { name, text, .. } = rec.kind {
             self.1 += (name.len() + text.len()) as u64;
         }
         Flow::Continue
