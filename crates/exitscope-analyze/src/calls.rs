@@ -321,6 +321,9 @@ pub(crate) struct CallTreeBuilder {
     stacks: Vec<TaskStack>,
     index: FxHashMap<StackKey, usize>,
     last: Option<(StackKey, usize)>,
+    /// Some call was opened in this input: until then no event can be inside one (in an
+    /// event trace, events need not look for their task's stack).
+    opened: bool,
     /// What was left out.
     pub leftovers: Leftovers,
     input: usize,
@@ -359,6 +362,7 @@ impl CallTreeBuilder {
             stacks: Vec::new(),
             index: FxHashMap::default(),
             last: None,
+            opened: false,
             leftovers: Leftovers::default(),
             input: 0,
             input_name: String::new(),
@@ -450,10 +454,12 @@ impl CallTreeBuilder {
         self.cur_line = rec.line;
         match rec.kind {
             RecordKind::Entry { func, depth } => {
+                self.opened = true;
                 let s = self.stack_index(Self::key(rec));
                 self.open(s, rec, func, depth, None, true, sink);
             }
             RecordKind::Leaf { func, duration, depth } => {
+                self.opened = true;
                 let s = self.stack_index(Self::key(rec));
                 self.open(s, rec, func, depth, duration, false, sink);
             }
@@ -461,6 +467,7 @@ impl CallTreeBuilder {
                 let s = self.stack_index(Self::key(rec));
                 self.close(s, rec, func, duration, depth, sink);
             }
+            RecordKind::Event { .. } if !self.opened => {}
             RecordKind::Event { name, text, .. } => {
                 let s = self.stack_index(Self::key(rec));
                 let st = &mut self.stacks[s];
@@ -1002,6 +1009,9 @@ impl CallTreeBuilder {
     /// Whether `rec` (an event) falls inside an open call of its task: it is then part of that
     /// call's root (as a [`RootEvent`]).
     pub fn in_open_call(&self, rec: &Record<'_>) -> bool {
+        if !self.opened {
+            return false;
+        }
         let key = Self::key(rec);
         // The analysis asks right after recording `rec`, whose stack is the last one used.
         let i = match self.last {
@@ -1021,6 +1031,7 @@ impl CallTreeBuilder {
         self.stacks.clear();
         self.index.clear();
         self.last = None;
+        self.opened = false;
         // One warning per kind of placement and input.
         let counts = self.placement_counts();
         let placed = counts.iter().zip(self.placed_at_input_start).zip(self.placed_first_line);
@@ -1185,6 +1196,7 @@ impl CallTreeBuilder {
             if let Some(c) = st.contradiction.as_mut() {
                 c.0 += base;
             }
+            self.opened |= !st.open.is_empty();
             let gi = self.stack_index(key);
             self.stacks[gi] = st;
         }
