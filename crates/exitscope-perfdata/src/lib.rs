@@ -89,7 +89,7 @@ mod records;
 use std::collections::HashMap;
 
 use exitscope_model::{Diagnostic, Flow, Record, RecordKind, RecordSink, Severity, Task, TextUse};
-use exitscope_tracedat::EventFormat;
+use exitscope_tracedat::{EventFormat, KvmExitDecoder};
 
 pub use header::Attr;
 
@@ -388,8 +388,10 @@ impl<'a> PerfData<'a> {
         let mut warned_attrs: Vec<usize> = Vec::new();
         let mut max_cpu: Option<u32> = None;
         let mut text = String::with_capacity(256);
-        // Per format: how much of its text the sink reads (asked at its first sample).
-        let mut text_use: Vec<Option<TextUse>> = vec![None; nformats];
+        // Per format: how much of its text the sink reads (asked at its first sample), and
+        // for a sink that only parses kvm_exit, its decoder.
+        let mut text_use: Vec<Option<(TextUse, Option<KvmExitDecoder>)>> =
+            (0..nformats).map(|_| None).collect();
         let diag = |offset: u64, severity, message: String| Diagnostic {
             file: input_name.to_string(),
             line: 0,
@@ -524,18 +526,34 @@ impl<'a> PerfData<'a> {
                         timestamp: s.time,
                         kind: RecordKind::Event { name: &f.name, text: "", exit: None },
                     };
-                    // Rendering is most of the work per sample: only for sinks that read it.
+                    // Rendering is most of the work per sample: only for sinks that read it,
+                    // and a kvm_exit decoded from its fields for sinks that only parse it.
                     let slot = text_use.get_mut(fi);
-                    let use_ = slot.map(|u| *u.get_or_insert_with(|| sink.text_use(&f.name)));
-                    let render = match use_.unwrap_or(TextUse::Always) {
-                        // (No decoded kvm_exit here: the text is its only form.)
-                        TextUse::Always | TextUse::Parsed => true,
+                    let (use_, decoder) = match slot {
+                        Some(u) => {
+                            let (use_, d) = u.get_or_insert_with(|| {
+                                let use_ = sink.text_use(&f.name);
+                                let d = (use_ == TextUse::Parsed)
+                                    .then(|| KvmExitDecoder::new(f))
+                                    .flatten();
+                                (use_, d)
+                            });
+                            (*use_, d.as_mut())
+                        }
+                        None => (TextUse::Always, None),
+                    };
+                    let exit = decoder.and_then(|d| d.decode(t, f, raw));
+                    r.kind = RecordKind::Event { name: &f.name, text: "", exit: exit.as_ref() };
+                    let render = match use_ {
+                        TextUse::Always => true,
+                        TextUse::Parsed => exit.is_none() || sink.wants_text(&r),
                         TextUse::Sometimes => sink.wants_text(&r),
                         TextUse::Never => false,
                     };
                     if render {
                         t.render_event(f, raw, &mut text);
-                        r.kind = RecordKind::Event { name: &f.name, text: &text, exit: None };
+                        r.kind =
+                            RecordKind::Event { name: &f.name, text: &text, exit: exit.as_ref() };
                     }
                     (s.time, sink.record(&r))
                 }

@@ -102,3 +102,46 @@ fn text_is_rendered_only_where_the_sink_reads_it() {
     }
     assert!(pio > 1 && p.asked.get() == pio, "{pio} {}", p.asked.get());
 }
+
+/// `perf kvm stat record`'s kvm_exit samples decoded from their fields for a sink that only
+/// parses them: what the rendered text parses to, and no text unless the sink asks.
+#[test]
+fn kvm_exit_is_decoded_for_a_sink_that_only_parses_it() {
+    use exitscope_model::exit::parse_kvm_exit;
+    use exitscope_model::{Flow, Record, RecordKind, RecordSink, TextUse};
+    struct Parses {
+        exits: Vec<(Option<String>, String)>,
+        ask: bool,
+    }
+    impl RecordSink for Parses {
+        fn record(&mut self, r: &Record<'_>) -> Flow {
+            if let RecordKind::Event { name: "kvm_exit", text, exit } = r.kind {
+                self.exits.push((exit.map(|k| format!("{k:?}")), text.to_string()));
+            }
+            Flow::Continue
+        }
+        fn text_use(&self, e: &str) -> TextUse {
+            if e == "kvm_exit" { TextUse::Parsed } else { TextUse::Always }
+        }
+        fn wants_text(&self, _: &Record<'_>) -> bool {
+            self.ask
+        }
+    }
+    let bytes = std::fs::read(common::data_dir().join("perfdata/kvm-stat-vmx.data")).unwrap();
+    let mut all = common::Collect::default();
+    exitscope_perfdata::read(&bytes, "vmx", &mut all).unwrap();
+    let texts: Vec<&String> =
+        all.events.iter().filter(|(n, _)| n == "kvm_exit").map(|(_, t)| t).collect();
+    assert!(texts.len() > 10, "{}", texts.len());
+    for ask in [false, true] {
+        let mut p = Parses { exits: Vec::new(), ask };
+        exitscope_perfdata::read(&bytes, "vmx", &mut p).unwrap();
+        assert_eq!(p.exits.len(), texts.len());
+        for ((exit, text), want) in p.exits.iter().zip(&texts) {
+            let parsed = parse_kvm_exit(want).map(|k| format!("{k:?}"));
+            assert!(parsed.is_some(), "{want}");
+            assert_eq!(exit, &parsed, "{want}");
+            assert_eq!(text, if ask { want.as_str() } else { "" });
+        }
+    }
+}

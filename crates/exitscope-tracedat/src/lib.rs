@@ -154,6 +154,44 @@ pub enum Error {
     },
 }
 
+/// Decodes the `kvm_exit` records of one event format from their fields, as [`read`] does
+/// for a sink that reads only what `parse_kvm_exit` gives of them
+/// ([`TextUse::Parsed`](exitscope_model::TextUse::Parsed)): only the reason is rendered, once
+/// per distinct reason. For other readers of the same formats (perf.data).
+#[derive(Debug)]
+pub struct KvmExitDecoder {
+    plan: print::ExitPlan,
+    reasons: String,
+    cache: print::ReasonCache,
+}
+
+impl KvmExitDecoder {
+    /// A decoder for `f`'s records, when its print format has a layout the decoder knows (the
+    /// kernels' kvm_exit layouts); `None` otherwise: render and parse its text then.
+    pub fn new(f: &EventFormat) -> Option<KvmExitDecoder> {
+        let plan = f.print.as_ref()?.kvm_exit_plan(&f.fields)?;
+        Some(KvmExitDecoder { plan, reasons: String::new(), cache: print::ReasonCache::default() })
+    }
+
+    /// One record of `f` (the format this decoder was made for; `h` holds the file's
+    /// endianness, long size and symbols): what `parse_kvm_exit` reads from its rendered
+    /// text, or `None` where that text must be rendered and parsed instead.
+    pub fn decode(
+        &mut self,
+        h: &Header<'_>,
+        f: &EventFormat,
+        payload: &[u8],
+    ) -> Option<exitscope_model::exit::KvmExit<'_>> {
+        // The reasons are kept for the next records; a few distinct ones normally.
+        if self.reasons.len() > 1 << 16 {
+            self.reasons.clear();
+            self.cache.clear();
+        }
+        let v = h.decode_kvm_exit(f, &self.plan, payload, &mut self.reasons, &mut self.cache)?;
+        Some(v.exit(&self.reasons))
+    }
+}
+
 /// Whether `bytes` starts with the trace.dat magic (`\x17\x08\x44tracing`).
 pub fn is_trace_dat(bytes: &[u8]) -> bool {
     bytes.starts_with(file::MAGIC)

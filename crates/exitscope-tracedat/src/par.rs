@@ -1106,18 +1106,9 @@ impl<'t, 'a, 'n> Consumer<'t, 'a, 'n> {
                         RecordKind::Event { name: name(), text: t.unwrap_or(""), exit: None }
                     }
                     RecKind::Deferred { start, len, exit } => {
-                        kvm = exit.and_then(|i| batch.exits.get(i as usize)).map(|v| {
-                            let (a, n) = (v.reason.0 as usize, v.reason.1 as usize);
-                            KvmExit {
-                                vcpu: v.vcpu,
-                                reason: batch.text.get(a..a + n).unwrap_or_default(),
-                                rip: v.rip,
-                                info1: v.info1,
-                                info2: v.info2,
-                                intr_info: v.intr_info,
-                                error_code: v.error_code,
-                            }
-                        });
+                        kvm = exit
+                            .and_then(|i| batch.exits.get(i as usize))
+                            .map(|v| v.exit(&batch.text));
                         let exit = kvm.as_ref();
                         let r = Record {
                             line: 0,

@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 
-use exitscope_model::exit::kvm_exit_reason;
+use exitscope_model::exit::{KvmExit, kvm_exit_reason};
 
 use rustc_hash::FxHashMap;
 
@@ -90,12 +90,31 @@ pub(crate) struct ExitValues {
     pub error_code: Option<u64>,
 }
 
+impl ExitValues {
+    /// The exit, its reason in `text` (the text it was rendered into).
+    pub(crate) fn exit(self, text: &str) -> KvmExit<'_> {
+        let (a, n) = (self.reason.0 as usize, self.reason.1 as usize);
+        KvmExit {
+            vcpu: self.vcpu,
+            reason: text.get(a..a + n).unwrap_or_default(),
+            rip: self.rip,
+            info1: self.info1,
+            info2: self.info2,
+            intr_info: self.intr_info,
+            error_code: self.error_code,
+        }
+    }
+}
+
 /// What the literal before a conversion announces.
 enum Word {
     Slot(Slot),
     Reason,
     /// `info`: the next two values (`info %llx %llx`).
     Info,
+    /// A word the parse does not know (`requests` of 6.x kernels): it skips the word and a
+    /// number after it.
+    Other,
 }
 
 /// `lit` (the first piece when `first`) as ` word ` or ` word 0x`.
@@ -114,13 +133,23 @@ fn word_of(lit: &str, first: bool) -> Option<Word> {
         ("intr_info", _) => Word::Slot(Slot::IntrInfo),
         ("error_code", _) => Word::Slot(Slot::ErrorCode),
         ("info", _) => Word::Info,
+        (w, _) if !w.is_empty() && w.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') => {
+            // (Every keyword the parse knows is listed above.)
+            Word::Other
+        }
         _ => return None,
     })
 }
 
-/// A conversion that prints its value as the parse reads it back.
+/// A conversion that prints its value as the parse reads it back: no `0x` of its own, no
+/// precision (`%.0x` prints nothing for 0), and no spaces before the digits (they would part
+/// them from the `0x` before the conversion).
 fn readable(spec: &Spec, slot: Slot) -> bool {
-    let plain = !spec.alt && !spec.plus && !spec.space;
+    let plain = !spec.alt
+        && !spec.plus
+        && !spec.space
+        && spec.precision.is_none()
+        && (spec.width == 0 || spec.zero || spec.left);
     match slot {
         Slot::Vcpu => plain && matches!(spec.conv, b'u' | b'd' | b'i'),
         _ => plain && spec.conv == b'x',
@@ -140,7 +169,7 @@ impl PrintFmt {
         while i < self.pieces.len() {
             let Some(Piece::Lit(lit)) = self.pieces.get(i) else { return None };
             let word = word_of(lit, i == 0)?;
-            if after_reason && matches!(word, Word::Reason | Word::Slot(Slot::Vcpu)) {
+            if after_reason && matches!(word, Word::Reason | Word::Slot(Slot::Vcpu) | Word::Other) {
                 return None;
             }
             i += 1;
@@ -158,6 +187,13 @@ impl PrintFmt {
             };
             match word {
                 Word::Slot(s) => take(s, &mut i)?,
+                Word::Other => match self.pieces.get(i) {
+                    // Digits only: no word the parse acts on.
+                    Some(Piece::Conv(spec, _)) if b"xXudi".contains(&spec.conv) && !spec.alt => {
+                        i += 1
+                    }
+                    _ => return None,
+                },
                 Word::Info => {
                     take(Slot::Info1, &mut i)?;
                     // `info %llx %llx`: a single space, then the second value.
@@ -282,7 +318,7 @@ impl ExitPlan {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
-    use exitscope_model::exit::{KvmExit, parse_kvm_exit};
+    use exitscope_model::exit::parse_kvm_exit;
 
     use super::*;
     use crate::bytes::Endian;
@@ -300,17 +336,30 @@ mod tests {
         let refused = [
             "print fmt: \"reason %s rip %#lx\", __print_symbolic(REC->exit_reason, { 10, \"CPUID\" }), REC->guest_rip\n",
             "print fmt: \"reason %s vcpu %u\", __print_symbolic(REC->exit_reason, { 10, \"CPUID\" }), REC->vcpu_id\n",
+            "print fmt: \"reason %s requests %u\", __print_symbolic(REC->exit_reason, { 10, \"CPUID\" }), REC->vcpu_id\n",
+            "print fmt: \"reason %s rip 0x%lx requests %s\", __print_symbolic(REC->exit_reason, { 10, \"CPUID\" }), REC->guest_rip, __print_symbolic(REC->exit_reason, { 10, \"rip\" })\n",
             "print fmt: \"exit %s rip 0x%lx\", __print_symbolic(REC->exit_reason, { 10, \"CPUID\" }), REC->guest_rip\n",
             "print fmt: \"reason %d rip 0x%lx\", REC->exit_reason, REC->guest_rip\n",
+            // Found by the fuzzer: space padding parts the digits from the `0x`.
+            "print fmt: \"reason %s rip 0x%16lx\", __print_symbolic(REC->exit_reason, { 10, \"CPUID\" }), REC->guest_rip\n",
+            "print fmt: \"reason %s rip 0x%.0lx\", __print_symbolic(REC->exit_reason, { 10, \"CPUID\" }), REC->guest_rip\n",
         ];
+        // 6.x kernels add `requests` after `error_code`.
+        let requests = "print fmt: \"vcpu %u reason %s rip 0x%lx info1 0x%016llx info2 0x%016llx intr_info 0x%08x error_code 0x%08x requests 0x%016llx\", REC->vcpu_id, __print_symbolic(REC->exit_reason, { 10, \"CPUID\" }, { 48, \"EPT_VIOLATION\" }), REC->guest_rip, REC->info1, REC->info2, REC->intr_info, REC->error_code, REC->info1\n";
+        let padded = "print fmt: \"vcpu %-6u reason %-20s rip 0x%-20lx info1 0x%04llx info2 0x%llx\", REC->vcpu_id, __print_symbolic(REC->exit_reason, { 10, \"CPUID\" }, { 7, \"PF excp\" }), REC->guest_rip, REC->info1, REC->info2\n";
         let modern = KVM_EXIT_FORMAT.split_once("print fmt:").unwrap().1;
         let mut v = vec![
             (format!("{HEAD}print fmt:{modern}"), true),
             (format!("{HEAD}{old}"), true),
             (format!("{HEAD}{no_vcpu}"), true),
             (format!("{HEAD}{signed_vcpu}"), true),
+            (format!("{HEAD}{padded}"), true),
+            (format!("{HEAD}{requests}"), true),
         ];
         v.extend(refused.iter().map(|r| (format!("{HEAD}{r}"), false)));
+        // The format of a 6.18 kernel, as its tracefs prints it.
+        let real = include_str!("../../../../tests/data/tracedat/formats/kvm_exit.format");
+        v.push((real.to_string(), true));
         v
     }
 
@@ -335,7 +384,7 @@ mod tests {
             assert_eq!(plan.is_some(), planned, "{text}");
             let Some(plan) = plan else { continue };
             for k in 0..3000 {
-                let mut payload = vec![0u8; 64];
+                let mut payload = vec![0u8; 96];
                 for b in payload.iter_mut() {
                     *b = rand() as u8;
                 }
@@ -365,32 +414,10 @@ mod tests {
                 if shared.len() == len && with_cache.is_some() {
                     cached += 1;
                 }
-                let view = |v: ExitValues, t: &str| {
-                    let (a, n) = (v.reason.0 as usize, v.reason.1 as usize);
-                    (
-                        v.vcpu,
-                        t[a..a + n].to_string(),
-                        v.rip,
-                        v.info1,
-                        v.info2,
-                        v.intr_info,
-                        v.error_code,
-                    )
-                };
-                assert_eq!(alone.map(|v| view(v, &reason)), with_cache.map(|v| view(v, &shared)));
+                assert_eq!(alone.map(|v| v.exit(&reason)), with_cache.map(|v| v.exit(&shared)));
                 match alone {
                     Some(v) => {
-                        let (a, n) = (v.reason.0 as usize, v.reason.1 as usize);
-                        let got = KvmExit {
-                            vcpu: v.vcpu,
-                            reason: &reason[a..a + n],
-                            rip: v.rip,
-                            info1: v.info1,
-                            info2: v.info2,
-                            intr_info: v.intr_info,
-                            error_code: v.error_code,
-                        };
-                        assert_eq!(Some(got), want, "{whole:?}");
+                        assert_eq!(Some(v.exit(&reason)), want, "{whole:?}");
                         decoded += 1;
                     }
                     None => assert_eq!(reason, "..", "text left as it was"),
