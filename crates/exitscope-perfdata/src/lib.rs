@@ -568,7 +568,8 @@ impl<'a> PerfData<'a> {
                 break;
             }
         }
-        sum.cpus = self.nr_cpus.or(max_cpu.map(|c| c + 1)).unwrap_or(0);
+        // (A corrupt sample can name CPU u32::MAX.)
+        sum.cpus = self.nr_cpus.or(max_cpu.map(|c| c.saturating_add(1))).unwrap_or(0);
         if let Some(t) = &self.tracing {
             let mut ec: Vec<(String, u64)> = t
                 .formats

@@ -660,7 +660,7 @@ impl<'a> Header<'a> {
             self.cpu_count = self
                 .buffers
                 .iter()
-                .flat_map(|b| b.cpus.iter().map(|c| c.cpu + 1))
+                .flat_map(|b| b.cpus.iter().map(|c| c.cpu.saturating_add(1)))
                 .max()
                 .unwrap_or(0);
         }
